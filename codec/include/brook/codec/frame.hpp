@@ -1,0 +1,127 @@
+#pragma once
+// Brook's wire format: every frame starts with an 8-byte header (size, kind, flags).
+//
+//   control (kind 1): header + a verified FlatBuffers `Message` (schema/brook.fbs)
+//   update  (kind 2): header + session_seq u64, topic_seq u64, alias u32, encoding u8, 3 pad
+//                     + value bytes. The 32-byte head is per session; the value is one shared
+//                     buffer, so an update is sent as two iovecs without copying the value.
+//   publish (kind 3): header + request_id u32, path_len u16, type u8, pad u8 + path + value
+//
+// All integers are little-endian. Decoding checks every length against the frame size.
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace brook::codec {
+
+static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
+
+inline constexpr std::uint16_t wire_version = 1;
+inline constexpr std::size_t frame_header_bytes = 8;
+inline constexpr std::size_t update_head_bytes = 32;
+inline constexpr std::size_t publish_head_bytes = 16;
+inline constexpr std::uint32_t default_max_frame_bytes = 8u << 20;
+inline constexpr std::size_t max_path_bytes = 1024;
+
+enum class FrameKind : std::uint16_t { control = 1, update = 2, publish = 3 };
+
+enum class TopicType : std::uint8_t { json = 0, string = 1, binary = 2, int64 = 3, float64 = 4 };
+inline constexpr std::uint8_t topic_type_count = 5;
+// In a publish frame: "whatever type the topic has" (string when the publish creates it).
+inline constexpr std::uint8_t topic_type_unspecified = 0xff;
+
+std::string_view to_string(TopicType type);
+// Accepts json, string, binary, int64, double.
+std::optional<TopicType> parse_topic_type(std::string_view text);
+
+// Mirrors brook.wire.ErrorCode; kept here so that nothing outside codec/ sees generated code.
+enum class ErrorCode : std::uint16_t {
+  none = 0,
+  malformed_frame = 1,
+  frame_too_large = 2,
+  unknown_frame = 3,
+  invalid_selector = 4,
+  invalid_path = 5,
+  type_mismatch = 6,
+  invalid_value = 7,
+  not_connected = 8,
+  protocol_version = 9,
+  queue_full = 10,
+  internal = 11,
+};
+std::string_view to_string(ErrorCode code);
+
+struct FrameHeader {
+  std::uint32_t size;  // whole frame, header included
+  FrameKind kind;
+  std::uint16_t flags;
+};
+
+enum class SplitStatus : std::uint8_t { frame, need_more, too_large, malformed };
+
+struct FrameSplit {
+  SplitStatus status;
+  std::uint32_t size;  // bytes of the complete frame when status == frame
+};
+
+// Finds the frame at the front of a byte stream without reading past `bytes`.
+FrameSplit split_frame(std::span<const std::byte> bytes, std::uint32_t max_frame_bytes) noexcept;
+
+template <class T>
+inline T load_le(const std::byte* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class T>
+inline void store_le(std::byte* p, T v) noexcept {
+  std::memcpy(p, &v, sizeof v);
+}
+
+inline void write_frame_header(std::byte* out, std::uint32_t size, FrameKind kind,
+                               std::uint16_t flags = 0) noexcept {
+  store_le(out, size);
+  store_le(out + 4, static_cast<std::uint16_t>(kind));
+  store_le(out + 6, flags);
+}
+
+// The per-session part of an update frame. `value_bytes` is the length of the shared body.
+inline void write_update_head(std::byte* out, std::size_t value_bytes, std::uint64_t session_seq,
+                              std::uint64_t topic_seq, std::uint32_t alias,
+                              std::uint8_t encoding = 0) noexcept {
+  write_frame_header(out, static_cast<std::uint32_t>(update_head_bytes + value_bytes),
+                     FrameKind::update);
+  store_le(out + 8, session_seq);
+  store_le(out + 16, topic_seq);
+  store_le(out + 24, alias);
+  out[28] = std::byte{encoding};
+  out[29] = out[30] = out[31] = std::byte{0};
+}
+
+inline std::size_t publish_frame_bytes(std::size_t path_bytes, std::size_t value_bytes) noexcept {
+  return publish_head_bytes + path_bytes + value_bytes;
+}
+
+// Writes a whole publish frame into `out`, which must hold publish_frame_bytes(...) bytes.
+void write_publish(std::byte* out, std::uint32_t request_id, std::string_view path,
+                   std::optional<TopicType> type, std::span<const std::byte> value) noexcept;
+
+// Fields of a publish frame that a broker has already validated (it keeps such frames as the
+// topic's retained value and shares them with subscribers).
+struct TrustedPublish {
+  std::string_view path;
+  std::optional<TopicType> type;
+  std::uint32_t value_offset;
+  std::uint32_t value_bytes;
+};
+TrustedPublish read_trusted_publish(const std::byte* frame, std::uint32_t frame_bytes) noexcept;
+inline void set_publish_type(std::byte* frame, TopicType type) noexcept {
+  frame[14] = static_cast<std::byte>(type);
+}
+
+}  // namespace brook::codec

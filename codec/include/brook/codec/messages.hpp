@@ -1,0 +1,150 @@
+#pragma once
+// Typed views of decoded frames and the encoder/decoder pair. Views point into the frame
+// bytes (or the decoder's scratch copy) and are valid until the next decode on that decoder.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "brook/codec/frame.hpp"
+
+namespace flatbuffers {
+class FlatBufferBuilder;
+}  // namespace flatbuffers
+
+namespace brook::codec {
+
+struct ConnectMsg {
+  std::uint16_t protocol_version;
+  std::string_view client_name;
+  std::string_view principal;
+  std::span<const std::byte> credentials;
+};
+struct ConnectedMsg {
+  std::string_view session_id;
+  std::uint32_t max_frame_bytes;
+};
+struct SubscribeMsg {
+  std::uint32_t request_id;
+  std::string_view selector;
+};
+struct SubscribedMsg {
+  std::uint32_t request_id;
+  std::string_view selector;
+};
+struct UnsubscribeMsg {
+  std::uint32_t request_id;
+  std::string_view selector;
+};
+struct UnsubscribedMsg {
+  std::uint32_t request_id;
+  std::string_view selector;
+};
+struct CreateTopicMsg {
+  std::uint32_t request_id;
+  std::string_view path;
+  TopicType type;
+};
+struct AckMsg {
+  std::uint32_t request_id;
+};
+struct TopicAddMsg {
+  std::uint32_t alias;
+  std::string_view path;
+  TopicType type;
+};
+struct PingMsg {
+  std::uint64_t id;
+  std::uint64_t sent_ns;
+};
+struct PongMsg {
+  std::uint64_t id;
+  std::uint64_t sent_ns;
+};
+struct CloseMsg {
+  std::string_view reason;
+};
+struct ErrorMsg {
+  ErrorCode code;
+  std::uint32_t request_id;
+  std::string_view message;
+};
+struct PublishMsg {
+  std::uint32_t request_id;
+  std::string_view path;
+  std::optional<TopicType> type;  // nullopt: the topic's own type
+  std::span<const std::byte> value;
+};
+struct UpdateMsg {
+  std::uint64_t session_seq;
+  std::uint64_t topic_seq;
+  std::uint32_t alias;
+  std::uint8_t encoding;
+  std::span<const std::byte> value;
+};
+
+using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedMsg, UnsubscribeMsg,
+                             UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
+                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg>;
+
+enum class DecodeError : std::uint8_t {
+  none,
+  truncated,      // fewer bytes than the header says
+  bad_header,     // size below the minimum for its kind, or inconsistent lengths
+  unknown_kind,   // frame kind or control body this version does not know
+  verify_failed,  // FlatBuffers Verifier refused the control body
+  bad_value,      // a field outside its range (topic type, path length)
+};
+std::string_view to_string(DecodeError error);
+
+struct Decoded {
+  DecodeError error = DecodeError::none;
+  Message message{};
+  bool ok() const noexcept { return error == DecodeError::none; }
+};
+
+// Decodes exactly one whole frame (as delimited by split_frame). Control bodies that are not
+// 8-byte aligned are copied into an aligned scratch buffer before verification.
+// One decoder per thread; not thread-safe.
+class FrameDecoder {
+ public:
+  Decoded decode(std::span<const std::byte> frame);
+
+ private:
+  std::vector<std::uint64_t> scratch_;
+};
+
+// Builds control frames. Each encode_* returns the whole frame (header included), valid until
+// the next encode_* call on this encoder. One encoder per thread; not thread-safe.
+class FrameEncoder {
+ public:
+  FrameEncoder();
+  ~FrameEncoder();
+  FrameEncoder(const FrameEncoder&) = delete;
+  FrameEncoder& operator=(const FrameEncoder&) = delete;
+
+  std::span<const std::byte> connect(std::string_view client_name, std::string_view principal,
+                                     std::span<const std::byte> credentials);
+  std::span<const std::byte> connected(std::string_view session_id, std::uint32_t max_frame_bytes);
+  std::span<const std::byte> subscribe(std::uint32_t request_id, std::string_view selector);
+  std::span<const std::byte> subscribed(std::uint32_t request_id, std::string_view selector);
+  std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
+  std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);
+  std::span<const std::byte> create_topic(std::uint32_t request_id, std::string_view path,
+                                          TopicType type);
+  std::span<const std::byte> ack(std::uint32_t request_id);
+  std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);
+  std::span<const std::byte> ping(std::uint64_t id, std::uint64_t sent_ns);
+  std::span<const std::byte> pong(std::uint64_t id, std::uint64_t sent_ns);
+  std::span<const std::byte> close(std::string_view reason);
+  std::span<const std::byte> error(ErrorCode code, std::uint32_t request_id,
+                                   std::string_view message);
+
+ private:
+  std::span<const std::byte> finish(std::uint32_t root);
+  flatbuffers::FlatBufferBuilder* fbb_;
+};
+
+}  // namespace brook::codec

@@ -1,0 +1,265 @@
+#include "brook/codec/messages.hpp"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "brook_generated.h"
+
+namespace brook::codec {
+
+namespace fb = brook::wire;
+
+namespace {
+
+std::string_view view(const flatbuffers::String* s) {
+  return s ? std::string_view{s->data(), s->size()} : std::string_view{};
+}
+
+std::span<const std::byte> bytes_of(const flatbuffers::Vector<std::uint8_t>* v) {
+  if (!v) return {};
+  return {reinterpret_cast<const std::byte*>(v->data()), v->size()};
+}
+
+bool valid_type(fb::TopicType t) { return static_cast<std::uint8_t>(t) < topic_type_count; }
+
+Decoded fail(DecodeError e) { return Decoded{e, {}}; }
+
+Decoded decode_update(std::span<const std::byte> frame) {
+  if (frame.size() < update_head_bytes) return fail(DecodeError::bad_header);
+  const std::byte* p = frame.data();
+  UpdateMsg u{load_le<std::uint64_t>(p + 8), load_le<std::uint64_t>(p + 16),
+              load_le<std::uint32_t>(p + 24), static_cast<std::uint8_t>(p[28]),
+              frame.subspan(update_head_bytes)};
+  return Decoded{DecodeError::none, u};
+}
+
+Decoded decode_publish(std::span<const std::byte> frame) {
+  if (frame.size() < publish_head_bytes) return fail(DecodeError::bad_header);
+  const std::byte* p = frame.data();
+  auto path_bytes = load_le<std::uint16_t>(p + 12);
+  auto type = static_cast<std::uint8_t>(p[14]);
+  if (publish_head_bytes + path_bytes > frame.size()) return fail(DecodeError::bad_header);
+  if ((type >= topic_type_count && type != topic_type_unspecified) || path_bytes > max_path_bytes)
+    return fail(DecodeError::bad_value);
+  PublishMsg m{load_le<std::uint32_t>(p + 8),
+               {reinterpret_cast<const char*>(p + publish_head_bytes), path_bytes},
+               type < topic_type_count ? std::optional<TopicType>(static_cast<TopicType>(type))
+                                       : std::nullopt,
+               frame.subspan(publish_head_bytes + path_bytes)};
+  return Decoded{DecodeError::none, m};
+}
+
+Decoded decode_control(const fb::Message* msg) {
+  switch (msg->body_type()) {
+    case fb::Body::Connect: {
+      auto b = msg->body_as_Connect();
+      return {DecodeError::none, ConnectMsg{b->protocol_version(), view(b->client_name()),
+                                            view(b->principal()), bytes_of(b->credentials())}};
+    }
+    case fb::Body::Connected: {
+      auto b = msg->body_as_Connected();
+      return {DecodeError::none, ConnectedMsg{view(b->session_id()), b->max_frame_bytes()}};
+    }
+    case fb::Body::Subscribe: {
+      auto b = msg->body_as_Subscribe();
+      return {DecodeError::none, SubscribeMsg{b->request_id(), view(b->selector())}};
+    }
+    case fb::Body::Subscribed: {
+      auto b = msg->body_as_Subscribed();
+      return {DecodeError::none, SubscribedMsg{b->request_id(), view(b->selector())}};
+    }
+    case fb::Body::Unsubscribe: {
+      auto b = msg->body_as_Unsubscribe();
+      return {DecodeError::none, UnsubscribeMsg{b->request_id(), view(b->selector())}};
+    }
+    case fb::Body::Unsubscribed: {
+      auto b = msg->body_as_Unsubscribed();
+      return {DecodeError::none, UnsubscribedMsg{b->request_id(), view(b->selector())}};
+    }
+    case fb::Body::CreateTopic: {
+      auto b = msg->body_as_CreateTopic();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none, CreateTopicMsg{b->request_id(), view(b->path()),
+                                                static_cast<TopicType>(b->type())}};
+    }
+    case fb::Body::Ack:
+      return {DecodeError::none, AckMsg{msg->body_as_Ack()->request_id()}};
+    case fb::Body::TopicAdd: {
+      auto b = msg->body_as_TopicAdd();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none,
+              TopicAddMsg{b->alias(), view(b->path()), static_cast<TopicType>(b->type())}};
+    }
+    case fb::Body::Ping: {
+      auto b = msg->body_as_Ping();
+      return {DecodeError::none, PingMsg{b->id(), b->sent_ns()}};
+    }
+    case fb::Body::Pong: {
+      auto b = msg->body_as_Pong();
+      return {DecodeError::none, PongMsg{b->id(), b->sent_ns()}};
+    }
+    case fb::Body::Close:
+      return {DecodeError::none, CloseMsg{view(msg->body_as_Close()->reason())}};
+    case fb::Body::Error: {
+      auto b = msg->body_as_Error();
+      return {DecodeError::none, ErrorMsg{static_cast<ErrorCode>(b->code()), b->request_id(),
+                                          view(b->message())}};
+    }
+    case fb::Body::NONE:
+      break;
+  }
+  return fail(DecodeError::unknown_kind);
+}
+
+}  // namespace
+
+std::string_view to_string(DecodeError error) {
+  switch (error) {
+    case DecodeError::none: return "ok";
+    case DecodeError::truncated: return "truncated frame";
+    case DecodeError::bad_header: return "inconsistent frame header";
+    case DecodeError::unknown_kind: return "unknown frame kind";
+    case DecodeError::verify_failed: return "control frame failed verification";
+    case DecodeError::bad_value: return "field out of range";
+  }
+  return "unknown";
+}
+
+Decoded FrameDecoder::decode(std::span<const std::byte> frame) {
+  if (frame.size() < frame_header_bytes) return fail(DecodeError::truncated);
+  auto size = load_le<std::uint32_t>(frame.data());
+  if (size != frame.size()) return fail(size > frame.size() ? DecodeError::truncated
+                                                            : DecodeError::bad_header);
+  auto kind = static_cast<FrameKind>(load_le<std::uint16_t>(frame.data() + 4));
+  switch (kind) {
+    case FrameKind::update: return decode_update(frame);
+    case FrameKind::publish: return decode_publish(frame);
+    case FrameKind::control: break;
+    default: return fail(DecodeError::unknown_kind);
+  }
+  auto body = frame.subspan(frame_header_bytes);
+  auto* data = reinterpret_cast<const std::uint8_t*>(body.data());
+  if (reinterpret_cast<std::uintptr_t>(data) % alignof(std::uint64_t) != 0) {
+    // FlatBuffers reads scalars in place; a control frame at an odd offset of a receive
+    // buffer is copied once so that those reads are aligned.
+    scratch_.resize((body.size() + 7) / 8);
+    std::memcpy(scratch_.data(), data, body.size());
+    data = reinterpret_cast<const std::uint8_t*>(scratch_.data());
+  }
+  flatbuffers::Verifier verifier(data, body.size(), /*max_depth=*/16, /*max_tables=*/64);
+  if (!fb::VerifyMessageBuffer(verifier))  // also checks the "BRK1" identifier
+    return fail(DecodeError::verify_failed);
+  return decode_control(fb::GetMessage(data));
+}
+
+FrameEncoder::FrameEncoder() : fbb_(new flatbuffers::FlatBufferBuilder(256)) {}
+FrameEncoder::~FrameEncoder() { delete fbb_; }
+
+std::span<const std::byte> FrameEncoder::finish(std::uint32_t root) {
+  fbb_->Finish(flatbuffers::Offset<fb::Message>(root), fb::MessageIdentifier());
+  // The builder grows towards the front, so the frame header is pushed last.
+  std::byte header[frame_header_bytes];
+  write_frame_header(header, static_cast<std::uint32_t>(fbb_->GetSize() + frame_header_bytes),
+                     FrameKind::control);
+  fbb_->PushBytes(reinterpret_cast<const std::uint8_t*>(header), frame_header_bytes);
+  return {reinterpret_cast<const std::byte*>(fbb_->GetBufferPointer()), fbb_->GetSize()};
+}
+
+#define BROOK_FINISH(type, make)                                                \
+  do {                                                                          \
+    auto body = make;                                                           \
+    return finish(fb::CreateMessage(*fbb_, fb::Body::type, body.Union()).o);    \
+  } while (0)
+
+std::span<const std::byte> FrameEncoder::connect(std::string_view client_name,
+                                                 std::string_view principal,
+                                                 std::span<const std::byte> credentials) {
+  fbb_->Clear();
+  auto name = fbb_->CreateString(client_name.data(), client_name.size());
+  auto who = fbb_->CreateString(principal.data(), principal.size());
+  auto creds = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(credentials.data()),
+                                  credentials.size());
+  BROOK_FINISH(Connect, fb::CreateConnect(*fbb_, wire_version, name, who, creds));
+}
+
+std::span<const std::byte> FrameEncoder::connected(std::string_view session_id,
+                                                   std::uint32_t max_frame_bytes) {
+  fbb_->Clear();
+  auto id = fbb_->CreateString(session_id.data(), session_id.size());
+  BROOK_FINISH(Connected, fb::CreateConnected(*fbb_, id, max_frame_bytes));
+}
+
+std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,
+                                                   std::string_view selector) {
+  fbb_->Clear();
+  auto s = fbb_->CreateString(selector.data(), selector.size());
+  BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s));
+}
+
+std::span<const std::byte> FrameEncoder::subscribed(std::uint32_t request_id,
+                                                    std::string_view selector) {
+  fbb_->Clear();
+  auto s = fbb_->CreateString(selector.data(), selector.size());
+  BROOK_FINISH(Subscribed, fb::CreateSubscribed(*fbb_, request_id, s));
+}
+
+std::span<const std::byte> FrameEncoder::unsubscribe(std::uint32_t request_id,
+                                                     std::string_view selector) {
+  fbb_->Clear();
+  auto s = fbb_->CreateString(selector.data(), selector.size());
+  BROOK_FINISH(Unsubscribe, fb::CreateUnsubscribe(*fbb_, request_id, s));
+}
+
+std::span<const std::byte> FrameEncoder::unsubscribed(std::uint32_t request_id,
+                                                      std::string_view selector) {
+  fbb_->Clear();
+  auto s = fbb_->CreateString(selector.data(), selector.size());
+  BROOK_FINISH(Unsubscribed, fb::CreateUnsubscribed(*fbb_, request_id, s));
+}
+
+std::span<const std::byte> FrameEncoder::create_topic(std::uint32_t request_id,
+                                                      std::string_view path, TopicType type) {
+  fbb_->Clear();
+  auto p = fbb_->CreateString(path.data(), path.size());
+  BROOK_FINISH(CreateTopic,
+               fb::CreateCreateTopic(*fbb_, request_id, p, static_cast<fb::TopicType>(type)));
+}
+
+std::span<const std::byte> FrameEncoder::ack(std::uint32_t request_id) {
+  fbb_->Clear();
+  BROOK_FINISH(Ack, fb::CreateAck(*fbb_, request_id));
+}
+
+std::span<const std::byte> FrameEncoder::topic_add(std::uint32_t alias, std::string_view path,
+                                                   TopicType type) {
+  fbb_->Clear();
+  auto p = fbb_->CreateString(path.data(), path.size());
+  BROOK_FINISH(TopicAdd, fb::CreateTopicAdd(*fbb_, alias, p, static_cast<fb::TopicType>(type)));
+}
+
+std::span<const std::byte> FrameEncoder::ping(std::uint64_t id, std::uint64_t sent_ns) {
+  fbb_->Clear();
+  BROOK_FINISH(Ping, fb::CreatePing(*fbb_, id, sent_ns));
+}
+
+std::span<const std::byte> FrameEncoder::pong(std::uint64_t id, std::uint64_t sent_ns) {
+  fbb_->Clear();
+  BROOK_FINISH(Pong, fb::CreatePong(*fbb_, id, sent_ns));
+}
+
+std::span<const std::byte> FrameEncoder::close(std::string_view reason) {
+  fbb_->Clear();
+  auto r = fbb_->CreateString(reason.data(), reason.size());
+  BROOK_FINISH(Close, fb::CreateClose(*fbb_, r));
+}
+
+std::span<const std::byte> FrameEncoder::error(ErrorCode code, std::uint32_t request_id,
+                                               std::string_view message) {
+  fbb_->Clear();
+  auto m = fbb_->CreateString(message.data(), message.size());
+  BROOK_FINISH(Error,
+               fb::CreateError(*fbb_, static_cast<fb::ErrorCode>(code), request_id, m));
+}
+
+#undef BROOK_FINISH
+
+}  // namespace brook::codec

@@ -1,0 +1,35 @@
+#pragma once
+// brookd's engine: owns the shards (one pinned thread each), the listening socket and the
+// shard-to-shard mailboxes. start() returns once every shard is accepting; stop() may be
+// called from any thread (a signal handler thread included) and joins the shards.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "brook/runtime/broker_options.hpp"
+
+namespace brook::runtime {
+
+class Broker {
+ public:
+  explicit Broker(BrokerOptions options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Binds, spawns the shards and waits until they run. Returns an error text or "".
+  std::string start();
+  // Asks every shard to stop and joins them. Idempotent.
+  void stop();
+  // The bound address, e.g. "127.0.0.1:43817" (valid after start()).
+  std::string listen_address() const;
+  unsigned shard_count() const;
+  // One line per shard with its counters, for logs and `brook stat`.
+  std::string describe_counters() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace brook::runtime

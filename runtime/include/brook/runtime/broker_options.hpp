@@ -1,0 +1,28 @@
+#pragma once
+// The broker's settings: defaults beside the names, units in the names. Loaded once from a TOML
+// file and the command line, validated by validate() before the broker starts.
+#include <cstdint>
+#include <string>
+
+namespace brook::runtime {
+
+struct BrokerOptions {
+  std::string listen = "127.0.0.1:9090";        // HOST:PORT; port 0 picks a free one
+  unsigned shards = 0;                           // 0 = one per core
+  bool pin_threads = true;                       // pin shard i to core i % cores
+  std::uint32_t max_frame_bytes = 8u << 20;      // larger inbound frames close the connection
+  std::uint32_t session_queue_max_frames = 65536;   // outbound frames queued per session
+  std::uint64_t session_queue_max_bytes = 64u << 20; // outbound bytes queued per session
+  std::uint32_t mailbox_capacity = 16384;        // records per shard-to-shard ring
+  std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
+  std::uint32_t recv_buffer_bytes = 16384;
+  std::uint32_t max_connections_per_shard = 65536;
+
+  // An empty string when valid, otherwise what is wrong.
+  std::string validate() const;
+};
+
+// Reads [broker], [limits], [session], [shards] and [io] from a TOML file into `options`; returns an error text or "".
+std::string load_broker_options(const std::string& path, BrokerOptions& options);
+
+}  // namespace brook::runtime

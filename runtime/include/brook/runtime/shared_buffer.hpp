@@ -1,0 +1,116 @@
+#pragma once
+// Immutable, reference-counted byte buffers that carry an update from its owner shard to every
+// subscriber's outbound queue without copying. Buffers come from a per-shard BufferPool of
+// size classes; the last release returns the block to the pool that allocated it: directly
+// when released on the owning shard, through a lock-free return stack otherwise (Seastar's
+// foreign_ptr idea), so the publish -> deliver path allocates nothing once pools are warm.
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace brook::runtime {
+
+class BufferPool;
+
+class SharedBuffer {
+ public:
+  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+  const std::byte* data() const noexcept { return reinterpret_cast<const std::byte*>(this + 1); }
+  std::uint32_t size() const noexcept { return size_; }
+  std::uint32_t capacity() const noexcept { return capacity_; }
+  std::span<const std::byte> bytes() const noexcept { return {data(), size_}; }
+  // Only the writer that allocated the buffer, before sharing it, may resize it.
+  void set_size(std::uint32_t size) noexcept { size_ = size; }
+
+  void add_ref(std::uint32_t n = 1) noexcept {
+    // relaxed: a new reference is always made from an existing one, which keeps it alive.
+    refs_.fetch_add(n, std::memory_order_relaxed);
+  }
+  // acq_rel: the release publishes this holder's reads; the acquire on the last release
+  // makes every other holder's reads happen before the block is reused.
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle();
+  }
+  std::uint32_t ref_count_hint() const noexcept { return refs_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class BufferPool;
+  void recycle() noexcept;
+
+  std::atomic<std::uint32_t> refs_{0};
+  std::uint32_t size_ = 0;
+  std::uint32_t capacity_ = 0;
+  std::uint8_t size_class_ = 0;
+  BufferPool* pool_ = nullptr;
+  SharedBuffer* next_free_ = nullptr;
+};
+static_assert(sizeof(SharedBuffer) % 16 == 0, "payload must stay 16-byte aligned");
+
+struct BufferPoolStats {
+  std::uint64_t allocated_blocks = 0;  // blocks carved from slabs, ever
+  std::uint64_t large_allocations = 0; // requests above the largest class (heap)
+  std::uint64_t remote_returns = 0;    // blocks returned by other shards
+};
+
+// Owned by one shard thread: only that thread may call allocate() and collect_remote().
+class BufferPool {
+ public:
+  static constexpr std::array<std::uint32_t, 6> class_bytes{256, 1024, 4096, 16384, 65536, 262144};
+
+  BufferPool();
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // A buffer of at least `bytes` with one reference held by the caller.
+  SharedBuffer* allocate(std::size_t bytes);
+  // Moves blocks that other threads released back onto the local free lists.
+  void collect_remote() noexcept;
+  const BufferPoolStats& stats() const noexcept { return stats_; }
+
+  // The pool that belongs to the calling thread, if any; set by the thread that owns it.
+  static BufferPool*& thread_pool() noexcept;
+
+ private:
+  friend class SharedBuffer;
+  void give_back(SharedBuffer* block) noexcept;
+  void grow(std::uint8_t size_class);
+
+  std::array<SharedBuffer*, class_bytes.size()> free_{};
+  std::atomic<SharedBuffer*> remote_free_{nullptr};
+  std::byte* slabs_ = nullptr;  // singly linked through the first word of each slab
+  BufferPoolStats stats_;
+};
+
+// Owning handle: releases its reference when it goes away.
+class BufferRef {
+ public:
+  BufferRef() = default;
+  explicit BufferRef(SharedBuffer* adopted) noexcept : buffer_(adopted) {}
+  BufferRef(const BufferRef& other) noexcept : buffer_(other.buffer_) {
+    if (buffer_) buffer_->add_ref();
+  }
+  BufferRef(BufferRef&& other) noexcept : buffer_(other.buffer_) { other.buffer_ = nullptr; }
+  BufferRef& operator=(BufferRef other) noexcept {
+    std::swap(buffer_, other.buffer_);
+    return *this;
+  }
+  ~BufferRef() {
+    if (buffer_) buffer_->release();
+  }
+  SharedBuffer* get() const noexcept { return buffer_; }
+  SharedBuffer* operator->() const noexcept { return buffer_; }
+  explicit operator bool() const noexcept { return buffer_ != nullptr; }
+  SharedBuffer* detach() noexcept {
+    auto* b = buffer_;
+    buffer_ = nullptr;
+    return b;
+  }
+
+ private:
+  SharedBuffer* buffer_ = nullptr;
+};
+
+}  // namespace brook::runtime

@@ -1,0 +1,76 @@
+#include "brook/runtime/broker.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "brook/transport/tcp.hpp"
+#include "shard.hpp"
+
+namespace brook::runtime {
+
+struct Broker::Impl {
+  explicit Impl(BrokerOptions o) : options(std::move(o)) {}
+  BrokerOptions options;
+  Mesh mesh;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::vector<std::thread> threads;
+  int listen_fd = -1;
+  std::string address;
+  bool stopped = false;
+};
+
+Broker::Broker(BrokerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Broker::~Broker() { stop(); }
+
+std::string Broker::start() {
+  auto& o = impl_->options;
+  if (auto error = o.validate(); !error.empty()) return error;
+  unsigned count = o.shards ? o.shards : std::max(1u, std::thread::hardware_concurrency());
+  auto endpoint = transport::parse_endpoint(o.listen);
+  if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
+  impl_->listen_fd = transport::listen_tcp(*endpoint);
+  if (impl_->listen_fd < 0)
+    return "cannot listen on " + o.listen + ": " + std::strerror(-impl_->listen_fd);
+  impl_->address = endpoint->host + ":" + std::to_string(transport::local_port(impl_->listen_fd));
+
+  auto& mesh = impl_->mesh;
+  mesh.shard_count = count;
+  for (unsigned i = 0; i < count * count; ++i)
+    mesh.rings.push_back(std::make_unique<transport::SpscRing<ShardMessage>>(o.mailbox_capacity));
+  for (unsigned i = 0; i < count; ++i) {
+    impl_->shards.push_back(std::make_unique<Shard>(i, o, mesh));
+    mesh.shards.push_back(impl_->shards.back().get());
+  }
+  // Shard 0 accepts and hands connections out round-robin; the others wait for them.
+  for (unsigned i = 0; i < count; ++i) {
+    Shard* shard = impl_->shards[i].get();
+    int fd = i == 0 ? impl_->listen_fd : -1;
+    impl_->threads.emplace_back([shard, fd] { shard->run(fd); });
+  }
+  for (auto& shard : impl_->shards) shard->wait_ready();
+  return {};
+}
+
+void Broker::stop() {
+  if (impl_->stopped || impl_->threads.empty()) return;
+  impl_->stopped = true;
+  for (auto& shard : impl_->shards) shard->request_stop();
+  for (auto& t : impl_->threads) t.join();
+  if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+  impl_->listen_fd = -1;
+}
+
+std::string Broker::listen_address() const { return impl_->address; }
+
+unsigned Broker::shard_count() const { return impl_->mesh.shard_count; }
+
+std::string Broker::describe_counters() const {
+  std::string s;
+  for (auto& shard : impl_->shards) s += shard->describe_counters() + "\n";
+  return s;
+}
+
+}  // namespace brook::runtime

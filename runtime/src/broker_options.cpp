@@ -1,0 +1,53 @@
+#include "brook/runtime/broker_options.hpp"
+
+#include <bit>
+#include <toml++/toml.h>
+
+namespace brook::runtime {
+
+std::string BrokerOptions::validate() const {
+  if (shards > 64) return "shards must be at most 64";
+  if (max_frame_bytes < 1024) return "limits.max_frame_bytes must be at least 1024";
+  if (session_queue_max_frames < 16) return "session.queue_max_frames must be at least 16";
+  if (session_queue_max_bytes < max_frame_bytes)
+    return "session.queue_max_bytes must be at least limits.max_frame_bytes";
+  if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
+  if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
+    return "io.recv_buffer_count must be a power of two up to 32768";
+  if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
+  return {};
+}
+
+std::string load_broker_options(const std::string& path, BrokerOptions& o) {
+  toml::table config;
+  try {
+    config = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return "cannot read " + path + ": " + std::string(e.description());
+  }
+  auto read = [&](const char* section, const char* key, auto& field) {
+    using T = std::remove_reference_t<decltype(field)>;
+    auto node = config[section][key];
+    if (!node) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node.template value<std::string>()) field = *v;
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node.template value<bool>()) field = *v;
+    } else {
+      if (auto v = node.template value<std::int64_t>(); v && *v >= 0) field = static_cast<T>(*v);
+    }
+  };
+  read("broker", "listen", o.listen);
+  read("broker", "shards", o.shards);
+  read("broker", "pin_threads", o.pin_threads);
+  read("limits", "max_frame_bytes", o.max_frame_bytes);
+  read("limits", "max_connections_per_shard", o.max_connections_per_shard);
+  read("session", "queue_max_frames", o.session_queue_max_frames);
+  read("session", "queue_max_bytes", o.session_queue_max_bytes);
+  read("shards", "mailbox_capacity", o.mailbox_capacity);
+  read("io", "recv_buffer_count", o.recv_buffer_count);
+  read("io", "recv_buffer_bytes", o.recv_buffer_bytes);
+  return o.validate();
+}
+
+}  // namespace brook::runtime

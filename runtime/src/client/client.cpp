@@ -1,0 +1,623 @@
+// The client's thread: one io_uring (the same Reactor as the broker's shards) that drains the
+// command queue, writes frames through one gathered send at a time, and reassembles and
+// dispatches inbound frames to subscription handlers.
+#include "brook/client/client.hpp"
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "brook/codec/messages.hpp"
+#include "brook/runtime/selector.hpp"
+#include "brook/transport/reactor.hpp"
+#include "brook/transport/tcp.hpp"
+
+namespace brook {
+
+std::string default_url() {
+  const char* env = std::getenv("BROOK_URL");
+  return env && *env ? env : "tcp://127.0.0.1:9090";
+}
+
+namespace {
+
+constexpr int idle_wait_ms = 100;
+constexpr auto close_linger = std::chrono::seconds(2);
+
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+Status error_status(ErrorCode code, std::string message) { return Status{code, std::move(message)}; }
+
+struct Command {
+  enum class Kind : std::uint8_t {
+    frame,        // pre-encoded publish frame
+    acked_frame,  // pre-encoded frame whose request id awaits an answer
+    subscribe,
+    unsubscribe,
+    ping,
+    error_listener,
+    close_listener,
+    close,
+  };
+  Kind kind = Kind::frame;
+  std::vector<std::byte> frame;
+  std::string text;
+  std::uint64_t id = 0;
+  std::uint32_t request_id = 0;
+  UpdateHandler handler;
+  StatusHandler status_handler;
+  std::shared_ptr<std::promise<Status>> status_promise;
+  std::shared_ptr<std::promise<std::chrono::nanoseconds>> ping_promise;
+  std::function<void(const Status&)> error_listener;
+  std::function<void(const std::string&)> close_listener;
+};
+
+std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
+  constexpr std::string_view scheme = "tcp://";
+  if (url.substr(0, scheme.size()) != scheme) return std::nullopt;
+  return transport::parse_endpoint(url.substr(scheme.size()));
+}
+
+}  // namespace
+
+struct Client::Impl final : transport::ReactorHandler {
+  struct LocalSubscription {
+    runtime::Selector selector;
+    UpdateHandler handler;
+    StatusHandler on_subscribed;
+    std::uint32_t request_id;
+  };
+  struct Alias {
+    std::string path;
+    TopicType type = TopicType::string;
+    bool known = false;
+    std::vector<std::uint64_t> subscriptions;  // local subscriptions whose selector matches
+  };
+
+  ClientOptions options;
+  int fd = -1;
+  std::thread thread;
+  moodycamel::ConcurrentQueue<Command> commands;
+  std::atomic<std::uint64_t> pending_commands{0};
+  std::atomic<std::size_t> pending_bytes{0};
+  // seq_cst handshake with producers, as in the broker's shards.
+  std::atomic<bool> sleeping{false};
+  std::atomic<bool> connected{false};
+  std::atomic<bool> finished{false};
+  std::atomic<std::uint32_t> next_request_id{1};
+  std::atomic<std::uint64_t> next_subscription_id{1};
+  std::thread::id client_thread_id;
+  // Owned by the client thread; other threads only call wake() through it.
+  std::atomic<transport::Reactor*> reactor{nullptr};
+
+  std::promise<Status> connected_promise;
+  bool connect_answered = false;
+  std::string session_id;  // written on the client thread before `connected` is set
+
+  // Client-thread state.
+  codec::FrameEncoder encoder;
+  codec::FrameDecoder decoder;
+  std::vector<std::byte> out;      // frames waiting for the next send
+  std::vector<std::byte> sending;  // frames the kernel is sending
+  std::size_t sending_offset = 0;
+  bool send_in_flight = false;
+  ::msghdr msg{};
+  ::iovec iov{};
+  std::vector<std::byte> assembly;
+  bool recv_armed = false;
+  bool closing = false;            // close() asked for: send Close, then wait for EOF
+  bool shut_down_write = false;
+  bool stream_closed = false;
+  std::chrono::steady_clock::time_point close_deadline{};
+  std::unordered_map<std::uint64_t, LocalSubscription> subscriptions;
+  std::unordered_map<std::uint32_t, std::shared_ptr<std::promise<Status>>> requests;
+  std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<std::chrono::nanoseconds>>> pings;
+  std::uint64_t next_ping_id = 1;
+  std::vector<Alias> aliases;
+  std::function<void(const Status&)> error_listener;
+  std::function<void(const std::string&)> close_listener;
+  std::string close_reason;
+
+  ~Impl() override {
+    if (fd >= 0) ::close(fd);
+  }
+
+  void submit(Command&& command) {
+    if (command.kind == Command::Kind::frame || command.kind == Command::Kind::acked_frame)
+      pending_bytes.fetch_add(command.frame.size(), std::memory_order_relaxed);
+    commands.enqueue(std::move(command));
+    pending_commands.fetch_add(1, std::memory_order_seq_cst);
+    // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
+    if (sleeping.load(std::memory_order_seq_cst))
+      if (auto* r = reactor.load(std::memory_order_acquire)) r->wake();
+  }
+
+  void wait_for_room() {
+    if (std::this_thread::get_id() == client_thread_id) return;  // a callback: never block
+    while (pending_bytes.load(std::memory_order_relaxed) > options.max_pending_bytes &&
+           !finished.load(std::memory_order_acquire))
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+
+  void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
+
+  // ---- the client thread -------------------------------------------------------------
+  void run() {
+    client_thread_id = std::this_thread::get_id();
+    transport::ReactorOptions ro;
+    ro.recv_buffer_count = 64;
+    ro.recv_buffer_bytes = 65536;
+    ro.sq_entries = 64;
+    transport::Reactor r(ro);
+    reactor.store(&r, std::memory_order_release);
+    recv_armed = true;
+    r.recv_multishot(fd, 0);
+    append(encoder.connect(options.client_name, options.principal,
+                           std::as_bytes(std::span(options.credentials))));
+    start_send();
+    std::vector<Command> batch(256);
+    // Runs until close() is asked for and the broker has closed its side (or the linger
+    // passed); after a lost connection it keeps failing commands until then.
+    while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
+      std::size_t n = commands.try_dequeue_bulk(batch.begin(), batch.size());
+      if (n) pending_commands.fetch_sub(n, std::memory_order_relaxed);
+      for (std::size_t i = 0; i < n; ++i) handle(std::move(batch[i]));
+      if (!send_in_flight && !out.empty()) start_send();
+      if (closing && !stream_closed && !send_in_flight && out.empty() && !shut_down_write) {
+        ::shutdown(fd, SHUT_WR);
+        shut_down_write = true;
+      }
+      int timeout = 0;
+      if (n == 0) {
+        sleeping.store(true, std::memory_order_seq_cst);
+        timeout = pending_commands.load(std::memory_order_seq_cst) ? 0 : idle_wait_ms;
+      }
+      r.run_once(*this, timeout);
+      sleeping.store(false, std::memory_order_relaxed);
+    }
+    end_session(close_reason.empty() ? "closed by the client" : close_reason);
+    finished.store(true, std::memory_order_release);
+    reactor.store(nullptr, std::memory_order_release);
+    if (recv_armed || send_in_flight) {
+      ::shutdown(fd, SHUT_RDWR);
+      for (int i = 0; i < 50 && (recv_armed || send_in_flight); ++i) r.run_once(*this, 20);
+    }
+  }
+
+  void start_send() {
+    if (send_in_flight || out.empty() || stream_closed) return;
+    sending.swap(out);
+    out.clear();
+    sending_offset = 0;
+    issue_send();
+  }
+
+  void issue_send() {
+    iov = {sending.data() + sending_offset, sending.size() - sending_offset};
+    msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    send_in_flight = true;
+    reactor.load(std::memory_order_relaxed)->sendmsg(fd, &msg, 0);
+  }
+
+  void on_completion(const transport::Completion& c) override {
+    switch (c.op) {
+      case transport::Op::recv:
+        if (c.result > 0) on_bytes(c.data);
+        if (!c.more) {
+          recv_armed = false;
+          if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed)) {
+            recv_armed = true;
+            reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
+          } else {
+            lost(c.result == 0 ? "connection closed by the broker"
+                               : std::string("connection lost: ") + std::strerror(-c.result));
+          }
+        }
+        break;
+      case transport::Op::send:
+        send_in_flight = false;
+        if (c.result < 0) {
+          lost(std::string("connection lost: ") + std::strerror(-c.result));
+          break;
+        }
+        pending_bytes.fetch_sub(std::min<std::size_t>(pending_bytes.load(std::memory_order_relaxed),
+                                                      static_cast<std::size_t>(c.result)),
+                                std::memory_order_relaxed);
+        sending_offset += static_cast<std::size_t>(c.result);
+        if (sending_offset < sending.size()) {
+          issue_send();
+        } else {
+          sending.clear();
+          if (!finished.load(std::memory_order_relaxed)) start_send();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  void lost(std::string reason) {
+    if (stream_closed) return;
+    stream_closed = true;
+    if (close_reason.empty()) close_reason = std::move(reason);
+    end_session(close_reason);
+  }
+
+  void end_session(const std::string& reason) {
+    bool was_connected = connected.exchange(false);
+    if (!connect_answered) {
+      connect_answered = true;
+      connected_promise.set_value(error_status(ErrorCode::not_connected, reason));
+    }
+    for (auto& [id, p] : requests) p->set_value(error_status(ErrorCode::not_connected, reason));
+    requests.clear();
+    for (auto& [id, p] : pings)
+      p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
+    pings.clear();
+    if (was_connected && close_listener) close_listener(reason);
+  }
+
+  void on_bytes(std::span<const std::byte> data) {
+    if (!assembly.empty()) {
+      assembly.insert(assembly.end(), data.begin(), data.end());
+      std::size_t used = dispatch_frames(assembly);
+      assembly.erase(assembly.begin(), assembly.begin() + static_cast<std::ptrdiff_t>(used));
+      return;
+    }
+    std::size_t used = dispatch_frames(data);
+    assembly.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
+  }
+
+  std::size_t dispatch_frames(std::span<const std::byte> bytes) {
+    std::size_t used = 0;
+    while (!stream_closed) {
+      // The broker's frames are bounded by what it accepts plus the update head.
+      auto split = codec::split_frame(bytes.subspan(used), 0xffffffffu);
+      if (split.status == codec::SplitStatus::need_more) break;
+      if (split.status != codec::SplitStatus::frame) {
+        protocol_failure("malformed frame from the broker");
+        break;
+      }
+      handle_frame(bytes.subspan(used, split.size));
+      used += split.size;
+    }
+    return used;
+  }
+
+  void protocol_failure(std::string reason) {
+    lost(std::move(reason));
+    ::shutdown(fd, SHUT_RDWR);
+  }
+
+  void handle_frame(std::span<const std::byte> frame) {
+    auto decoded = decoder.decode(frame);
+    if (!decoded.ok()) {
+      protocol_failure("undecodable frame from the broker: " +
+                       std::string(codec::to_string(decoded.error)));
+      return;
+    }
+    std::visit(overloaded{
+                   [&](const codec::UpdateMsg& m) { on_update(m); },
+                   [&](const codec::TopicAddMsg& m) {
+                     if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
+                     Alias& a = aliases[m.alias];
+                     a.path = m.path;
+                     a.type = m.type;
+                     a.known = true;
+                     rematch(a);
+                   },
+                   [&](const codec::ConnectedMsg& m) {
+                     session_id = m.session_id;
+                     connected.store(true, std::memory_order_release);
+                     if (!connect_answered) {
+                       connect_answered = true;
+                       connected_promise.set_value(Status::ok());
+                     }
+                   },
+                   [&](const codec::SubscribedMsg& m) {
+                     for (auto& [id, s] : subscriptions)
+                       if (s.request_id == m.request_id) {
+                         if (s.on_subscribed) s.on_subscribed(Status::ok());
+                         break;
+                       }
+                   },
+                   [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
+                   [&](const codec::ErrorMsg& m) { on_error_frame(m); },
+                   [&](const codec::PongMsg& m) {
+                     auto it = pings.find(m.id);
+                     if (it == pings.end()) return;
+                     it->second->set_value(std::chrono::nanoseconds(now_ns() - m.sent_ns));
+                     pings.erase(it);
+                   },
+                   [&](const codec::CloseMsg& m) { lost("closed by the broker: " + std::string(m.reason)); },
+                   [&](const codec::PingMsg& m) { append(encoder.pong(m.id, m.sent_ns)); },
+                   [&](const auto&) {},
+               },
+               decoded.message);
+  }
+
+  void on_update(const codec::UpdateMsg& m) {
+    if (m.alias >= aliases.size() || !aliases[m.alias].known) {
+      protocol_failure("update for unknown topic alias " + std::to_string(m.alias));
+      return;
+    }
+    const Alias& a = aliases[m.alias];
+    Update u{a.path, a.type, m.topic_seq, m.session_seq, m.value};
+    for (std::uint64_t id : a.subscriptions) {
+      auto it = subscriptions.find(id);
+      if (it != subscriptions.end() && it->second.handler) it->second.handler(u);
+    }
+  }
+
+  void on_error_frame(const codec::ErrorMsg& m) {
+    Status status = error_status(m.code, std::string(m.message));
+    if (m.request_id != 0) {
+      for (auto it = subscriptions.begin(); it != subscriptions.end(); ++it) {
+        if (it->second.request_id != m.request_id) continue;
+        auto handler = std::move(it->second.on_subscribed);
+        for (auto& a : aliases) std::erase(a.subscriptions, it->first);
+        subscriptions.erase(it);
+        if (handler) handler(status);
+        else if (error_listener) error_listener(status);
+        return;
+      }
+      if (answer(m.request_id, status)) return;
+    }
+    if (error_listener) error_listener(status);
+    if (m.request_id == 0 && close_reason.empty()) close_reason = "broker error: " + status.message;
+  }
+
+  bool answer(std::uint32_t request_id, Status status) {
+    auto it = requests.find(request_id);
+    if (it == requests.end()) return false;
+    it->second->set_value(std::move(status));
+    requests.erase(it);
+    return true;
+  }
+
+  void rematch(Alias& a) {
+    a.subscriptions.clear();
+    for (auto& [id, s] : subscriptions)
+      if (s.selector.matches(a.path)) a.subscriptions.push_back(id);
+  }
+
+  void handle(Command&& c) {
+    using K = Command::Kind;
+    if (c.kind == K::close && closing) return;
+    if (c.kind == K::close && stream_closed) {
+      closing = true;
+      return;
+    }
+    if (stream_closed || closing) {
+      fail_command(c);
+      return;
+    }
+    switch (c.kind) {
+      case K::frame: append(c.frame); break;
+      case K::acked_frame:
+        requests.emplace(c.request_id, std::move(c.status_promise));
+        append(c.frame);
+        break;
+      case K::subscribe: {
+        auto selector = runtime::Selector::parse(c.text);
+        std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+        if (!selector) {
+          if (c.status_handler)
+            c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
+          break;
+        }
+        subscriptions.emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
+                                                      std::move(c.status_handler), request_id});
+        for (auto& a : aliases)
+          if (a.known && selector->matches(a.path)) a.subscriptions.push_back(c.id);
+        append(encoder.subscribe(request_id, c.text));
+        break;
+      }
+      case K::unsubscribe: {
+        auto it = subscriptions.find(c.id);
+        if (it == subscriptions.end()) break;
+        std::string text = it->second.selector.text();
+        subscriptions.erase(it);
+        for (auto& a : aliases) std::erase(a.subscriptions, c.id);
+        // The broker keys subscriptions by selector: only the last local one unsubscribes.
+        bool still_used = false;
+        for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
+        if (!still_used)
+          append(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
+        break;
+      }
+      case K::ping: {
+        std::uint64_t id = next_ping_id++;
+        pings.emplace(id, std::move(c.ping_promise));
+        append(encoder.ping(id, now_ns()));
+        break;
+      }
+      case K::error_listener: error_listener = std::move(c.error_listener); break;
+      case K::close_listener: close_listener = std::move(c.close_listener); break;
+      case K::close:
+        append(encoder.close("client closed the session"));
+        closing = true;
+        if (close_reason.empty()) close_reason = "closed by the client";
+        close_deadline = std::chrono::steady_clock::now() + close_linger;
+        break;
+    }
+  }
+
+  void fail_command(Command& c) {
+    Status closed = error_status(ErrorCode::not_connected, "session is closed");
+    if (c.kind == Command::Kind::frame || c.kind == Command::Kind::acked_frame)
+      pending_bytes.fetch_sub(std::min(pending_bytes.load(), c.frame.size()));
+    if (c.status_promise) c.status_promise->set_value(closed);
+    if (c.ping_promise)
+      c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
+    if (c.status_handler) c.status_handler(closed);
+    if (c.kind == Command::Kind::error_listener) error_listener = std::move(c.error_listener);
+    if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
+  }
+};
+
+Client::Client() : impl_(std::make_unique<Impl>()) {}
+
+Client::~Client() { close(); }
+
+Status Client::connect(const ClientOptions& options) {
+  if (impl_->thread.joinable()) return error_status(ErrorCode::internal, "already connected");
+  auto endpoint = parse_tcp_url(options.url);
+  if (!endpoint)
+    return error_status(ErrorCode::invalid_value,
+                        "cannot parse URL '" + options.url + "' (want tcp://HOST:PORT)");
+  int fd = transport::connect_tcp(*endpoint, static_cast<int>(options.connect_timeout.count()));
+  if (fd < 0)
+    return error_status(ErrorCode::not_connected,
+                        "cannot connect to " + options.url + ": " + std::strerror(-fd));
+  impl_->options = options;
+  impl_->fd = fd;
+  auto answer = impl_->connected_promise.get_future();
+  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  if (answer.wait_for(options.connect_timeout) != std::future_status::ready) {
+    close();
+    return error_status(ErrorCode::not_connected, "no answer from " + options.url);
+  }
+  Status status = answer.get();
+  if (!status) close();
+  return status;
+}
+
+Subscription Client::subscribe(std::string selector, UpdateHandler handler,
+                               StatusHandler on_subscribed) {
+  Command c;
+  c.kind = Command::Kind::subscribe;
+  c.id = impl_->next_subscription_id.fetch_add(1, std::memory_order_relaxed);
+  c.text = std::move(selector);
+  c.handler = std::move(handler);
+  c.status_handler = std::move(on_subscribed);
+  std::uint64_t id = c.id;
+  impl_->submit(std::move(c));
+  return Subscription(id);
+}
+
+void Client::unsubscribe(const Subscription& subscription) {
+  Command c;
+  c.kind = Command::Kind::unsubscribe;
+  c.id = subscription.id();
+  impl_->submit(std::move(c));
+}
+
+namespace {
+std::vector<std::byte> publish_frame(std::uint32_t request_id, std::string_view path,
+                                     std::span<const std::byte> value,
+                                     std::optional<TopicType> type) {
+  std::vector<std::byte> frame(codec::publish_frame_bytes(path.size(), value.size()));
+  codec::write_publish(frame.data(), request_id, path, type, value);
+  return frame;
+}
+}  // namespace
+
+void Client::publish(std::string_view path, std::span<const std::byte> value,
+                     std::optional<TopicType> type) {
+  impl_->wait_for_room();
+  Command c;
+  c.kind = Command::Kind::frame;
+  c.frame = publish_frame(0, path, value, type);
+  impl_->submit(std::move(c));
+}
+
+void Client::publish(std::string_view path, std::string_view value, std::optional<TopicType> type) {
+  publish(path, std::as_bytes(std::span(value)), type);
+}
+
+std::future<Status> Client::publish_acked(std::string_view path, std::span<const std::byte> value,
+                                          std::optional<TopicType> type) {
+  impl_->wait_for_room();
+  Command c;
+  c.kind = Command::Kind::acked_frame;
+  c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
+  c.frame = publish_frame(c.request_id, path, value, type);
+  c.status_promise = std::make_shared<std::promise<Status>>();
+  auto result = c.status_promise->get_future();
+  impl_->submit(std::move(c));
+  return result;
+}
+
+std::future<Status> Client::create_topic(std::string_view path, TopicType type) {
+  Command c;
+  c.kind = Command::Kind::acked_frame;
+  c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
+  // Encoded here rather than on the client thread: FrameEncoder is per thread.
+  codec::FrameEncoder encoder;
+  auto frame = encoder.create_topic(c.request_id, path, type);
+  c.frame.assign(frame.begin(), frame.end());
+  c.status_promise = std::make_shared<std::promise<Status>>();
+  auto result = c.status_promise->get_future();
+  impl_->submit(std::move(c));
+  return result;
+}
+
+std::future<std::chrono::nanoseconds> Client::ping() {
+  Command c;
+  c.kind = Command::Kind::ping;
+  c.ping_promise = std::make_shared<std::promise<std::chrono::nanoseconds>>();
+  auto result = c.ping_promise->get_future();
+  impl_->submit(std::move(c));
+  return result;
+}
+
+void Client::on_error(std::function<void(const Status&)> listener) {
+  Command c;
+  c.kind = Command::Kind::error_listener;
+  c.error_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+void Client::on_close(std::function<void(const std::string&)> listener) {
+  Command c;
+  c.kind = Command::Kind::close_listener;
+  c.close_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+bool Client::is_connected() const noexcept {
+  return impl_->connected.load(std::memory_order_acquire);
+}
+
+std::string Client::session_id() const {
+  return is_connected() ? impl_->session_id : std::string{};
+}
+
+void Client::close() {
+  if (!impl_->thread.joinable()) return;
+  if (std::this_thread::get_id() == impl_->client_thread_id) {
+    // From a callback: ask for the close; the owner's close() or destructor joins.
+    Command c;
+    c.kind = Command::Kind::close;
+    impl_->submit(std::move(c));
+    return;
+  }
+  Command c;
+  c.kind = Command::Kind::close;
+  impl_->submit(std::move(c));
+  impl_->thread.join();
+}
+
+}  // namespace brook

@@ -1,0 +1,226 @@
+// The shard's duty cycle: drain mailboxes, handle a batch of io_uring completions, flush
+// session queues, wake the peers it pushed to, and sleep in io_uring when there is no work.
+#include "shard.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+namespace brook::runtime {
+
+namespace {
+constexpr std::size_t mailbox_batch = 1024;  // per source per turn: bounds one duty cycle
+constexpr int idle_wait_ms = 200;            // the longest a sleeping shard waits unwoken
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+}  // namespace
+
+Shard::Shard(unsigned index, const BrokerOptions& options, Mesh& mesh)
+    : index_(index), options_(options), mesh_(mesh), overflow_(mesh.shard_count) {}
+
+Shard::~Shard() {
+  for (auto& c : connections_)
+    if (c && c->fd >= 0) ::close(c->fd);
+  connections_.clear();
+  for (auto& queue : overflow_)
+    for (auto& m : queue)
+      if (m.buffer) m.buffer->release();
+  topics_.for_each_match(*Selector::parse("//"), [](std::string_view, OwnedTopic& t) {
+    if (t.frame) t.frame->release();
+    t.frame = nullptr;
+  });
+}
+
+void Shard::wait_ready() {
+  while (!ready_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
+void Shard::request_stop() {
+  // release: pairs with the acquire load in run(); the wake makes a sleeping shard see it.
+  stop_requested_.store(true, std::memory_order_release);
+  if (ready_.load(std::memory_order_acquire)) reactor_->wake();
+}
+
+void Shard::run(int listen_fd) {
+  BufferPool::thread_pool() = &pool_;
+  if (options_.pin_threads) {
+    unsigned cores = std::thread::hardware_concurrency();
+    if (cores > 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(index_ % cores, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+  }
+  transport::ReactorOptions ro;
+  ro.recv_buffer_count = options_.recv_buffer_count;
+  ro.recv_buffer_bytes = options_.recv_buffer_bytes;
+  reactor_ = std::make_unique<transport::Reactor>(ro);
+  listen_fd_ = listen_fd;
+  if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
+  ready_.store(true, std::memory_order_release);
+
+  // acquire: pairs with the release store in request_stop.
+  while (!stop_requested_.load(std::memory_order_acquire)) {
+    auto turn_start = now_ns();
+    std::size_t work = 0;
+    if (overflow_count_) flush_overflow();
+    if (!back_pressured()) work += drain_mailboxes();
+    if (!paused_.empty() && !back_pressured()) resume_paused();
+    flush_sessions();
+    wake_peers();
+
+    int timeout_ms = 0;
+    if (work == 0 && !back_pressured()) {
+      // Tell producers we may sleep, then look once more: a record pushed before our store
+      // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
+      // seq_cst: a full barrier between this store and the ring loads in inbound_pending();
+      // pairs with the fence in wake_peers (Dekker's handshake).
+      sleeping_.store(true, std::memory_order_seq_cst);
+      timeout_ms = inbound_pending() ? 0 : idle_wait_ms;
+    }
+    pool_.collect_remote();
+    ++counters_.loop_turns;
+    auto turn_ns = now_ns() - turn_start;
+    if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
+    reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+bool Shard::inbound_pending() const {
+  for (unsigned from = 0; from < mesh_.shard_count; ++from)
+    if (!mesh_.ring(from, index_).empty_hint()) return true;
+  return false;
+}
+
+std::size_t Shard::drain_mailboxes() {
+  std::size_t total = 0;
+  for (unsigned from = 0; from < mesh_.shard_count; ++from) {
+    if (from == index_) continue;
+    total += mesh_.ring(from, index_).drain(
+        [&](const ShardMessage& m) { handle_message(from, m); }, mailbox_batch);
+  }
+  return total;
+}
+
+void Shard::send_to(unsigned shard, const ShardMessage& message) {
+  if (shard == index_) {
+    handle_message(index_, message);
+    return;
+  }
+  auto& pending = overflow_[shard];
+  if (pending.empty() && mesh_.ring(index_, shard).try_push(message)) {
+    peers_to_wake_ |= std::uint64_t{1} << shard;
+    return;
+  }
+  // The peer's ring is full: keep order by queueing behind it. While anything waits here the
+  // shard reads no sockets and no mailboxes, which pushes back on the producers (TCP windows
+  // close), so this queue stays bounded by one turn's work.
+  pending.push_back(message);
+  ++overflow_count_;
+  ++counters_.mailbox_overflows;
+}
+
+void Shard::flush_overflow() {
+  for (unsigned shard = 0; shard < mesh_.shard_count; ++shard) {
+    auto& pending = overflow_[shard];
+    auto& ring = mesh_.ring(index_, shard);
+    while (!pending.empty() && ring.try_push(pending.front())) {
+      pending.pop_front();
+      --overflow_count_;
+      peers_to_wake_ |= std::uint64_t{1} << shard;
+    }
+    // A peer with a full ring must be awake to empty it.
+    if (!pending.empty()) peers_to_wake_ |= std::uint64_t{1} << shard;
+  }
+}
+
+void Shard::wake_peers() {
+  if (!peers_to_wake_) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with run()'s fence
+  for (unsigned shard = 0; shard < mesh_.shard_count; ++shard) {
+    if (!(peers_to_wake_ & (std::uint64_t{1} << shard))) continue;
+    Shard* peer = mesh_.shards[shard];
+    // acquire: pairs with the seq_cst store in run(), which follows the reactor's creation.
+    if (peer->sleeping_.load(std::memory_order_acquire)) peer->reactor_->wake();
+  }
+  peers_to_wake_ = 0;
+}
+
+void Shard::handle_message(unsigned from, const ShardMessage& m) {
+  switch (m.kind) {
+    case ShardMessageKind::new_connection: adopt_connection(static_cast<int>(m.a)); break;
+    case ShardMessageKind::publish: on_publish(from, m); break;
+    case ShardMessageKind::create_topic: on_create_topic(from, m); break;
+    case ShardMessageKind::reply: on_reply(m); break;
+    case ShardMessageKind::add_selector: on_add_selector(from, m); break;
+    case ShardMessageKind::remove_selector: on_remove_selector(from, m); break;
+    case ShardMessageKind::selector_added: on_selector_added(m); break;
+    case ShardMessageKind::snapshot: on_snapshot(m); break;
+    case ShardMessageKind::deliver: on_deliver(m); break;
+    case ShardMessageKind::stop: request_stop(); break;
+  }
+}
+
+void Shard::on_completion(const transport::Completion& completion) {
+  using transport::Op;
+  switch (completion.op) {
+    case Op::wake:
+      break;  // the loop drains mailboxes on every turn
+    case Op::accept: {
+      if (completion.result >= 0) {
+        // Spread connections round-robin; the next connection goes to the next shard, which
+        // makes placement predictable for tests and even for many clients.
+        unsigned target = next_connection_shard_++ % mesh_.shard_count;
+        ++counters_.connections_accepted;
+        send_to(target, {ShardMessageKind::new_connection, 0, 0, 0,
+                         static_cast<std::uint64_t>(completion.result), 0, 0, nullptr});
+      }
+      if (!completion.more && !stop_requested_.load(std::memory_order_relaxed))
+        reactor_->accept_multishot(listen_fd_, 0);
+      break;
+    }
+    case Op::recv:
+      if (Connection* c = connection_for(completion.token)) on_recv(*c, completion);
+      break;
+    case Op::send:
+      if (Connection* c = connection_for(completion.token)) on_send(*c, completion.result);
+      break;
+    case Op::cancel:
+      break;
+  }
+}
+
+std::string Shard::describe_counters() const {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
+                "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
+                "slow_consumer_closes=%llu mailbox_overflows=%llu turns=%llu longest_turn_us=%llu "
+                "pool_blocks=%llu",
+                index_, (unsigned long long)counters_.connections_accepted,
+                (unsigned long long)counters_.connections_closed,
+                (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
+                (unsigned long long)counters_.publishes, (unsigned long long)counters_.deliveries,
+                (unsigned long long)counters_.bytes_out,
+                (unsigned long long)counters_.protocol_errors,
+                (unsigned long long)counters_.refused_requests,
+                (unsigned long long)counters_.slow_consumer_closes,
+                (unsigned long long)counters_.mailbox_overflows,
+                (unsigned long long)counters_.loop_turns,
+                (unsigned long long)(counters_.longest_turn_ns / 1000),
+                (unsigned long long)pool_.stats().allocated_blocks);
+  return line;
+}
+
+}  // namespace brook::runtime

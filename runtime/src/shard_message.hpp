@@ -1,0 +1,39 @@
+#pragma once
+// The records shards exchange through their SPSC mailboxes. Fixed size and trivially
+// copyable; a record that carries a buffer owns exactly one reference to it, which the
+// receiving shard takes over.
+#include <cstdint>
+
+#include "brook/runtime/shared_buffer.hpp"
+
+namespace brook::runtime {
+
+enum class ShardMessageKind : std::uint8_t {
+  new_connection,   // shard 0 -> any: `a` = accepted fd
+  publish,          // session shard -> owner: buffer = publish frame; a = session token
+  create_topic,     // session shard -> owner: buffer = publish frame with empty value
+  reply,            // owner -> session shard: a = session token, request_id, code (0 = ok)
+  add_selector,     // session shard -> every shard: a = subscription key, buffer = selector text
+  remove_selector,  // session shard -> every shard: a = subscription key
+  selector_added,   // every shard -> session shard: a = subscription key (after its snapshots)
+  snapshot,         // owner -> session shard: a = topic key, b = topic seq, c = subscription key,
+                    //   buffer = topic's frame (path and current value), flags = has_value
+  deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame
+  stop,             // broker -> shard
+};
+
+struct ShardMessage {
+  ShardMessageKind kind;
+  std::uint8_t flags = 0;
+  std::uint16_t code = 0;
+  std::uint32_t request_id = 0;
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::uint64_t c = 0;
+  SharedBuffer* buffer = nullptr;
+};
+static_assert(sizeof(ShardMessage) == 40);
+
+inline constexpr std::uint8_t snapshot_has_value = 1;
+
+}  // namespace brook::runtime

@@ -1,0 +1,224 @@
+// brook bench: the end-to-end load generator. Two scenarios, each with its own fresh topics:
+//   throughput: one publisher -> one subscriber, flat out; messages/s delivered, losses, order
+//   rtt:        ping-pong through the broker at a fixed rate; latency measured from each
+//               message's intended send time, so a stall shows in every message it delays
+// Each run prints one JSON line (--json) in the format bench/run-e2e collects for every system.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "brook/client/client.hpp"
+#include "brook/runtime/bench_report.hpp"
+#include "brook/runtime/latency_histogram.hpp"
+#include "brook/runtime/rate_pacer.hpp"
+#include "commands.hpp"
+
+namespace brook::cli {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  std::string url = default_url();
+  std::size_t payload = 64;
+  std::uint64_t count = 100000;
+  double rate = 10000;
+  double max_seconds = 60;
+  bool json = false;
+};
+
+std::uint64_t ns_since_epoch(clock::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+std::string unique_suffix() {
+  std::random_device rd;
+  return std::to_string(rd()) + std::to_string(rd());
+}
+
+bool connect_or_report(Client& c, const std::string& url) {
+  if (auto s = c.connect({.url = url, .client_name = "brook-bench"}); !s) {
+    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
+    return false;
+  }
+  return true;
+}
+
+// Subscribes and waits until the broker has registered the selector on every shard.
+bool subscribe_and_wait(Client& c, const std::string& selector, UpdateHandler handler) {
+  auto ready = std::make_shared<std::promise<Status>>();
+  auto answer = ready->get_future();
+  c.subscribe(selector, std::move(handler), [ready](const Status& s) { ready->set_value(s); });
+  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready || !answer.get()) {
+    std::fprintf(stderr, "brook bench: subscription to %s was not confirmed\n", selector.c_str());
+    return false;
+  }
+  return true;
+}
+
+void report(const runtime::BenchResult& r, bool json) {
+  if (json) {
+    std::printf("%s\n", runtime::to_json(r).c_str());
+  } else if (r.scenario == "throughput") {
+    std::printf("throughput %zu B: %.0f msgs/s (%.1f MB/s), %llu sent, %llu received, %llu lost, "
+                "%llu out of order, %.3f s\n",
+                r.payload_bytes, r.msgs_per_sec, r.mb_per_sec, (unsigned long long)r.sent,
+                (unsigned long long)r.received, (unsigned long long)r.lost,
+                (unsigned long long)r.out_of_order, r.seconds);
+  } else {
+    std::printf("rtt %zu B at %.0f/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us "
+                "(min %.1f, mean %.1f), %llu sent, %llu lost\n",
+                r.payload_bytes, r.rate_target, r.p50_us, r.p99_us, r.p999_us, r.max_us, r.min_us,
+                r.mean_us, (unsigned long long)r.sent, (unsigned long long)r.lost);
+  }
+  std::fflush(stdout);
+}
+
+int run_throughput(const BenchArgs& a) {
+  std::string topic = "Bench/Throughput/" + unique_suffix();
+  Client subscriber, publisher;
+  if (!connect_or_report(subscriber, a.url) || !connect_or_report(publisher, a.url)) return exit_usage;
+
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> out_of_order{0};
+  std::atomic<std::int64_t> last_receive_ns{0};
+  std::uint64_t expected_next = 0;  // subscriber thread only
+  bool ok = subscribe_and_wait(subscriber, topic, [&](const Update& u) {
+    std::uint64_t seq = 0;
+    if (u.value.size() >= 8) std::memcpy(&seq, u.value.data(), 8);
+    if (seq != expected_next) out_of_order.fetch_add(1, std::memory_order_relaxed);
+    expected_next = seq + 1;
+    last_receive_ns.store(static_cast<std::int64_t>(ns_since_epoch(clock::now())),
+                          std::memory_order_relaxed);
+    received.fetch_add(1, std::memory_order_release);
+  });
+  if (!ok) return exit_refused;
+
+  std::vector<std::byte> payload(std::max<std::size_t>(a.payload, 8), std::byte{0x5a});
+  auto start = clock::now();
+  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  std::uint64_t sent = 0;
+  for (; sent < a.count && clock::now() < give_up; ++sent) {
+    std::memcpy(payload.data(), &sent, 8);
+    publisher.publish(topic, payload, TopicType::binary);
+  }
+  // Wait for the tail: until everything arrived, or nothing arrived for 5 s, or the bound.
+  std::uint64_t seen = received.load();
+  auto last_progress = clock::now();
+  while (seen < sent && clock::now() < give_up + std::chrono::seconds(5) &&
+         clock::now() - last_progress < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::uint64_t now_seen = received.load(std::memory_order_acquire);
+    if (now_seen != seen) last_progress = clock::now();
+    seen = now_seen;
+  }
+  runtime::BenchResult r;
+  r.system = "brook";
+  r.scenario = "throughput";
+  r.transport = "tcp";
+  r.payload_bytes = a.payload;
+  r.sent = sent;
+  r.received = received.load();
+  r.lost = r.sent > r.received ? r.sent - r.received : 0;
+  r.out_of_order = out_of_order.load();
+  std::int64_t end_ns = last_receive_ns.load();
+  r.seconds = static_cast<double>(end_ns - static_cast<std::int64_t>(ns_since_epoch(start))) / 1e9;
+  if (r.seconds > 0) {
+    r.msgs_per_sec = static_cast<double>(r.received) / r.seconds;
+    r.mb_per_sec = r.msgs_per_sec * static_cast<double>(a.payload) / 1e6;
+  }
+  publisher.close();
+  subscriber.close();
+  report(r, a.json);
+  return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
+}
+
+int run_rtt(const BenchArgs& a) {
+  std::string base = "Bench/RoundTrip/" + unique_suffix();
+  std::string ping_topic = base + "/Ping", pong_topic = base + "/Pong";
+  Client requester, responder;
+  if (!connect_or_report(requester, a.url) || !connect_or_report(responder, a.url)) return exit_usage;
+
+  // The responder publishes every ping straight back from its client thread.
+  Client* echo = &responder;
+  if (!subscribe_and_wait(responder, ping_topic, [echo, pong_topic](const Update& u) {
+        echo->publish(pong_topic, u.value, TopicType::binary);
+      }))
+    return exit_refused;
+
+  runtime::LatencyHistogram histogram;
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> out_of_order{0};
+  std::uint64_t expected_next = 0;
+  if (!subscribe_and_wait(requester, pong_topic, [&](const Update& u) {
+        if (u.value.size() < 16) return;
+        std::uint64_t seq, intended_ns;
+        std::memcpy(&seq, u.value.data(), 8);
+        std::memcpy(&intended_ns, u.value.data() + 8, 8);
+        histogram.record(ns_since_epoch(clock::now()) - intended_ns);
+        if (seq != expected_next) out_of_order.fetch_add(1, std::memory_order_relaxed);
+        expected_next = seq + 1;
+        received.fetch_add(1, std::memory_order_release);
+      }))
+    return exit_refused;
+
+  std::vector<std::byte> payload(std::max<std::size_t>(a.payload, 16), std::byte{0x5a});
+  auto start = clock::now() + std::chrono::milliseconds(10);
+  runtime::RatePacer pacer(a.rate, start);
+  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  std::uint64_t sent = 0;
+  for (; sent < a.count && clock::now() < give_up; ++sent) {
+    auto intended = pacer.wait_until_due(sent);
+    std::uint64_t intended_ns = ns_since_epoch(intended);
+    std::memcpy(payload.data(), &sent, 8);
+    std::memcpy(payload.data() + 8, &intended_ns, 8);
+    requester.publish(ping_topic, payload, TopicType::binary);
+  }
+  auto wait_end = clock::now() + std::chrono::seconds(5);
+  while (received.load(std::memory_order_acquire) < sent && clock::now() < wait_end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  requester.close();  // joins the client thread: the histogram is ours from here
+  responder.close();
+
+  runtime::BenchResult r;
+  r.system = "brook";
+  r.scenario = "rtt";
+  r.transport = "tcp";
+  r.payload_bytes = a.payload;
+  r.sent = sent;
+  r.received = received.load();
+  r.lost = r.sent > r.received ? r.sent - r.received : 0;
+  r.out_of_order = out_of_order.load();
+  r.rate_target = a.rate;
+  r.seconds = std::chrono::duration<double>(clock::now() - start).count();
+  runtime::fill_latency(r, histogram);
+  report(r, a.json);
+  return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
+}
+
+}  // namespace
+
+Action add_bench_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto scenario = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput or rtt (round trip)");
+  cmd->add_option("scenario", *scenario, "throughput | rtt")
+      ->required()
+      ->check(CLI::IsMember({"throughput", "rtt"}));
+  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd->add_option("--payload", args->payload, "value bytes (default 64)");
+  cmd->add_option("--count", args->count, "messages (default 100000)");
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second (default 10000)");
+  cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
+  cmd->add_flag("--json", args->json, "print one JSON line");
+  return [args, scenario]() -> int {
+    return *scenario == "throughput" ? run_throughput(*args) : run_rtt(*args);
+  };
+}
+
+}  // namespace brook::cli

@@ -1,0 +1,23 @@
+#pragma once
+// The `brook` subcommands. Each registers its options on the CLI11 app and returns the code
+// the process exits with: 0 done, 1 timed out before --count was reached, 2 usage or
+// connection failure, 3 refused by the broker or session closed.
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace brook::cli {
+
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_timeout = 1;
+inline constexpr int exit_usage = 2;
+inline constexpr int exit_refused = 3;
+
+using Action = std::function<int()>;
+
+Action add_sub_command(CLI::App& app);
+Action add_pub_command(CLI::App& app);
+Action add_ping_command(CLI::App& app);
+Action add_demo_command(CLI::App& app);
+Action add_bench_command(CLI::App& app);
+
+}  // namespace brook::cli

@@ -1,0 +1,78 @@
+// brook pub: publishes VALUE, or each line of standard input as one update, in order. Exits
+// non-zero if the broker refused any of them.
+#include <cstdio>
+#include <deque>
+#include <iostream>
+
+#include "brook/client/client.hpp"
+#include "commands.hpp"
+#include "value_text.hpp"
+
+namespace brook::cli {
+
+Action add_pub_command(CLI::App& app) {
+  struct Args {
+    std::string url = default_url();
+    std::string type;
+    std::string path;
+    std::optional<std::string> value;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("pub", "publish VALUE, or each line of standard input, to PATH");
+  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd->add_option("--type", args->type, "topic type when this creates it: json, string, binary (base64), int64, double");
+  cmd->add_option("path", args->path, "topic path, e.g. Distribution/Football/NFL/Odds")->required();
+  cmd->add_option("value", args->value, "the value (default: one update per line of stdin)");
+
+  return [args]() -> int {
+    std::optional<TopicType> type;
+    if (!args->type.empty()) {
+      type = codec::parse_topic_type(args->type);
+      if (!type) {
+        std::fprintf(stderr, "brook pub: unknown type '%s'\n", args->type.c_str());
+        return exit_usage;
+      }
+    }
+    Client client;
+    if (auto s = client.connect({.url = args->url}); !s) {
+      std::fprintf(stderr, "brook pub: %s\n", s.message.c_str());
+      return exit_usage;
+    }
+    // Acknowledged publishes, pipelined: the window bounds memory, not throughput.
+    constexpr std::size_t window = 4096;
+    std::deque<std::future<Status>> in_flight;
+    int exit_code = exit_ok;
+    auto settle = [&](std::size_t keep) {
+      while (in_flight.size() > keep) {
+        Status s = in_flight.front().get();
+        in_flight.pop_front();
+        if (!s) {
+          std::fprintf(stderr, "brook pub: refused: %s\n", s.message.c_str());
+          exit_code = exit_refused;
+        }
+      }
+    };
+    auto publish = [&](std::string_view text) {
+      auto value = value_from_text(type, text);
+      if (!value) {
+        std::fprintf(stderr, "brook pub: '%.*s' is not a valid %s value\n", int(text.size()),
+                     text.data(), args->type.c_str());
+        exit_code = exit_usage;
+        return;
+      }
+      in_flight.push_back(client.publish_acked(args->path, *value, type));
+      settle(window);
+    };
+    if (args->value) {
+      publish(*args->value);
+    } else {
+      std::string line;
+      while (std::getline(std::cin, line)) publish(line);
+    }
+    settle(0);
+    client.close();
+    return exit_code;
+  };
+}
+
+}  // namespace brook::cli
