@@ -134,8 +134,8 @@ Subscription subscribe_sync(natsConnection* nc, const char* subject, const PeerO
     check(natsConnection_SubscribeSync(&sub, nc, subject), "natsConnection_SubscribeSync");
     Subscription owned(sub);
     const auto msgs = static_cast<int>(std::clamp<std::uint64_t>(o.count, 65'536, INT_MAX));
-    const auto bytes = static_cast<int>(
-        std::clamp<std::uint64_t>(o.count * (o.payload_bytes + 128), 64ULL << 20, 1ULL << 30));
+    const double want_bytes = static_cast<double>(o.count) * static_cast<double>(o.payload_bytes + 128);
+    const auto bytes = static_cast<int>(std::clamp(want_bytes, double(64 << 20), double(1 << 30)));
     check(natsSubscription_SetPendingLimits(sub, msgs, bytes), "natsSubscription_SetPendingLimits");
     // A PING/PONG round trip: when it returns the server has registered the subscription.
     check(natsConnection_Flush(nc), "natsConnection_Flush (subscribe)");

@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   }
 
   // Block the stop signals in every thread; the main thread waits for them with sigwait.
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
+  // sigwait: restore the default dispositions first.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);

@@ -26,6 +26,7 @@
 #include "brook/runtime/selector.hpp"
 #include "brook/runtime/selector_index.hpp"
 #include "brook/runtime/shared_buffer.hpp"
+#include "brook/runtime/topic_path.hpp"
 #include "brook/runtime/topic_tree.hpp"
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
@@ -112,6 +113,9 @@ struct Connection {
   bool overflowed = false;     // outbound queue full: closed as a slow consumer this turn
   bool greeted = false;        // Connect received
   std::vector<std::byte> assembly;  // bytes of frames not yet processed
+  // Publishers repeat paths: the last one validated, and its owner shard.
+  std::string last_publish_path;
+  unsigned last_publish_owner = 0;
   ::msghdr msg{};
   std::vector<::iovec> iov;
 
@@ -222,7 +226,8 @@ class Shard final : public transport::ReactorHandler {
   std::uint64_t peers_to_wake_ = 0;  // bit per shard pushed to in this turn
 
   // Owner side.
-  TopicTree<OwnedTopic> topics_;
+  TopicTree<OwnedTopic> topics_;          // for selector matching
+  TopicPathMap<OwnedTopic*> topic_by_path_;  // one hash per publish; tree nodes never move
   std::uint64_t next_topic_index_ = 1;
   SelectorIndex remote_selectors_;  // every shard's subscriptions, keyed by subscription key
   std::unordered_map<std::uint64_t, Selector> selector_of_;

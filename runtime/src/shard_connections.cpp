@@ -187,15 +187,19 @@ bool Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
   std::visit(
       overloaded{
           [&](const codec::PublishMsg& m) {
-            if (!is_valid_topic_path(m.path)) {
-              refuse(c, codec::ErrorCode::invalid_path, m.request_id,
-                     "invalid topic path '" + std::string(m.path) + "'");
-              return;
+            if (m.path != c.last_publish_path) {
+              if (!is_valid_topic_path(m.path)) {
+                refuse(c, codec::ErrorCode::invalid_path, m.request_id,
+                       "invalid topic path '" + std::string(m.path) + "'");
+                return;
+              }
+              c.last_publish_path = m.path;
+              c.last_publish_owner = owner_of(m.path);
             }
             SharedBuffer* copy = pool_.allocate(frame.size());
             std::memcpy(copy->data(), frame.data(), frame.size());
-            send_to(owner_of(m.path), {ShardMessageKind::publish, 0, 0, m.request_id,
-                                       token_of(c), index_, 0, copy});
+            send_to(c.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
+                                           token_of(c), index_, 0, copy});
           },
           [&](const codec::CreateTopicMsg& m) {
             if (!is_valid_topic_path(m.path)) {

@@ -46,7 +46,8 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
                    m.a, 0, 0, text.empty() ? nullptr : text_buffer(pool_, text)});
   };
 
-  OwnedTopic* topic = topics_.find(publish.path);
+  auto found = topic_by_path_.find(publish.path);
+  OwnedTopic* topic = found == topic_by_path_.end() ? nullptr : found->second;
   bool created = false;
   codec::TopicType type = publish.type.value_or(topic ? topic->type : codec::TopicType::string);
   if (topic && publish.type && *publish.type != topic->type) {
@@ -66,6 +67,7 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   }
   if (!topic) {
     topic = topics_.try_emplace(publish.path).first;
+    topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->type = type;
     created = true;
@@ -117,6 +119,7 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
                                     std::string(codec::to_string(topic->type)));
     }
   } else {
+    topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->type = type;
     topic->frame = frame;  // path only: subscribers learn the topic, no value yet

@@ -8,8 +8,8 @@
 #include <limits>
 #include <map>
 #include <random>
-#include <regex>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -203,10 +203,43 @@ TEST(LatencyHistogram, reset_empties_it_and_copies_are_independent) {
 
 // --- BenchResult JSON ---------------------------------------------------------------------
 
+// JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+// (by hand: std::regex draws libstdc++ warnings under the sanitizer presets).
+bool is_json_number(std::string_view v) {
+    std::size_t i = 0;
+    const auto digits = [&] {
+        const std::size_t from = i;
+        while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+        return i - from;
+    };
+    if (i < v.size() && v[i] == '-') ++i;
+    if (i < v.size() && v[i] == '0') {
+        ++i;
+    } else if (i >= v.size() || v[i] < '1' || v[i] > '9' || digits() == 0) {
+        return false;
+    }
+    if (i < v.size() && v[i] == '.') {
+        ++i;
+        if (digits() == 0) return false;
+    }
+    if (i < v.size() && (v[i] == 'e' || v[i] == 'E')) {
+        ++i;
+        if (i < v.size() && (v[i] == '+' || v[i] == '-')) ++i;
+        if (digits() == 0) return false;
+    }
+    return i == v.size();
+}
+
+TEST(BenchReport, the_test_number_check_follows_the_json_grammar) {
+    for (const char* ok : {"0", "-0", "7", "123", "0.5", "-12.25", "1e6", "1E+06", "2.5e-3"})
+        EXPECT_TRUE(is_json_number(ok)) << ok;
+    for (const char* bad : {"", "-", "01", "1.", ".5", "+1", "1e", "1e+", "nan", "inf", "1,2", "0x10"})
+        EXPECT_FALSE(is_json_number(bad)) << bad;
+}
+
 // Parses one flat JSON object (string, number or null values) into key -> raw value text;
 // returns false on anything else, including nesting and trailing text.
 bool parse_flat_json(const std::string& s, std::map<std::string, std::string>& out) {
-    static const std::regex kNumber(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
     std::size_t i = 0;
     const auto skip_ws = [&] {
         while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
@@ -253,7 +286,7 @@ bool parse_flat_json(const std::string& s, std::map<std::string, std::string>& o
             const std::size_t start = i;
             while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ' ') ++i;
             value = s.substr(start, i - start);
-            if (value != "null" && !std::regex_match(value, kNumber)) return false;
+            if (value != "null" && !is_json_number(value)) return false;
         }
         if (!out.emplace(key, value).second) return false;  // duplicate key
         skip_ws();

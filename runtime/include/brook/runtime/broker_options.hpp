@@ -11,7 +11,7 @@ struct BrokerOptions {
   unsigned shards = 0;                           // 0 = one per core
   bool pin_threads = true;                       // pin shard i to core i % cores
   std::uint32_t max_frame_bytes = 8u << 20;      // larger inbound frames close the connection
-  std::uint32_t session_queue_max_frames = 65536;   // outbound frames queued per session
+  std::uint32_t session_queue_max_frames = 1u << 20; // outbound frames queued per session
   std::uint64_t session_queue_max_bytes = 64u << 20; // outbound bytes queued per session
   std::uint32_t mailbox_capacity = 16384;        // records per shard-to-shard ring
   std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
