@@ -49,6 +49,8 @@ Decoded decode_publish(std::span<const std::byte> frame) {
 }
 
 Decoded decode_control(const fb::Message* msg) {
+  // The Verifier accepts a union type without its value: refuse it before anything reads it.
+  if (msg->body_type() != fb::Body::NONE && !msg->body()) return fail(DecodeError::verify_failed);
   switch (msg->body_type()) {
     case fb::Body::Connect: {
       auto b = msg->body_as_Connect();
@@ -138,7 +140,7 @@ Decoded FrameDecoder::decode(std::span<const std::byte> frame) {
   }
   auto body = frame.subspan(frame_header_bytes);
   auto* data = reinterpret_cast<const std::uint8_t*>(body.data());
-  if (reinterpret_cast<std::uintptr_t>(data) % alignof(std::uint64_t) != 0) {
+  if (!body.empty() && reinterpret_cast<std::uintptr_t>(data) % alignof(std::uint64_t) != 0) {
     // FlatBuffers reads scalars in place; a control frame at an odd offset of a receive
     // buffer is copied once so that those reads are aligned.
     scratch_.resize((body.size() + 7) / 8);

@@ -59,6 +59,7 @@ void Broker::stop() {
   impl_->stopped = true;
   for (auto& shard : impl_->shards) shard->request_stop();
   for (auto& t : impl_->threads) t.join();
+  for (auto& shard : impl_->shards) shard->release_buffers();
   if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
   impl_->listen_fd = -1;
 }

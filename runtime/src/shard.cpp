@@ -27,17 +27,27 @@ std::uint64_t now_ns() {
 Shard::Shard(unsigned index, const BrokerOptions& options, Mesh& mesh)
     : index_(index), options_(options), mesh_(mesh), overflow_(mesh.shard_count) {}
 
-Shard::~Shard() {
+Shard::~Shard() { release_buffers(); }
+
+void Shard::release_buffers() {
   for (auto& c : connections_)
     if (c && c->fd >= 0) ::close(c->fd);
-  connections_.clear();
-  for (auto& queue : overflow_)
+  connections_.clear();  // their queues release their frames
+  for (auto& queue : overflow_) {
     for (auto& m : queue)
       if (m.buffer) m.buffer->release();
+    queue.clear();
+  }
+  overflow_count_ = 0;
   topics_.for_each_match(*Selector::parse("//"), [](std::string_view, OwnedTopic& t) {
     if (t.frame) t.frame->release();
     t.frame = nullptr;
   });
+  // Records still in the rings towards this shard carry references too.
+  for (unsigned from = 0; from < mesh_.shard_count; ++from)
+    mesh_.ring(from, index_).drain([](const ShardMessage& m) {
+      if (m.buffer) m.buffer->release();
+    });
 }
 
 void Shard::wait_ready() {

@@ -138,6 +138,10 @@ class Shard final : public transport::ReactorHandler {
   void request_stop();
   // Blocks until the shard's reactor exists (the thread constructs it).
   void wait_ready();
+  // After the thread has stopped: drop every buffer reference this shard holds. The broker
+  // calls it on every shard before destroying any, because a buffer may belong to another
+  // shard's pool.
+  void release_buffers();
   std::string describe_counters() const;
 
   void on_completion(const transport::Completion& completion) override;

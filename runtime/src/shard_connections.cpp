@@ -187,7 +187,7 @@ bool Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
   std::visit(
       overloaded{
           [&](const codec::PublishMsg& m) {
-            if (m.path != c.last_publish_path) {
+            if (c.last_publish_path.empty() || m.path != c.last_publish_path) {
               if (!is_valid_topic_path(m.path)) {
                 refuse(c, codec::ErrorCode::invalid_path, m.request_id,
                        "invalid topic path '" + std::string(m.path) + "'");

@@ -108,7 +108,10 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
   SharedBuffer* frame = m.buffer;
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   codec::TopicType type = publish.type.value_or(codec::TopicType::string);
-  auto [topic, created] = topics_.try_emplace(publish.path);
+  // Not a structured binding: the lambda below captures `topic` (clang < 16 cannot).
+  auto emplaced = topics_.try_emplace(publish.path);
+  OwnedTopic* topic = emplaced.first;
+  bool created = emplaced.second;
   std::uint16_t code = 0;
   SharedBuffer* text = nullptr;
   if (!created) {

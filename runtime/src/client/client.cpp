@@ -3,7 +3,6 @@
 // dispatches inbound frames to subscription handlers.
 #include "brook/client/client.hpp"
 
-#include <concurrentqueue/concurrentqueue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 
 #include "brook/codec/messages.hpp"
 #include "brook/runtime/selector.hpp"
+#include "brook/transport/mpsc_byte_ring.hpp"
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/tcp.hpp"
 
@@ -30,7 +30,11 @@ std::string default_url() {
 namespace {
 
 constexpr int idle_wait_ms = 100;
+constexpr std::uint32_t record_frame = 1;    // payload: one wire frame
+constexpr std::uint32_t record_command = 2;  // payload: a Command* the client thread adopts
 constexpr auto close_linger = std::chrono::seconds(2);
+constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
+constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
 
 template <class... F>
 struct overloaded : F... {
@@ -49,7 +53,7 @@ Status error_status(ErrorCode code, std::string message) { return Status{code, s
 
 struct Command {
   enum class Kind : std::uint8_t {
-    frame,        // pre-encoded publish frame
+    frame,        // pre-encoded frame too large for a ring record
     acked_frame,  // pre-encoded frame whose request id awaits an answer
     subscribe,
     unsubscribe,
@@ -93,12 +97,13 @@ struct Client::Impl final : transport::ReactorHandler {
     std::vector<std::uint64_t> subscriptions;  // local subscriptions whose selector matches
   };
 
+  explicit Impl(std::size_t ring_bytes) : outbox(ring_bytes) {}
+
   ClientOptions options;
   int fd = -1;
   std::thread thread;
-  moodycamel::ConcurrentQueue<Command> commands;
-  std::atomic<std::uint64_t> pending_commands{0};
-  std::atomic<std::size_t> pending_bytes{0};
+  // Every call becomes one record here, so the calls of a thread reach the broker in order.
+  transport::MpscByteRing outbox;
   // seq_cst handshake with producers, as in the broker's shards.
   std::atomic<bool> sleeping{false};
   std::atomic<bool> connected{false};
@@ -141,21 +146,71 @@ struct Client::Impl final : transport::ReactorHandler {
     if (fd >= 0) ::close(fd);
   }
 
-  void submit(Command&& command) {
-    if (command.kind == Command::Kind::frame || command.kind == Command::Kind::acked_frame)
-      pending_bytes.fetch_add(command.frame.size(), std::memory_order_relaxed);
-    commands.enqueue(std::move(command));
-    pending_commands.fetch_add(1, std::memory_order_seq_cst);
-    // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
-    if (sleeping.load(std::memory_order_seq_cst))
-      if (auto* r = reactor.load(std::memory_order_acquire)) r->wake();
+  // Producer side: claims a record, waiting while the ring is full (back-pressure on a
+  // caller that outruns the network). On the client thread itself it drains the ring instead
+  // of waiting for itself.
+  transport::MpscByteRing::Claim claim(std::size_t bytes) {
+    for (;;) {
+      if (auto c = outbox.try_claim(bytes)) return c;
+      if (std::this_thread::get_id() == client_thread_id) {
+        drain_outbox(SIZE_MAX);
+        continue;
+      }
+      if (finished.load(std::memory_order_acquire)) return {};
+      wake_client();
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
   }
 
-  void wait_for_room() {
-    if (std::this_thread::get_id() == client_thread_id) return;  // a callback: never block
-    while (pending_bytes.load(std::memory_order_relaxed) > options.max_pending_bytes &&
-           !finished.load(std::memory_order_acquire))
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  void committed() {
+    // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping.load(std::memory_order_relaxed)) wake_client();
+  }
+
+  void wake_client() {
+    if (auto* r = reactor.load(std::memory_order_acquire)) r->wake();
+  }
+
+  void submit(Command&& command) {
+    if (command.kind == Command::Kind::frame && command.frame.size() <= outbox.max_payload()) {
+      submit_frame(command.frame);
+      return;
+    }
+    auto* heap = new Command(std::move(command));
+    auto c = claim(sizeof heap);
+    if (!c) {
+      fail_command(*heap);  // the client thread is gone
+      delete heap;
+      return;
+    }
+    std::memcpy(c.payload, &heap, sizeof heap);
+    transport::MpscByteRing::commit(c, record_command);
+    committed();
+  }
+
+  void submit_frame(std::span<const std::byte> frame) {
+    auto c = claim(frame.size());
+    if (!c) return;
+    std::memcpy(c.payload, frame.data(), frame.size());
+    transport::MpscByteRing::commit(c, record_frame);
+    committed();
+  }
+
+  // Consumer side: moves frame records into `out` and runs command records, in order.
+  std::size_t drain_outbox(std::size_t max) {
+    return outbox.drain(
+        [&](std::uint32_t kind, std::span<const std::byte> payload) {
+          if (kind == record_frame) {
+            if (!stream_closed && !closing) append(payload);
+            return;
+          }
+          Command* command;
+          std::memcpy(&command, payload.data(), sizeof command);
+          std::unique_ptr<Command> owned(command);
+          handle(std::move(*owned));
+        },
+        max);
   }
 
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
@@ -174,13 +229,10 @@ struct Client::Impl final : transport::ReactorHandler {
     append(encoder.connect(options.client_name, options.principal,
                            std::as_bytes(std::span(options.credentials))));
     start_send();
-    std::vector<Command> batch(256);
     // Runs until close() is asked for and the broker has closed its side (or the linger
     // passed); after a lost connection it keeps failing commands until then.
     while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
-      std::size_t n = commands.try_dequeue_bulk(batch.begin(), batch.size());
-      if (n) pending_commands.fetch_sub(n, std::memory_order_relaxed);
-      for (std::size_t i = 0; i < n; ++i) handle(std::move(batch[i]));
+      std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
       if (closing && !stream_closed && !send_in_flight && out.empty() && !shut_down_write) {
         ::shutdown(fd, SHUT_WR);
@@ -189,13 +241,16 @@ struct Client::Impl final : transport::ReactorHandler {
       int timeout = 0;
       if (n == 0) {
         sleeping.store(true, std::memory_order_seq_cst);
-        timeout = pending_commands.load(std::memory_order_seq_cst) ? 0 : idle_wait_ms;
+        bool more = !outbox.empty_hint() && out.size() < max_out_bytes;
+        timeout = more ? 0 : idle_wait_ms;
       }
       r.run_once(*this, timeout);
       sleeping.store(false, std::memory_order_relaxed);
     }
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
     finished.store(true, std::memory_order_release);
+    stream_closed = true;
+    drain_outbox(SIZE_MAX);  // fails what was submitted after the close
     reactor.store(nullptr, std::memory_order_release);
     if (recv_armed || send_in_flight) {
       ::shutdown(fd, SHUT_RDWR);
@@ -241,9 +296,6 @@ struct Client::Impl final : transport::ReactorHandler {
           lost(std::string("connection lost: ") + std::strerror(-c.result));
           break;
         }
-        pending_bytes.fetch_sub(std::min<std::size_t>(pending_bytes.load(std::memory_order_relaxed),
-                                                      static_cast<std::size_t>(c.result)),
-                                std::memory_order_relaxed);
         sending_offset += static_cast<std::size_t>(c.result);
         if (sending_offset < sending.size()) {
           issue_send();
@@ -260,6 +312,7 @@ struct Client::Impl final : transport::ReactorHandler {
   void lost(std::string reason) {
     if (stream_closed) return;
     stream_closed = true;
+    out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
     if (close_reason.empty()) close_reason = std::move(reason);
     end_session(close_reason);
   }
@@ -466,8 +519,6 @@ struct Client::Impl final : transport::ReactorHandler {
 
   void fail_command(Command& c) {
     Status closed = error_status(ErrorCode::not_connected, "session is closed");
-    if (c.kind == Command::Kind::frame || c.kind == Command::Kind::acked_frame)
-      pending_bytes.fetch_sub(std::min(pending_bytes.load(), c.frame.size()));
     if (c.status_promise) c.status_promise->set_value(closed);
     if (c.ping_promise)
       c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
@@ -477,7 +528,9 @@ struct Client::Impl final : transport::ReactorHandler {
   }
 };
 
-Client::Client() : impl_(std::make_unique<Impl>()) {}
+Client::Client() : Client(ClientOptions{}.outbox_bytes) {}
+
+Client::Client(std::size_t outbox_bytes) : impl_(std::make_unique<Impl>(outbox_bytes)) {}
 
 Client::~Client() { close(); }
 
@@ -536,11 +589,20 @@ std::vector<std::byte> publish_frame(std::uint32_t request_id, std::string_view 
 
 void Client::publish(std::string_view path, std::span<const std::byte> value,
                      std::optional<TopicType> type) {
-  impl_->wait_for_room();
-  Command c;
-  c.kind = Command::Kind::frame;
-  c.frame = publish_frame(0, path, value, type);
-  impl_->submit(std::move(c));
+  std::size_t bytes = codec::publish_frame_bytes(path.size(), value.size());
+  if (bytes > impl_->outbox.max_payload()) {
+    Command c;
+    c.kind = Command::Kind::frame;
+    c.frame = publish_frame(0, path, value, type);
+    impl_->submit(std::move(c));
+    return;
+  }
+  // The frame is written straight into the outbox: no allocation, one copy of the value.
+  auto claim = impl_->claim(bytes);
+  if (!claim) return;
+  codec::write_publish(claim.payload, 0, path, type, value);
+  transport::MpscByteRing::commit(claim, record_frame);
+  impl_->committed();
 }
 
 void Client::publish(std::string_view path, std::string_view value, std::optional<TopicType> type) {
@@ -549,7 +611,6 @@ void Client::publish(std::string_view path, std::string_view value, std::optiona
 
 std::future<Status> Client::publish_acked(std::string_view path, std::span<const std::byte> value,
                                           std::optional<TopicType> type) {
-  impl_->wait_for_room();
   Command c;
   c.kind = Command::Kind::acked_frame;
   c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);

@@ -2,7 +2,8 @@
 // brook::Client: a session with a Brook broker. Every method is safe to call from any thread:
 // calls become commands on a lock-free queue that the client's own io_uring thread drains.
 // Callbacks (update handlers, error and close listeners) run on that client thread, so they
-// must not block; they may call the client's methods.
+// must not block; they may call the client's methods. Calls made by one thread reach the
+// broker in the order they were made.
 //
 //   brook::Client client;
 //   if (auto s = client.connect({.url = "tcp://127.0.0.1:9090"}); !s) return fail(s.message);
@@ -42,9 +43,10 @@ struct ClientOptions {
   std::string credentials;
   std::string client_name = "brook-client";
   std::chrono::milliseconds connect_timeout{5000};
-  // publish() waits while this many bytes are queued and unsent: back-pressure on a
-  // publisher that outruns the network, instead of unbounded memory.
-  std::size_t max_pending_bytes = 64u << 20;
+  // Calls are queued in a ring of this many bytes (rounded up to a power of two); publish()
+  // waits while it is full: back-pressure on a publisher that outruns the network, instead of
+  // unbounded memory. Fixed when the Client is constructed (Client(outbox_bytes)).
+  std::size_t outbox_bytes = 1u << 20;
 };
 
 struct Update {
@@ -76,6 +78,7 @@ class Subscription {
 class Client {
  public:
   Client();
+  explicit Client(std::size_t outbox_bytes);
   ~Client();  // closes the session if still open
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -1,0 +1,129 @@
+#pragma once
+// What a brook::Client subscription received, recorded for assertions. A handler() appends on
+// the client's thread; the test thread waits (bounded) and reads copies. Declare a log before
+// the Client that feeds it, so that the client (and its thread) goes first.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "brook/client/client.hpp"
+
+namespace brook::test {
+
+struct Received {
+  std::string path;
+  TopicType type = TopicType::string;
+  std::uint64_t topic_seq = 0;
+  std::uint64_t session_seq = 0;
+  std::string value;  // the value's bytes
+};
+
+class UpdateLog {
+ public:
+  UpdateHandler handler() {
+    return [this](const Update& u) {
+      std::lock_guard lock(mutex_);
+      entries_.push_back(
+          {std::string(u.path), u.type, u.topic_seq, u.session_seq, std::string(u.text())});
+      changed_.notify_all();
+    };
+  }
+
+  // True once at least `count` updates arrived; false if the timeout passed first.
+  bool wait_for(std::size_t count, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return entries_.size() >= count; });
+  }
+  // True once `predicate(entries)` holds; evaluated under the lock after every update.
+  template <class Predicate>
+  bool wait_until(Predicate predicate, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return predicate(entries_); });
+  }
+
+  // Wakes the waiters so that they evaluate their predicates again (for predicates that also
+  // look at state outside the log).
+  void poke() {
+    std::lock_guard lock(mutex_);
+    changed_.notify_all();
+  }
+
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+  }
+  std::vector<Received> entries() const {
+    std::lock_guard lock(mutex_);
+    return entries_;
+  }
+  // Entries grouped by topic path, each group in arrival order.
+  std::map<std::string, std::vector<Received>> by_path() const {
+    std::map<std::string, std::vector<Received>> groups;
+    for (auto& e : entries()) groups[e.path].push_back(e);
+    return groups;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Received> entries_;
+};
+
+inline Status connect_client(Client& client, const std::string& url,
+                             const std::string& name = "integration-test") {
+  ClientOptions options;
+  options.url = url;
+  options.client_name = name;
+  options.connect_timeout = std::chrono::seconds(10);
+  return client.connect(options);
+}
+
+// Subscribes and waits (bounded) for the broker's verdict. After an ok status every current
+// value of the matching topics is already in `log`.
+inline Status subscribe_and_wait(Client& client, std::string selector, UpdateLog& log,
+                                 Subscription* subscription = nullptr,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto verdict = std::make_shared<std::promise<Status>>();
+  auto answer = verdict->get_future();
+  Subscription s =
+      client.subscribe(std::move(selector), log.handler(),
+                       [verdict](const Status& status) { verdict->set_value(status); });
+  if (subscription) *subscription = s;
+  if (answer.wait_for(timeout) != std::future_status::ready)
+    return Status{ErrorCode::internal, "no answer to subscribe within the timeout"};
+  return answer.get();
+}
+
+// A ping round trip: everything this client sent before it has been read by its shard.
+inline bool round_trip(Client& client,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto pong = client.ping();
+  if (pong.wait_for(timeout) != std::future_status::ready) return false;
+  try {
+    pong.get();
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// The broker's verdict on an acknowledged call, or `internal` if none came within the timeout.
+inline Status await(std::future<Status> answer,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  if (answer.wait_for(timeout) != std::future_status::ready)
+    return Status{ErrorCode::internal, "no answer within the timeout"};
+  return answer.get();
+}
+
+inline std::span<const std::byte> bytes_of(std::string_view text) {
+  return std::as_bytes(std::span(text.data(), text.size()));
+}
+
+}  // namespace brook::test
