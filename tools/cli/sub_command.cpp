@@ -46,7 +46,9 @@ Action add_sub_command(CLI::App& app) {
       std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
       return exit_usage;
     }
+    std::atomic<bool> closing_ourselves{false};
     client.on_close([&](const std::string& reason) {
+      if (closing_ourselves.load()) return;
       std::fprintf(stderr, "brook sub: session closed: %s\n", reason.c_str());
       finish(exit_refused);
     });
@@ -94,6 +96,7 @@ Action add_sub_command(CLI::App& app) {
       }
     }
     lock.unlock();
+    closing_ourselves.store(true);
     client.close();
     std::fflush(stdout);
     return exit_code;
