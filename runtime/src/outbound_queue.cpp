@@ -33,7 +33,8 @@ void OutboundQueue::push_unbounded(const OutFrame& frame) {
 std::size_t OutboundQueue::gather(std::span<::iovec> iov) {
   std::size_t n = 0;
   std::size_t skip = head_sent_bytes_;
-  if (send_heads_.size() < iov.size() / 2) send_heads_.resize(iov.size() / 2);
+  // A frame with an empty value is a head alone: one iovec, so up to iov.size() heads.
+  if (send_heads_.size() < iov.size()) send_heads_.resize(iov.size());
   std::size_t heads = 0;
   std::uint64_t p = head_;
   for (; p != tail_ && n + 2 <= iov.size(); ++p) {
