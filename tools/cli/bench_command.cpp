@@ -37,9 +37,12 @@ std::uint64_t ns_since_epoch(clock::time_point t) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
+// Short, like the peers' subjects (nats_peer uses "bench.tp"): the path travels in every
+// publish frame.
 std::string unique_suffix() {
-  std::random_device rd;
-  return std::to_string(rd()) + std::to_string(rd());
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", std::random_device{}());
+  return hex;
 }
 
 bool connect_or_report(Client& c, const std::string& url) {
@@ -81,7 +84,7 @@ void report(const runtime::BenchResult& r, bool json) {
 }
 
 int run_throughput(const BenchArgs& a) {
-  std::string topic = "Bench/Throughput/" + unique_suffix();
+  std::string topic = "Bench/" + unique_suffix();
   Client subscriber, publisher;
   if (!connect_or_report(subscriber, a.url) || !connect_or_report(publisher, a.url)) return exit_usage;
 
@@ -151,7 +154,7 @@ int run_throughput(const BenchArgs& a) {
 }
 
 int run_rtt(const BenchArgs& a) {
-  std::string base = "Bench/RoundTrip/" + unique_suffix();
+  std::string base = "Bench/" + unique_suffix();
   std::string ping_topic = base + "/Ping", pong_topic = base + "/Pong";
   Client requester, responder;
   if (!connect_or_report(requester, a.url) || !connect_or_report(responder, a.url)) return exit_usage;

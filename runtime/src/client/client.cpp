@@ -94,7 +94,8 @@ struct Client::Impl final : transport::ReactorHandler {
     std::string path;
     TopicType type = TopicType::string;
     bool known = false;
-    std::vector<std::uint64_t> subscriptions;  // local subscriptions whose selector matches
+    // Local subscriptions whose selector matches (map nodes never move, so pointers hold).
+    std::vector<LocalSubscription*> subscriptions;
   };
 
   explicit Impl(std::size_t ring_bytes) : outbox(ring_bytes) {}
@@ -128,6 +129,8 @@ struct Client::Impl final : transport::ReactorHandler {
   ::msghdr msg{};
   ::iovec iov{};
   std::vector<std::byte> assembly;
+  bool dispatching = false;                        // inside on_bytes
+  std::vector<std::unique_ptr<Command>> deferred;  // commands drained while dispatching
   bool recv_armed = false;
   bool closing = false;            // close() asked for: send Close, then wait for EOF
   bool shut_down_write = false;
@@ -208,7 +211,10 @@ struct Client::Impl final : transport::ReactorHandler {
           Command* command;
           std::memcpy(&command, payload.data(), sizeof command);
           std::unique_ptr<Command> owned(command);
-          handle(std::move(*owned));
+          // A handler that publishes into a full outbox drains it from inside the dispatch:
+          // commands wait until the dispatch is over, so it never sees its lists change.
+          if (dispatching) deferred.push_back(std::move(owned));
+          else handle(std::move(*owned));
         },
         max);
   }
@@ -332,6 +338,14 @@ struct Client::Impl final : transport::ReactorHandler {
   }
 
   void on_bytes(std::span<const std::byte> data) {
+    dispatching = true;
+    dispatch_bytes(data);
+    dispatching = false;
+    for (auto& command : deferred) handle(std::move(*command));
+    deferred.clear();
+  }
+
+  void dispatch_bytes(std::span<const std::byte> data) {
     if (!assembly.empty()) {
       assembly.insert(assembly.end(), data.begin(), data.end());
       std::size_t used = dispatch_frames(assembly);
@@ -417,10 +431,8 @@ struct Client::Impl final : transport::ReactorHandler {
     }
     const Alias& a = aliases[m.alias];
     Update u{a.path, a.type, m.topic_seq, m.session_seq, m.value};
-    for (std::uint64_t id : a.subscriptions) {
-      auto it = subscriptions.find(id);
-      if (it != subscriptions.end() && it->second.handler) it->second.handler(u);
-    }
+    for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
+      if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
   }
 
   void on_error_frame(const codec::ErrorMsg& m) {
@@ -429,7 +441,7 @@ struct Client::Impl final : transport::ReactorHandler {
       for (auto it = subscriptions.begin(); it != subscriptions.end(); ++it) {
         if (it->second.request_id != m.request_id) continue;
         auto handler = std::move(it->second.on_subscribed);
-        for (auto& a : aliases) std::erase(a.subscriptions, it->first);
+        for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
         subscriptions.erase(it);
         if (handler) handler(status);
         else if (error_listener) error_listener(status);
@@ -452,7 +464,7 @@ struct Client::Impl final : transport::ReactorHandler {
   void rematch(Alias& a) {
     a.subscriptions.clear();
     for (auto& [id, s] : subscriptions)
-      if (s.selector.matches(a.path)) a.subscriptions.push_back(id);
+      if (s.selector.matches(a.path)) a.subscriptions.push_back(&s);
   }
 
   void handle(Command&& c) {
@@ -480,10 +492,12 @@ struct Client::Impl final : transport::ReactorHandler {
             c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
           break;
         }
-        subscriptions.emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
-                                                      std::move(c.status_handler), request_id});
+        auto& added = subscriptions
+                          .emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
+                                                           std::move(c.status_handler), request_id})
+                          .first->second;
         for (auto& a : aliases)
-          if (a.known && selector->matches(a.path)) a.subscriptions.push_back(c.id);
+          if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
         append(encoder.subscribe(request_id, c.text));
         break;
       }
@@ -491,8 +505,8 @@ struct Client::Impl final : transport::ReactorHandler {
         auto it = subscriptions.find(c.id);
         if (it == subscriptions.end()) break;
         std::string text = it->second.selector.text();
+        for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
         subscriptions.erase(it);
-        for (auto& a : aliases) std::erase(a.subscriptions, c.id);
         // The broker keys subscriptions by selector: only the last local one unsubscribes.
         bool still_used = false;
         for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
