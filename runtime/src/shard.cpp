@@ -162,7 +162,10 @@ void Shard::wake_peers() {
     if (!(peers_to_wake_ & (std::uint64_t{1} << shard))) continue;
     Shard* peer = mesh_.shards[shard];
     // acquire: pairs with the seq_cst store in run(), which follows the reactor's creation.
-    if (peer->sleeping_.load(std::memory_order_acquire)) peer->reactor_->wake();
+    // exchange: of several shards that find the peer asleep, one writes its eventfd.
+    if (peer->sleeping_.load(std::memory_order_acquire) &&
+        peer->sleeping_.exchange(false, std::memory_order_acq_rel))
+      peer->reactor_->wake();
   }
   peers_to_wake_ = 0;
 }

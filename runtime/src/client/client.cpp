@@ -168,7 +168,11 @@ struct Client::Impl final : transport::ReactorHandler {
   void committed() {
     // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleeping.load(std::memory_order_relaxed)) wake_client();
+    // Only the producer that finds the client asleep and clears the flag writes the eventfd:
+    // one wake-up per sleep, not one per call until the client thread gets a core.
+    if (sleeping.load(std::memory_order_relaxed) &&
+        sleeping.exchange(false, std::memory_order_relaxed))
+      wake_client();
   }
 
   void wake_client() {
