@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -48,6 +49,13 @@ struct Mesh {
     return *rings[from * shard_count + to];
   }
 };
+
+// A pooled buffer holding `text` (selectors and error messages sent between shards).
+inline SharedBuffer* text_buffer(BufferPool& pool, std::string_view text) {
+  SharedBuffer* b = pool.allocate(text.size());
+  std::memcpy(b->data(), text.data(), text.size());
+  return b;
+}
 
 struct ShardCounters {
   std::uint64_t connections_accepted = 0;
@@ -96,7 +104,6 @@ struct Subscription {
 
 struct TopicBinding {
   std::uint32_t alias;
-  std::uint32_t matching_subscriptions;
 };
 
 // One client connection and (until sessions outlive connections) its session.

@@ -7,14 +7,6 @@
 
 namespace brook::runtime {
 
-namespace {
-SharedBuffer* text_buffer(BufferPool& pool, std::string_view text) {
-  SharedBuffer* b = pool.allocate(text.size());
-  std::memcpy(b->data(), text.data(), text.size());
-  return b;
-}
-}  // namespace
-
 void Shard::subscribe(Connection& c, std::uint32_t request_id, std::string_view text) {
   auto selector = Selector::parse(text);
   if (!selector) {
@@ -120,7 +112,7 @@ void Shard::bind(Connection& c, std::uint64_t topic_key, const ShardMessage& m) 
     topic.type = publish.type.value_or(codec::TopicType::string);
   }
   std::uint32_t alias = c.next_alias++;
-  c.bindings.emplace(topic_key, TopicBinding{alias, 1});
+  c.bindings.emplace(topic_key, TopicBinding{alias});
   topic.subscribers.push_back({c.slot, alias});
   enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
   if (m.flags & snapshot_has_value)

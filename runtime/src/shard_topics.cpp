@@ -25,12 +25,6 @@ bool value_fits_type(codec::TopicType type, std::uint32_t value_bytes) {
   }
 }
 
-SharedBuffer* text_buffer(BufferPool& pool, std::string_view text) {
-  SharedBuffer* b = pool.allocate(text.size());
-  std::memcpy(b->data(), text.data(), text.size());
-  return b;
-}
-
 }  // namespace
 
 unsigned Shard::owner_of(std::string_view path) const {
