@@ -1,98 +1,167 @@
 #include "outbound_queue.hpp"
 
-#include <bit>
+#include <cassert>
 #include <cstring>
 
 namespace brook::runtime {
 
-OutboundQueue::OutboundQueue(std::uint32_t max_frames, std::uint64_t max_bytes)
-    : ring_(16), max_frames_(max_frames), max_bytes_(max_bytes) {}
+namespace {
+// One staging block per send: 64 KiB holds ~600 small updates, more than a turn gathers.
+constexpr std::size_t staging_bytes = 65536;
+}  // namespace
+
+OutboundQueue::OutboundQueue(const OutboundLimits& limits) : ring_(16), limits_(limits) {}
 
 OutboundQueue::~OutboundQueue() { clear(); }
 
 void OutboundQueue::grow() {
-  // Grows by doubling up to the frame limit: allocation happens only while a session's
-  // backlog reaches a new high, never per message in the steady state.
+  // Grows by doubling while a session's backlog (or recovery window) reaches a new high;
+  // never per message in the steady state.
   std::vector<OutFrame> bigger(ring_.size() * 2);
   for (std::uint64_t p = head_; p != tail_; ++p) bigger[p & (bigger.size() - 1)] = at(p);
   ring_.swap(bigger);
 }
 
+void OutboundQueue::release_frame(std::uint64_t position) noexcept {
+  OutFrame& f = at(position);
+  if (f.body) f.body->release();
+  f.body = nullptr;
+}
+
+void OutboundQueue::release_staging() noexcept {
+  if (staging_) staging_->release();
+  staging_ = nullptr;
+}
+
 bool OutboundQueue::push(const OutFrame& frame) {
-  if (frames() >= max_frames_ || queued_bytes_ + frame.wire_bytes() > max_bytes_) return false;
+  if (frames() >= limits_.max_frames || queued_bytes_ + frame.wire_bytes() > limits_.max_bytes)
+    return false;
   push_unbounded(frame);
   return true;
 }
 
 void OutboundQueue::push_unbounded(const OutFrame& frame) {
-  if (frames() == ring_.size()) grow();
+  if (tail_ - head_ == ring_.size()) grow();
   at(tail_++) = frame;
   queued_bytes_ += frame.wire_bytes();
 }
 
-std::size_t OutboundQueue::gather(std::span<::iovec> iov) {
+std::size_t OutboundQueue::gather(std::span<::iovec> iov, BufferPool& pool) {
+  assert(!send_in_flight());
   std::size_t n = 0;
-  std::size_t skip = head_sent_bytes_;
-  // A frame with an empty value is a head alone: one iovec, so up to iov.size() heads.
-  if (send_heads_.size() < iov.size()) send_heads_.resize(iov.size());
-  std::size_t heads = 0;
-  std::uint64_t p = head_;
+  std::size_t skip = sent_partly_;
+  std::byte* stage = nullptr;
+  std::size_t staged = 0;
+  std::size_t stage_capacity = 0;
+  // Appends to the staging block, extending the last iovec when it already ends there.
+  auto stage_copy = [&](const std::byte* data, std::size_t len) {
+    std::byte* at_end = stage + staged;
+    std::memcpy(at_end, data, len);
+    staged += len;
+    if (n > 0 && static_cast<std::byte*>(iov[n - 1].iov_base) + iov[n - 1].iov_len == at_end)
+      iov[n - 1].iov_len += len;
+    else
+      iov[n++] = {at_end, len};
+  };
+  std::uint64_t p = sent_;
   for (; p != tail_ && n + 2 <= iov.size(); ++p) {
     const OutFrame& f = at(p);
-    if (skip < f.head_bytes) {
-      auto& copy = send_heads_[heads++];
-      std::memcpy(copy.data(), f.head.data(), f.head_bytes);
-      iov[n++] = {copy.data() + skip, f.head_bytes - skip};
-      skip = 0;
-    } else {
-      skip -= f.head_bytes;
+    const std::size_t head_part = skip < f.head_bytes ? f.head_bytes - skip : 0;
+    const std::size_t body_skip = skip > f.head_bytes ? skip - f.head_bytes : 0;
+    const std::size_t body_part = f.body_bytes - body_skip;
+    const bool copy_body = f.body_bytes <= limits_.copy_body_max;
+    const std::size_t to_stage = head_part + (copy_body ? body_part : 0);
+    if (to_stage > 0) {
+      if (!staging_) {
+        staging_ = pool.allocate(staging_bytes);
+        stage = staging_->data();
+        stage_capacity = staging_->capacity();
+      }
+      if (stage_capacity - staged < to_stage) break;
     }
-    if (f.body_bytes > skip) {
-      iov[n++] = {f.body->data() + f.body_offset + skip, f.body_bytes - skip};
+    if (head_part > 0) stage_copy(f.head.data() + (f.head_bytes - head_part), head_part);
+    if (body_part > 0) {
+      const std::byte* body = f.body->data() + f.body_offset + body_skip;
+      if (copy_body) stage_copy(body, body_part);
+      else iov[n++] = {const_cast<std::byte*>(body), body_part};
     }
     skip = 0;
   }
   in_flight_end_ = p;
+  if (n == 0) release_staging();
   return n;
+}
+
+void OutboundQueue::complete(std::size_t bytes) {
+  release_staging();
+  queued_bytes_ -= bytes;
+  bytes += sent_partly_;
+  while (sent_ != tail_) {
+    const std::size_t size = at(sent_).wire_bytes();
+    if (bytes < size) break;
+    bytes -= size;
+    retained_bytes_ += size;
+    ++sent_;
+  }
+  sent_partly_ = sent_ == tail_ ? 0 : bytes;
+  in_flight_end_ = sent_;
+  trim_recovery_window();
+}
+
+void OutboundQueue::trim_recovery_window() noexcept {
+  while (head_ != sent_ && retained_bytes_ > limits_.recovery_bytes) {
+    retained_bytes_ -= at(head_).wire_bytes();
+    release_frame(head_++);
+  }
+}
+
+void OutboundQueue::abort_send() {
+  release_staging();
+  queued_bytes_ += sent_partly_;
+  sent_partly_ = 0;
+  in_flight_end_ = sent_;
+}
+
+bool OutboundQueue::rewind(std::uint64_t last_received) {
+  assert(!send_in_flight());
+  // Sequence s lives at position s - 1: frames from position last_received on are resent.
+  if (last_received < head_ || last_received > sent_) return false;
+  queued_bytes_ += sent_partly_;
+  sent_partly_ = 0;
+  for (std::uint64_t p = last_received; p != sent_; ++p) {
+    const std::size_t size = at(p).wire_bytes();
+    retained_bytes_ -= size;
+    queued_bytes_ += size;
+  }
+  sent_ = in_flight_end_ = last_received;
+  // Frames the client confirmed are no longer needed for recovery.
+  while (head_ != sent_) {
+    retained_bytes_ -= at(head_).wire_bytes();
+    release_frame(head_++);
+  }
+  return true;
 }
 
 void OutboundQueue::drop_unsent() {
   // Keep what the kernel holds, and a partly sent frame: dropping its tail would corrupt
   // the byte stream for whatever is sent after it.
-  std::uint64_t keep_end = head_ + (head_sent_bytes_ > 0 && head_ != tail_ ? 1 : 0);
+  std::uint64_t keep_end = sent_ + (sent_partly_ > 0 && sent_ != tail_ ? 1 : 0);
   if (in_flight_end_ > keep_end) keep_end = in_flight_end_;
   if (keep_end > tail_) keep_end = tail_;
   for (std::uint64_t p = keep_end; p != tail_; ++p) {
     queued_bytes_ -= at(p).wire_bytes();
-    if (at(p).body) at(p).body->release();
-    at(p).body = nullptr;
+    release_frame(p);
   }
   tail_ = keep_end;
 }
 
-void OutboundQueue::complete(std::size_t bytes) {
-  queued_bytes_ -= bytes;
-  bytes += head_sent_bytes_;
-  while (head_ != tail_) {
-    OutFrame& f = at(head_);
-    if (bytes < f.wire_bytes()) break;
-    bytes -= f.wire_bytes();
-    if (f.body) f.body->release();
-    f.body = nullptr;
-    ++head_;
-  }
-  head_sent_bytes_ = head_ == tail_ ? 0 : bytes;
-  in_flight_end_ = head_;
-}
-
 void OutboundQueue::clear() {
-  for (std::uint64_t p = head_; p != tail_; ++p) {
-    if (at(p).body) at(p).body->release();
-    at(p).body = nullptr;
-  }
-  head_ = tail_ = in_flight_end_ = 0;
-  head_sent_bytes_ = 0;
+  release_staging();
+  for (std::uint64_t p = head_; p != tail_; ++p) release_frame(p);
+  head_ = sent_ = in_flight_end_ = tail_;
+  sent_partly_ = 0;
   queued_bytes_ = 0;
+  retained_bytes_ = 0;
 }
 
 }  // namespace brook::runtime

@@ -1,7 +1,15 @@
 #pragma once
-// A session's outbound frames, oldest first: a bounded ring of (per-session head, shared body)
-// pairs. gather() turns the unsent frames into iovecs for one sendmsg; complete() releases
-// what the kernel took. Bodies are references, never copies. Owned by the session's shard.
+// A session's outbound stream: a ring of (per-session head, shared body) frames numbered by
+// their position. The position of a frame plus one is its session sequence number, so the
+// same ring is both the send queue and the recovery buffer (DESIGN.md: "recovery buffers are
+// the outbound rings themselves"):
+//
+//   head_            sent_          in_flight_end_        tail_
+//     | retained, sent |  in the send  |   queued, unsent    |
+//
+// Frames the kernel has taken stay in the ring, bounded by recovery_bytes, until they fall out
+// of the window; rewind() makes them unsent again for a client that reconnects and says the
+// last sequence it received, and the same bytes go out again. Owned by the session's shard.
 #include <sys/uio.h>
 
 #include <array>
@@ -23,12 +31,26 @@ struct OutFrame {
   std::size_t wire_bytes() const noexcept { return head_bytes + std::size_t{body_bytes}; }
 };
 
+struct OutboundLimits {
+  std::uint32_t max_frames = 1u << 20;         // unsent frames
+  std::uint64_t max_bytes = 64ull << 20;       // unsent bytes
+  std::uint64_t recovery_bytes = 8ull << 20;   // sent bytes kept for replay
+  // Bodies up to this size are copied next to their heads in one staging buffer per send:
+  // the kernel's cost is per iovec, and for small frames it dwarfs the copy.
+  std::uint32_t copy_body_max = 512;
+};
+
 class OutboundQueue {
  public:
-  OutboundQueue(std::uint32_t max_frames, std::uint64_t max_bytes);
+  explicit OutboundQueue(const OutboundLimits& limits);
   ~OutboundQueue();
   OutboundQueue(const OutboundQueue&) = delete;
   OutboundQueue& operator=(const OutboundQueue&) = delete;
+
+  // The session sequence number the next pushed frame gets (the first is 1).
+  std::uint64_t next_sequence() const noexcept { return tail_ + 1; }
+  // The sequence of the last frame pushed (0 before any).
+  std::uint64_t last_sequence() const noexcept { return tail_; }
 
   // Takes over one reference of frame.body on success; on failure (full) the caller keeps it.
   bool push(const OutFrame& frame);
@@ -36,36 +58,49 @@ class OutboundQueue {
   void push_unbounded(const OutFrame& frame);
 
   // Fills iov with the unsent frames, from the partly sent one on, and marks them in flight.
-  // Heads are copied to a scratch area that stays put until complete(), because the ring may
-  // grow (and move) while the kernel reads them. Returns the iovec count.
-  std::size_t gather(std::span<::iovec> iov);
-  // The kernel took `bytes` of the in-flight frames: release the frames it finished.
+  // Heads and small bodies are copied into a staging buffer from `pool` that stays put until
+  // complete(); larger bodies are referenced. Returns the iovec count.
+  std::size_t gather(std::span<::iovec> iov, BufferPool& pool);
+  // The kernel took `bytes` of the in-flight frames: they move into the recovery window.
   void complete(std::size_t bytes);
-  // Releases the frames that are not part of the send in flight.
+  // The send in flight failed or the connection is gone: nothing is in flight any more, and
+  // the partly sent frame counts as unsent.
+  void abort_send();
+
+  // Makes every frame after `last_received` unsent again, for a reconnected client. False
+  // when those frames are no longer retained (the gap cannot be filled) or when
+  // `last_received` is beyond what was sent. Only while no send is in flight.
+  bool rewind(std::uint64_t last_received);
+  // Releases every unsent frame (not the send in flight). Sequence numbers continue.
   void drop_unsent();
-  // Releases everything; only when no send is in flight.
+  // Releases everything; only when no send is in flight. Sequence numbers continue.
   void clear();
 
-  bool empty() const noexcept { return head_ == tail_; }
-  std::size_t frames() const noexcept { return static_cast<std::size_t>(tail_ - head_); }
+  bool empty() const noexcept { return sent_ == tail_; }  // nothing left to send
+  bool send_in_flight() const noexcept { return in_flight_end_ != sent_ || staging_; }
+  std::size_t frames() const noexcept { return static_cast<std::size_t>(tail_ - sent_); }
   std::uint64_t bytes() const noexcept { return queued_bytes_; }
+  std::uint64_t retained_bytes() const noexcept { return retained_bytes_; }
+  // The oldest sequence rewind() can still resend from.
+  std::uint64_t oldest_retained_sequence() const noexcept { return head_ + 1; }
 
  private:
   void grow();
+  void release_frame(std::uint64_t position) noexcept;
+  void trim_recovery_window() noexcept;
+  void release_staging() noexcept;
   OutFrame& at(std::uint64_t position) noexcept { return ring_[position & (ring_.size() - 1)]; }
-  const OutFrame& at(std::uint64_t position) const noexcept {
-    return ring_[position & (ring_.size() - 1)];
-  }
 
   std::vector<OutFrame> ring_;
-  std::vector<std::array<std::byte, 32>> send_heads_;  // stable copies for the send in flight
-  std::uint64_t head_ = 0;          // oldest frame not yet fully sent
-  std::uint64_t in_flight_end_ = 0; // frames [head_, in_flight_end_) are in a send
-  std::uint64_t tail_ = 0;          // next free position
-  std::size_t head_sent_bytes_ = 0; // how much of frame head_ the kernel already took
-  std::uint64_t queued_bytes_ = 0;
-  std::uint32_t max_frames_;
-  std::uint64_t max_bytes_;
+  SharedBuffer* staging_ = nullptr;  // heads and small bodies of the send in flight
+  std::uint64_t head_ = 0;           // oldest retained frame
+  std::uint64_t sent_ = 0;           // oldest frame not yet fully sent
+  std::uint64_t in_flight_end_ = 0;  // frames [sent_, in_flight_end_) are in a send
+  std::uint64_t tail_ = 0;           // next free position
+  std::size_t sent_partly_ = 0;      // how much of frame sent_ the kernel already took
+  std::uint64_t queued_bytes_ = 0;   // unsent, counting the partly sent frame's rest
+  std::uint64_t retained_bytes_ = 0;
+  OutboundLimits limits_;
 };
 
 }  // namespace brook::runtime

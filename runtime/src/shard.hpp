@@ -108,7 +108,7 @@ struct TopicBinding {
 
 // One client connection and (until sessions outlive connections) its session.
 struct Connection {
-  Connection(std::uint32_t max_frames, std::uint64_t max_bytes) : out(max_frames, max_bytes) {}
+  explicit Connection(const OutboundLimits& limits) : out(limits) {}
   int fd = -1;
   std::uint32_t slot = 0;
   std::uint32_t generation = 0;
@@ -129,7 +129,6 @@ struct Connection {
   // Session state.
   std::string session_id;
   OutboundQueue out;
-  std::uint64_t next_session_seq = 1;
   std::uint32_t next_alias = 1;
   std::vector<Subscription> subscriptions;
   std::unordered_map<std::uint64_t, TopicBinding> bindings;  // topic key -> alias

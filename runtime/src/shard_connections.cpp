@@ -52,8 +52,8 @@ void Shard::adopt_connection(int fd) {
   }
   if (slot_generation_.size() <= slot) slot_generation_.resize(slot + 1, 0);
   std::uint32_t generation = slot_generation_[slot] = (slot_generation_[slot] + 1) & generation_mask;
-  connections_[slot] = std::make_unique<Connection>(options_.session_queue_max_frames,
-                                                    options_.session_queue_max_bytes);
+  connections_[slot] = std::make_unique<Connection>(OutboundLimits{
+      options_.session_queue_max_frames, options_.session_queue_max_bytes, 0});
   Connection& c = *connections_[slot];
   c.fd = fd;
   c.slot = slot;
@@ -270,7 +270,7 @@ void Shard::flush_sessions() {
 void Shard::start_send(Connection& c) {
   std::size_t wanted = std::min(max_iovecs, c.out.frames() * 2);
   if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 64));
-  std::size_t n = c.out.gather(c.iov);
+  std::size_t n = c.out.gather(c.iov, pool_);
   if (n == 0) return;
   c.msg = {};
   c.msg.msg_iov = c.iov.data();
@@ -282,7 +282,8 @@ void Shard::start_send(Connection& c) {
 void Shard::on_send(Connection& c, int result) {
   c.send_in_flight = false;
   if (result < 0) {
-    c.out.clear();  // nothing is in flight any more
+    c.out.abort_send();
+    c.out.clear();
     begin_close(c);
     maybe_release(c);
     return;

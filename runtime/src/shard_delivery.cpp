@@ -141,7 +141,7 @@ void Shard::enqueue_update(Connection& c, std::uint32_t alias, std::uint64_t top
   }
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   OutFrame out;
-  codec::write_update_head(out.head.data(), publish.value_bytes, c.next_session_seq, topic_seq,
+  codec::write_update_head(out.head.data(), publish.value_bytes, c.out.next_sequence(), topic_seq,
                            alias);
   out.head_bytes = codec::update_head_bytes;
   out.body = frame;
@@ -152,7 +152,6 @@ void Shard::enqueue_update(Connection& c, std::uint32_t alias, std::uint64_t top
     mark_overflowed(c);
     return;
   }
-  ++c.next_session_seq;
   ++counters_.deliveries;
   mark_for_flush(c);
 }

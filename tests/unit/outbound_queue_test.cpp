@@ -1,5 +1,6 @@
-// Unit tests of OutboundQueue, a session's frames on their way to sendmsg: the frame and byte
-// limits, gather() producing head-then-body iovecs in order, complete() after partial sends
+// Unit tests of OutboundQueue, a session's frames on their way to sendmsg and its recovery
+// window: the frame and byte limits, gather() producing head-then-body iovecs in order (small
+// frames staged into one iovec), rewind() resending retained frames after a reconnect, complete() after partial sends
 // (in a head and in a body) resuming at exactly the next unsent byte, drop_unsent() keeping a
 // send in flight and a partly sent frame, and growth of the ring while a send is in flight
 // leaving the gathered iovecs untouched.
@@ -67,9 +68,9 @@ class OutboundQueueTest : public ::testing::Test {
     }
     return out;
   }
-  static Bytes gather_all(OutboundQueue& q, std::size_t iov_slots = 64) {
+  Bytes gather_all(OutboundQueue& q, std::size_t iov_slots = 64) {
     std::vector<::iovec> iov(iov_slots);
-    const std::size_t n = q.gather(iov);
+    const std::size_t n = q.gather(iov, pool_);
     return flatten(std::span(iov).first(n));
   }
   static Bytes tail_of(const Bytes& stream, std::size_t from) {
@@ -81,7 +82,7 @@ class OutboundQueueTest : public ::testing::Test {
 };
 
 TEST_F(OutboundQueueTest, push_refuses_at_the_frame_limit_and_the_caller_keeps_the_body) {
-  OutboundQueue q(4, 1 << 20);
+  OutboundQueue q({4, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 4; ++i) push(q, frame(32, 100, i), stream);
   OutFrame refused = frame(32, 100, 9);
@@ -98,7 +99,7 @@ TEST_F(OutboundQueueTest, push_refuses_at_the_frame_limit_and_the_caller_keeps_t
 }
 
 TEST_F(OutboundQueueTest, push_refuses_at_the_byte_limit_but_a_smaller_frame_still_fits) {
-  OutboundQueue q(1000, 1000);
+  OutboundQueue q({1000, 1000, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 7; ++i) push(q, frame(32, 100, i), stream);  // 924 bytes
   OutFrame too_big = frame(32, 100, 7);  // would make 1056
@@ -118,7 +119,7 @@ TEST_F(OutboundQueueTest, push_refuses_at_the_byte_limit_but_a_smaller_frame_sti
 }
 
 TEST_F(OutboundQueueTest, gather_gives_head_then_body_per_frame_in_push_order) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   OutFrame update = frame(32, 64, 1);
   OutFrame head_only = frame(8, 0, 2);       // e.g. a small frame built in place
@@ -126,7 +127,7 @@ TEST_F(OutboundQueueTest, gather_gives_head_then_body_per_frame_in_push_order) {
   OutFrame offset_body = frame(32, 20, 4, 16);  // a value inside a retained publish frame
   for (const auto& f : {update, head_only, body_only, offset_body}) push(q, f, stream);
   std::array<::iovec, 16> iov{};
-  ASSERT_EQ(q.gather(iov), 6u);
+  ASSERT_EQ(q.gather(iov, pool_), 6u);
   EXPECT_EQ(iov[0].iov_len, 32u);
   EXPECT_EQ(iov[1].iov_base, update.body->data());
   EXPECT_EQ(iov[1].iov_len, 64u);
@@ -139,26 +140,102 @@ TEST_F(OutboundQueueTest, gather_gives_head_then_body_per_frame_in_push_order) {
   EXPECT_EQ(flatten(std::span(iov).first(6)), stream);
 }
 
-// An update of an empty string value is a head with no body: one iovec per frame, so one
-// gather can take up to iov.size() - 1 such frames, each with a head copy to keep stable.
-TEST_F(OutboundQueueTest, gather_of_head_only_frames_keeps_every_head_copy_in_bounds) {
-  OutboundQueue q(100, 1 << 20);
+// Small frames (heads, and bodies up to copy_body_max) are copied one after the other into
+// the staging block: a run of them is one iovec, whatever the iovec array's size.
+TEST_F(OutboundQueueTest, small_frames_are_staged_into_one_iovec_and_large_bodies_referenced) {
+  OutboundQueue q({100, 1 << 20, 0, 64});
   Bytes stream;
-  for (std::uint32_t i = 0; i < 7; ++i) push(q, frame(32, 0, i), stream);
-  std::array<::iovec, 8> iov{};
-  const std::size_t n = q.gather(iov);  // ASan: heap-buffer-overflow here if heads overflow
-  ASSERT_EQ(n, 7u);
+  for (std::uint32_t i = 0; i < 7; ++i) push(q, frame(32, i * 10, i), stream);  // bodies <= 60
+  OutFrame large = frame(32, 65, 7);
+  push(q, large, stream);
+  push(q, frame(8, 0, 8), stream);
+  std::array<::iovec, 4> iov{};
+  const std::size_t n = q.gather(iov, pool_);
+  ASSERT_EQ(n, 3u) << "staged run, large body, staged run";
+  EXPECT_EQ(iov[1].iov_base, large.body->data()) << "a large body is referenced, not copied";
   EXPECT_EQ(flatten(std::span(iov).first(n)), stream);
   q.complete(stream.size());
   EXPECT_TRUE(q.empty());
 }
 
+// The staging block is 64 KiB: a backlog larger than that goes out over several sends.
+TEST_F(OutboundQueueTest, a_backlog_larger_than_the_staging_block_is_sent_in_several_gathers) {
+  OutboundQueue q({100'000, 1 << 30, 0, 512});
+  Bytes stream;
+  for (std::uint32_t i = 0; i < 2000; ++i) push(q, frame(32, 100, i), stream);  // 264,000 bytes
+  Bytes sent;
+  int sends = 0;
+  while (!q.empty()) {
+    const Bytes offered = gather_all(q);
+    ASSERT_LE(offered.size(), 65536u + 0u) << "bounded by the staging block";
+    sent.insert(sent.end(), offered.begin(), offered.end());
+    q.complete(offered.size());
+    ++sends;
+  }
+  EXPECT_EQ(sent, stream);
+  EXPECT_GE(sends, 5);
+}
+
+// A frame's session sequence number is its position + 1; the sent frames stay in the ring up
+// to recovery_bytes, and rewind() resends exactly the frames after the one a client last got.
+TEST_F(OutboundQueueTest, rewind_resends_the_same_bytes_after_the_last_received_sequence) {
+  OutboundQueue q({100, 1 << 20, 10 * 132, 512});
+  Bytes stream;
+  EXPECT_EQ(q.next_sequence(), 1u);
+  for (std::uint32_t i = 0; i < 6; ++i) push(q, frame(32, 100, i), stream);
+  EXPECT_EQ(q.last_sequence(), 6u);
+  ASSERT_EQ(gather_all(q), stream);
+  q.complete(stream.size() - 10);  // frame 6 partly sent when the connection drops
+  q.abort_send();
+  EXPECT_EQ(q.retained_bytes(), 5u * 132u);
+  push(q, frame(32, 100, 6), stream);  // queued while the session is detached
+  ASSERT_TRUE(q.rewind(3)) << "the client got frames 1..3";
+  EXPECT_EQ(q.frames(), 4u);
+  EXPECT_EQ(q.bytes(), 4u * 132u);
+  EXPECT_EQ(q.retained_bytes(), 0u) << "frames the client confirmed leave the window";
+  EXPECT_EQ(gather_all(q), tail_of(stream, 3 * 132));
+  q.complete(4 * 132);
+  EXPECT_TRUE(q.empty());
+  EXPECT_FALSE(q.rewind(8)) << "beyond what was sent";
+  EXPECT_TRUE(q.rewind(7)) << "nothing to resend";
+  EXPECT_TRUE(q.empty());
+}
+
+TEST_F(OutboundQueueTest, rewind_past_the_recovery_window_reports_a_gap) {
+  OutboundQueue q({100, 1 << 20, 3 * 132, 512});
+  Bytes stream;
+  std::vector<SharedBuffer*> bodies;
+  for (std::uint32_t i = 0; i < 8; ++i) {
+    OutFrame f = frame(32, 100, i);
+    f.body->add_ref();
+    bodies.push_back(f.body);
+    push(q, f, stream);
+  }
+  ASSERT_EQ(gather_all(q), stream);
+  q.complete(stream.size());
+  EXPECT_EQ(q.retained_bytes(), 3u * 132u) << "bounded by recovery_bytes";
+  EXPECT_EQ(q.oldest_retained_sequence(), 6u);
+  for (std::size_t i = 0; i < bodies.size(); ++i)
+    EXPECT_EQ(bodies[i]->ref_count_hint(), i < 5 ? 1u : 2u) << "frame " << i + 1;
+  EXPECT_FALSE(q.rewind(4)) << "frame 5 fell out of the window";
+  EXPECT_TRUE(q.empty()) << "a refused rewind changes nothing";
+  ASSERT_TRUE(q.rewind(5));
+  EXPECT_EQ(gather_all(q), tail_of(stream, 5 * 132));
+  q.complete(3 * 132);
+  q.clear();
+  EXPECT_EQ(q.next_sequence(), 9u) << "sequence numbers continue after clear()";
+  for (auto* b : bodies) {
+    EXPECT_EQ(b->ref_count_hint(), 1u);
+    b->release();
+  }
+}
+
 TEST_F(OutboundQueueTest, gather_stops_when_the_iovec_array_is_full) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 5; ++i) push(q, frame(32, 10, i), stream);
   std::array<::iovec, 5> iov{};  // room for two whole frames (a frame may need two iovecs)
-  ASSERT_EQ(q.gather(iov), 4u);
+  ASSERT_EQ(q.gather(iov, pool_), 4u);
   EXPECT_EQ(flatten(std::span(iov).first(4)), Bytes(stream.begin(), stream.begin() + 84));
   q.complete(84);
   EXPECT_EQ(q.frames(), 3u);
@@ -166,7 +243,7 @@ TEST_F(OutboundQueueTest, gather_stops_when_the_iovec_array_is_full) {
 }
 
 TEST_F(OutboundQueueTest, complete_in_the_middle_of_a_head_resumes_at_the_next_head_byte) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 3; ++i) push(q, frame(32, 100, i), stream);
   ASSERT_EQ(gather_all(q), stream);
@@ -174,25 +251,25 @@ TEST_F(OutboundQueueTest, complete_in_the_middle_of_a_head_resumes_at_the_next_h
   EXPECT_EQ(q.frames(), 2u);
   EXPECT_EQ(q.bytes(), stream.size() - 137);
   std::array<::iovec, 8> iov{};
-  ASSERT_EQ(q.gather(iov), 4u);
+  ASSERT_EQ(q.gather(iov, pool_), 4u);
   EXPECT_EQ(iov[0].iov_len, 27u) << "the rest of frame 1's head";
   EXPECT_EQ(flatten(std::span(iov).first(4)), tail_of(stream, 137));
   q.complete(27 + 99);  // up to the last byte of frame 1's body
   EXPECT_EQ(q.frames(), 2u);
-  ASSERT_EQ(q.gather(iov), 3u);
+  ASSERT_EQ(q.gather(iov, pool_), 3u);
   EXPECT_EQ(iov[0].iov_len, 1u);
   EXPECT_EQ(flatten(std::span(iov).first(3)), tail_of(stream, 263));
 }
 
 TEST_F(OutboundQueueTest, complete_in_the_middle_of_a_body_resumes_at_the_next_body_byte) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 3; ++i) push(q, frame(32, 100, i), stream);
   ASSERT_EQ(gather_all(q), stream);
   q.complete(32 + 40);  // frame 0's head and 40 bytes of its body
   EXPECT_EQ(q.frames(), 3u);
   std::array<::iovec, 8> iov{};
-  ASSERT_EQ(q.gather(iov), 5u) << "no head iovec for the partly sent frame";
+  ASSERT_EQ(q.gather(iov, pool_), 5u) << "no head iovec for the partly sent frame";
   EXPECT_EQ(iov[0].iov_len, 60u);
   Bytes expected = tail_of(stream, 72);
   EXPECT_EQ(flatten(std::span(iov).first(5)), expected);
@@ -213,7 +290,7 @@ TEST_F(OutboundQueueTest, every_split_point_of_the_stream_resumes_at_the_right_b
     stream.insert(stream.end(), w.begin(), w.end());
   }
   for (std::size_t k = 0; k <= stream.size(); ++k) {
-    OutboundQueue q(100, 1 << 20);
+    OutboundQueue q({100, 1 << 20, 0, 0});
     for (auto& f : shapes) {
       if (f.body) f.body->add_ref();  // each queue takes its own reference
       ASSERT_TRUE(q.push(f));
@@ -235,7 +312,7 @@ TEST_F(OutboundQueueTest, every_split_point_of_the_stream_resumes_at_the_right_b
 }
 
 TEST_F(OutboundQueueTest, a_stream_sent_in_uneven_pieces_arrives_whole_and_in_order) {
-  OutboundQueue q(10'000, 1 << 24);
+  OutboundQueue q({10'000, 1 << 24, 0, 0});
   Bytes stream, sent;
   std::uint32_t next = 0;
   std::uint64_t rng = 12345;
@@ -253,7 +330,7 @@ TEST_F(OutboundQueueTest, a_stream_sent_in_uneven_pieces_arrives_whole_and_in_or
     }
     if (q.empty()) continue;
     std::vector<::iovec> iov(2 + 2 * random(8));
-    const std::size_t n = q.gather(iov);
+    const std::size_t n = q.gather(iov, pool_);
     const Bytes offered = flatten(std::span(iov).first(n));
     // A prefix of the unsent bytes, at least one frame, and all of them if iovecs were left.
     const Bytes unsent = tail_of(stream, sent.size());
@@ -274,7 +351,7 @@ TEST_F(OutboundQueueTest, a_stream_sent_in_uneven_pieces_arrives_whole_and_in_or
 }
 
 TEST_F(OutboundQueueTest, drop_unsent_keeps_the_frames_of_the_send_in_flight) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   std::vector<SharedBuffer*> bodies;
   for (std::uint32_t i = 0; i < 6; ++i) {
@@ -284,7 +361,7 @@ TEST_F(OutboundQueueTest, drop_unsent_keeps_the_frames_of_the_send_in_flight) {
     push(q, f, stream);
   }
   std::array<::iovec, 4> iov{};  // two frames in flight
-  ASSERT_EQ(q.gather(iov), 4u);
+  ASSERT_EQ(q.gather(iov, pool_), 4u);
   const Bytes in_flight = flatten(iov);
   q.drop_unsent();
   EXPECT_EQ(q.frames(), 2u);
@@ -303,7 +380,7 @@ TEST_F(OutboundQueueTest, drop_unsent_keeps_the_frames_of_the_send_in_flight) {
 }
 
 TEST_F(OutboundQueueTest, drop_unsent_keeps_a_partly_sent_frame_so_the_stream_stays_whole) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 4; ++i) push(q, frame(32, 100, i), stream);
   ASSERT_EQ(gather_all(q), stream);
@@ -323,13 +400,13 @@ TEST_F(OutboundQueueTest, drop_unsent_keeps_a_partly_sent_frame_so_the_stream_st
 }
 
 TEST_F(OutboundQueueTest, drop_unsent_during_a_partial_send_keeps_in_flight_and_partial_frames) {
-  OutboundQueue q(100, 1 << 20);
+  OutboundQueue q({100, 1 << 20, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 5; ++i) push(q, frame(32, 100, i), stream);
   ASSERT_EQ(gather_all(q), stream);
   q.complete(10);  // frame 0 partly sent
   std::array<::iovec, 4> iov{};  // the next send: the rest of frame 0 and all of frame 1
-  ASSERT_EQ(q.gather(iov), 4u) << "rest of head 0, body 0, head 1, body 1";
+  ASSERT_EQ(q.gather(iov, pool_), 4u) << "rest of head 0, body 0, head 1, body 1";
   const Bytes in_flight = flatten(iov);
   EXPECT_EQ(in_flight, Bytes(stream.begin() + 10, stream.begin() + 264));
   q.drop_unsent();
@@ -341,14 +418,14 @@ TEST_F(OutboundQueueTest, drop_unsent_during_a_partial_send_keeps_in_flight_and_
 }
 
 TEST_F(OutboundQueueTest, growth_while_a_send_is_in_flight_leaves_the_gathered_bytes_alone) {
-  OutboundQueue q(100'000, 1 << 30);
+  OutboundQueue q({100'000, 1 << 30, 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 12; ++i) push(q, frame(static_cast<std::uint8_t>(8 + i), 30 + i, i), stream);
   ASSERT_EQ(gather_all(q), stream);
   q.complete(38 + 3);  // frame 0 (8 + 30 bytes), then 3 bytes into frame 1's head
   const std::ptrdiff_t start = 41;
   std::array<::iovec, 16> iov{};  // the in-flight send: frames 1..8, starting mid-head
-  const std::size_t n = q.gather(iov);
+  const std::size_t n = q.gather(iov, pool_);
   ASSERT_EQ(n, 16u);
   const std::array<::iovec, 16> saved = iov;
   const Bytes before = flatten(iov);
@@ -367,7 +444,7 @@ TEST_F(OutboundQueueTest, growth_while_a_send_is_in_flight_leaves_the_gathered_b
   // the next gather continues exactly after what it took.
   q.complete(before.size() - 7);
   std::vector<::iovec> more(64);
-  const std::size_t m = q.gather(more);
+  const std::size_t m = q.gather(more, pool_);
   const Bytes next = flatten(std::span(more).first(m));
   ASSERT_GE(next.size(), 7u);
   EXPECT_EQ(next, Bytes(stream.begin() + sent_end - 7,
@@ -388,7 +465,7 @@ TEST_F(OutboundQueueTest, growth_while_a_send_is_in_flight_leaves_the_gathered_b
 TEST_F(OutboundQueueTest, clear_releases_every_body) {
   std::vector<SharedBuffer*> bodies;
   {
-    OutboundQueue q(100, 1 << 20);
+    OutboundQueue q({100, 1 << 20, 0, 0});
     Bytes stream;
     for (std::uint32_t i = 0; i < 20; ++i) {
       OutFrame f = frame(32, 10, i);
