@@ -34,6 +34,9 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::protocol_version: return "unsupported protocol version";
     case ErrorCode::queue_full: return "outbound queue full";
     case ErrorCode::internal: return "internal error";
+    case ErrorCode::authentication_failed: return "authentication failed";
+    case ErrorCode::session_not_found: return "session not found";
+    case ErrorCode::session_closed: return "session closed";
   }
   return "unknown error";
 }

@@ -54,12 +54,17 @@ Decoded decode_control(const fb::Message* msg) {
   switch (msg->body_type()) {
     case fb::Body::Connect: {
       auto b = msg->body_as_Connect();
-      return {DecodeError::none, ConnectMsg{b->protocol_version(), view(b->client_name()),
-                                            view(b->principal()), bytes_of(b->credentials())}};
+      return {DecodeError::none,
+              ConnectMsg{b->protocol_version(), view(b->client_name()), view(b->principal()),
+                         bytes_of(b->credentials()), b->session_number(), bytes_of(b->token()),
+                         b->last_received(), b->reconnect_timeout_ms()}};
     }
     case fb::Body::Connected: {
       auto b = msg->body_as_Connected();
-      return {DecodeError::none, ConnectedMsg{view(b->session_id()), b->max_frame_bytes()}};
+      return {DecodeError::none,
+              ConnectedMsg{view(b->session_id()), b->max_frame_bytes(), bytes_of(b->token()),
+                           b->resumed(), b->resync(), b->last_received(),
+                           b->reconnect_timeout_ms(), b->ping_interval_ms()}};
     }
     case fb::Body::Subscribe: {
       auto b = msg->body_as_Subscribe();
@@ -175,19 +180,37 @@ std::span<const std::byte> FrameEncoder::finish(std::uint32_t root) {
 std::span<const std::byte> FrameEncoder::connect(std::string_view client_name,
                                                  std::string_view principal,
                                                  std::span<const std::byte> credentials) {
+  return connect(ConnectMsg{wire_version, client_name, principal, credentials});
+}
+
+std::span<const std::byte> FrameEncoder::connect(const ConnectMsg& m) {
   fbb_->Clear();
-  auto name = fbb_->CreateString(client_name.data(), client_name.size());
-  auto who = fbb_->CreateString(principal.data(), principal.size());
-  auto creds = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(credentials.data()),
-                                  credentials.size());
-  BROOK_FINISH(Connect, fb::CreateConnect(*fbb_, wire_version, name, who, creds));
+  auto name = fbb_->CreateString(m.client_name.data(), m.client_name.size());
+  auto who = fbb_->CreateString(m.principal.data(), m.principal.size());
+  auto creds = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.credentials.data()),
+                                  m.credentials.size());
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> token;
+  if (!m.token.empty())
+    token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
+  BROOK_FINISH(Connect, fb::CreateConnect(*fbb_, m.protocol_version, name, who, creds,
+                                          m.session_number, token, m.last_received,
+                                          m.reconnect_timeout_ms));
 }
 
 std::span<const std::byte> FrameEncoder::connected(std::string_view session_id,
                                                    std::uint32_t max_frame_bytes) {
+  return connected(ConnectedMsg{session_id, max_frame_bytes});
+}
+
+std::span<const std::byte> FrameEncoder::connected(const ConnectedMsg& m) {
   fbb_->Clear();
-  auto id = fbb_->CreateString(session_id.data(), session_id.size());
-  BROOK_FINISH(Connected, fb::CreateConnected(*fbb_, id, max_frame_bytes));
+  auto id = fbb_->CreateString(m.session_id.data(), m.session_id.size());
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> token;
+  if (!m.token.empty())
+    token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
+  BROOK_FINISH(Connected, fb::CreateConnected(*fbb_, id, m.max_frame_bytes, token, m.resumed,
+                                              m.resync, m.last_received, m.reconnect_timeout_ms,
+                                              m.ping_interval_ms));
 }
 
 std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,

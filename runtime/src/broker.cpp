@@ -3,8 +3,11 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <thread>
 
+#include "authenticator.hpp"
+#include "brook/runtime/credentials.hpp"
 #include "brook/transport/tcp.hpp"
 #include "shard.hpp"
 
@@ -14,6 +17,8 @@ struct Broker::Impl {
   explicit Impl(BrokerOptions o) : options(std::move(o)) {}
   BrokerOptions options;
   Mesh mesh;
+  std::optional<CredentialStore> credentials;
+  std::unique_ptr<Authenticator> authenticator;  // only with a credentials file
   std::vector<std::unique_ptr<Shard>> shards;
   std::vector<std::thread> threads;
   int listen_fd = -1;
@@ -29,6 +34,16 @@ std::string Broker::start() {
   auto& o = impl_->options;
   if (auto error = o.validate(); !error.empty()) return error;
   unsigned count = o.shards ? o.shards : std::max(1u, std::thread::hardware_concurrency());
+  if (!o.credentials_file.empty()) {
+    std::string error;
+    impl_->credentials = CredentialStore::load(o.credentials_file, error);
+    if (!impl_->credentials) return error;
+    impl_->authenticator = std::make_unique<Authenticator>(
+        [store = &*impl_->credentials](std::string_view principal, std::span<const std::byte> password) {
+          return store->verify(principal, password);
+        },
+        count, [impl = impl_.get()](unsigned shard) { impl->shards[shard]->wake(); });
+  }
   auto endpoint = transport::parse_endpoint(o.listen);
   if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
   impl_->listen_fd = transport::listen_tcp(*endpoint);
@@ -41,7 +56,7 @@ std::string Broker::start() {
   for (unsigned i = 0; i < count * count; ++i)
     mesh.rings.push_back(std::make_unique<transport::SpscRing<ShardMessage>>(o.mailbox_capacity));
   for (unsigned i = 0; i < count; ++i) {
-    impl_->shards.push_back(std::make_unique<Shard>(i, o, mesh));
+    impl_->shards.push_back(std::make_unique<Shard>(i, o, mesh, impl_->authenticator.get()));
     mesh.shards.push_back(impl_->shards.back().get());
   }
   // Shard 0 accepts and hands connections out round-robin; the others wait for them.
@@ -59,6 +74,7 @@ void Broker::stop() {
   impl_->stopped = true;
   for (auto& shard : impl_->shards) shard->request_stop();
   for (auto& t : impl_->threads) t.join();
+  impl_->authenticator.reset();  // its worker may still wake a shard until here
   for (auto& shard : impl_->shards) shard->release_buffers();
   if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
   impl_->listen_fd = -1;

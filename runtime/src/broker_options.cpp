@@ -11,6 +11,10 @@ std::string BrokerOptions::validate() const {
   if (session_queue_max_frames < 16) return "session.queue_max_frames must be at least 16";
   if (session_queue_max_bytes < max_frame_bytes)
     return "session.queue_max_bytes must be at least limits.max_frame_bytes";
+  if (reconnect_timeout_ms > reconnect_timeout_max_ms)
+    return "session.reconnect_timeout_ms must not exceed session.reconnect_timeout_max_ms";
+  if (ping_interval_ms < 1) return "session.ping_interval_ms must be at least 1";
+  if (connect_timeout_ms < 1) return "session.connect_timeout_ms must be at least 1";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
   if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
     return "io.recv_buffer_count must be a power of two up to 32768";
@@ -44,6 +48,13 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("limits", "max_connections_per_shard", o.max_connections_per_shard);
   read("session", "queue_max_frames", o.session_queue_max_frames);
   read("session", "queue_max_bytes", o.session_queue_max_bytes);
+  read("session", "recovery_bytes", o.session_recovery_bytes);
+  read("session", "reconnect_timeout_ms", o.reconnect_timeout_ms);
+  read("session", "reconnect_timeout_max_ms", o.reconnect_timeout_max_ms);
+  read("session", "ping_interval_ms", o.ping_interval_ms);
+  read("session", "connect_timeout_ms", o.connect_timeout_ms);
+  read("auth", "credentials_file", o.credentials_file);
+  read("auth", "allow_anonymous", o.allow_anonymous);
   read("shards", "mailbox_capacity", o.mailbox_capacity);
   read("io", "recv_buffer_count", o.recv_buffer_count);
   read("io", "recv_buffer_bytes", o.recv_buffer_bytes);

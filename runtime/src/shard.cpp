@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -16,23 +17,28 @@ namespace {
 constexpr std::size_t mailbox_batch = 1024;  // per source per turn: bounds one duty cycle
 constexpr int idle_wait_ms = 200;            // the longest a sleeping shard waits unwoken
 
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
 }  // namespace
 
-Shard::Shard(unsigned index, const BrokerOptions& options, Mesh& mesh)
-    : index_(index), options_(options), mesh_(mesh), overflow_(mesh.shard_count) {}
+Shard::Shard(unsigned index, const BrokerOptions& options, Mesh& mesh, Authenticator* authenticator)
+    : index_(index), options_(options), mesh_(mesh), authenticator_(authenticator),
+      overflow_(mesh.shard_count) {}
+
+namespace {
+// Liveness is checked a few times per ping interval (and connect timeout), at most every
+// second and at least every millisecond.
+std::uint64_t liveness_period_ns(const BrokerOptions& o) {
+  std::uint64_t ms = std::min(o.ping_interval_ms, o.connect_timeout_ms) / 4;
+  return std::clamp<std::uint64_t>(ms, 1, 1000) * 1'000'000ull;
+}
+}  // namespace
 
 Shard::~Shard() { release_buffers(); }
 
 void Shard::release_buffers() {
   for (auto& c : connections_)
     if (c && c->fd >= 0) ::close(c->fd);
-  connections_.clear();  // their queues release their frames
+  connections_.clear();
+  sessions_.clear();  // their queues release their frames
   for (auto& queue : overflow_) {
     for (auto& m : queue)
       if (m.buffer) m.buffer->release();
@@ -86,6 +92,13 @@ void Shard::run(int listen_fd) {
     if (overflow_count_) flush_overflow();
     if (!back_pressured()) work += drain_mailboxes();
     if (!paused_.empty() && !back_pressured()) resume_paused();
+    if (authenticator_)
+      authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
+    const std::uint64_t now = turn_start;
+    if (now >= next_liveness_check_ns_) {
+      check_liveness(now);
+      next_liveness_check_ns_ = now + liveness_period_ns(options_);
+    }
     flush_sessions();
     wake_peers();
 
@@ -96,7 +109,9 @@ void Shard::run(int listen_fd) {
       // seq_cst: a full barrier between this store and the ring loads in inbound_pending();
       // pairs with the fence in wake_peers (Dekker's handshake).
       sleeping_.store(true, std::memory_order_seq_cst);
-      timeout_ms = inbound_pending() ? 0 : idle_wait_ms;
+      const auto until_check_ms = static_cast<int>(
+          (next_liveness_check_ns_ - std::min(next_liveness_check_ns_, now_ns())) / 1'000'000 + 1);
+      timeout_ms = inbound_pending() ? 0 : std::min(idle_wait_ms, until_check_ms);
     }
     pool_.collect_remote();
     ++counters_.loop_turns;
@@ -172,7 +187,7 @@ void Shard::wake_peers() {
 
 void Shard::handle_message(unsigned from, const ShardMessage& m) {
   switch (m.kind) {
-    case ShardMessageKind::new_connection: adopt_connection(static_cast<int>(m.a)); break;
+    case ShardMessageKind::new_connection: adopt_connection(static_cast<int>(m.a), m.buffer); break;
     case ShardMessageKind::publish: on_publish(from, m); break;
     case ShardMessageKind::create_topic: on_create_topic(from, m); break;
     case ShardMessageKind::reply: on_reply(m); break;

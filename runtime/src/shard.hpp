@@ -13,7 +13,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <cstdint>
 #include <deque>
@@ -31,12 +33,19 @@
 #include "brook/runtime/topic_tree.hpp"
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
+#include "authenticator.hpp"
 #include "outbound_queue.hpp"
 #include "shard_message.hpp"
 
 namespace brook::runtime {
 
 inline constexpr unsigned max_shards = 64;
+
+inline std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
 
 class Shard;
 
@@ -69,6 +78,11 @@ struct ShardCounters {
   std::uint64_t refused_requests = 0;
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t mailbox_overflows = 0;
+  std::uint64_t sessions_resumed = 0;
+  std::uint64_t sessions_closed = 0;
+  std::uint64_t resyncs = 0;
+  std::uint64_t handoffs = 0;
+  std::uint64_t ping_timeouts = 0;
   std::uint64_t loop_turns = 0;
   std::uint64_t longest_turn_ns = 0;
 };
@@ -87,7 +101,7 @@ struct OwnedTopic {
 // A topic as a subscriber shard sees it: who here is subscribed, under which alias.
 struct LocalTopic {
   struct Subscriber {
-    std::uint32_t connection_slot;
+    std::uint32_t session_slot;
     std::uint32_t alias;
   };
   std::string path;
@@ -100,48 +114,102 @@ struct Subscription {
   std::uint32_t request_id;
   std::uint32_t pending_shards;  // shards that have not yet confirmed add_selector
   Selector selector;
+  bool resync = false;           // re-added after a gap: its snapshots are flagged resync
 };
 
 struct TopicBinding {
   std::uint32_t alias;
 };
 
-// One client connection and (until sessions outlive connections) its session.
-struct Connection {
-  explicit Connection(const OutboundLimits& limits) : out(limits) {}
-  int fd = -1;
+using SessionToken = std::array<std::byte, codec::session_token_bytes>;
+
+struct Connection;
+
+// A session outlives its connections: its subscriptions, topic aliases and outbound stream
+// (queue and recovery window) stay on its shard until it is closed or its reconnect timeout
+// passes while detached. Addressed across shards by session_token() (slot and generation).
+struct Session {
+  explicit Session(const OutboundLimits& limits) : out(limits) {}
   std::uint32_t slot = 0;
   std::uint32_t generation = 0;
-  bool recv_armed = false;
-  bool send_in_flight = false;
-  bool closing = false;        // no more input; close once the queued frames are out
-  bool paused = false;         // input held back by mailbox back-pressure
-  bool flush_listed = false;
-  bool overflowed = false;     // outbound queue full: closed as a slow consumer this turn
-  bool greeted = false;        // Connect received
-  std::vector<std::byte> assembly;  // bytes of frames not yet processed
-  // Publishers repeat paths: the last one validated, and its owner shard.
-  std::string last_publish_path;
-  unsigned last_publish_owner = 0;
-  ::msghdr msg{};
-  std::vector<::iovec> iov;
-
-  // Session state.
-  std::string session_id;
+  std::string id;  // principal/number
+  std::string principal;
+  std::int64_t number = 0;
+  SessionToken token{};
+  Connection* connection = nullptr;  // null while detached
   OutboundQueue out;
+  std::uint64_t inbound_seq = 0;     // session frames taken from the client
   std::uint32_t next_alias = 1;
   std::vector<Subscription> subscriptions;
   std::unordered_map<std::uint64_t, TopicBinding> bindings;  // topic key -> alias
+  // Publishers repeat paths: the last one validated, and its owner shard.
+  std::string last_publish_path;
+  unsigned last_publish_owner = 0;
+  std::uint32_t reconnect_timeout_ms = 0;
+  std::uint64_t expires_ns = 0;      // while detached: when the session is closed
+  std::uint64_t waiting_connection = 0;  // a resuming connection waiting for the old one to go
+  bool flush_listed = false;
+  bool overflowed = false;           // queue limit reached: closed after this fan-out
+  bool ended = false;                // closed: takes no frames, freed with its connection
+};
+
+// What a Connect asked for, kept while the connection waits (authentication, or the end of
+// the session's previous connection).
+struct PendingConnect {
+  std::string principal;
+  std::string credentials;
+  std::int64_t session_number = 0;
+  SessionToken token{};
+  bool has_token = false;
+  std::uint64_t last_received = 0;
+  std::uint32_t reconnect_timeout_ms = 0;
+};
+
+enum class ConnectionState : std::uint8_t {
+  greeting,      // waiting for Connect
+  handing_off,   // Connect belongs to another shard's session: moving the socket there
+  waiting,       // Connect accepted, waiting for its session to be free (takeover)
+  attached,      // carrying its session's frames
+};
+
+// One client socket. Frames flow for the session attached to it; connection-level frames
+// (connected, ping, pong, the error that explains a close) go in `control_out`, ahead of the
+// session's stream and outside its sequence numbers.
+struct Connection {
+  int fd = -1;
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+  ConnectionState state = ConnectionState::greeting;
+  bool recv_armed = false;
+  bool send_in_flight = false;
+  bool session_in_send = false;  // the send in flight carries frames of the session's queue
+  bool closing = false;          // no more input; close once the queued frames are out
+  bool paused = false;           // input held back by mailbox back-pressure
+  bool flush_listed = false;
+  bool end_session_on_close = false;  // the session ends with this connection
+  std::vector<std::byte> assembly;  // bytes of frames not yet processed
+  Session* session = nullptr;
+  std::vector<std::byte> control_out;
+  std::vector<std::byte> control_sending;
+  std::unique_ptr<PendingConnect> pending;
+  std::uint64_t last_heard_ns = 0;
+  std::uint64_t ping_sent_ns = 0;  // 0: no ping outstanding
+  unsigned handoff_shard = 0;
+  ::msghdr msg{};
+  std::vector<::iovec> iov;
 };
 
 class Shard final : public transport::ReactorHandler {
  public:
-  Shard(unsigned index, const BrokerOptions& options, Mesh& mesh);
+  Shard(unsigned index, const BrokerOptions& options, Mesh& mesh,
+        Authenticator* authenticator = nullptr);
   ~Shard() override;
 
   // Runs on the shard's thread until stop is requested. `listen_fd` >= 0 only on shard 0.
   void run(int listen_fd);
   void request_stop();
+  // Any thread: makes the shard run a turn soon (used by the authenticator's worker).
+  void wake() { if (ready_.load(std::memory_order_acquire)) reactor_->wake(); }
   // Blocks until the shard's reactor exists (the thread constructs it).
   void wait_ready();
   // After the thread has stopped: drop every buffer reference this shard holds. The broker
@@ -163,28 +231,52 @@ class Shard final : public transport::ReactorHandler {
   bool back_pressured() const noexcept { return overflow_count_ > 0; }
 
   // Connections (shard_connections.cpp).
-  void adopt_connection(int fd);
+  void adopt_connection(int fd, SharedBuffer* received);
   void on_recv(Connection& c, const transport::Completion& completion);
   void on_send(Connection& c, int result);
   void process_input(Connection& c, std::span<const std::byte> data);
   std::size_t process_frames(Connection& c, std::span<const std::byte> bytes);
-  bool handle_frame(Connection& c, std::span<const std::byte> frame);
+  bool accepts_frames(const Connection& c) const noexcept;
+  void handle_frame(Connection& c, std::span<const std::byte> frame);
+  void handle_session_frame(Connection& c, Session& s, const codec::Decoded& decoded,
+                            std::span<const std::byte> frame);
   void resume_paused();
+  void resume_input(Connection& c);
   void flush_sessions();
   void start_send(Connection& c);
+  void send_control(Connection& c, std::span<const std::byte> frame);
   void protocol_error(Connection& c, codec::ErrorCode code, std::string_view message);
-  void refuse(Connection& c, codec::ErrorCode code, std::uint32_t request_id,
-              std::string_view message);
   void begin_close(Connection& c);
   void maybe_release(Connection& c);
-  void enqueue_control(Connection& c, std::span<const std::byte> frame);
   Connection* connection_for(std::uint64_t token);
   std::uint64_t token_of(const Connection& c) const {
     return (std::uint64_t{c.generation} << 32) | c.slot;
   }
   void mark_for_flush(Connection& c);
+
+  // Sessions (shard_sessions.cpp).
+  unsigned session_shard(std::string_view principal, std::int64_t number) const;
+  void on_connect(Connection& c, const codec::ConnectMsg& m);
+  void open_session(Connection& c);
+  void attach(Session& s, Connection& c, bool resumed);
+  void detach(Session& s);
+  void end_session(Session& s, codec::ErrorCode code, std::string_view reason);
+  void free_session(Session& s);
+  void resync(Session& s);
+  void start_handoff(Connection& c, unsigned shard);
+  void finish_handoff(Connection& c);
+  void check_liveness(std::uint64_t now);
+  void on_authenticated(std::uint64_t connection_token, bool accepted);
+  Session* session_for(std::uint64_t token);
+  std::uint64_t session_token(const Session& s) const {
+    return (std::uint64_t{s.generation} << 32) | s.slot;
+  }
+  void mark_for_flush(Session& s);
+  void enqueue_control(Session& s, std::span<const std::byte> frame);
+  void refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,
+              std::string_view message);
   // A full outbound queue is noticed mid-fan-out; the close happens after the fan-out.
-  void mark_overflowed(Connection& c);
+  void mark_overflowed(Session& s);
   void close_slow_consumers();
 
   // Owner side of topics (shard_topics.cpp).
@@ -196,20 +288,23 @@ class Shard final : public transport::ReactorHandler {
   void fan_out(OwnedTopic& topic);
 
   // Subscriber side (shard_delivery.cpp).
-  void subscribe(Connection& c, std::uint32_t request_id, std::string_view selector_text);
-  void unsubscribe(Connection& c, std::uint32_t request_id, std::string_view selector_text);
-  void drop_subscriptions(Connection& c);
+  void subscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
+  void add_selector(Session& s, Subscription& subscription);
+  void unsubscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
+  void drop_subscriptions(Session& s);
+  void unbind_all(Session& s);
   void on_snapshot(const ShardMessage& message);
   void on_deliver(const ShardMessage& message);
   void on_selector_added(const ShardMessage& message);
   void on_reply(const ShardMessage& message);
-  void enqueue_update(Connection& c, std::uint32_t alias, std::uint64_t topic_seq,
-                      SharedBuffer* frame);
-  void bind(Connection& c, std::uint64_t topic_key, const ShardMessage& snapshot);
+  void enqueue_update(Session& s, std::uint32_t alias, std::uint64_t topic_seq,
+                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced);
+  void bind(Session& s, std::uint64_t topic_key, const ShardMessage& snapshot, bool resync);
 
   unsigned index_;
   const BrokerOptions& options_;
   Mesh& mesh_;
+  Authenticator* authenticator_;
   std::unique_ptr<transport::Reactor> reactor_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stop_requested_{false};
@@ -227,8 +322,14 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> slot_generation_;  // survives the connection, for stale tokens
   std::vector<std::uint32_t> flush_list_;
   std::vector<std::uint32_t> paused_;
-  std::vector<std::uint32_t> overflowed_;
   std::size_t open_connections_ = 0;
+
+  std::vector<std::unique_ptr<Session>> sessions_;  // by slot
+  std::vector<std::uint32_t> free_session_slots_;
+  std::vector<std::uint32_t> session_generation_;
+  std::unordered_map<std::string, std::uint32_t> session_by_id_;
+  std::vector<std::uint32_t> overflowed_;  // session slots
+  std::uint64_t next_liveness_check_ns_ = 0;
 
   // Back-pressure: records that did not fit in a peer's ring wait here, in order.
   std::vector<std::deque<ShardMessage>> overflow_;
@@ -244,7 +345,7 @@ class Shard final : public transport::ReactorHandler {
 
   // Subscriber side.
   std::unordered_map<std::uint64_t, LocalTopic> local_topics_;            // topic key ->
-  std::unordered_map<std::uint64_t, std::uint32_t> subscription_owner_;  // sub key -> slot
+  std::unordered_map<std::uint64_t, std::uint32_t> subscription_owner_;  // sub key -> session slot
   std::uint64_t next_subscription_ = 1;
   std::int64_t next_session_number_ = 1;
 

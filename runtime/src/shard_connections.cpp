@@ -35,13 +35,14 @@ Connection* Shard::connection_for(std::uint64_t token) {
   return c->generation == generation ? c : nullptr;
 }
 
-void Shard::adopt_connection(int fd) {
+void Shard::adopt_connection(int fd, SharedBuffer* received) {
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);
+    if (received) received->release();
     return;
   }
-  transport::tune_connection(fd);
+  if (!received) transport::tune_connection(fd);
   std::uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -52,13 +53,22 @@ void Shard::adopt_connection(int fd) {
   }
   if (slot_generation_.size() <= slot) slot_generation_.resize(slot + 1, 0);
   std::uint32_t generation = slot_generation_[slot] = (slot_generation_[slot] + 1) & generation_mask;
-  connections_[slot] = std::make_unique<Connection>(OutboundLimits{
-      options_.session_queue_max_frames, options_.session_queue_max_bytes, 0});
+  connections_[slot] = std::make_unique<Connection>();
   Connection& c = *connections_[slot];
   c.fd = fd;
   c.slot = slot;
   c.generation = generation;
+  c.last_heard_ns = now_ns();
   ++open_connections_;
+  if (received) {
+    // Handed over by the shard that accepted it: what it read (Connect first) comes first.
+    process_input(c, received->bytes());
+    received->release();
+    if (c.closing) {
+      maybe_release(c);
+      return;
+    }
+  }
   c.recv_armed = true;
   reactor_->recv_multishot(fd, token_of(c));
 }
@@ -66,12 +76,18 @@ void Shard::adopt_connection(int fd) {
 void Shard::on_recv(Connection& c, const transport::Completion& completion) {
   if (completion.result > 0) {
     counters_.bytes_in += static_cast<std::uint64_t>(completion.result);
+    c.last_heard_ns = now_ns();
+    c.ping_sent_ns = 0;  // any bytes prove the peer alive
     if (!c.closing) process_input(c, completion.data);
   }
   if (completion.more) return;
   c.recv_armed = false;
   if (c.closing) {
     maybe_release(c);
+    return;
+  }
+  if (c.state == ConnectionState::handing_off) {
+    finish_handoff(c);
     return;
   }
   if (completion.result > 0 || completion.result == -ENOBUFS) {
@@ -84,12 +100,17 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
     return;
   }
   if (completion.result == -ECANCELED && c.paused) return;
-  // EOF or a socket error: the peer is gone, and so is everything queued for it.
-  c.out.drop_unsent();
+  // EOF or a socket error: the connection is gone; its session (if any) waits for the
+  // client to come back.
   begin_close(c);
 }
 
 void Shard::process_input(Connection& c, std::span<const std::byte> data) {
+  if (!accepts_frames(c)) {
+    // Handing off or waiting for the session: keep the bytes, in order, for whoever goes on.
+    c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+    return;
+  }
   if (c.paused || back_pressured()) {
     c.assembly.insert(c.assembly.end(), data.begin(), data.end());
     if (!c.paused) {
@@ -118,6 +139,10 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
     std::size_t used = process_frames(c, c.assembly);
     if (c.closing) return;
     c.assembly.erase(c.assembly.begin(), c.assembly.begin() + static_cast<std::ptrdiff_t>(used));
+    if (!accepts_frames(c)) {
+      c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+      return;
+    }
     if (!c.assembly.empty()) {
       // Back-pressure stopped us mid-way: keep everything, in order, for resume_paused().
       process_input(c, data);
@@ -134,9 +159,13 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
   c.assembly.assign(rest.begin(), rest.end());
 }
 
+bool Shard::accepts_frames(const Connection& c) const noexcept {
+  return c.state == ConnectionState::greeting || c.state == ConnectionState::attached;
+}
+
 std::size_t Shard::process_frames(Connection& c, std::span<const std::byte> bytes) {
   std::size_t used = 0;
-  while (!c.closing && !back_pressured()) {
+  while (!c.closing && !back_pressured() && accepts_frames(c)) {
     auto split = codec::split_frame(bytes.subspan(used), options_.max_frame_bytes);
     if (split.status == codec::SplitStatus::need_more) break;
     if (split.status == codec::SplitStatus::too_large) {
@@ -149,61 +178,69 @@ std::size_t Shard::process_frames(Connection& c, std::span<const std::byte> byte
       protocol_error(c, codec::ErrorCode::malformed_frame, "malformed frame header");
       break;
     }
-    ++counters_.frames_in;
     handle_frame(c, bytes.subspan(used, split.size));
+    // A Connect for another shard's session stays unprocessed: it travels with the socket.
+    if (c.state == ConnectionState::handing_off) break;
+    ++counters_.frames_in;
     used += split.size;
   }
   return used;
 }
 
-bool Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
+void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
   codec::Decoded decoded = decoder_.decode(frame);
   if (!decoded.ok()) {
     protocol_error(c, codec::ErrorCode::malformed_frame,
                    std::string("malformed frame: ") + std::string(codec::to_string(decoded.error)));
-    return false;
+    return;
   }
-  if (!c.greeted) {
+  if (c.state == ConnectionState::greeting) {
     auto* connect = std::get_if<codec::ConnectMsg>(&decoded.message);
     if (!connect) {
       protocol_error(c, codec::ErrorCode::not_connected, "the first frame must be connect");
-      return false;
+      return;
     }
-    if (connect->protocol_version != codec::wire_version) {
-      protocol_error(c, codec::ErrorCode::protocol_version,
-                     "protocol version " + std::to_string(connect->protocol_version) +
-                         " is not supported (broker speaks " +
-                         std::to_string(codec::wire_version) + ")");
-      return false;
-    }
-    c.greeted = true;
-    // Broker-chosen session numbers are negative and unique across shards.
-    std::int64_t number = -((next_session_number_++ - 1) * mesh_.shard_count + index_ + 1);
-    std::string principal = connect->principal.empty() ? "anonymous" : std::string(connect->principal);
-    c.session_id = principal + "/" + std::to_string(number);
-    enqueue_control(c, encoder_.connected(c.session_id, options_.max_frame_bytes));
-    return true;
+    on_connect(c, *connect);
+    return;
   }
+  // Connection-level frames, then the session's.
+  if (auto* ping = std::get_if<codec::PingMsg>(&decoded.message)) {
+    send_control(c, encoder_.pong(ping->id, ping->sent_ns));
+    return;
+  }
+  if (std::holds_alternative<codec::PongMsg>(decoded.message)) return;  // liveness only
+  if (auto* close = std::get_if<codec::CloseMsg>(&decoded.message)) {
+    (void)close;
+    end_session(*c.session, codec::ErrorCode::none, {});
+    return;
+  }
+  handle_session_frame(c, *c.session, decoded, frame);
+}
+
+void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded& decoded,
+                                 std::span<const std::byte> frame) {
   std::visit(
       overloaded{
           [&](const codec::PublishMsg& m) {
-            if (c.last_publish_path.empty() || m.path != c.last_publish_path) {
+            ++s.inbound_seq;
+            if (s.last_publish_path.empty() || m.path != s.last_publish_path) {
               if (!is_valid_topic_path(m.path)) {
-                refuse(c, codec::ErrorCode::invalid_path, m.request_id,
+                refuse(s, codec::ErrorCode::invalid_path, m.request_id,
                        "invalid topic path '" + std::string(m.path) + "'");
                 return;
               }
-              c.last_publish_path = m.path;
-              c.last_publish_owner = owner_of(m.path);
+              s.last_publish_path = m.path;
+              s.last_publish_owner = owner_of(m.path);
             }
             SharedBuffer* copy = pool_.allocate(frame.size());
             std::memcpy(copy->data(), frame.data(), frame.size());
-            send_to(c.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
-                                           token_of(c), index_, 0, copy});
+            send_to(s.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
+                                           session_token(s), index_, 0, copy});
           },
           [&](const codec::CreateTopicMsg& m) {
+            ++s.inbound_seq;
             if (!is_valid_topic_path(m.path)) {
-              refuse(c, codec::ErrorCode::invalid_path, m.request_id,
+              refuse(s, codec::ErrorCode::invalid_path, m.request_id,
                      "invalid topic path '" + std::string(m.path) + "'");
               return;
             }
@@ -211,12 +248,16 @@ bool Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
             codec::write_publish(copy->data(), m.request_id, m.path, m.type,
                                  std::span<const std::byte>{});
             send_to(owner_of(m.path), {ShardMessageKind::create_topic, 0, 0, m.request_id,
-                                       token_of(c), index_, 0, copy});
+                                       session_token(s), index_, 0, copy});
           },
-          [&](const codec::SubscribeMsg& m) { subscribe(c, m.request_id, m.selector); },
-          [&](const codec::UnsubscribeMsg& m) { unsubscribe(c, m.request_id, m.selector); },
-          [&](const codec::PingMsg& m) { enqueue_control(c, encoder_.pong(m.id, m.sent_ns)); },
-          [&](const codec::CloseMsg&) { begin_close(c); },
+          [&](const codec::SubscribeMsg& m) {
+            ++s.inbound_seq;
+            subscribe(s, m.request_id, m.selector);
+          },
+          [&](const codec::UnsubscribeMsg& m) {
+            ++s.inbound_seq;
+            unsubscribe(s, m.request_id, m.selector);
+          },
           [&](const codec::ConnectMsg&) {
             protocol_error(c, codec::ErrorCode::unknown_frame, "connect sent twice");
           },
@@ -225,7 +266,6 @@ bool Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
                            "frame not accepted from a client");
           }},
       decoded.message);
-  return !c.closing;
 }
 
 void Shard::resume_paused() {
@@ -239,13 +279,17 @@ void Shard::resume_paused() {
       maybe_release(*c);
       continue;
     }
-    std::vector<std::byte> held;
-    held.swap(c->assembly);
-    process_input(*c, held);
-    if (!c->paused && !c->closing && !c->recv_armed) {
-      c->recv_armed = true;
-      reactor_->recv_multishot(c->fd, token_of(*c));
-    }
+    resume_input(*c);
+  }
+}
+
+void Shard::resume_input(Connection& c) {
+  std::vector<std::byte> held;
+  held.swap(c.assembly);
+  process_input(c, held);
+  if (!c.paused && !c.closing && !c.recv_armed && c.state != ConnectionState::handing_off) {
+    c.recv_armed = true;
+    reactor_->recv_multishot(c.fd, token_of(c));
   }
 }
 
@@ -255,22 +299,41 @@ void Shard::mark_for_flush(Connection& c) {
   flush_list_.push_back(c.slot);
 }
 
+void Shard::mark_for_flush(Session& s) {
+  if (s.connection && s.connection->state == ConnectionState::attached)
+    mark_for_flush(*s.connection);
+}
+
 void Shard::flush_sessions() {
   if (!overflowed_.empty()) close_slow_consumers();
   for (std::size_t i = 0; i < flush_list_.size(); ++i) {
     Connection* c = connections_[flush_list_[i]].get();
     if (!c) continue;
     c->flush_listed = false;
-    if (!c->send_in_flight && !c->out.empty()) start_send(*c);
+    if (!c->send_in_flight) start_send(*c);
     if (c->closing) maybe_release(*c);
   }
   flush_list_.clear();
 }
 
 void Shard::start_send(Connection& c) {
-  std::size_t wanted = std::min(max_iovecs, c.out.frames() * 2);
-  if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 64));
-  std::size_t n = c.out.gather(c.iov, pool_);
+  std::size_t n = 0;
+  Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
+  const bool session_frames = s && !s->out.empty();
+  if (c.control_out.empty() && !session_frames) return;
+  std::size_t wanted = 1 + (session_frames ? std::min(max_iovecs - 1, s->out.frames() * 2) : 0);
+  if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 16));
+  if (!c.control_out.empty()) {
+    c.control_sending.swap(c.control_out);
+    c.control_out.clear();
+    c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};
+  }
+  c.session_in_send = false;
+  if (session_frames) {
+    std::size_t gathered = s->out.gather(std::span(c.iov).subspan(n), pool_);
+    c.session_in_send = gathered > 0;
+    n += gathered;
+  }
   if (n == 0) return;
   c.msg = {};
   c.msg.msg_iov = c.iov.data();
@@ -281,70 +344,84 @@ void Shard::start_send(Connection& c) {
 
 void Shard::on_send(Connection& c, int result) {
   c.send_in_flight = false;
+  Session* s = c.session_in_send ? c.session : nullptr;
+  c.session_in_send = false;
   if (result < 0) {
-    c.out.abort_send();
-    c.out.clear();
+    c.control_sending.clear();
+    if (s) s->out.abort_send();  // the frames stay for replay when the client comes back
     begin_close(c);
     maybe_release(c);
     return;
   }
   counters_.bytes_out += static_cast<std::uint64_t>(result);
-  c.out.complete(static_cast<std::size_t>(result));
-  if (!c.out.empty()) mark_for_flush(c);
+  std::size_t bytes = static_cast<std::size_t>(result);
+  std::size_t control = std::min(bytes, c.control_sending.size());
+  if (control < c.control_sending.size()) {
+    // The rest of the connection frames goes first next time, ahead of anything newer.
+    c.control_out.insert(c.control_out.begin(), c.control_sending.begin() + static_cast<std::ptrdiff_t>(control),
+                         c.control_sending.end());
+  }
+  c.control_sending.clear();
+  if (s) s->out.complete(bytes - control);
+  if (!c.control_out.empty() || (s && !s->out.empty())) mark_for_flush(c);
   if (c.closing) maybe_release(c);
 }
 
-void Shard::enqueue_control(Connection& c, std::span<const std::byte> frame) {
-  SharedBuffer* buffer = pool_.allocate(frame.size());
-  std::memcpy(buffer->data(), frame.data(), frame.size());
-  OutFrame out{};
-  out.body = buffer;
-  out.body_bytes = static_cast<std::uint32_t>(frame.size());
-  if (c.closing || c.overflowed || !c.out.push(out)) {
-    buffer->release();
-    if (!c.closing) mark_overflowed(c);
-    return;
-  }
+void Shard::send_control(Connection& c, std::span<const std::byte> frame) {
+  c.control_out.insert(c.control_out.end(), frame.begin(), frame.end());
   mark_for_flush(c);
 }
 
-void Shard::mark_overflowed(Connection& c) {
-  if (c.overflowed) return;
-  c.overflowed = true;
-  overflowed_.push_back(c.slot);
+void Shard::enqueue_control(Session& s, std::span<const std::byte> frame) {
+  if (s.ended || s.overflowed) return;
+  SharedBuffer* buffer = pool_.allocate(frame.size());
+  std::memcpy(buffer->data(), frame.data(), frame.size());
+  codec::set_frame_flags(buffer->data(), codec::frame_flag_sequenced);
+  OutFrame out{};
+  out.body = buffer;
+  out.body_bytes = static_cast<std::uint32_t>(frame.size());
+  if (!s.out.push(out)) {
+    buffer->release();
+    mark_overflowed(s);
+    return;
+  }
+  mark_for_flush(s);
+}
+
+void Shard::mark_overflowed(Session& s) {
+  if (s.overflowed) return;
+  s.overflowed = true;
+  overflowed_.push_back(s.slot);
 }
 
 void Shard::close_slow_consumers() {
   for (std::uint32_t slot : overflowed_) {
-    Connection* c = connections_[slot].get();
-    if (!c) continue;
+    Session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
+    if (!s || s->ended) continue;
     ++counters_.slow_consumer_closes;
-    protocol_error(*c, codec::ErrorCode::queue_full,
-                   "outbound queue full (" + std::to_string(c->out.frames()) + " frames, " +
-                       std::to_string(c->out.bytes()) +
-                       " bytes): session closed as a slow consumer");
+    end_session(*s, codec::ErrorCode::queue_full,
+                "queue limit: outbound queue full (" + std::to_string(s->out.frames()) +
+                    " frames, " + std::to_string(s->out.bytes()) +
+                    " bytes): session closed as a slow consumer");
   }
   overflowed_.clear();
 }
 
-void Shard::refuse(Connection& c, codec::ErrorCode code, std::uint32_t request_id,
+void Shard::refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,
                    std::string_view message) {
   ++counters_.refused_requests;
-  enqueue_control(c, encoder_.error(code, request_id, message));
+  enqueue_control(s, encoder_.error(code, request_id, message));
 }
 
 void Shard::protocol_error(Connection& c, codec::ErrorCode code, std::string_view message) {
   if (c.closing) return;
-  if (code != codec::ErrorCode::queue_full) ++counters_.protocol_errors;
-  // The session ends: what was queued for it no longer matters, the reason does.
-  c.out.drop_unsent();
-  auto frame = encoder_.error(code, 0, message);
-  SharedBuffer* buffer = pool_.allocate(frame.size());
-  std::memcpy(buffer->data(), frame.data(), frame.size());
-  OutFrame out{};
-  out.body = buffer;
-  out.body_bytes = static_cast<std::uint32_t>(frame.size());
-  c.out.push_unbounded(out);
+  ++counters_.protocol_errors;
+  // A client that breaks the protocol loses its session: the reason goes out, then the close.
+  if (c.session && c.state == ConnectionState::attached) {
+    end_session(*c.session, code, message);
+    return;
+  }
+  send_control(c, encoder_.error(code, 0, message));
   begin_close(c);
 }
 
@@ -352,18 +429,21 @@ void Shard::begin_close(Connection& c) {
   if (!c.closing) {
     c.closing = true;
     if (c.recv_armed) reactor_->cancel(transport::Op::recv, token_of(c));
-    drop_subscriptions(c);
   }
   mark_for_flush(c);
 }
 
 void Shard::maybe_release(Connection& c) {
-  if (!c.closing || c.send_in_flight || c.recv_armed || !c.out.empty()) return;
+  if (!c.closing || c.send_in_flight || c.recv_armed) return;
+  // Frames still to go out before the close: an ending session's last words.
+  const bool ending = c.session && c.session->ended && c.session->connection == &c;
+  if (!c.control_out.empty() || (ending && !c.session->out.empty())) return;
   if (c.flush_listed) return;  // flush_sessions() comes back here
   ::shutdown(c.fd, SHUT_RDWR);
   ::close(c.fd);
   ++counters_.connections_closed;
   --open_connections_;
+  if (Session* s = c.session; s && s->connection == &c) detach(*s);
   std::uint32_t slot = c.slot;
   connections_[slot].reset();
   free_slots_.push_back(slot);

@@ -7,7 +7,7 @@
 
 namespace brook::runtime {
 
-void Shard::subscribe(Connection& c, std::uint32_t request_id, std::string_view text) {
+void Shard::subscribe(Session& c, std::uint32_t request_id, std::string_view text) {
   auto selector = Selector::parse(text);
   if (!selector) {
     refuse(c, codec::ErrorCode::invalid_selector, request_id,
@@ -16,26 +16,34 @@ void Shard::subscribe(Connection& c, std::uint32_t request_id, std::string_view 
     return;
   }
   std::uint64_t key = (std::uint64_t{index_} << 48) | next_subscription_++;
-  std::string canonical = selector->text();
-  c.subscriptions.push_back({key, request_id, mesh_.shard_count, std::move(*selector)});
-  subscription_owner_.emplace(key, c.slot);
+  c.subscriptions.push_back({key, request_id, 0, std::move(*selector)});
+  add_selector(c, c.subscriptions.back());
+}
+
+void Shard::add_selector(Session& s, Subscription& subscription) {
+  subscription.pending_shards = mesh_.shard_count;
+  subscription_owner_.emplace(subscription.key, s.slot);
+  std::string canonical = subscription.selector.text();
   for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-    send_to(shard, {ShardMessageKind::add_selector, 0, 0, 0, key, 0, 0,
+    send_to(shard, {ShardMessageKind::add_selector, 0, 0, 0, subscription.key, 0, 0,
                     text_buffer(pool_, canonical)});
 }
 
 void Shard::on_selector_added(const ShardMessage& m) {
   auto owner = subscription_owner_.find(m.a);
   if (owner == subscription_owner_.end()) return;
-  Connection& c = *connections_[owner->second];
+  Session& c = *sessions_[owner->second];
   for (auto& s : c.subscriptions) {
     if (s.key != m.a || s.pending_shards == 0) continue;
-    if (--s.pending_shards == 0) enqueue_control(c, encoder_.subscribed(s.request_id, s.selector.text()));
+    if (--s.pending_shards == 0) {
+      s.resync = false;
+      enqueue_control(c, encoder_.subscribed(s.request_id, s.selector.text()));
+    }
     return;
   }
 }
 
-void Shard::unsubscribe(Connection& c, std::uint32_t request_id, std::string_view text) {
+void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view text) {
   auto selector = Selector::parse(text);
   if (!selector) {
     refuse(c, codec::ErrorCode::invalid_selector, request_id,
@@ -65,7 +73,7 @@ void Shard::unsubscribe(Connection& c, std::uint32_t request_id, std::string_vie
     }
     if (topic != local_topics_.end()) {
       std::erase_if(topic->second.subscribers,
-                    [&](const LocalTopic::Subscriber& s) { return s.connection_slot == c.slot; });
+                    [&](const LocalTopic::Subscriber& s) { return s.session_slot == c.slot; });
       if (topic->second.subscribers.empty()) local_topics_.erase(topic);
     }
     it = c.bindings.erase(it);
@@ -73,21 +81,26 @@ void Shard::unsubscribe(Connection& c, std::uint32_t request_id, std::string_vie
   enqueue_control(c, encoder_.unsubscribed(request_id, selector->text()));
 }
 
-void Shard::drop_subscriptions(Connection& c) {
+void Shard::drop_subscriptions(Session& c) {
   for (const auto& s : c.subscriptions) {
     for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
       send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, s.key, 0, 0, nullptr});
     subscription_owner_.erase(s.key);
   }
   c.subscriptions.clear();
+  unbind_all(c);
+}
+
+void Shard::unbind_all(Session& c) {
   for (const auto& [topic_key, binding] : c.bindings) {
     auto topic = local_topics_.find(topic_key);
     if (topic == local_topics_.end()) continue;
     std::erase_if(topic->second.subscribers,
-                  [&](const LocalTopic::Subscriber& s) { return s.connection_slot == c.slot; });
+                  [&](const LocalTopic::Subscriber& s) { return s.session_slot == c.slot; });
     if (topic->second.subscribers.empty()) local_topics_.erase(topic);
   }
   c.bindings.clear();
+  c.next_alias = 1;
 }
 
 void Shard::on_snapshot(const ShardMessage& m) {
@@ -96,12 +109,16 @@ void Shard::on_snapshot(const ShardMessage& m) {
     m.buffer->release();  // the subscription went away while this was in flight
     return;
   }
-  bind(*connections_[owner->second], m.a, m);
+  Session& s = *sessions_[owner->second];
+  bool resync = false;
+  for (const auto& sub : s.subscriptions)
+    if (sub.key == m.c) resync = sub.resync;
+  bind(s, m.a, m, resync);
 }
 
-void Shard::bind(Connection& c, std::uint64_t topic_key, const ShardMessage& m) {
+void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, bool resync) {
   SharedBuffer* frame = m.buffer;
-  if (c.closing || c.bindings.contains(topic_key)) {
+  if (c.ended || c.bindings.contains(topic_key)) {
     frame->release();
     return;
   }
@@ -116,7 +133,8 @@ void Shard::bind(Connection& c, std::uint64_t topic_key, const ShardMessage& m) 
   topic.subscribers.push_back({c.slot, alias});
   enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
   if (m.flags & snapshot_has_value)
-    enqueue_update(c, alias, m.b, frame);
+    enqueue_update(c, alias, m.b, frame,
+                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0));
   else
     frame->release();
 }
@@ -130,19 +148,19 @@ void Shard::on_deliver(const ShardMessage& m) {
   auto& subscribers = it->second.subscribers;
   // The message brought one reference; each further subscriber needs its own.
   if (subscribers.size() > 1) m.buffer->add_ref(static_cast<std::uint32_t>(subscribers.size() - 1));
-  for (const auto& s : subscribers) enqueue_update(*connections_[s.connection_slot], s.alias, m.b, m.buffer);
+  for (const auto& s : subscribers) enqueue_update(*sessions_[s.session_slot], s.alias, m.b, m.buffer);
 }
 
-void Shard::enqueue_update(Connection& c, std::uint32_t alias, std::uint64_t topic_seq,
-                           SharedBuffer* frame) {
-  if (c.closing || c.overflowed) {
+void Shard::enqueue_update(Session& c, std::uint32_t alias, std::uint64_t topic_seq,
+                           SharedBuffer* frame, std::uint16_t flags) {
+  if (c.ended || c.overflowed) {
     frame->release();
     return;
   }
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   OutFrame out;
   codec::write_update_head(out.head.data(), publish.value_bytes, c.out.next_sequence(), topic_seq,
-                           alias);
+                           alias, 0, flags);
   out.head_bytes = codec::update_head_bytes;
   out.body = frame;
   out.body_offset = publish.value_offset;
@@ -157,10 +175,10 @@ void Shard::enqueue_update(Connection& c, std::uint32_t alias, std::uint64_t top
 }
 
 void Shard::on_reply(const ShardMessage& m) {
-  Connection* c = connection_for(m.a);
+  Session* c = session_for(m.a);
   std::string_view text;
   if (m.buffer) text = {reinterpret_cast<const char*>(m.buffer->data()), m.buffer->size()};
-  if (c && !c->closing) {
+  if (c) {
     if (m.code != 0)
       refuse(*c, static_cast<codec::ErrorCode>(m.code), m.request_id, text);
     else if (m.request_id != 0)

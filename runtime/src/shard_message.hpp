@@ -9,7 +9,8 @@
 namespace brook::runtime {
 
 enum class ShardMessageKind : std::uint8_t {
-  new_connection,   // shard 0 -> any: `a` = accepted fd
+  new_connection,   // shard 0 -> any: `a` = accepted fd; or a connection handed to its
+                    //   session's shard: buffer = the bytes received so far (Connect first)
   publish,          // session shard -> owner: buffer = publish frame; a = session token
   create_topic,     // session shard -> owner: buffer = publish frame with empty value
   reply,            // owner -> session shard: a = session token, request_id, code (0 = ok)

@@ -52,8 +52,20 @@ enum class ErrorCode : std::uint16_t {
   protocol_version = 9,
   queue_full = 10,
   internal = 11,
+  authentication_failed = 12,
+  session_not_found = 13,
+  session_closed = 14,
 };
 std::string_view to_string(ErrorCode code);
+
+// Header flags. A broker frame with `sequenced` belongs to the session's outbound stream and
+// takes the next session sequence number (the client counts them; an update also carries its
+// number). `resync` on an update: the current value sent after a gap the broker could not fill.
+inline constexpr std::uint16_t frame_flag_sequenced = 1;
+inline constexpr std::uint16_t frame_flag_resync = 2;
+inline constexpr std::size_t session_token_bytes = 16;
+
+inline std::uint16_t frame_flags(const std::byte* frame) noexcept;
 
 struct FrameHeader {
   std::uint32_t size;  // whole frame, header included
@@ -83,6 +95,13 @@ inline void store_le(std::byte* p, T v) noexcept {
   std::memcpy(p, &v, sizeof v);
 }
 
+inline std::uint16_t frame_flags(const std::byte* frame) noexcept {
+  return load_le<std::uint16_t>(frame + 6);
+}
+inline void set_frame_flags(std::byte* frame, std::uint16_t flags) noexcept {
+  store_le(frame + 6, flags);
+}
+
 inline void write_frame_header(std::byte* out, std::uint32_t size, FrameKind kind,
                                std::uint16_t flags = 0) noexcept {
   store_le(out, size);
@@ -93,9 +112,10 @@ inline void write_frame_header(std::byte* out, std::uint32_t size, FrameKind kin
 // The per-session part of an update frame. `value_bytes` is the length of the shared body.
 inline void write_update_head(std::byte* out, std::size_t value_bytes, std::uint64_t session_seq,
                               std::uint64_t topic_seq, std::uint32_t alias,
-                              std::uint8_t encoding = 0) noexcept {
+                              std::uint8_t encoding = 0,
+                              std::uint16_t flags = frame_flag_sequenced) noexcept {
   write_frame_header(out, static_cast<std::uint32_t>(update_head_bytes + value_bytes),
-                     FrameKind::update);
+                     FrameKind::update, flags);
   store_le(out + 8, session_seq);
   store_le(out + 16, topic_seq);
   store_le(out + 24, alias);

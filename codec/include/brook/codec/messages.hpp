@@ -17,14 +17,24 @@ class FlatBufferBuilder;
 namespace brook::codec {
 
 struct ConnectMsg {
-  std::uint16_t protocol_version;
+  std::uint16_t protocol_version = wire_version;
   std::string_view client_name;
   std::string_view principal;
   std::span<const std::byte> credentials;
+  std::int64_t session_number = 0;       // 0 new, > 0 named by the client, < 0 broker-numbered
+  std::span<const std::byte> token;      // session_token_bytes to resume by token, else empty
+  std::uint64_t last_received = 0;       // last session sequence the client received
+  std::uint32_t reconnect_timeout_ms = 0;
 };
 struct ConnectedMsg {
   std::string_view session_id;
-  std::uint32_t max_frame_bytes;
+  std::uint32_t max_frame_bytes = 0;
+  std::span<const std::byte> token;
+  bool resumed = false;
+  bool resync = false;
+  std::uint64_t last_received = 0;       // client session frames the broker has taken
+  std::uint32_t reconnect_timeout_ms = 0;
+  std::uint32_t ping_interval_ms = 0;
 };
 struct SubscribeMsg {
   std::uint32_t request_id;
@@ -128,6 +138,8 @@ class FrameEncoder {
   std::span<const std::byte> connect(std::string_view client_name, std::string_view principal,
                                      std::span<const std::byte> credentials);
   std::span<const std::byte> connected(std::string_view session_id, std::uint32_t max_frame_bytes);
+  std::span<const std::byte> connect(const ConnectMsg& m);
+  std::span<const std::byte> connected(const ConnectedMsg& m);
   std::span<const std::byte> subscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> subscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);

@@ -13,6 +13,13 @@ struct BrokerOptions {
   std::uint32_t max_frame_bytes = 8u << 20;      // larger inbound frames close the connection
   std::uint32_t session_queue_max_frames = 1u << 20; // outbound frames queued per session
   std::uint64_t session_queue_max_bytes = 64u << 20; // outbound bytes queued per session
+  std::uint64_t session_recovery_bytes = 8u << 20;   // sent bytes kept per session for replay
+  std::uint32_t reconnect_timeout_ms = 60'000;       // when the client does not say
+  std::uint32_t reconnect_timeout_max_ms = 3'600'000; // the most a client may ask for
+  std::uint32_t ping_interval_ms = 90'000;           // ping a connection quiet this long
+  std::uint32_t connect_timeout_ms = 10'000;         // a new connection must send Connect by then
+  std::string credentials_file;                      // PRINCIPAL:HASH lines (brook passwd)
+  bool allow_anonymous = true;                       // sessions without a principal
   std::uint32_t mailbox_capacity = 16384;        // records per shard-to-shard ring
   std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
   std::uint32_t recv_buffer_bytes = 16384;
@@ -22,7 +29,7 @@ struct BrokerOptions {
   std::string validate() const;
 };
 
-// Reads [broker], [limits], [session], [shards] and [io] from a TOML file into `options`; returns an error text or "".
+// Reads [broker], [limits], [session], [auth], [shards] and [io] from a TOML file into `options`; returns an error text or "".
 std::string load_broker_options(const std::string& path, BrokerOptions& options);
 
 }  // namespace brook::runtime

@@ -1,0 +1,339 @@
+// Sessions on a shard: opening, resuming (by token, or by name with the principal's
+// credentials), taking over from a connection the broker still thinks alive, detaching when a
+// connection drops, closing after the reconnect timeout, and the liveness pings.
+//
+// A session lives on one shard for its whole life: broker-numbered sessions on the shard that
+// created them (the number says which), client-named ones on the shard their name hashes to.
+// A Connect that arrives on another shard moves its socket there (the "handoff"): the
+// accepting shard stops reading, and sends the fd and the bytes it read to the session's shard.
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "shard.hpp"
+
+namespace brook::runtime {
+
+namespace {
+
+constexpr std::string_view anonymous_principal = "anonymous";
+
+bool valid_principal(std::string_view p) {
+  if (p.empty() || p.size() > 128) return false;
+  return std::all_of(p.begin(), p.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '@' || ch == '-';
+  });
+}
+
+SessionToken random_token() {
+  SessionToken token;
+  std::size_t filled = 0;
+  while (filled < token.size()) {
+    ssize_t n = ::getrandom(token.data() + filled, token.size() - filled, 0);
+    if (n > 0) filled += static_cast<std::size_t>(n);
+  }
+  return token;
+}
+
+// Constant time: a guesser learns nothing from how long a refusal takes.
+bool same_token(const SessionToken& a, const SessionToken& b) {
+  unsigned diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned>(a[i]) ^ static_cast<unsigned>(b[i]);
+  return diff == 0;
+}
+
+std::uint64_t ms_to_ns(std::uint64_t ms) { return ms * 1'000'000ull; }
+
+}  // namespace
+
+unsigned Shard::session_shard(std::string_view principal, std::int64_t number) const {
+  if (number == 0) return index_;  // a new broker-numbered session starts where it landed
+  if (number < 0) return static_cast<unsigned>(static_cast<std::uint64_t>(-(number + 1)) % mesh_.shard_count);
+  std::string id = std::string(principal) + "/" + std::to_string(number);
+  return static_cast<unsigned>(XXH3_64bits(id.data(), id.size()) % mesh_.shard_count);
+}
+
+Session* Shard::session_for(std::uint64_t token) {
+  auto slot = static_cast<std::uint32_t>(token & 0xffffffffu);
+  auto generation = static_cast<std::uint32_t>(token >> 32);
+  if (slot >= sessions_.size() || !sessions_[slot]) return nullptr;
+  Session* s = sessions_[slot].get();
+  return s->generation == generation && !s->ended ? s : nullptr;
+}
+
+void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
+  if (m.protocol_version != codec::wire_version) {
+    protocol_error(c, codec::ErrorCode::protocol_version,
+                   "protocol version " + std::to_string(m.protocol_version) +
+                       " is not supported (broker speaks " + std::to_string(codec::wire_version) +
+                       ")");
+    return;
+  }
+  std::string_view principal = m.principal.empty() ? anonymous_principal : m.principal;
+  if (!valid_principal(principal)) {
+    protocol_error(c, codec::ErrorCode::authentication_failed,
+                   "invalid principal (1 to 128 of A-Z a-z 0-9 . _ @ -)");
+    return;
+  }
+  if (!m.token.empty() && m.token.size() != codec::session_token_bytes) {
+    protocol_error(c, codec::ErrorCode::authentication_failed, "a session token is 16 bytes");
+    return;
+  }
+  unsigned target = session_shard(principal, m.session_number);
+  if (target != index_) {
+    start_handoff(c, target);
+    return;
+  }
+  auto pending = std::make_unique<PendingConnect>();
+  pending->principal = principal;
+  pending->credentials.assign(reinterpret_cast<const char*>(m.credentials.data()), m.credentials.size());
+  pending->session_number = m.session_number;
+  pending->has_token = !m.token.empty();
+  if (pending->has_token) std::memcpy(pending->token.data(), m.token.data(), m.token.size());
+  pending->last_received = m.last_received;
+  pending->reconnect_timeout_ms = m.reconnect_timeout_ms;
+  c.pending = std::move(pending);
+  c.state = ConnectionState::waiting;
+  if (!c.pending->has_token && principal == anonymous_principal && !options_.allow_anonymous) {
+    protocol_error(c, codec::ErrorCode::authentication_failed,
+                   "anonymous sessions are not allowed: connect with a principal and credentials");
+    return;
+  }
+  if (!c.pending->has_token && principal != anonymous_principal && authenticator_) {
+    authenticator_->submit({index_, token_of(c), c.pending->principal, c.pending->credentials});
+    return;  // on_authenticated() goes on
+  }
+  open_session(c);
+}
+
+void Shard::on_authenticated(std::uint64_t connection_token, bool accepted) {
+  Connection* c = connection_for(connection_token);
+  if (!c || c->closing || c->state != ConnectionState::waiting || !c->pending) return;
+  if (!accepted) {
+    ++counters_.refused_requests;
+    protocol_error(*c, codec::ErrorCode::authentication_failed,
+                   "authentication failed for principal '" + c->pending->principal + "'");
+    return;
+  }
+  open_session(*c);
+}
+
+void Shard::open_session(Connection& c) {
+  PendingConnect& p = *c.pending;
+  Session* s = nullptr;
+  std::string id;
+  if (p.session_number != 0) {
+    id = p.principal + "/" + std::to_string(p.session_number);
+    if (auto found = session_by_id_.find(id); found != session_by_id_.end())
+      s = sessions_[found->second].get();
+  }
+  auto refuse_connect = [&](codec::ErrorCode code, std::string message) {
+    ++counters_.refused_requests;
+    protocol_error(c, code, message);
+  };
+  if (p.has_token) {
+    if (!s) {
+      refuse_connect(codec::ErrorCode::session_not_found,
+                     "session " + id + " not found: it was closed or its reconnect timeout passed");
+      return;
+    }
+    if (!same_token(s->token, p.token)) {
+      refuse_connect(codec::ErrorCode::authentication_failed, "wrong token for session " + id);
+      return;
+    }
+  } else if (p.session_number < 0) {
+    refuse_connect(codec::ErrorCode::authentication_failed,
+                   "session " + id + " was numbered by the broker: resume it with its token");
+    return;
+  } else if (s && p.principal == anonymous_principal) {
+    refuse_connect(codec::ErrorCode::authentication_failed,
+                   "session " + id + " exists: an anonymous session is resumed with its token");
+    return;
+  }
+
+  if (!s) {
+    // A new session, broker-numbered (negative, unique across shards) or named by the client.
+    std::uint32_t slot;
+    if (!free_session_slots_.empty()) {
+      slot = free_session_slots_.back();
+      free_session_slots_.pop_back();
+    } else {
+      slot = static_cast<std::uint32_t>(sessions_.size());
+      sessions_.emplace_back();
+      session_generation_.push_back(0);
+    }
+    sessions_[slot] = std::make_unique<Session>(OutboundLimits{
+        options_.session_queue_max_frames, options_.session_queue_max_bytes,
+        options_.session_recovery_bytes});
+    s = sessions_[slot].get();
+    s->slot = slot;
+    s->generation = ++session_generation_[slot];
+    s->principal = p.principal;
+    s->number = p.session_number != 0
+                    ? p.session_number
+                    : -static_cast<std::int64_t>((next_session_number_++ - 1) * mesh_.shard_count + index_ + 1);
+    s->id = s->principal + "/" + std::to_string(s->number);
+    s->token = random_token();
+    session_by_id_.emplace(s->id, slot);
+    s->reconnect_timeout_ms = p.reconnect_timeout_ms == 0
+                                  ? options_.reconnect_timeout_ms
+                                  : std::min(p.reconnect_timeout_ms, options_.reconnect_timeout_max_ms);
+    attach(*s, c, false);
+    return;
+  }
+  if (p.reconnect_timeout_ms != 0)
+    s->reconnect_timeout_ms = std::min(p.reconnect_timeout_ms, options_.reconnect_timeout_max_ms);
+  if (s->connection) {
+    // The broker still holds the session's previous connection (the client saw it drop
+    // first, or it is a blackhole): end it, and attach this one once it is released.
+    Connection& old = *s->connection;
+    s->waiting_connection = token_of(c);
+    ::shutdown(old.fd, SHUT_RDWR);  // fails a send stuck on a dead peer
+    begin_close(old);
+    return;
+  }
+  attach(*s, c, true);
+}
+
+void Shard::attach(Session& s, Connection& c, bool resumed) {
+  const std::uint64_t last_received = c.pending ? c.pending->last_received : 0;
+  c.pending.reset();
+  s.connection = &c;
+  s.expires_ns = 0;
+  c.session = &s;
+  c.state = ConnectionState::attached;
+  bool gap = false;
+  if (resumed && !s.out.rewind(last_received)) {
+    gap = true;
+    resync(s);
+  }
+  codec::ConnectedMsg m;
+  m.session_id = s.id;
+  m.max_frame_bytes = options_.max_frame_bytes;
+  m.token = s.token;
+  m.resumed = resumed;
+  m.resync = gap;
+  m.last_received = s.inbound_seq;
+  m.reconnect_timeout_ms = s.reconnect_timeout_ms;
+  m.ping_interval_ms = options_.ping_interval_ms;
+  send_control(c, encoder_.connected(m));
+  if (resumed) ++counters_.sessions_resumed;
+  mark_for_flush(s);
+  resume_input(c);  // frames the client sent right after Connect
+}
+
+void Shard::resync(Session& s) {
+  // The frames since the client's last one are gone: start the stream afresh from current
+  // values. Sequence numbers continue; aliases restart (the client forgets its own).
+  ++counters_.resyncs;
+  s.out.clear();
+  unbind_all(s);
+  for (auto& sub : s.subscriptions) {
+    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
+      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, sub.key, 0, 0, nullptr});
+    subscription_owner_.erase(sub.key);
+    sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
+    sub.resync = true;
+    add_selector(s, sub);
+  }
+}
+
+void Shard::detach(Session& s) {
+  s.connection = nullptr;
+  if (s.ended) {
+    free_session(s);
+    return;
+  }
+  if (Connection* next = connection_for(s.waiting_connection)) {
+    s.waiting_connection = 0;
+    if (!next->closing && next->state == ConnectionState::waiting) {
+      attach(s, *next, true);
+      return;
+    }
+  }
+  s.waiting_connection = 0;
+  s.expires_ns = now_ns() + ms_to_ns(s.reconnect_timeout_ms);
+}
+
+void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reason) {
+  if (s.ended) return;
+  s.ended = true;
+  ++counters_.sessions_closed;
+  drop_subscriptions(s);
+  s.out.drop_unsent();
+  session_by_id_.erase(s.id);
+  if (Connection* c = s.connection) {
+    if (code != codec::ErrorCode::none) send_control(*c, encoder_.error(code, 0, reason));
+    begin_close(*c);
+    return;
+  }
+  free_session(s);
+}
+
+void Shard::free_session(Session& s) {
+  std::uint32_t slot = s.slot;
+  sessions_[slot].reset();
+  free_session_slots_.push_back(slot);
+}
+
+void Shard::start_handoff(Connection& c, unsigned shard) {
+  c.state = ConnectionState::handing_off;
+  c.handoff_shard = shard;
+  if (c.recv_armed)
+    reactor_->cancel(transport::Op::recv, token_of(c));  // on_recv() finishes the handoff
+  else if (!c.paused)
+    finish_handoff(c);
+  // A paused connection is not reading: resume_paused() brings it back here.
+}
+
+void Shard::finish_handoff(Connection& c) {
+  SharedBuffer* received = pool_.allocate(c.assembly.size());
+  std::memcpy(received->data(), c.assembly.data(), c.assembly.size());
+  received->set_size(static_cast<std::uint32_t>(c.assembly.size()));
+  send_to(c.handoff_shard, {ShardMessageKind::new_connection, 0, 0, 0,
+                            static_cast<std::uint64_t>(c.fd), 0, 0, received});
+  ++counters_.handoffs;
+  --open_connections_;
+  std::uint32_t slot = c.slot;
+  connections_[slot].reset();  // the socket lives on, on the other shard
+  free_slots_.push_back(slot);
+}
+
+void Shard::check_liveness(std::uint64_t now) {
+  const std::uint64_t interval = ms_to_ns(options_.ping_interval_ms);
+  const std::uint64_t connect_window = ms_to_ns(options_.connect_timeout_ms);
+  for (auto& owned : connections_) {
+    Connection* c = owned.get();
+    if (!c || c->closing) continue;
+    if (c->state == ConnectionState::greeting) {
+      if (now - c->last_heard_ns > connect_window)
+        protocol_error(*c, codec::ErrorCode::not_connected,
+                       "no connect within " + std::to_string(options_.connect_timeout_ms) + " ms");
+      continue;
+    }
+    if (c->state != ConnectionState::attached) continue;
+    if (c->ping_sent_ns != 0) {
+      if (now - c->ping_sent_ns >= interval) {
+        // No answer for a whole interval: the connection is dead, the session waits.
+        ++counters_.ping_timeouts;
+        ::shutdown(c->fd, SHUT_RDWR);
+        begin_close(*c);
+      }
+    } else if (now - c->last_heard_ns >= interval) {
+      c->ping_sent_ns = now;
+      send_control(*c, encoder_.ping(now, now));
+    }
+  }
+  for (auto& owned : sessions_) {
+    Session* s = owned.get();
+    if (s && !s->connection && !s->ended && s->expires_ns != 0 && now >= s->expires_ns)
+      end_session(*s, codec::ErrorCode::none, "reconnect timeout");
+  }
+}
+
+}  // namespace brook::runtime
