@@ -125,10 +125,16 @@ void OutboundQueue::abort_send() {
 bool OutboundQueue::rewind(std::uint64_t last_received) {
   assert(!send_in_flight());
   // Sequence s lives at position s - 1: frames from position last_received on are resent.
-  if (last_received < head_ || last_received > sent_) return false;
+  // The client may hold more than sent_ says: a send cancelled in flight may have gone out.
+  if (last_received < head_ || last_received > tail_) return false;
   queued_bytes_ += sent_partly_;
   sent_partly_ = 0;
-  for (std::uint64_t p = last_received; p != sent_; ++p) {
+  for (std::uint64_t p = sent_; p < last_received; ++p) {  // received, so sent after all
+    const std::size_t size = at(p).wire_bytes();
+    queued_bytes_ -= size;
+    retained_bytes_ += size;
+  }
+  for (std::uint64_t p = last_received; p < sent_; ++p) {  // sent, not received: again
     const std::size_t size = at(p).wire_bytes();
     retained_bytes_ -= size;
     queued_bytes_ += size;

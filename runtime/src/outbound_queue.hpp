@@ -67,9 +67,10 @@ class OutboundQueue {
   // the partly sent frame counts as unsent.
   void abort_send();
 
-  // Makes every frame after `last_received` unsent again, for a reconnected client. False
-  // when those frames are no longer retained (the gap cannot be filled) or when
-  // `last_received` is beyond what was sent. Only while no send is in flight.
+  // Makes every frame after `last_received` unsent again, for a reconnected client (and the
+  // frames up to it sent, should a cancelled send have delivered more than it reported).
+  // False when those frames are no longer retained (the gap cannot be filled) or when
+  // `last_received` is beyond the last frame pushed. Only while no send is in flight.
   bool rewind(std::uint64_t last_received);
   // Releases every unsent frame (not the send in flight). Sequence numbers continue.
   void drop_unsent();
@@ -81,6 +82,8 @@ class OutboundQueue {
   std::size_t frames() const noexcept { return static_cast<std::size_t>(tail_ - sent_); }
   std::uint64_t bytes() const noexcept { return queued_bytes_; }
   std::uint64_t retained_bytes() const noexcept { return retained_bytes_; }
+  // The sequence of the next frame a send would start with.
+  std::uint64_t oldest_unsent_sequence() const noexcept { return sent_ + 1; }
   // The oldest sequence rewind() can still resend from.
   std::uint64_t oldest_retained_sequence() const noexcept { return head_ + 1; }
 

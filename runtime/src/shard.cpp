@@ -92,6 +92,7 @@ void Shard::run(int listen_fd) {
     if (overflow_count_) flush_overflow();
     if (!back_pressured()) work += drain_mailboxes();
     if (!paused_.empty() && !back_pressured()) resume_paused();
+    if (!to_resume_.empty() && !back_pressured()) resume_attached();
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
     const std::uint64_t now = turn_start;
@@ -230,12 +231,13 @@ void Shard::on_completion(const transport::Completion& completion) {
 }
 
 std::string Shard::describe_counters() const {
-  char line[512];
+  char line[768];
   std::snprintf(line, sizeof line,
                 "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
                 "slow_consumer_closes=%llu mailbox_overflows=%llu turns=%llu longest_turn_us=%llu "
-                "pool_blocks=%llu",
+                "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
+                "handoffs=%llu ping_timeouts=%llu sessions_open=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -247,7 +249,13 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.mailbox_overflows,
                 (unsigned long long)counters_.loop_turns,
                 (unsigned long long)(counters_.longest_turn_ns / 1000),
-                (unsigned long long)pool_.stats().allocated_blocks);
+                (unsigned long long)pool_.stats().allocated_blocks,
+                (unsigned long long)counters_.sessions_resumed,
+                (unsigned long long)counters_.sessions_closed,
+                (unsigned long long)counters_.resyncs, (unsigned long long)counters_.handoffs,
+                (unsigned long long)counters_.ping_timeouts,
+                (unsigned long long)std::count_if(sessions_.begin(), sessions_.end(),
+                                                  [](const auto& s) { return s != nullptr; }));
   return line;
 }
 

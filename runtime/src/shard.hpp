@@ -186,7 +186,7 @@ struct Connection {
   bool closing = false;          // no more input; close once the queued frames are out
   bool paused = false;           // input held back by mailbox back-pressure
   bool flush_listed = false;
-  bool end_session_on_close = false;  // the session ends with this connection
+  bool send_failed = false;      // the socket refused a send: nothing more goes out
   std::vector<std::byte> assembly;  // bytes of frames not yet processed
   Session* session = nullptr;
   std::vector<std::byte> control_out;
@@ -242,6 +242,7 @@ class Shard final : public transport::ReactorHandler {
                             std::span<const std::byte> frame);
   void resume_paused();
   void resume_input(Connection& c);
+  void resume_attached();
   void flush_sessions();
   void start_send(Connection& c);
   void send_control(Connection& c, std::span<const std::byte> frame);
@@ -266,6 +267,7 @@ class Shard final : public transport::ReactorHandler {
   void start_handoff(Connection& c, unsigned shard);
   void finish_handoff(Connection& c);
   void check_liveness(std::uint64_t now);
+  void abandon(Connection& c);
   void on_authenticated(std::uint64_t connection_token, bool accepted);
   Session* session_for(std::uint64_t token);
   std::uint64_t session_token(const Session& s) const {
@@ -322,6 +324,7 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> slot_generation_;  // survives the connection, for stale tokens
   std::vector<std::uint32_t> flush_list_;
   std::vector<std::uint32_t> paused_;
+  std::vector<std::uint32_t> to_resume_;  // connections just attached, with input held back
   std::size_t open_connections_ = 0;
 
   std::vector<std::unique_ptr<Session>> sessions_;  // by slot

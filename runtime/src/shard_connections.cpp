@@ -69,6 +69,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received) {
       return;
     }
   }
+  if (c.recv_armed || c.paused || c.state == ConnectionState::handing_off) return;
   c.recv_armed = true;
   reactor_->recv_multishot(fd, token_of(c));
 }
@@ -283,6 +284,16 @@ void Shard::resume_paused() {
   }
 }
 
+void Shard::resume_attached() {
+  auto list = std::move(to_resume_);
+  to_resume_.clear();
+  for (std::uint32_t slot : list) {
+    Connection* c = connections_[slot].get();
+    if (!c || c->closing || c->paused || c->state != ConnectionState::attached) continue;
+    resume_input(*c);
+  }
+}
+
 void Shard::resume_input(Connection& c) {
   std::vector<std::byte> held;
   held.swap(c.assembly);
@@ -318,8 +329,11 @@ void Shard::flush_sessions() {
 
 void Shard::start_send(Connection& c) {
   std::size_t n = 0;
+  if (c.send_failed) return;
   Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
-  const bool session_frames = s && !s->out.empty();
+  // A closing connection sends its session's frames only as an ending session's last words;
+  // otherwise they wait for the session's next connection.
+  const bool session_frames = s && !s->out.empty() && (!c.closing || s->ended);
   if (c.control_out.empty() && !session_frames) return;
   std::size_t wanted = 1 + (session_frames ? std::min(max_iovecs - 1, s->out.frames() * 2) : 0);
   if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 16));
@@ -347,7 +361,9 @@ void Shard::on_send(Connection& c, int result) {
   Session* s = c.session_in_send ? c.session : nullptr;
   c.session_in_send = false;
   if (result < 0) {
+    c.send_failed = true;
     c.control_sending.clear();
+    c.control_out.clear();
     if (s) s->out.abort_send();  // the frames stay for replay when the client comes back
     begin_close(c);
     maybe_release(c);
@@ -437,7 +453,7 @@ void Shard::maybe_release(Connection& c) {
   if (!c.closing || c.send_in_flight || c.recv_armed) return;
   // Frames still to go out before the close: an ending session's last words.
   const bool ending = c.session && c.session->ended && c.session->connection == &c;
-  if (!c.control_out.empty() || (ending && !c.session->out.empty())) return;
+  if (!c.send_failed && (!c.control_out.empty() || (ending && !c.session->out.empty()))) return;
   if (c.flush_listed) return;  // flush_sessions() comes back here
   ::shutdown(c.fd, SHUT_RDWR);
   ::close(c.fd);

@@ -11,6 +11,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "shard.hpp"
@@ -193,8 +195,7 @@ void Shard::open_session(Connection& c) {
     // first, or it is a blackhole): end it, and attach this one once it is released.
     Connection& old = *s->connection;
     s->waiting_connection = token_of(c);
-    ::shutdown(old.fd, SHUT_RDWR);  // fails a send stuck on a dead peer
-    begin_close(old);
+    abandon(old);
     return;
   }
   attach(*s, c, true);
@@ -221,10 +222,13 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   m.last_received = s.inbound_seq;
   m.reconnect_timeout_ms = s.reconnect_timeout_ms;
   m.ping_interval_ms = options_.ping_interval_ms;
+  m.next_sequence = s.out.oldest_unsent_sequence();
   send_control(c, encoder_.connected(m));
   if (resumed) ++counters_.sessions_resumed;
   mark_for_flush(s);
-  resume_input(c);  // frames the client sent right after Connect
+  // Frames the client sent right after Connect: processed at the end of this turn, not from
+  // inside the frame loop that may be handling the Connect right now.
+  to_resume_.push_back(c.slot);
 }
 
 void Shard::resync(Session& s) {
@@ -304,6 +308,14 @@ void Shard::finish_handoff(Connection& c) {
   free_slots_.push_back(slot);
 }
 
+void Shard::abandon(Connection& c) {
+  // The peer may be gone without a word: a send waiting for room in its socket would wait
+  // forever, so it is cancelled rather than awaited (its frames stay for the replay).
+  ::shutdown(c.fd, SHUT_RDWR);
+  if (c.send_in_flight) reactor_->cancel(transport::Op::send, token_of(c));
+  begin_close(c);
+}
+
 void Shard::check_liveness(std::uint64_t now) {
   const std::uint64_t interval = ms_to_ns(options_.ping_interval_ms);
   const std::uint64_t connect_window = ms_to_ns(options_.connect_timeout_ms);
@@ -321,8 +333,7 @@ void Shard::check_liveness(std::uint64_t now) {
       if (now - c->ping_sent_ns >= interval) {
         // No answer for a whole interval: the connection is dead, the session waits.
         ++counters_.ping_timeouts;
-        ::shutdown(c->fd, SHUT_RDWR);
-        begin_close(*c);
+        abandon(*c);
       }
     } else if (now - c->last_heard_ns >= interval) {
       c->ping_sent_ns = now;

@@ -162,7 +162,7 @@ std::string make_temp_dir(std::string_view prefix) {
 }
 
 void remove_temp_dir(const std::string& dir) {
-  if (dir.empty()) return;
+  if (dir.empty() || std::getenv("BROOK_KEEP_TEST_DIRS")) return;
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
 }

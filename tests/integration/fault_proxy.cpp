@@ -51,12 +51,14 @@ struct FaultProxy::Link {
   bool upstream_shut = false;
   bool stalled_to_client = false;
   bool stalled_to_broker = false;
+  bool blackholed = false;
   bool closed = false;
   // Shared, under mutex_.
   Command pending = Command::none;
   // Written by the proxy thread, read by anyone.
   std::atomic<std::uint64_t> bytes_to_client{0};
   std::atomic<std::uint64_t> bytes_to_upstream{0};
+  std::atomic<bool> upstream_ended{false};  // the broker closed or reset its side
 };
 
 FaultProxy::FaultProxy(std::uint16_t upstream_port) : upstream_port_(upstream_port) {
@@ -89,6 +91,26 @@ std::size_t FaultProxy::connections() const {
   return links_.size();
 }
 
+bool FaultProxy::wait_for_connections(std::size_t count, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return relayed_.wait_for(lock, timeout, [&] { return links_.size() >= count; });
+}
+
+bool FaultProxy::wait_for_upstream_end(std::size_t index, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return relayed_.wait_for(lock, timeout, [&] {
+    return index < links_.size() && links_[index]->upstream_ended.load();
+  });
+}
+
+void FaultProxy::refuse_new_connections(bool refuse) {
+  refusing_.store(refuse, std::memory_order_relaxed);
+}
+
+std::size_t FaultProxy::refused_connections() const noexcept {
+  return refused_count_.load(std::memory_order_relaxed);
+}
+
 std::uint64_t FaultProxy::bytes_to_client(std::size_t index) const {
   std::lock_guard lock(mutex_);
   return index < links_.size() ? links_[index]->bytes_to_client.load() : 0;
@@ -111,6 +133,7 @@ bool FaultProxy::stall(std::size_t index, Direction direction) {
   return command(index, direction == Direction::to_client ? Command::stall_to_client
                                                           : Command::stall_to_broker);
 }
+bool FaultProxy::blackhole(std::size_t index) { return command(index, Command::blackhole); }
 bool FaultProxy::resume(std::size_t index) { return command(index, Command::resume); }
 bool FaultProxy::reset(std::size_t index) { return command(index, Command::reset); }
 
@@ -141,8 +164,11 @@ void FaultProxy::apply_commands() {
       case Command::stall_to_broker:
         link->stalled_to_broker = true;
         break;
+      case Command::blackhole:
+        link->blackholed = true;
+        break;
       case Command::resume:
-        link->stalled_to_client = link->stalled_to_broker = false;
+        link->stalled_to_client = link->stalled_to_broker = link->blackholed = false;
         break;
       case Command::reset:
         close_link(*link, true);
@@ -165,6 +191,15 @@ void FaultProxy::run() {
       std::lock_guard lock(mutex_);
       for (auto& l : links_) {
         if (l->closed) continue;
+        if (l->blackholed) {
+          // Nothing moves; only the broker ending its side is watched for (POLLRDHUP sees a
+          // FIN behind unread data). Negative fds are skipped by poll.
+          bool watch = !l->upstream_ended.load(std::memory_order_relaxed);
+          fds.push_back({-1, 0, 0});
+          fds.push_back({watch ? l->upstream : -1, POLLRDHUP, 0});
+          owners.push_back(l.get());
+          continue;
+        }
         short client_events = 0, upstream_events = 0;
         if (!l->client_eof && !l->stalled_to_broker && l->to_upstream.size() < relay_buffer_bytes)
           client_events |= POLLIN;
@@ -186,6 +221,10 @@ void FaultProxy::run() {
     if (fds[0].revents & POLLIN) accept_one();
     for (std::size_t i = 0; i < owners.size(); ++i) {
       Link& link = *owners[i];
+      if (link.blackholed) {
+        if (fds[3 + 2 * i].revents & (POLLRDHUP | POLLHUP | POLLERR)) upstream_ended(link);
+        continue;
+      }
       for (int side = 0; side < 2; ++side) {
         if (link.closed) break;
         const pollfd& p = fds[2 + 2 * i + side];
@@ -193,6 +232,7 @@ void FaultProxy::run() {
         if ((p.events & POLLIN) && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
           relay(link, from_client);
         } else if (!(p.events & POLLIN) && (p.revents & POLLERR)) {
+          if (!from_client) upstream_ended(link);
           close_link(link, true);  // a socket error nobody is reading for: the link is dead
           break;
         }
@@ -205,6 +245,13 @@ void FaultProxy::run() {
 void FaultProxy::accept_one() {
   int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (client < 0) return;
+  if (refusing_.load(std::memory_order_relaxed)) {
+    linger l{1, 0};  // RST at once
+    ::setsockopt(client, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(client);
+    refused_count_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int rcvbuf = rcvbuf_bytes;
   ::setsockopt(upstream, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
@@ -222,6 +269,7 @@ void FaultProxy::accept_one() {
   link->upstream = upstream;
   std::lock_guard lock(mutex_);
   links_.push_back(std::move(link));
+  relayed_.notify_all();
 }
 
 void FaultProxy::relay(Link& link, bool from_client) {
@@ -242,7 +290,9 @@ void FaultProxy::relay(Link& link, bool from_client) {
     }
   } else if (n == 0) {
     (from_client ? link.client_eof : link.upstream_eof) = true;
+    if (!from_client) upstream_ended(link);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    if (!from_client) upstream_ended(link);
     close_link(link, true);  // a reset on one side is passed on as a reset on the other
     return;
   }
@@ -257,6 +307,7 @@ void FaultProxy::flush(Link& link, bool to_client) {
     if (n > 0) {
       buffer.erase(buffer.begin(), buffer.begin() + n);
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      if (!to_client) upstream_ended(link);
       close_link(link, true);
       return;
     }
@@ -269,6 +320,12 @@ void FaultProxy::flush(Link& link, bool to_client) {
     shut = true;
   }
   if (link.client_shut && link.upstream_shut) close_link(link, false);
+}
+
+void FaultProxy::upstream_ended(Link& link) {
+  if (link.upstream_ended.exchange(true)) return;
+  std::lock_guard lock(mutex_);  // so that a waiter cannot miss the notification
+  relayed_.notify_all();
 }
 
 void FaultProxy::close_link(Link& link, bool with_reset) {

@@ -2,8 +2,12 @@
 // A tiny TCP relay between clients and a broker, for fault tests: it listens on 127.0.0.1 at a
 // free port and relays every accepted connection to 127.0.0.1:upstream_port, and on demand
 // stalls one direction of a connection (stops reading it, so that the sender's socket buffers
-// and then its own queue fill up: a subscriber or a network that stops taking data) or resets
-// the connection (closes both sides with a TCP RST, as a crashed host or a cut cable would).
+// and then its own queue fill up: a subscriber or a network that stops taking data), blackholes
+// it (both directions stall and nothing, not even a close, is passed on: a peer that vanished
+// without a word, which only pings detect) or resets the connection (closes both sides with a
+// TCP RST, as a crashed host or a cut cable would). After a reset it goes on accepting new
+// connections, so a client that reconnects through the same URL gets a fresh link, unless
+// refuse_new_connections() is on.
 // Its sockets towards the stallable side have small fixed receive buffers, so that a stall
 // backs up into the sender quickly rather than into this process or the kernel.
 //
@@ -34,8 +38,10 @@ class FaultProxy {
   std::uint16_t port() const noexcept { return port_; }
   std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
 
-  // Connections are numbered from 0 in accept order.
+  // Connections are numbered from 0 in accept order (refused ones are not counted).
   std::size_t connections() const;
+  // Waits until at least `count` connections were accepted and relayed.
+  bool wait_for_connections(std::size_t count, std::chrono::milliseconds timeout) const;
   // Bytes relayed from the broker to the client of connection `index` so far.
   std::uint64_t bytes_to_client(std::size_t index) const;
   // Bytes relayed from the client of connection `index` to the broker so far.
@@ -49,18 +55,38 @@ class FaultProxy {
     to_broker,  // stop reading what the client sends (a publisher's path that stops moving)
   };
   bool stall(std::size_t index, Direction direction = Direction::to_client);
-  bool resume(std::size_t index);  // both directions
+  // Stops both directions without closing anything: what either side sends stays unread, and
+  // an end of stream from either side is not passed on. Only the broker ending its side is
+  // noticed (see wait_for_upstream_end), never acted upon.
+  bool blackhole(std::size_t index);
+  bool resume(std::size_t index);  // both directions, blackholed or stalled
   bool reset(std::size_t index);
+  // True once the broker has ended its side of connection `index` (FIN or RST), also while
+  // the connection is blackholed; false if the timeout passed first.
+  bool wait_for_upstream_end(std::size_t index, std::chrono::milliseconds timeout) const;
+
+  // While on, connections are accepted and at once reset (a host that is up but refuses the
+  // service), so that reconnection attempts fail fast; counted by refused_connections().
+  void refuse_new_connections(bool refuse);
+  std::size_t refused_connections() const noexcept;
 
  private:
   struct Link;
-  enum class Command : std::uint8_t { none, stall_to_client, stall_to_broker, resume, reset };
+  enum class Command : std::uint8_t {
+    none,
+    stall_to_client,
+    stall_to_broker,
+    blackhole,
+    resume,
+    reset
+  };
 
   void run();
   void accept_one();
   void relay(Link& link, bool from_client);
   void flush(Link& link, bool to_client);
   void close_link(Link& link, bool with_reset);
+  void upstream_ended(Link& link);
   void apply_commands();
   bool command(std::size_t index, Command command);
   void wake();
@@ -70,12 +96,15 @@ class FaultProxy {
   std::uint16_t port_ = 0;
   std::uint16_t upstream_port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> refusing_{false};          // relaxed: a test switch, no data hangs on it
+  std::atomic<std::size_t> refused_count_{0};  // relaxed: a statistic
   std::thread thread_;
 
   // Guards links_ (the vector) and each link's pending command; the sockets and buffers
   // belong to the proxy thread alone.
   mutable std::mutex mutex_;
   std::condition_variable applied_;
+  // Notified (under mutex_) on bytes relayed to the broker, accepts and upstream ends.
   mutable std::condition_variable relayed_;
   std::vector<std::unique_ptr<Link>> links_;
 };

@@ -352,17 +352,16 @@ TEST(PubSub, broker_sends_no_update_frames_for_a_topic_after_unsubscribed) {
       any));
 
   ASSERT_TRUE(raw.send_bytes(encoder.unsubscribe(3, "RawUnsub/a")));
-  ASSERT_TRUE(raw.send_bytes(encoder.ping(77, 0)));
+  // Pongs jump ahead of the session's stream (liveness must not wait behind a backlog), so
+  // the barrier is the Unsubscribed answer itself, which is part of the stream.
   bool unsubscribed = false;
   ASSERT_TRUE(read_until(
       [&](const codec::Message& m) {
         if (auto* u = std::get_if<codec::UnsubscribedMsg>(&m))
           unsubscribed = u->request_id == 3 && u->selector == "RawUnsub/a";
-        auto* pong = std::get_if<codec::PongMsg>(&m);
-        return pong && pong->id == 77;
+        return unsubscribed;
       },
       any));
-  EXPECT_TRUE(unsubscribed) << "no Unsubscribed frame for request 3 before the pong";
 
   for (int i = 2; i <= 20; ++i) publisher.publish("RawUnsub/a", "a" + std::to_string(i));
   ASSERT_TRUE(await(publisher.publish_acked("RawUnsub/b", bytes_of("b2"))));

@@ -156,10 +156,10 @@ TEST(FaultConnectionReset, connections_reset_mid_stream_leave_other_sessions_who
   UpdateLog victim_log, healthy_log, late_log;
   SessionEnd victim_sub_end, victim_pub_end;
   Client victim_sub, healthy, victim_pub, publisher, late;
-  ASSERT_TRUE(connect_client(victim_sub, proxy.url(), "victim-subscriber"));  // proxy link 0
+  ASSERT_TRUE(connect_client_once(victim_sub, proxy.url(), "victim-subscriber"));  // proxy link 0
   victim_sub_end.listen(victim_sub);
   ASSERT_TRUE(connect_client(healthy, broker.url(), "healthy"));
-  ASSERT_TRUE(connect_client(victim_pub, proxy.url(), "victim-publisher"));  // proxy link 1
+  ASSERT_TRUE(connect_client_once(victim_pub, proxy.url(), "victim-publisher"));  // proxy link 1
   victim_pub_end.listen(victim_pub);
   ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
   ASSERT_TRUE(subscribe_and_wait(victim_sub, "Reset//", victim_log));
@@ -246,6 +246,7 @@ TEST(FaultConnectionReset,
   ClientOptions options;
   options.url = proxy.url();
   options.client_name = "blocked-publisher";
+  options.reconnect_timeout = std::chrono::milliseconds(0);  // the reset must end the session
   ASSERT_TRUE(publisher.connect(options));
   end.listen(publisher);
   ASSERT_TRUE(proxy.stall(0, FaultProxy::Direction::to_broker));

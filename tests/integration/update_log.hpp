@@ -85,6 +85,17 @@ inline Status connect_client(Client& client, const std::string& url,
   return client.connect(options);
 }
 
+// The same without reconnection: a lost connection ends the session at once.
+inline Status connect_client_once(Client& client, const std::string& url,
+                                  const std::string& name = "integration-test") {
+  ClientOptions options;
+  options.url = url;
+  options.client_name = name;
+  options.connect_timeout = std::chrono::seconds(10);
+  options.reconnect_timeout = std::chrono::milliseconds(0);
+  return client.connect(options);
+}
+
 // Subscribes and waits (bounded) for the broker's verdict. After an ok status every current
 // value of the matching topics is already in `log`.
 inline Status subscribe_and_wait(Client& client, std::string selector, UpdateLog& log,

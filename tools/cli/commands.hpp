@@ -19,5 +19,6 @@ Action add_pub_command(CLI::App& app);
 Action add_ping_command(CLI::App& app);
 Action add_demo_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_passwd_command(CLI::App& app);
 
 }  // namespace brook::cli

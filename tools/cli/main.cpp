@@ -1,4 +1,4 @@
-// brook: the command-line client (sub, pub, ping, demo, bench).
+// brook: the command-line client (sub, pub, ping, demo, bench, passwd).
 #include <csignal>
 #include <iostream>
 #include <vector>
@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(brook::cli::add_ping_command);
   add(brook::cli::add_demo_command);
   add(brook::cli::add_bench_command);
+  add(brook::cli::add_passwd_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

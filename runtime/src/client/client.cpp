@@ -6,11 +6,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -19,8 +23,28 @@
 #include "brook/transport/mpsc_byte_ring.hpp"
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/tcp.hpp"
+#include "sent_log.hpp"
 
 namespace brook {
+
+std::string_view to_string(ClientState state) {
+  switch (state) {
+    case ClientState::connecting: return "connecting";
+    case ClientState::connected: return "connected";
+    case ClientState::recovering: return "recovering";
+    case ClientState::closed: return "closed";
+  }
+  return "unknown";
+}
+
+// Reads the strategy's decision (ReconnectControl's fields are private to the API).
+struct ClientReconnectAccess {
+  static ReconnectControl make(unsigned attempt, std::chrono::milliseconds since, std::string reason) {
+    return ReconnectControl(attempt, since, std::move(reason));
+  }
+  static bool aborted(const ReconnectControl& c) { return !c.decided_ || c.abort_; }
+  static std::chrono::milliseconds delay(const ReconnectControl& c) { return c.after_; }
+};
 
 std::string default_url() {
   const char* env = std::getenv("BROOK_URL");
@@ -60,6 +84,8 @@ struct Command {
     ping,
     error_listener,
     close_listener,
+    disconnect_listener,
+    reconnect_listener,
     close,
   };
   Kind kind = Kind::frame;
@@ -73,6 +99,7 @@ struct Command {
   std::shared_ptr<std::promise<std::chrono::nanoseconds>> ping_promise;
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
+  std::function<void(bool)> reconnect_listener;
 };
 
 std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
@@ -98,7 +125,7 @@ struct Client::Impl final : transport::ReactorHandler {
     std::vector<LocalSubscription*> subscriptions;
   };
 
-  explicit Impl(std::size_t ring_bytes) : outbox(ring_bytes) {}
+  explicit Impl(std::size_t ring_bytes) : outbox(ring_bytes), sent_log(16u << 20) {}
 
   ClientOptions options;
   int fd = -1;
@@ -108,6 +135,7 @@ struct Client::Impl final : transport::ReactorHandler {
   // seq_cst handshake with producers, as in the broker's shards.
   std::atomic<bool> sleeping{false};
   std::atomic<bool> connected{false};
+  std::atomic<ClientState> state{ClientState::connecting};
   std::atomic<bool> finished{false};
   std::atomic<std::uint32_t> next_request_id{1};
   std::atomic<std::uint64_t> next_subscription_id{1};
@@ -118,6 +146,24 @@ struct Client::Impl final : transport::ReactorHandler {
   std::promise<Status> connected_promise;
   bool connect_answered = false;
   std::string session_id;  // written on the client thread before `connected` is set
+  transport::Endpoint endpoint;
+
+  // The session, as the client keeps it across connections.
+  bool has_session = false;
+  bool session_ended_by_broker = false;  // an error without request: no resumption
+  std::int64_t session_number = 0;
+  std::array<std::byte, codec::session_token_bytes> token{};
+  std::uint64_t received_seq = 0;  // sequenced frames received from the broker
+  SentLog sent_log;                // session frames written, until the broker confirms them
+  std::uint64_t sending_last_seq = 0;  // the last session frame in `sending`
+  std::uint16_t current_flags = 0;  // header flags of the frame being handled
+  bool hold_out = false;           // resuming: nothing but Connect until Connected answers
+  bool recovering = false;
+  std::chrono::steady_clock::time_point disconnected_at{};
+  std::chrono::steady_clock::time_point next_attempt{};
+  unsigned attempt = 0;
+  std::chrono::steady_clock::time_point last_heard{};
+  std::chrono::steady_clock::time_point keepalive_sent{};  // {}: no keepalive ping outstanding
 
   // Client-thread state.
   codec::FrameEncoder encoder;
@@ -143,6 +189,8 @@ struct Client::Impl final : transport::ReactorHandler {
   std::vector<Alias> aliases;
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
+  std::function<void(const std::string&)> disconnect_listener;
+  std::function<void(bool)> reconnect_listener;
   std::string close_reason;
 
   ~Impl() override {
@@ -209,7 +257,7 @@ struct Client::Impl final : transport::ReactorHandler {
     return outbox.drain(
         [&](std::uint32_t kind, std::span<const std::byte> payload) {
           if (kind == record_frame) {
-            if (!stream_closed && !closing) append(payload);
+            if (!stream_closed && !closing) append_session(payload);
             return;
           }
           Command* command;
@@ -223,7 +271,26 @@ struct Client::Impl final : transport::ReactorHandler {
         max);
   }
 
+  // A frame of the session's stream: numbered and kept for resending after a drop.
+  void append_session(std::span<const std::byte> frame) {
+    sent_log.append(frame);
+    out.insert(out.end(), frame.begin(), frame.end());
+  }
+  // A frame of this connection only (ping, pong, close): never resent.
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
+
+  std::span<const std::byte> connect_frame(bool resume) {
+    codec::ConnectMsg m;
+    m.client_name = options.client_name;
+    m.principal = options.principal;
+    m.credentials = std::as_bytes(std::span(options.credentials));
+    m.session_number = resume ? session_number : options.session_number;
+    if (resume) m.token = token;
+    m.last_received = received_seq;
+    m.reconnect_timeout_ms = static_cast<std::uint32_t>(
+        std::clamp<std::int64_t>(options.reconnect_timeout.count(), 1, 0xffffffffLL));
+    return encoder.connect(m);
+  }
 
   // ---- the client thread -------------------------------------------------------------
   void run() {
@@ -236,15 +303,19 @@ struct Client::Impl final : transport::ReactorHandler {
     reactor.store(&r, std::memory_order_release);
     recv_armed = true;
     r.recv_multishot(fd, 0);
-    append(encoder.connect(options.client_name, options.principal,
-                           std::as_bytes(std::span(options.credentials))));
+    last_heard = std::chrono::steady_clock::now();
+    append(connect_frame(false));
     start_send();
     // Runs until close() is asked for and the broker has closed its side (or the linger
-    // passed); after a lost connection it keeps failing commands until then.
+    // passed); after the session is lost it keeps failing commands until then.
     while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
+      auto now = std::chrono::steady_clock::now();
+      if (recovering) step_recovery(now);
+      else if (!stream_closed) keep_alive(now);
       std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
-      if (closing && !stream_closed && !send_in_flight && out.empty() && !shut_down_write) {
+      if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
+          !shut_down_write) {
         ::shutdown(fd, SHUT_WR);
         shut_down_write = true;
       }
@@ -252,27 +323,54 @@ struct Client::Impl final : transport::ReactorHandler {
       if (n == 0) {
         sleeping.store(true, std::memory_order_seq_cst);
         bool more = !outbox.empty_hint() && out.size() < max_out_bytes;
-        timeout = more ? 0 : idle_wait_ms;
+        timeout = more ? 0 : next_wake_ms(now);
       }
       r.run_once(*this, timeout);
       sleeping.store(false, std::memory_order_relaxed);
     }
+    recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
     finished.store(true, std::memory_order_release);
     stream_closed = true;
     drain_outbox(SIZE_MAX);  // fails what was submitted after the close
     reactor.store(nullptr, std::memory_order_release);
-    if (recv_armed || send_in_flight) {
+    if (fd >= 0 && (recv_armed || send_in_flight)) {
       ::shutdown(fd, SHUT_RDWR);
       for (int i = 0; i < 50 && (recv_armed || send_in_flight); ++i) r.run_once(*this, 20);
     }
   }
 
+  int next_wake_ms(std::chrono::steady_clock::time_point now) const {
+    using std::chrono::milliseconds;
+    auto wait = milliseconds(idle_wait_ms);
+    if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
+    else wait = std::min(wait, options.ping_interval / 4);
+    return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
+  }
+
+  // Pings a quiet broker; a ping unanswered for a whole interval means the connection is dead.
+  void keep_alive(std::chrono::steady_clock::time_point now) {
+    if (!has_session || hold_out) return;
+    if (keepalive_sent != std::chrono::steady_clock::time_point{}) {
+      if (now - keepalive_sent >= options.ping_interval) {
+        lost("no answer to a ping within " + std::to_string(options.ping_interval.count()) + " ms");
+        ::shutdown(fd, SHUT_RDWR);
+      }
+      return;
+    }
+    if (now - last_heard >= options.ping_interval) {
+      keepalive_sent = now;
+      append(encoder.ping(0, now_ns()));
+    }
+  }
+
   void start_send() {
-    if (send_in_flight || out.empty() || stream_closed) return;
+    if (send_in_flight || out.empty() || stream_closed || fd < 0) return;
+    if (hold_out || recovering) return;
     sending.swap(out);
     out.clear();
     sending_offset = 0;
+    sending_last_seq = sent_log.last();
     issue_send();
   }
 
@@ -288,10 +386,15 @@ struct Client::Impl final : transport::ReactorHandler {
   void on_completion(const transport::Completion& c) override {
     switch (c.op) {
       case transport::Op::recv:
-        if (c.result > 0) on_bytes(c.data);
+        if (c.result > 0) {
+          last_heard = std::chrono::steady_clock::now();
+          keepalive_sent = {};
+          on_bytes(c.data);
+        }
         if (!c.more) {
           recv_armed = false;
-          if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed)) {
+          if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed) &&
+              (!recovering || hold_out)) {
             recv_armed = true;
             reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
           } else {
@@ -303,7 +406,12 @@ struct Client::Impl final : transport::ReactorHandler {
       case transport::Op::send:
         send_in_flight = false;
         if (c.result < 0) {
+          sending.clear();
           lost(std::string("connection lost: ") + std::strerror(-c.result));
+          break;
+        }
+        if (recovering && !hold_out) {  // the old socket winding down
+          sending.clear();
           break;
         }
         sending_offset += static_cast<std::size_t>(c.result);
@@ -311,6 +419,7 @@ struct Client::Impl final : transport::ReactorHandler {
           issue_send();
         } else {
           sending.clear();
+          sent_log.trim(sending_last_seq);
           if (!finished.load(std::memory_order_relaxed)) start_send();
         }
         break;
@@ -319,16 +428,139 @@ struct Client::Impl final : transport::ReactorHandler {
     }
   }
 
+  bool can_recover() const {
+    return has_session && !session_ended_by_broker && !closing &&
+           options.reconnect_timeout.count() > 0 && !finished.load(std::memory_order_relaxed);
+  }
+
+  // The connection is gone (or the attempt to resume failed): recover the session or end it.
   void lost(std::string reason) {
     if (stream_closed) return;
+    if (recovering) {
+      if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+      if (hold_out) {
+        hold_out = false;
+        schedule_attempt(std::move(reason));
+      }
+      return;
+    }
+    if (can_recover()) {
+      begin_recovery(std::move(reason));
+      return;
+    }
     stream_closed = true;
     out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
     if (close_reason.empty()) close_reason = std::move(reason);
     end_session(close_reason);
   }
 
+  void begin_recovery(std::string reason) {
+    recovering = true;
+    hold_out = false;
+    connected.store(false, std::memory_order_release);
+    state.store(ClientState::recovering, std::memory_order_release);
+    disconnected_at = std::chrono::steady_clock::now();
+    attempt = 0;
+    keepalive_sent = {};
+    assembly.clear();  // a frame cut in half by the drop is resent whole
+    ::shutdown(fd, SHUT_RDWR);  // ends the operations in flight on the old socket
+    for (auto& [id, p] : pings)
+      p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
+    pings.clear();
+    if (disconnect_listener) disconnect_listener(reason);
+    schedule_attempt(std::move(reason));
+  }
+
+  // Asks the strategy what to do after a drop or a failed attempt.
+  void schedule_attempt(std::string reason) {
+    if (!recovering) return;
+    auto now = std::chrono::steady_clock::now();
+    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - disconnected_at);
+    if (since >= options.reconnect_timeout) {
+      give_up("reconnect timeout: no connection for " + std::to_string(since.count()) +
+              " ms (" + reason + ")");
+      return;
+    }
+    auto control = ClientReconnectAccess::make(++attempt, since, reason);
+    if (options.reconnect_strategy) {
+      options.reconnect_strategy(control);
+    } else {
+      control.reconnect(attempt == 1 ? std::chrono::milliseconds{0} : options.reconnect_delay);
+    }
+    if (ClientReconnectAccess::aborted(control)) {
+      give_up("reconnection aborted after " + std::to_string(attempt) + " attempt(s): " + reason);
+      return;
+    }
+    next_attempt = now + ClientReconnectAccess::delay(control);
+  }
+
+  void give_up(std::string reason) {
+    recovering = false;
+    hold_out = false;
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    stream_closed = true;
+    out.clear();
+    if (close_reason.empty()) close_reason = std::move(reason);
+    end_session(close_reason);
+  }
+
+  void step_recovery(std::chrono::steady_clock::time_point now) {
+    if (recv_armed || send_in_flight || hold_out) return;  // the old socket is still winding down
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
+      assembly.clear();  // the old socket's last, partial frame comes again whole
+    }
+    if (now < next_attempt) return;
+    if (now - disconnected_at >= options.reconnect_timeout) {
+      schedule_attempt("reconnect timeout");
+      return;
+    }
+    int nfd = transport::connect_tcp(endpoint, static_cast<int>(options.connect_timeout.count()));
+    if (nfd < 0) {
+      schedule_attempt("cannot connect to " + options.url + ": " + std::strerror(-nfd));
+      return;
+    }
+    fd = nfd;
+    hold_out = true;
+    last_heard = std::chrono::steady_clock::now();
+    auto frame = connect_frame(true);
+    sending.assign(frame.begin(), frame.end());
+    sending_offset = 0;
+    sending_last_seq = 0;
+    recv_armed = true;
+    reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
+    issue_send();
+  }
+
+  // Connected on a resumption: resend what the broker did not get, then carry on.
+  void resumed(const codec::ConnectedMsg& m) {
+    recovering = false;
+    hold_out = false;
+    std::uint64_t missing = 0;
+    auto resend = sent_log.frames_after(m.last_received, missing);
+    // Everything queued is in the log from the first frame the broker lacks on; connection
+    // frames (pings, pongs) of the old connection are stale.
+    std::vector<std::byte> next(resend.begin(), resend.end());
+    sent_log.confirm(m.last_received);
+    out.swap(next);
+    if (m.resync) {
+      aliases.clear();
+    }
+    connected.store(true, std::memory_order_release);
+    state.store(ClientState::connected, std::memory_order_release);
+    if (missing > 0 && error_listener)
+      error_listener(error_status(ErrorCode::internal,
+                                  std::to_string(missing) +
+                                      " session frame(s) sent before the drop were lost: the "
+                                      "client's recovery buffer (recovery_bytes) was overrun"));
+    if (reconnect_listener) reconnect_listener(m.resync);
+    start_send();
+  }
+
   void end_session(const std::string& reason) {
     bool was_connected = connected.exchange(false);
+    bool was_open = state.exchange(ClientState::closed) != ClientState::closed;
     if (!connect_answered) {
       connect_answered = true;
       connected_promise.set_value(error_status(ErrorCode::not_connected, reason));
@@ -338,7 +570,7 @@ struct Client::Impl final : transport::ReactorHandler {
     for (auto& [id, p] : pings)
       p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
     pings.clear();
-    if (was_connected && close_listener) close_listener(reason);
+    if ((was_connected || (was_open && has_session)) && close_listener) close_listener(reason);
   }
 
   void on_bytes(std::span<const std::byte> data) {
@@ -377,6 +609,7 @@ struct Client::Impl final : transport::ReactorHandler {
   }
 
   void protocol_failure(std::string reason) {
+    session_ended_by_broker = true;  // a stream we cannot follow cannot be resumed either
     lost(std::move(reason));
     ::shutdown(fd, SHUT_RDWR);
   }
@@ -388,6 +621,8 @@ struct Client::Impl final : transport::ReactorHandler {
                        std::string(codec::to_string(decoded.error)));
       return;
     }
+    current_flags = codec::frame_flags(frame.data());
+    if (current_flags & codec::frame_flag_sequenced) ++received_seq;
     std::visit(overloaded{
                    [&](const codec::UpdateMsg& m) { on_update(m); },
                    [&](const codec::TopicAddMsg& m) {
@@ -398,34 +633,55 @@ struct Client::Impl final : transport::ReactorHandler {
                      a.known = true;
                      rematch(a);
                    },
-                   [&](const codec::ConnectedMsg& m) {
-                     session_id = m.session_id;
-                     connected.store(true, std::memory_order_release);
-                     if (!connect_answered) {
-                       connect_answered = true;
-                       connected_promise.set_value(Status::ok());
-                     }
-                   },
+                   [&](const codec::ConnectedMsg& m) { on_connected(m); },
                    [&](const codec::SubscribedMsg& m) {
                      for (auto& [id, s] : subscriptions)
                        if (s.request_id == m.request_id) {
-                         if (s.on_subscribed) s.on_subscribed(Status::ok());
+                         if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
                          break;
                        }
                    },
                    [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
                    [&](const codec::ErrorMsg& m) { on_error_frame(m); },
                    [&](const codec::PongMsg& m) {
+                     if (m.id == 0) return;  // a keepalive: receiving it was the point
                      auto it = pings.find(m.id);
                      if (it == pings.end()) return;
                      it->second->set_value(std::chrono::nanoseconds(now_ns() - m.sent_ns));
                      pings.erase(it);
                    },
                    [&](const codec::CloseMsg& m) { lost("closed by the broker: " + std::string(m.reason)); },
-                   [&](const codec::PingMsg& m) { append(encoder.pong(m.id, m.sent_ns)); },
+                   [&](const codec::PingMsg& m) {
+                     append(encoder.pong(m.id, m.sent_ns));
+                     start_send();
+                   },
                    [&](const auto&) {},
                },
                decoded.message);
+  }
+
+  void on_connected(const codec::ConnectedMsg& m) {
+    session_id = m.session_id;
+    if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
+    if (auto slash = session_id.rfind('/'); slash != std::string::npos)
+      session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
+    received_seq = m.next_sequence - 1;
+    if (recovering) {
+      if (!m.resumed) {
+        give_up("session lost: the broker no longer had session " + session_id);
+        return;
+      }
+      resumed(m);
+      return;
+    }
+    has_session = true;
+    sent_log.confirm(m.last_received);
+    connected.store(true, std::memory_order_release);
+    state.store(ClientState::connected, std::memory_order_release);
+    if (!connect_answered) {
+      connect_answered = true;
+      connected_promise.set_value(Status::ok());
+    }
   }
 
   void on_update(const codec::UpdateMsg& m) {
@@ -433,8 +689,14 @@ struct Client::Impl final : transport::ReactorHandler {
       protocol_failure("update for unknown topic alias " + std::to_string(m.alias));
       return;
     }
+    if (m.session_seq != received_seq) {
+      protocol_failure("update with session sequence " + std::to_string(m.session_seq) +
+                       ", expected " + std::to_string(received_seq));
+      return;
+    }
     const Alias& a = aliases[m.alias];
-    Update u{a.path, a.type, m.topic_seq, m.session_seq, m.value};
+    Update u{a.path, a.type, m.topic_seq, m.session_seq, m.value,
+             (current_flags & codec::frame_flag_resync) != 0};
     for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
       if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
   }
@@ -453,8 +715,17 @@ struct Client::Impl final : transport::ReactorHandler {
       }
       if (answer(m.request_id, status)) return;
     }
+    if (m.request_id == 0) {
+      // The broker ends the session after an error that answers no request.
+      session_ended_by_broker = true;
+      if (recovering) {
+        give_up("session lost: " + status.message);
+        if (error_listener) error_listener(status);
+        return;
+      }
+      if (close_reason.empty()) close_reason = "broker error: " + status.message;
+    }
     if (error_listener) error_listener(status);
-    if (m.request_id == 0 && close_reason.empty()) close_reason = "broker error: " + status.message;
   }
 
   bool answer(std::uint32_t request_id, Status status) {
@@ -478,15 +749,20 @@ struct Client::Impl final : transport::ReactorHandler {
       closing = true;
       return;
     }
+    if (c.kind == K::close && recovering) {
+      closing = true;
+      give_up("closed by the client");
+      return;
+    }
     if (stream_closed || closing) {
       fail_command(c);
       return;
     }
     switch (c.kind) {
-      case K::frame: append(c.frame); break;
+      case K::frame: append_session(c.frame); break;
       case K::acked_frame:
         requests.emplace(c.request_id, std::move(c.status_promise));
-        append(c.frame);
+        append_session(c.frame);
         break;
       case K::subscribe: {
         auto selector = runtime::Selector::parse(c.text);
@@ -502,7 +778,7 @@ struct Client::Impl final : transport::ReactorHandler {
                           .first->second;
         for (auto& a : aliases)
           if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
-        append(encoder.subscribe(request_id, c.text));
+        append_session(encoder.subscribe(request_id, c.text));
         break;
       }
       case K::unsubscribe: {
@@ -515,7 +791,7 @@ struct Client::Impl final : transport::ReactorHandler {
         bool still_used = false;
         for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
         if (!still_used)
-          append(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
+          append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
         break;
       }
       case K::ping: {
@@ -526,6 +802,8 @@ struct Client::Impl final : transport::ReactorHandler {
       }
       case K::error_listener: error_listener = std::move(c.error_listener); break;
       case K::close_listener: close_listener = std::move(c.close_listener); break;
+      case K::disconnect_listener: disconnect_listener = std::move(c.close_listener); break;
+      case K::reconnect_listener: reconnect_listener = std::move(c.reconnect_listener); break;
       case K::close:
         append(encoder.close("client closed the session"));
         closing = true;
@@ -543,6 +821,8 @@ struct Client::Impl final : transport::ReactorHandler {
     if (c.status_handler) c.status_handler(closed);
     if (c.kind == Command::Kind::error_listener) error_listener = std::move(c.error_listener);
     if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
+    if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);
+    if (c.kind == Command::Kind::reconnect_listener) reconnect_listener = std::move(c.reconnect_listener);
   }
 };
 
@@ -563,6 +843,8 @@ Status Client::connect(const ClientOptions& options) {
     return error_status(ErrorCode::not_connected,
                         "cannot connect to " + options.url + ": " + std::strerror(-fd));
   impl_->options = options;
+  impl_->endpoint = *endpoint;
+  impl_->sent_log = SentLog(options.recovery_bytes);
   impl_->fd = fd;
   auto answer = impl_->connected_promise.get_future();
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
@@ -675,6 +957,22 @@ void Client::on_close(std::function<void(const std::string&)> listener) {
   c.close_listener = std::move(listener);
   impl_->submit(std::move(c));
 }
+
+void Client::on_disconnect(std::function<void(const std::string&)> listener) {
+  Command c;
+  c.kind = Command::Kind::disconnect_listener;
+  c.close_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+void Client::on_reconnect(std::function<void(bool)> listener) {
+  Command c;
+  c.kind = Command::Kind::reconnect_listener;
+  c.reconnect_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+ClientState Client::state() const noexcept { return impl_->state.load(std::memory_order_acquire); }
 
 bool Client::is_connected() const noexcept {
   return impl_->connected.load(std::memory_order_acquire);

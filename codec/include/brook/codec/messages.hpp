@@ -35,6 +35,7 @@ struct ConnectedMsg {
   std::uint64_t last_received = 0;       // client session frames the broker has taken
   std::uint32_t reconnect_timeout_ms = 0;
   std::uint32_t ping_interval_ms = 0;
+  std::uint64_t next_sequence = 1;
 };
 struct SubscribeMsg {
   std::uint32_t request_id;

@@ -37,12 +37,67 @@ struct Status {
 // $BROOK_URL, else tcp://127.0.0.1:9090.
 std::string default_url();
 
+enum class ClientState : std::uint8_t {
+  connecting,  // before the broker's first answer
+  connected,
+  recovering,  // the connection dropped; reconnecting to resume the session
+  closed,      // the session is over
+};
+std::string_view to_string(ClientState state);
+
+// Given to the reconnection strategy after a connection drops and after each failed attempt.
+// The strategy calls reconnect() (now or after a delay) or abort() (closes the session);
+// calling neither aborts. It runs on the client thread and must not block.
+class ReconnectControl {
+ public:
+  unsigned attempt() const noexcept { return attempt_; }  // 1 for the first try
+  std::chrono::milliseconds since_disconnect() const noexcept { return since_; }
+  const std::string& reason() const noexcept { return reason_; }  // why the last try failed
+  void reconnect(std::chrono::milliseconds after = std::chrono::milliseconds{0}) {
+    decided_ = true;
+    abort_ = false;
+    after_ = after;
+  }
+  void abort() {
+    decided_ = true;
+    abort_ = true;
+  }
+
+ private:
+  friend class Client;
+  ReconnectControl(unsigned attempt, std::chrono::milliseconds since, std::string reason)
+      : attempt_(attempt), since_(since), reason_(std::move(reason)) {}
+  unsigned attempt_;
+  std::chrono::milliseconds since_;
+  std::string reason_;
+  bool decided_ = false;
+  bool abort_ = true;
+  std::chrono::milliseconds after_{0};
+  friend struct ClientReconnectAccess;
+};
+using ReconnectStrategy = std::function<void(ReconnectControl&)>;
+
 struct ClientOptions {
   std::string url = default_url();  // tcp://HOST:PORT
   std::string principal;            // empty: anonymous
   std::string credentials;
+  // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
+  // same name (and the principal's credentials) resumes it.
+  std::int64_t session_number = 0;
   std::string client_name = "brook-client";
   std::chrono::milliseconds connect_timeout{5000};
+  // How long the broker keeps the session after the connection drops (within its maximum);
+  // zero: no reconnection, a lost connection closes the session.
+  std::chrono::milliseconds reconnect_timeout{60'000};
+  // The default strategy tries at once, then every reconnect_delay until reconnect_timeout.
+  std::chrono::milliseconds reconnect_delay{5'000};
+  ReconnectStrategy reconnect_strategy;  // empty: the default
+  // Ping the broker after this long without hearing from it; no answer within another
+  // interval counts as a lost connection.
+  std::chrono::milliseconds ping_interval{90'000};
+  // Session frames already written to the socket, kept to resend those the broker did not
+  // get before a drop. Older ones are forgotten past this size (reported if then needed).
+  std::size_t recovery_bytes = 16u << 20;
   // Calls are queued in a ring of this many bytes (rounded up to a power of two); publish()
   // waits while it is full: back-pressure on a publisher that outruns the network, instead of
   // unbounded memory. Fixed when the Client is constructed (Client(outbox_bytes)).
@@ -55,6 +110,10 @@ struct Update {
   std::uint64_t topic_seq;
   std::uint64_t session_seq;
   std::span<const std::byte> value;  // valid during the callback only
+  // The current value sent after a gap the broker could not fill (its recovery buffer was
+  // overrun while the client was away): updates between the last one received and this one
+  // were missed. Never silent: every topic of the session gets one.
+  bool resync = false;
   std::string_view text() const noexcept {
     return {reinterpret_cast<const char*>(value.data()), value.size()};
   }
@@ -107,9 +166,15 @@ class Client {
 
   // Errors the broker reports that belong to no request (and refusals of fire-and-forget calls).
   void on_error(std::function<void(const Status&)> listener);
-  // The session ended: broker closed it, connection lost, or close() was called.
+  // The session ended: broker closed it, reconnection gave up, or close() was called.
   void on_close(std::function<void(const std::string& reason)> listener);
+  // The connection dropped; the client is recovering the session.
+  void on_disconnect(std::function<void(const std::string& reason)> listener);
+  // The session was resumed on a new connection; `resync` when current values follow
+  // instead of the missed updates (see Update::resync).
+  void on_reconnect(std::function<void(bool resync)> listener);
 
+  ClientState state() const noexcept;
   bool is_connected() const noexcept;
   std::string session_id() const;
   // Sends everything queued, ends the session and stops the client thread.
