@@ -6,20 +6,21 @@
 
 #include "brook/client/client.hpp"
 #include "commands.hpp"
+#include "session_args.hpp"
 #include "value_text.hpp"
 
 namespace brook::cli {
 
 Action add_pub_command(CLI::App& app) {
   struct Args {
-    std::string url = default_url();
+    SessionArgs session;
     std::string type;
     std::string path;
     std::optional<std::string> value;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("pub", "publish VALUE, or each line of standard input, to PATH");
-  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  add_session_options(*cmd, args->session);
   cmd->add_option("--type", args->type, "topic type when this creates it: json, string, binary (base64), int64, double");
   cmd->add_option("path", args->path, "topic path, e.g. Distribution/Football/NFL/Odds")->required();
   cmd->add_option("value", args->value, "the value (default: one update per line of stdin)");
@@ -33,11 +34,22 @@ Action add_pub_command(CLI::App& app) {
         return exit_usage;
       }
     }
+    // Publishes resume through dropped connections: the session resends what the broker
+    // did not get, so each line is published once.
+    std::string error;
+    ClientOptions options = client_options(args->session, "brook-pub", true, error);
+    if (!error.empty()) {
+      std::fprintf(stderr, "brook pub: %s\n", error.c_str());
+      return exit_usage;
+    }
     Client client;
-    if (auto s = client.connect({.url = args->url}); !s) {
+    if (auto s = client.connect(options); !s) {
       std::fprintf(stderr, "brook pub: %s\n", s.message.c_str());
       return exit_usage;
     }
+    client.on_disconnect([](const std::string& reason) {
+      std::fprintf(stderr, "brook pub: connection lost (%s): reconnecting\n", reason.c_str());
+    });
     // Acknowledged publishes, pipelined: the window bounds memory, not throughput.
     constexpr std::size_t window = 4096;
     std::deque<std::future<Status>> in_flight;

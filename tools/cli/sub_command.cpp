@@ -1,4 +1,5 @@
-// brook sub: prints PATH<TAB>TOPIC_SEQ<TAB>VALUE for every delivered value.
+// brook sub: prints PATH<TAB>TOPIC_SEQ<TAB>VALUE for every delivered value; with --reconnect
+// it resumes its session through dropped connections and starts a new one if the broker lost it.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -8,22 +9,27 @@
 
 #include "brook/client/client.hpp"
 #include "commands.hpp"
+#include "session_args.hpp"
 #include "value_text.hpp"
 
 namespace brook::cli {
 
 Action add_sub_command(CLI::App& app) {
   struct Args {
-    std::string url = default_url();
+    SessionArgs session;
     std::uint64_t count = 0;
     double timeout_s = 0;
+    bool reconnect = false;
     std::vector<std::string> selectors;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("sub", "subscribe and print PATH<TAB>TOPIC_SEQ<TAB>VALUE lines");
-  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  add_session_options(*cmd, args->session);
   cmd->add_option("--count", args->count, "exit 0 after this many lines");
   cmd->add_option("--timeout", args->timeout_s, "give up after SECONDS (exit 1 if --count was not reached)");
+  cmd->add_flag("--reconnect", args->reconnect,
+                "resume the session through dropped connections; if the broker lost it (a "
+                "restart), say so on stderr and subscribe afresh");
   cmd->add_option("selectors", args->selectors, "PATH, PATH/* (children) or PATH// (PATH and descendants)")
       ->required();
 
@@ -31,6 +37,7 @@ Action add_sub_command(CLI::App& app) {
     std::mutex mutex;
     std::condition_variable done_cv;
     bool done = false;
+    bool session_lost = false;
     int exit_code = exit_ok;
     std::uint64_t printed = 0;
     auto finish = [&](int code) {
@@ -40,66 +47,101 @@ Action add_sub_command(CLI::App& app) {
       exit_code = code;
       done_cv.notify_all();
     };
-
-    Client client;
-    if (auto s = client.connect({.url = args->url}); !s) {
-      std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
+    std::string error;
+    ClientOptions options = client_options(args->session, "brook-sub", args->reconnect, error);
+    if (!error.empty()) {
+      std::fprintf(stderr, "brook sub: %s\n", error.c_str());
       return exit_usage;
     }
-    std::atomic<bool> closing_ourselves{false};
-    client.on_close([&](const std::string& reason) {
-      if (closing_ourselves.load()) return;
-      std::fprintf(stderr, "brook sub: session closed: %s\n", reason.c_str());
-      finish(exit_refused);
-    });
-    client.on_error([&](const Status& s) { std::fprintf(stderr, "brook sub: %s\n", s.message.c_str()); });
+    const auto started = std::chrono::steady_clock::now();
+    auto deadline = started + std::chrono::milliseconds(static_cast<std::int64_t>(args->timeout_s * 1000));
+    auto timed_out = [&] { return args->timeout_s > 0 && std::chrono::steady_clock::now() >= deadline; };
 
     std::string line;
-    for (const auto& selector : args->selectors) {
-      client.subscribe(
-          selector,
-          [&](const Update& u) {
-            if (args->count && printed >= args->count) return;
-            line.assign(u.path);
-            line += '\t';
-            line += std::to_string(u.topic_seq);
-            line += '\t';
-            line += value_to_text(u.type, u.value);
-            line += '\n';
-            std::fwrite(line.data(), 1, line.size(), stdout);
-            if (args->count && ++printed == args->count) {
-              std::fflush(stdout);
-              finish(exit_ok);
-            }
-          },
-          [&, selector](const Status& s) {
-            if (!s) {
-              std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
-              finish(exit_refused);
-            }
-          });
-    }
-
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::milliseconds(static_cast<std::int64_t>(args->timeout_s * 1000));
-    std::unique_lock lock(mutex);
-    while (!done) {
-      // Flush a few times a second rather than per line: one write for many updates.
-      done_cv.wait_for(lock, std::chrono::milliseconds(50));
-      std::fflush(stdout);
-      if (!done && args->timeout_s > 0 && std::chrono::steady_clock::now() >= deadline) {
-        done = true;
-        exit_code = args->count ? exit_timeout : exit_ok;
-        if (args->count)
-          std::fprintf(stderr, "brook sub: timed out after %.1f s with %llu of %llu lines\n",
-                       args->timeout_s, (unsigned long long)printed, (unsigned long long)args->count);
+    auto print = [&](const Update& u) {
+      if (args->count && printed >= args->count) return;
+      line.assign(u.path);
+      line += '\t';
+      line += std::to_string(u.topic_seq);
+      line += '\t';
+      line += value_to_text(u.type, u.value);
+      line += '\n';
+      std::fwrite(line.data(), 1, line.size(), stdout);
+      if (args->count && ++printed == args->count) {
+        std::fflush(stdout);
+        finish(exit_ok);
       }
+    };
+
+    // One session per pass; with --reconnect a lost session (broker restarted) starts another.
+    for (bool first = true;; first = false) {
+      Client client;
+      Status connected = client.connect(options);
+      if (!connected) {
+        if (!args->reconnect || first) {
+          std::fprintf(stderr, "brook sub: %s\n", connected.message.c_str());
+          return exit_usage;
+        }
+        if (timed_out()) break;
+        std::this_thread::sleep_for(options.reconnect_delay);
+        continue;
+      }
+      std::atomic<bool> closing_ourselves{false};
+      client.on_close([&](const std::string& reason) {
+        if (closing_ourselves.load()) return;
+        if (args->reconnect) {
+          std::fprintf(stderr, "brook sub: session lost (%s): subscribing afresh\n", reason.c_str());
+          std::lock_guard lock(mutex);
+          session_lost = true;
+          done_cv.notify_all();
+          return;
+        }
+        std::fprintf(stderr, "brook sub: session closed: %s\n", reason.c_str());
+        finish(exit_refused);
+      });
+      client.on_error([&](const Status& s) { std::fprintf(stderr, "brook sub: %s\n", s.message.c_str()); });
+      if (args->reconnect) {
+        client.on_disconnect([](const std::string& reason) {
+          std::fprintf(stderr, "brook sub: connection lost (%s): reconnecting\n", reason.c_str());
+        });
+        client.on_reconnect([](bool resync) {
+          std::fprintf(stderr, resync ? "brook sub: reconnected; updates were missed, current values follow\n"
+                                      : "brook sub: reconnected, nothing missed\n");
+        });
+      }
+      for (const auto& selector : args->selectors) {
+        client.subscribe(selector, print, [&, selector](const Status& s) {
+          if (!s) {
+            std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
+            finish(exit_refused);
+          }
+        });
+      }
+
+      std::unique_lock lock(mutex);
+      while (!done && !session_lost) {
+        // Flush a few times a second rather than per line: one write for many updates.
+        done_cv.wait_for(lock, std::chrono::milliseconds(50));
+        std::fflush(stdout);
+        if (!done && timed_out()) {
+          done = true;
+          exit_code = args->count ? exit_timeout : exit_ok;
+          if (args->count)
+            std::fprintf(stderr, "brook sub: timed out after %.1f s with %llu of %llu lines\n",
+                         args->timeout_s, (unsigned long long)printed, (unsigned long long)args->count);
+        }
+      }
+      session_lost = false;
+      const bool finished = done;
+      lock.unlock();
+      closing_ourselves.store(true);
+      client.close();
+      std::fflush(stdout);
+      if (finished) return exit_code;
+      options.session_number = args->session.session_number;  // the same name, a new session
     }
-    lock.unlock();
-    closing_ourselves.store(true);
-    client.close();
     std::fflush(stdout);
-    return exit_code;
+    return args->count ? exit_timeout : exit_ok;
   };
 }
 

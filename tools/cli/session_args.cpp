@@ -1,0 +1,49 @@
+#include "session_args.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+namespace brook::cli {
+
+void add_session_options(CLI::App& cmd, SessionArgs& args) {
+  if (const char* p = std::getenv("BROOK_PRINCIPAL")) args.principal = p;
+  cmd.add_option("--url", args.url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd.add_option("--principal", args.principal,
+                 "who connects (default $BROOK_PRINCIPAL; password from $BROOK_PASSWORD or "
+                 "--password-file)");
+  cmd.add_option("--password-file", args.password_file, "read the password from this file's first line");
+  cmd.add_option("--session", args.session_number,
+                 "name the session PRINCIPAL/N (N > 0): connecting again with it resumes it")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--reconnect-timeout", args.reconnect_timeout_s,
+                 "how long the session survives a dropped connection, in seconds (default 60)")
+      ->check(CLI::Range(0.0, 86400.0));
+  cmd.add_option("--reconnect-delay", args.reconnect_delay_s,
+                 "seconds between reconnection attempts (default 1)")
+      ->check(CLI::Range(0.0, 3600.0));
+}
+
+ClientOptions client_options(const SessionArgs& args, std::string client_name, bool reconnect,
+                             std::string& error) {
+  ClientOptions o;
+  o.url = args.url;
+  o.client_name = std::move(client_name);
+  o.principal = args.principal;
+  o.session_number = args.session_number;
+  if (!args.password_file.empty()) {
+    std::ifstream in(args.password_file);
+    if (!in || !std::getline(in, o.credentials)) {
+      error = "cannot read the password from " + args.password_file;
+      return o;
+    }
+  } else if (const char* p = std::getenv("BROOK_PASSWORD")) {
+    o.credentials = p;
+  }
+  using std::chrono::milliseconds;
+  o.reconnect_timeout = reconnect ? milliseconds(static_cast<std::int64_t>(args.reconnect_timeout_s * 1000))
+                                  : milliseconds(0);
+  o.reconnect_delay = milliseconds(static_cast<std::int64_t>(args.reconnect_delay_s * 1000));
+  return o;
+}
+
+}  // namespace brook::cli
