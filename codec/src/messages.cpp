@@ -87,7 +87,7 @@ Decoded decode_control(const fb::Message* msg) {
       auto b = msg->body_as_CreateTopic();
       if (!valid_type(b->type())) return fail(DecodeError::bad_value);
       return {DecodeError::none, CreateTopicMsg{b->request_id(), view(b->path()),
-                                                static_cast<TopicType>(b->type())}};
+                                                static_cast<TopicType>(b->type()), b->conflate()}};
     }
     case fb::Body::Ack:
       return {DecodeError::none, AckMsg{msg->body_as_Ack()->request_id()}};
@@ -112,6 +112,8 @@ Decoded decode_control(const fb::Message* msg) {
       return {DecodeError::none, ErrorMsg{static_cast<ErrorCode>(b->code()), b->request_id(),
                                           view(b->message())}};
     }
+    case fb::Body::Resync:
+      return {DecodeError::none, ResyncMsg{view(msg->body_as_Resync()->reason())}};
     case fb::Body::NONE:
       break;
   }
@@ -243,11 +245,18 @@ std::span<const std::byte> FrameEncoder::unsubscribed(std::uint32_t request_id,
 }
 
 std::span<const std::byte> FrameEncoder::create_topic(std::uint32_t request_id,
-                                                      std::string_view path, TopicType type) {
+                                                      std::string_view path, TopicType type,
+                                                      bool conflate) {
   fbb_->Clear();
   auto p = fbb_->CreateString(path.data(), path.size());
-  BROOK_FINISH(CreateTopic,
-               fb::CreateCreateTopic(*fbb_, request_id, p, static_cast<fb::TopicType>(type)));
+  BROOK_FINISH(CreateTopic, fb::CreateCreateTopic(*fbb_, request_id, p,
+                                                  static_cast<fb::TopicType>(type), conflate));
+}
+
+std::span<const std::byte> FrameEncoder::resync(std::string_view reason) {
+  fbb_->Clear();
+  auto r = fbb_->CreateString(reason.data(), reason.size());
+  BROOK_FINISH(Resync, fb::CreateResync(*fbb_, r));
 }
 
 std::span<const std::byte> FrameEncoder::ack(std::uint32_t request_id) {

@@ -40,6 +40,22 @@ bool OutboundQueue::push(const OutFrame& frame) {
   return true;
 }
 
+const OutFrame* OutboundQueue::replaceable(std::uint64_t sequence) const noexcept {
+  const std::uint64_t position = sequence - 1;
+  if (sequence == 0 || position < in_flight_end_ || position >= tail_) return nullptr;
+  if (position == sent_ && sent_partly_ > 0) return nullptr;  // half of it is on the wire
+  return &ring_[position & (ring_.size() - 1)];
+}
+
+bool OutboundQueue::replace(std::uint64_t sequence, const OutFrame& frame) {
+  if (!replaceable(sequence)) return false;
+  OutFrame& old = at(sequence - 1);
+  queued_bytes_ = queued_bytes_ - old.wire_bytes() + frame.wire_bytes();
+  if (old.body) old.body->release();
+  old = frame;
+  return true;
+}
+
 void OutboundQueue::push_unbounded(const OutFrame& frame) {
   if (tail_ - head_ == ring_.size()) grow();
   at(tail_++) = frame;

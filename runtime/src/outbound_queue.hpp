@@ -54,6 +54,12 @@ class OutboundQueue {
 
   // Takes over one reference of frame.body on success; on failure (full) the caller keeps it.
   bool push(const OutFrame& frame);
+  // Conflation: puts `frame` in place of the frame with session sequence `sequence` if that
+  // one is still unsent and not in a send (the caller writes the same sequence into the new
+  // head). Takes over frame.body's reference on success; false leaves everything as it was.
+  bool replace(std::uint64_t sequence, const OutFrame& frame);
+  // The frame replace() would replace, or null when it is sent, in a send, or partly sent.
+  const OutFrame* replaceable(std::uint64_t sequence) const noexcept;
   // Pushes even past the limits: for the one error frame that explains a close.
   void push_unbounded(const OutFrame& frame);
 

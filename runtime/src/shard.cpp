@@ -237,7 +237,7 @@ std::string Shard::describe_counters() const {
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
                 "slow_consumer_closes=%llu mailbox_overflows=%llu turns=%llu longest_turn_us=%llu "
                 "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
-                "handoffs=%llu ping_timeouts=%llu sessions_open=%llu",
+                "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -255,7 +255,8 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.resyncs, (unsigned long long)counters_.handoffs,
                 (unsigned long long)counters_.ping_timeouts,
                 (unsigned long long)std::count_if(sessions_.begin(), sessions_.end(),
-                                                  [](const auto& s) { return s != nullptr; }));
+                                                  [](const auto& s) { return s != nullptr; }),
+                (unsigned long long)counters_.conflated);
   return line;
 }
 

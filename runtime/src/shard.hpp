@@ -78,6 +78,7 @@ struct ShardCounters {
   std::uint64_t refused_requests = 0;
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t mailbox_overflows = 0;
+  std::uint64_t conflated = 0;
   std::uint64_t sessions_resumed = 0;
   std::uint64_t sessions_closed = 0;
   std::uint64_t resyncs = 0;
@@ -91,6 +92,7 @@ struct ShardCounters {
 struct OwnedTopic {
   std::uint64_t key = 0;
   codec::TopicType type = codec::TopicType::string;
+  bool conflate = false;
   std::uint64_t seq = 0;
   bool has_value = false;
   SharedBuffer* frame = nullptr;  // latest publish frame: path + current value (one ref)
@@ -106,6 +108,7 @@ struct LocalTopic {
   };
   std::string path;
   codec::TopicType type;
+  bool conflate = false;
   std::vector<Subscriber> subscribers;
 };
 
@@ -119,6 +122,9 @@ struct Subscription {
 
 struct TopicBinding {
   std::uint32_t alias;
+  // Conflating topics: the sequence of this topic's update still waiting in the session's
+  // queue (0: none), which a newer update replaces.
+  std::uint64_t queued_sequence = 0;
 };
 
 using SessionToken = std::array<std::byte, codec::session_token_bytes>;
@@ -187,6 +193,10 @@ struct Connection {
   bool paused = false;           // input held back by mailbox back-pressure
   bool flush_listed = false;
   bool send_failed = false;      // the socket refused a send: nothing more goes out
+  // The last send left bytes behind (the peer's window or our socket buffer is full): the
+  // session is behind, and conflated topics replace their queued updates.
+  bool congested = false;
+  std::size_t offered_bytes = 0;  // what the send in flight offered the kernel
   std::vector<std::byte> assembly;  // bytes of frames not yet processed
   Session* session = nullptr;
   std::vector<std::byte> control_out;
@@ -264,6 +274,7 @@ class Shard final : public transport::ReactorHandler {
   void end_session(Session& s, codec::ErrorCode code, std::string_view reason);
   void free_session(Session& s);
   void resync(Session& s);
+  void resync_subscriptions(Session& s);
   void start_handoff(Connection& c, unsigned shard);
   void finish_handoff(Connection& c);
   void check_liveness(std::uint64_t now);
@@ -300,7 +311,8 @@ class Shard final : public transport::ReactorHandler {
   void on_selector_added(const ShardMessage& message);
   void on_reply(const ShardMessage& message);
   void enqueue_update(Session& s, std::uint32_t alias, std::uint64_t topic_seq,
-                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced);
+                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced,
+                      TopicBinding* conflated = nullptr);
   void bind(Session& s, std::uint64_t topic_key, const ShardMessage& snapshot, bool resync);
 
   unsigned index_;

@@ -248,7 +248,9 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             SharedBuffer* copy = pool_.allocate(codec::publish_frame_bytes(m.path.size(), 0));
             codec::write_publish(copy->data(), m.request_id, m.path, m.type,
                                  std::span<const std::byte>{});
-            send_to(owner_of(m.path), {ShardMessageKind::create_topic, 0, 0, m.request_id,
+            send_to(owner_of(m.path), {ShardMessageKind::create_topic,
+                                       static_cast<std::uint8_t>(m.conflate ? topic_conflates : 0),
+                                       0, m.request_id,
                                        session_token(s), index_, 0, copy});
           },
           [&](const codec::SubscribeMsg& m) {
@@ -352,6 +354,8 @@ void Shard::start_send(Connection& c) {
   c.msg = {};
   c.msg.msg_iov = c.iov.data();
   c.msg.msg_iovlen = n;
+  c.offered_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) c.offered_bytes += c.iov[i].iov_len;
   c.send_in_flight = true;
   reactor_->sendmsg(c.fd, &c.msg, token_of(c));
 }
@@ -371,6 +375,7 @@ void Shard::on_send(Connection& c, int result) {
   }
   counters_.bytes_out += static_cast<std::uint64_t>(result);
   std::size_t bytes = static_cast<std::size_t>(result);
+  c.congested = bytes < c.offered_bytes;
   std::size_t control = std::min(bytes, c.control_sending.size());
   if (control < c.control_sending.size()) {
     // The rest of the connection frames goes first next time, ahead of anything newer.
@@ -414,6 +419,15 @@ void Shard::close_slow_consumers() {
   for (std::uint32_t slot : overflowed_) {
     Session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
     if (!s || s->ended) continue;
+    if (options_.queue_limit_policy == "drop-oldest") {
+      // Memory stays bounded either way; this subscriber keeps its session and gets current
+      // values instead of the backlog it could not take.
+      s->overflowed = false;
+      s->out.drop_unsent();
+      enqueue_control(*s, encoder_.resync("queue limit: unsent updates dropped"));
+      resync_subscriptions(*s);
+      continue;
+    }
     ++counters_.slow_consumer_closes;
     end_session(*s, codec::ErrorCode::queue_full,
                 "queue limit: outbound queue full (" + std::to_string(s->out.frames()) +

@@ -127,14 +127,16 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
   if (topic.path.empty()) {
     topic.path = publish.path;
     topic.type = publish.type.value_or(codec::TopicType::string);
+    topic.conflate = (m.flags & topic_conflates) != 0;
   }
   std::uint32_t alias = c.next_alias++;
-  c.bindings.emplace(topic_key, TopicBinding{alias});
+  TopicBinding& binding = c.bindings.emplace(topic_key, TopicBinding{alias}).first->second;
   topic.subscribers.push_back({c.slot, alias});
   enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
   if (m.flags & snapshot_has_value)
     enqueue_update(c, alias, m.b, frame,
-                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0));
+                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0),
+                   topic.conflate ? &binding : nullptr);
   else
     frame->release();
 }
@@ -148,23 +150,49 @@ void Shard::on_deliver(const ShardMessage& m) {
   auto& subscribers = it->second.subscribers;
   // The message brought one reference; each further subscriber needs its own.
   if (subscribers.size() > 1) m.buffer->add_ref(static_cast<std::uint32_t>(subscribers.size() - 1));
-  for (const auto& s : subscribers) enqueue_update(*sessions_[s.session_slot], s.alias, m.b, m.buffer);
+  const bool conflate = it->second.conflate;
+  for (const auto& s : subscribers) {
+    Session& session = *sessions_[s.session_slot];
+    TopicBinding* binding = nullptr;
+    if (conflate)
+      if (auto b = session.bindings.find(m.a); b != session.bindings.end()) binding = &b->second;
+    enqueue_update(session, s.alias, m.b, m.buffer, codec::frame_flag_sequenced, binding);
+  }
 }
 
 void Shard::enqueue_update(Session& c, std::uint32_t alias, std::uint64_t topic_seq,
-                           SharedBuffer* frame, std::uint16_t flags) {
+                           SharedBuffer* frame, std::uint16_t flags, TopicBinding* conflated) {
   if (c.ended || c.overflowed) {
     frame->release();
     return;
   }
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   OutFrame out;
-  codec::write_update_head(out.head.data(), publish.value_bytes, c.out.next_sequence(), topic_seq,
-                           alias, 0, flags);
   out.head_bytes = codec::update_head_bytes;
   out.body = frame;
   out.body_offset = publish.value_offset;
   out.body_bytes = publish.value_bytes;
+  // Conflation applies to a subscriber that is behind: away, or with a full connection and a
+  // backlog past conflate_after_bytes. One that keeps up, even with a moment's burst, gets
+  // every update.
+  const bool behind = !c.connection || (c.connection->congested &&
+                                        c.out.bytes() >= options_.conflate_after_bytes);
+  if (conflated && behind && conflated->queued_sequence != 0) {
+    if (const OutFrame* queued = c.out.replaceable(conflated->queued_sequence)) {
+      // The subscriber has not been sent the previous value yet: it gets this one instead,
+      // in the same place of its stream (a resync mark stays: the gap is still news).
+      flags |= codec::frame_flags(queued->head.data()) & codec::frame_flag_resync;
+      codec::write_update_head(out.head.data(), publish.value_bytes, conflated->queued_sequence,
+                               topic_seq, alias, 0, flags);
+      c.out.replace(conflated->queued_sequence, out);
+      ++counters_.conflated;
+      return;
+    }
+  }
+  const std::uint64_t sequence = c.out.next_sequence();
+  codec::write_update_head(out.head.data(), publish.value_bytes, sequence, topic_seq, alias, 0,
+                           flags);
+  if (conflated) conflated->queued_sequence = sequence;
   if (!c.out.push(out)) {
     frame->release();
     mark_overflowed(c);

@@ -36,5 +36,6 @@ struct ShardMessage {
 static_assert(sizeof(ShardMessage) == 40);
 
 inline constexpr std::uint8_t snapshot_has_value = 1;
+inline constexpr std::uint8_t topic_conflates = 2;  // on snapshot and create_topic
 
 }  // namespace brook::runtime

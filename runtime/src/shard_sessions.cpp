@@ -234,8 +234,12 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
 void Shard::resync(Session& s) {
   // The frames since the client's last one are gone: start the stream afresh from current
   // values. Sequence numbers continue; aliases restart (the client forgets its own).
-  ++counters_.resyncs;
   s.out.clear();
+  resync_subscriptions(s);
+}
+
+void Shard::resync_subscriptions(Session& s) {
+  ++counters_.resyncs;
   unbind_all(s);
   for (auto& sub : s.subscriptions) {
     for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)

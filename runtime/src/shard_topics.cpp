@@ -81,8 +81,9 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
       unsigned shard = shard_of_key(key);
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
-      send_to(shard, {ShardMessageKind::snapshot, snapshot_has_value, 0, 0, topic->key,
-                      topic->seq, key, frame});
+      send_to(shard, {ShardMessageKind::snapshot,
+                      static_cast<std::uint8_t>(snapshot_has_value | (topic->conflate ? topic_conflates : 0)),
+                      0, 0, topic->key, topic->seq, key, frame});
     });
   } else {
     fan_out(*topic);
@@ -119,12 +120,15 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
     topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->type = type;
+    topic->conflate = (m.flags & topic_conflates) != 0;
     topic->frame = frame;  // path only: subscribers learn the topic, no value yet
     remote_selectors_.for_each_match(publish.path, [&](std::uint64_t key, const Selector&) {
       unsigned shard = shard_of_key(key);
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
-      send_to(shard, {ShardMessageKind::snapshot, 0, 0, 0, topic->key, 0, key, frame});
+      send_to(shard, {ShardMessageKind::snapshot,
+                      static_cast<std::uint8_t>(topic->conflate ? topic_conflates : 0), 0, 0,
+                      topic->key, 0, key, frame});
     });
   }
   send_to(from, {ShardMessageKind::reply, 0, code, m.request_id, m.a, 0, 0, text});
@@ -140,7 +144,9 @@ void Shard::on_add_selector(unsigned from, const ShardMessage& m) {
       if (topic.interest[from]++ == 0) topic.interested_mask |= std::uint64_t{1} << from;
       topic.frame->add_ref();
       send_to(from, {ShardMessageKind::snapshot,
-                     static_cast<std::uint8_t>(topic.has_value ? snapshot_has_value : 0), 0, 0,
+                     static_cast<std::uint8_t>((topic.has_value ? snapshot_has_value : 0) |
+                                               (topic.conflate ? topic_conflates : 0)),
+                     0, 0,
                      topic.key, topic.seq, m.a, topic.frame});
     });
     selector_of_.emplace(m.a, std::move(*selector));

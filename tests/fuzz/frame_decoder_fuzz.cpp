@@ -144,6 +144,10 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                    t.number(m.session_seq ^ m.topic_seq ^ m.alias ^ m.encoding);
                    t.bytes(m.value);
                  },
+                 [&](const ResyncMsg& m) {
+                   bounded(m.reason.size());
+                   t.text(m.reason);
+                 },
              },
              decoded.message);
 }

@@ -15,6 +15,7 @@ Action add_pub_command(CLI::App& app) {
   struct Args {
     SessionArgs session;
     std::string type;
+    bool conflate = false;
     std::string path;
     std::optional<std::string> value;
   };
@@ -22,6 +23,8 @@ Action add_pub_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("pub", "publish VALUE, or each line of standard input, to PATH");
   add_session_options(*cmd, args->session);
   cmd->add_option("--type", args->type, "topic type when this creates it: json, string, binary (base64), int64, double");
+  cmd->add_flag("--conflate", args->conflate,
+                "create the topic as conflated: a subscriber that falls behind gets the latest value");
   cmd->add_option("path", args->path, "topic path, e.g. Distribution/Football/NFL/Odds")->required();
   cmd->add_option("value", args->value, "the value (default: one update per line of stdin)");
 
@@ -50,6 +53,14 @@ Action add_pub_command(CLI::App& app) {
     client.on_disconnect([](const std::string& reason) {
       std::fprintf(stderr, "brook pub: connection lost (%s): reconnecting\n", reason.c_str());
     });
+    if (args->conflate) {
+      Status created = client.create_topic(args->path, type.value_or(TopicType::string), true).get();
+      if (!created) {
+        std::fprintf(stderr, "brook pub: cannot create %s: %s\n", args->path.c_str(), created.message.c_str());
+        client.close();
+        return exit_refused;
+      }
+    }
     // Acknowledged publishes, pipelined: the window bounds memory, not throughput.
     constexpr std::size_t window = 4096;
     std::deque<std::future<Status>> in_flight;

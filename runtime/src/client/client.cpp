@@ -634,6 +634,11 @@ struct Client::Impl final : transport::ReactorHandler {
                      rematch(a);
                    },
                    [&](const codec::ConnectedMsg& m) { on_connected(m); },
+                   [&](const codec::ResyncMsg&) {
+                     // The broker dropped this session's backlog: aliases start afresh and
+                     // every topic's current value follows, flagged Update::resync.
+                     aliases.clear();
+                   },
                    [&](const codec::SubscribedMsg& m) {
                      for (auto& [id, s] : subscriptions)
                        if (s.request_id == m.request_id) {
@@ -921,13 +926,13 @@ std::future<Status> Client::publish_acked(std::string_view path, std::span<const
   return result;
 }
 
-std::future<Status> Client::create_topic(std::string_view path, TopicType type) {
+std::future<Status> Client::create_topic(std::string_view path, TopicType type, bool conflate) {
   Command c;
   c.kind = Command::Kind::acked_frame;
   c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
   // Encoded here rather than on the client thread: FrameEncoder is per thread.
   codec::FrameEncoder encoder;
-  auto frame = encoder.create_topic(c.request_id, path, type);
+  auto frame = encoder.create_topic(c.request_id, path, type, conflate);
   c.frame.assign(frame.begin(), frame.end());
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();

@@ -57,6 +57,10 @@ struct CreateTopicMsg {
   std::uint32_t request_id;
   std::string_view path;
   TopicType type;
+  bool conflate = false;
+};
+struct ResyncMsg {
+  std::string_view reason;
 };
 struct AckMsg {
   std::uint32_t request_id;
@@ -98,7 +102,7 @@ struct UpdateMsg {
 
 using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedMsg, UnsubscribeMsg,
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
-                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg>;
+                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -146,7 +150,8 @@ class FrameEncoder {
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> create_topic(std::uint32_t request_id, std::string_view path,
-                                          TopicType type);
+                                          TopicType type, bool conflate = false);
+  std::span<const std::byte> resync(std::string_view reason);
   std::span<const std::byte> ack(std::uint32_t request_id);
   std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);
   std::span<const std::byte> ping(std::uint64_t id, std::uint64_t sent_ns);

@@ -159,7 +159,9 @@ class Client {
   // The same, with the broker's verdict.
   std::future<Status> publish_acked(std::string_view path, std::span<const std::byte> value,
                                     std::optional<TopicType> type = std::nullopt);
-  std::future<Status> create_topic(std::string_view path, TopicType type);
+  // `conflate`: a subscriber that falls behind gets the topic's latest value in place of
+  // the updates it has not been sent yet (prices: the newest one is what matters).
+  std::future<Status> create_topic(std::string_view path, TopicType type, bool conflate = false);
 
   // A round trip to the broker and back.
   std::future<std::chrono::nanoseconds> ping();

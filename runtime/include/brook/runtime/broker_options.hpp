@@ -14,6 +14,12 @@ struct BrokerOptions {
   std::uint32_t session_queue_max_frames = 1u << 20; // outbound frames queued per session
   std::uint64_t session_queue_max_bytes = 64u << 20; // outbound bytes queued per session
   std::uint64_t session_recovery_bytes = 8u << 20;   // sent bytes kept per session for replay
+  // At the queue limit: "close" ends the session (reason "queue limit"); "drop-oldest" drops
+  // its unsent updates and resynchronises it with current values.
+  std::string queue_limit_policy = "close";
+  // Conflated topics replace a subscriber's queued update once it is this far behind (unsent
+  // bytes, with its connection full), or while it is disconnected.
+  std::uint64_t conflate_after_bytes = 1u << 20;
   std::uint32_t reconnect_timeout_ms = 60'000;       // when the client does not say
   std::uint32_t reconnect_timeout_max_ms = 3'600'000; // the most a client may ask for
   std::uint32_t ping_interval_ms = 90'000;           // ping a connection quiet this long
