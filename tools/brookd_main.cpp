@@ -1,5 +1,6 @@
 // brookd: the Brook broker. Prints "listening on tcp://HOST:PORT" once it accepts connections;
 // SIGINT/SIGTERM stop it cleanly.
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
@@ -7,7 +8,18 @@
 
 #include "brook/runtime/broker.hpp"
 
+// Every session is a socket: take the most descriptors the system allows us (the soft limit
+// is often 1024, far below the 10,000 sessions a broker should hold).
+static void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 int main(int argc, char** argv) {
+  raise_descriptor_limit();
   brook::runtime::BrokerOptions options;
   std::string config_path;
   std::string listen;
