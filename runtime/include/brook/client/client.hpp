@@ -79,8 +79,8 @@ using ReconnectStrategy = std::function<void(ReconnectControl&)>;
 
 struct ClientOptions {
   std::string url = default_url();  // tcp://HOST:PORT
-  std::string principal;            // empty: anonymous
-  std::string credentials;
+  std::string principal{};          // empty: anonymous
+  std::string credentials{};
   // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
   // same name (and the principal's credentials) resumes it.
   std::int64_t session_number = 0;
@@ -91,7 +91,7 @@ struct ClientOptions {
   std::chrono::milliseconds reconnect_timeout{60'000};
   // The default strategy tries at once, then every reconnect_delay until reconnect_timeout.
   std::chrono::milliseconds reconnect_delay{5'000};
-  ReconnectStrategy reconnect_strategy;  // empty: the default
+  ReconnectStrategy reconnect_strategy{};  // empty: the default
   // Ping the broker after this long without hearing from it; no answer within another
   // interval counts as a lost connection.
   std::chrono::milliseconds ping_interval{90'000};
