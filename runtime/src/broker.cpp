@@ -1,5 +1,6 @@
 #include "brook/runtime/broker.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -73,6 +74,10 @@ void Broker::stop() {
   if (impl_->stopped || impl_->threads.empty()) return;
   impl_->stopped = true;
   for (auto& shard : impl_->shards) shard->request_stop();
+  // Out of LISTEN now: the io_uring's pending accept holds the socket until the ring is torn
+  // down, which the kernel finishes after we exit; a broker restarted at once on the same
+  // port would find it still listening.
+  if (impl_->listen_fd >= 0) ::shutdown(impl_->listen_fd, SHUT_RDWR);
   for (auto& t : impl_->threads) t.join();
   impl_->authenticator.reset();  // its worker may still wake a shard until here
   for (auto& shard : impl_->shards) shard->release_buffers();

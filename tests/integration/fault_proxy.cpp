@@ -256,6 +256,13 @@ void FaultProxy::accept_one() {
   int rcvbuf = rcvbuf_bytes;
   ::setsockopt(upstream, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in addr = loopback(upstream_port_);
+  // From 127.0.0.2: with no broker on the port, a connect from 127.0.0.1 could be given that
+  // very port as its own and connect to itself (loopback simultaneous open), holding the port
+  // a restarted broker needs. A different source address makes that impossible.
+  sockaddr_in source{};
+  source.sin_family = AF_INET;
+  source.sin_addr.s_addr = htonl(0x7f000002);
+  if (upstream >= 0) ::bind(upstream, reinterpret_cast<sockaddr*>(&source), sizeof source);
   if (upstream < 0 || ::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
     if (upstream >= 0) ::close(upstream);
     ::close(client);

@@ -48,7 +48,7 @@ Action add_pub_command(CLI::App& app) {
     Client client;
     if (auto s = client.connect(options); !s) {
       std::fprintf(stderr, "brook pub: %s\n", s.message.c_str());
-      return exit_usage;
+      return connect_failure_exit_code(s);
     }
     client.on_disconnect([](const std::string& reason) {
       std::fprintf(stderr, "brook pub: connection lost (%s): reconnecting\n", reason.c_str());

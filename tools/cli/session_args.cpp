@@ -1,5 +1,7 @@
 #include "session_args.hpp"
 
+#include "commands.hpp"
+
 #include <cstdlib>
 #include <fstream>
 
@@ -44,6 +46,22 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
                                   : milliseconds(0);
   o.reconnect_delay = milliseconds(static_cast<std::int64_t>(args.reconnect_delay_s * 1000));
   return o;
+}
+
+bool refused_by_broker(const Status& status) {
+  switch (status.code) {
+    case ErrorCode::authentication_failed:
+    case ErrorCode::session_not_found:
+    case ErrorCode::session_closed:
+    case ErrorCode::protocol_version:
+      return true;
+    default:
+      return false;
+  }
+}
+
+int connect_failure_exit_code(const Status& status) {
+  return refused_by_broker(status) ? exit_refused : exit_usage;
 }
 
 }  // namespace brook::cli

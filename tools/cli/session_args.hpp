@@ -25,4 +25,9 @@ void add_session_options(CLI::App& cmd, SessionArgs& args);
 ClientOptions client_options(const SessionArgs& args, std::string client_name, bool reconnect,
                              std::string& error);
 
+// A failed connect: 3 when the broker refused (credentials, session), 2 when it could not be
+// reached or the options were wrong (the exit codes of commands.hpp).
+bool refused_by_broker(const Status& status);
+int connect_failure_exit_code(const Status& status);
+
 }  // namespace brook::cli

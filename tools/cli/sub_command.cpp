@@ -78,9 +78,9 @@ Action add_sub_command(CLI::App& app) {
       Client client;
       Status connected = client.connect(options);
       if (!connected) {
-        if (!args->reconnect || first) {
+        if (!args->reconnect || first || refused_by_broker(connected)) {
           std::fprintf(stderr, "brook sub: %s\n", connected.message.c_str());
-          return exit_usage;
+          return connect_failure_exit_code(connected);
         }
         if (timed_out()) break;
         std::this_thread::sleep_for(options.reconnect_delay);

@@ -100,6 +100,17 @@ int connect_tcp(const Endpoint& endpoint, int timeout_ms) {
     ::close(fd);
     return -err;
   }
+  // A client retrying a loopback port in the ephemeral range while nothing listens there can
+  // be given that very port and connect to itself (TCP simultaneous open): it would then hold
+  // the port the broker is about to listen on again. Such a connection is refused.
+  sockaddr_in self{}, peer{};
+  socklen_t self_len = sizeof self, peer_len = sizeof peer;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) == 0 &&
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
+      self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr) {
+    ::close(fd);
+    return -ECONNREFUSED;
+  }
   // Back to blocking mode: the reactor's io_uring operations wait in the kernel anyway.
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   tune_connection(fd);

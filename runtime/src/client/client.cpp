@@ -192,6 +192,7 @@ struct Client::Impl final : transport::ReactorHandler {
   std::function<void(const std::string&)> disconnect_listener;
   std::function<void(bool)> reconnect_listener;
   std::string close_reason;
+  ErrorCode close_code = ErrorCode::not_connected;  // the broker's, when it ended the session
 
   ~Impl() override {
     if (fd >= 0) ::close(fd);
@@ -563,7 +564,7 @@ struct Client::Impl final : transport::ReactorHandler {
     bool was_open = state.exchange(ClientState::closed) != ClientState::closed;
     if (!connect_answered) {
       connect_answered = true;
-      connected_promise.set_value(error_status(ErrorCode::not_connected, reason));
+      connected_promise.set_value(error_status(close_code, reason));
     }
     for (auto& [id, p] : requests) p->set_value(error_status(ErrorCode::not_connected, reason));
     requests.clear();
@@ -728,7 +729,10 @@ struct Client::Impl final : transport::ReactorHandler {
         if (error_listener) error_listener(status);
         return;
       }
-      if (close_reason.empty()) close_reason = "broker error: " + status.message;
+      if (close_reason.empty()) {
+        close_reason = "broker error: " + status.message;
+        close_code = status.code;
+      }
     }
     if (error_listener) error_listener(status);
   }

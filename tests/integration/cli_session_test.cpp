@@ -1,0 +1,440 @@
+// Integration: the `brook` CLI's sessions against a real brookd. `brook sub --reconnect` and
+// `brook pub` reach the broker through a FaultProxy whose link the test resets, and must lose,
+// repeat and reorder nothing; `brook sub --reconnect` survives a broker restart by subscribing
+// afresh; `brook bench resync` reports a full recovery; a refused login has its exit code.
+// The CLI runs on a helper thread (run_cli blocks until it exits) while the test thread
+// publishes and injects the faults. The test learns that a `brook sub` has subscribed from the
+// proxy: its first value is large, and seeing that many bytes relayed to it means the
+// subscription is in place. Every wait is bounded.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker_process.hpp"
+#include "brook/client/client.hpp"
+#include "brook/runtime/credentials.hpp"
+#include "fault_proxy.hpp"
+#include "update_log.hpp"
+
+#ifndef BROOKD_PATH
+#error "BROOKD_PATH must name the brookd executable (tests/CMakeLists.txt defines it)"
+#endif
+
+namespace brook::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto long_wait = std::chrono::seconds(15);
+constexpr auto short_wait = std::chrono::seconds(10);
+constexpr auto cli_deadline = std::chrono::seconds(40);
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+bool contains(const std::string& text, std::string_view what) {
+  return text.find(what) != std::string::npos;
+}
+
+// Polls `condition` every few milliseconds until it holds or the timeout passes.
+template <class Condition>
+bool eventually(Condition condition, milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return true;
+}
+
+// The `brook` CLI running on its own thread; result() waits for it to exit. The thread that
+// forks the CLI lives until the CLI has been reaped, so its parent-death signal cannot fire early.
+class BackgroundCli {
+ public:
+  explicit BackgroundCli(std::vector<std::string> args, std::string input = {})
+      : result_(std::async(std::launch::async, [args = std::move(args), input = std::move(input)] {
+          return run_cli(args, input, cli_deadline);
+        })) {}
+  ~BackgroundCli() {
+    if (result_.valid()) result_.wait();
+  }
+  BackgroundCli(const BackgroundCli&) = delete;
+  BackgroundCli& operator=(const BackgroundCli&) = delete;
+
+  CliResult result() { return result_.get(); }
+
+ private:
+  std::future<CliResult> result_;
+};
+
+// A first value large enough that seeing it relayed can only mean a subscription's snapshot.
+const std::string big_first_value = "first-" + std::string(4000, 'x');
+
+bool wait_for_bytes_to_client(const FaultProxy& proxy, std::size_t index, std::uint64_t bytes,
+                              milliseconds timeout) {
+  return eventually([&] { return proxy.bytes_to_client(index) >= bytes; }, timeout);
+}
+
+// ---- a broker on a given port -------------------------------------------------------------
+
+// brookd on a port the test names, to restart "the same" broker: BrokerProcess always listens
+// on a port of its own choosing (it passes --listen 127.0.0.1:0, and brookd takes --listen only
+// once). Owns the process and a temporary directory with its stderr; started and stopped on
+// the test's main thread, with bounded waits; it dies with the test process.
+class BrokerOnPort {
+ public:
+  explicit BrokerOnPort(std::uint16_t port) : dir_(make_temp_dir("brookd-port")) {
+    if (dir_.empty()) return;
+    log_path_ = dir_ + "/brookd.stderr";
+    std::vector<std::string> argv{BROOKD_PATH, "--listen", "127.0.0.1:" + std::to_string(port),
+                                  "--shards", "1", "--no-pin"};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int out[2] = {-1, -1};
+    if (err < 0 || in < 0 || ::pipe2(out, O_CLOEXEC) < 0) {
+      ADD_FAILURE() << "cannot set up brookd's stdio: " << std::strerror(errno);
+      for (int fd : {err, in, out[0], out[1]})
+        if (fd >= 0) ::close(fd);
+      return;
+    }
+    pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (::dup2(in, 0) < 0 || ::dup2(out[1], 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
+      ::syscall(SYS_close_range, 3u, ~0u, 0u);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(in);
+    ::close(err);
+    ::close(out[1]);
+    if (pid_ < 0) {
+      ADD_FAILURE() << "fork: " << std::strerror(errno);
+      ::close(out[0]);
+      return;
+    }
+    // The listen line, within 10 s.
+    std::string text;
+    auto deadline = Clock::now() + short_wait;
+    while (!contains(text, "listening on tcp://") || !contains(text, "\n")) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      pollfd p{out[0], POLLIN, 0};
+      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      char buffer[256];
+      ssize_t n = ::read(out[0], buffer, sizeof buffer);
+      if (n <= 0) break;
+      text.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(out[0]);
+    started_ = contains(text, "listening on tcp://127.0.0.1:" + std::to_string(port));
+  }
+  ~BrokerOnPort() {
+    stop();
+    remove_temp_dir(dir_);
+  }
+  BrokerOnPort(const BrokerOnPort&) = delete;
+  BrokerOnPort& operator=(const BrokerOnPort&) = delete;
+
+  bool started() const noexcept { return started_; }
+  std::string log() const {
+    std::ifstream in(log_path_);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  // SIGTERM, then up to 10 s for a clean exit (SIGKILL after that). True when it exited 0.
+  bool stop() {
+    if (pid_ <= 0) return clean_;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    auto deadline = Clock::now() + short_wait;
+    pid_t rc = 0;
+    while ((rc = ::waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline)
+      std::this_thread::sleep_for(milliseconds(10));
+    if (rc == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+    }
+    clean_ = rc == pid_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    pid_ = -1;
+    return clean_;
+  }
+
+ private:
+  std::string dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  bool started_ = false;
+  bool clean_ = false;
+};
+
+// ---- brook sub ----------------------------------------------------------------------------
+
+TEST(CliSession, sub_with_reconnect_prints_every_line_in_order_across_a_connection_reset) {
+  constexpr std::uint64_t count = 2000, half = count / 2;
+  BrokerProcess broker(1);
+  BROOK_ASSERT_STARTED(broker);
+  FaultProxy proxy(broker.port());
+  ASSERT_TRUE(proxy.listening());
+  Client publisher;
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "cli-session-publisher"));
+  ASSERT_TRUE(await(publisher.publish_acked("CliSession/a", bytes_of(big_first_value))));
+
+  BackgroundCli sub({"sub", "--url", proxy.url(), "--reconnect", "--reconnect-delay", "0.05",
+                     "--count", std::to_string(count), "--timeout", "30", "CliSession/a"});
+  ASSERT_TRUE(proxy.wait_for_connections(1, short_wait));
+  ASSERT_TRUE(wait_for_bytes_to_client(proxy, 0, big_first_value.size(), short_wait))
+      << "brook sub did not subscribe; " << sub.result().describe();
+
+  auto value = [](std::uint64_t seq) { return "v" + std::to_string(seq); };
+  for (std::uint64_t seq = 2; seq < half; ++seq) publisher.publish("CliSession/a", value(seq));
+  ASSERT_TRUE(await(publisher.publish_acked("CliSession/a", bytes_of(value(half)))));
+  // Some of the first half has reached brook sub when the link is cut.
+  ASSERT_TRUE(wait_for_bytes_to_client(proxy, 0, big_first_value.size() + 1000, short_wait));
+  ASSERT_TRUE(proxy.reset(0));
+  for (std::uint64_t seq = half + 1; seq < count; ++seq) publisher.publish("CliSession/a", value(seq));
+  ASSERT_TRUE(await(publisher.publish_acked("CliSession/a", bytes_of(value(count)))));
+
+  CliResult result = sub.result();
+  ASSERT_EQ(result.exit_code(), 0) << result.describe();
+  auto lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), count) << result.err;
+  EXPECT_EQ(lines[0], "CliSession/a\t1\t" + big_first_value);
+  for (std::uint64_t seq = 2; seq <= count; ++seq)
+    ASSERT_EQ(lines[seq - 1], "CliSession/a\t" + std::to_string(seq) + "\t" + value(seq))
+        << "line " << seq << "\n--- stderr ---\n" << result.err;
+  EXPECT_TRUE(contains(result.err, "connection lost")) << result.err;
+  EXPECT_TRUE(contains(result.err, "reconnected, nothing missed")) << result.err;
+  EXPECT_FALSE(contains(result.err, "session lost")) << result.err;
+  EXPECT_EQ(proxy.connections(), 2u) << "one reconnection";
+}
+
+TEST(CliSession, sub_with_reconnect_subscribes_afresh_after_a_broker_restart) {
+  auto first_broker = std::make_unique<BrokerProcess>(1);
+  BROOK_ASSERT_STARTED(*first_broker);
+  const std::uint16_t port = first_broker->port();
+  const std::string direct_url = first_broker->url();
+  // The proxy only lets the test see when brook sub has subscribed; it relays every new
+  // connection to the port, whichever broker listens there.
+  FaultProxy proxy(port);
+  ASSERT_TRUE(proxy.listening());
+  {
+    Client publisher;
+    ASSERT_TRUE(connect_client(publisher, direct_url, "cli-session-publisher"));
+    ASSERT_TRUE(await(publisher.publish_acked("CliSession/r", bytes_of(big_first_value))));
+  }
+
+  BackgroundCli sub({"sub", "--url", proxy.url(), "--reconnect", "--reconnect-delay", "0.05",
+                     "--count", "2", "--timeout", "30", "CliSession/r"});
+  ASSERT_TRUE(proxy.wait_for_connections(1, short_wait));
+  ASSERT_TRUE(wait_for_bytes_to_client(proxy, 0, big_first_value.size(), short_wait))
+      << "brook sub did not subscribe; " << sub.result().describe();
+
+  first_broker->stop();  // records a failure unless the exit is clean
+  first_broker.reset();
+  BrokerOnPort second_broker(port);
+  ASSERT_TRUE(second_broker.started())
+      << "no broker on port " << port << "\n--- brookd stderr ---\n" << second_broker.log();
+  // A fresh broker: the topic starts again at sequence 1.
+  {
+    Client publisher;
+    ASSERT_TRUE(connect_client(publisher, direct_url, "cli-session-publisher"));
+    ASSERT_TRUE(await(publisher.publish_acked("CliSession/r", bytes_of("second"))));
+  }
+
+  CliResult result = sub.result();
+  EXPECT_EQ(result.exit_code(), 0) << result.describe();
+  EXPECT_EQ(result.out, "CliSession/r\t1\t" + big_first_value + "\nCliSession/r\t1\tsecond\n")
+      << result.err;
+  EXPECT_TRUE(contains(result.err, "session lost")) << result.err;
+  EXPECT_TRUE(contains(result.err, "subscribing afresh")) << result.err;
+  EXPECT_TRUE(second_broker.stop()) << "the second brookd did not stop cleanly\n"
+                                    << second_broker.log();
+}
+
+// ---- brook pub ----------------------------------------------------------------------------
+
+TEST(CliSession, pub_of_stdin_lines_publishes_each_once_across_a_connection_reset) {
+  constexpr std::size_t count = 20000;
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  FaultProxy proxy(broker.port());
+  ASSERT_TRUE(proxy.listening());
+
+  UpdateLog log;
+  Client subscriber, checker;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "cli-session-subscriber"));
+  ASSERT_TRUE(connect_client(checker, broker.url(), "cli-session-checker"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "CliSession/p", log));
+
+  std::string input;
+  std::uint64_t input_bytes = 0;
+  for (std::size_t i = 0; i < count; ++i) input += "line-" + std::to_string(i) + "\n";
+  input_bytes = input.size();
+  BackgroundCli pub({"pub", "--url", proxy.url(), "--reconnect-delay", "0.05", "CliSession/p"},
+                    input);
+  ASSERT_TRUE(proxy.wait_for_connections(1, short_wait));
+  // Cut early: a publish frame is several times the size of its line, so a fifth of the
+  // input's bytes is a few percent of the publishes, and brook pub cannot run far ahead of
+  // the acknowledgements it waits for.
+  ASSERT_TRUE(proxy.wait_for_bytes_to_upstream(0, input_bytes / 5, long_wait))
+      << "brook pub sent " << proxy.bytes_to_upstream(0) << " bytes; " << pub.result().describe();
+  ASSERT_TRUE(proxy.reset(0));
+  const std::size_t delivered_at_cut = log.size();
+  RecordProperty("delivered_at_cut", static_cast<int>(delivered_at_cut));
+
+  CliResult result = pub.result();
+  ASSERT_EQ(result.exit_code(), 0) << result.describe();
+  EXPECT_TRUE(contains(result.err, "connection lost")) << result.err;
+  EXPECT_EQ(proxy.connections(), 2u) << "one reconnection";
+  EXPECT_LT(delivered_at_cut, count) << "the cut came after the last publish";
+
+  // A last value from another session: once it arrives, every publish of brook pub has been
+  // delivered (they were all acknowledged), duplicates included.
+  ASSERT_TRUE(await(checker.publish_acked("CliSession/p", bytes_of("end"))));
+  ASSERT_TRUE(log.wait_until(
+      [](const std::vector<Received>& e) { return !e.empty() && e.back().value == "end"; },
+      long_wait))
+      << "received " << log.size() << " of " << count + 1;
+  auto got = log.entries();
+  ASSERT_EQ(got.size(), count + 1);
+  for (std::size_t i = 0; i < count; ++i) {
+    ASSERT_EQ(got[i].value, "line-" + std::to_string(i)) << "update #" << i;
+    ASSERT_EQ(got[i].topic_seq, i + 1) << "update #" << i;
+  }
+  EXPECT_EQ(got.back().topic_seq, count + 1);
+}
+
+// ---- brook bench resync -------------------------------------------------------------------
+
+TEST(CliSession, bench_resync_recovers_every_update_and_exits_0) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  CliResult result = run_cli(
+      {"bench", "resync", "--url", broker.url(), "--count", "20000", "--json"}, {}, cli_deadline);
+  ASSERT_EQ(result.exit_code(), 0) << result.describe();
+  auto lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), 1u) << result.describe();
+  const std::string& json = lines[0];
+  EXPECT_EQ(json.front(), '{') << json;
+  EXPECT_EQ(json.back(), '}') << json;
+  EXPECT_TRUE(contains(json, "\"scenario\":\"resync\"")) << json;
+  EXPECT_TRUE(contains(json, "\"updates\":20000,")) << json;
+  EXPECT_TRUE(contains(json, "\"recovered\":20000,")) << json;
+  EXPECT_TRUE(contains(json, "\"missed\":0,")) << json;
+  EXPECT_TRUE(contains(json, "\"out_of_order\":0,")) << json;
+  EXPECT_TRUE(contains(json, "\"resync\":false")) << json;
+  EXPECT_TRUE(contains(json, "\"catchup_ms\":")) << json;
+  EXPECT_FALSE(contains(json, "\"catchup_ms\":-")) << json;
+}
+
+// ---- logins -------------------------------------------------------------------------------
+
+// Sets an environment variable for the scope (the CLI children inherit it). Only while the
+// test runs no thread of its own: the environment is not thread-safe.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(CliSession, sub_refused_for_a_wrong_password_exits_3) {
+  const std::string dir = make_temp_dir("cli-auth");
+  ASSERT_FALSE(dir.empty());
+  const std::string credentials = dir + "/credentials";
+  const std::string password_file = dir + "/alice.password";
+  std::string error;
+  ASSERT_TRUE(runtime::write_credential(
+      credentials, "alice",
+      runtime::hash_password("alice's secret", runtime::PasswordCost::minimal), error))
+      << error;
+  std::ofstream(password_file) << "alice's secret\n";
+  {
+    BrokerConfig config = with_shards(1);
+    config.config_toml =
+        "[auth]\ncredentials_file = \"" + credentials + "\"\nallow_anonymous = false\n";
+    BrokerProcess broker(config);
+    BROOK_ASSERT_STARTED(broker);
+    const std::vector<std::string> sub{"sub",     "--url",   broker.url(), "--principal",
+                                       "alice",   "--count", "1",          "--timeout",
+                                       "10",      "CliSession/auth"};
+
+    // The right password (from a file) lets the same command in: the topic's value arrives.
+    auto pub = run_cli({"pub", "--url", broker.url(), "--principal", "alice", "--password-file",
+                        password_file, "CliSession/auth", "hello"},
+                       {}, cli_deadline);
+    ASSERT_EQ(pub.exit_code(), 0) << pub.describe();
+    auto with_file = sub;
+    with_file.insert(with_file.end() - 1, {"--password-file", password_file});
+    auto allowed = run_cli(with_file, {}, cli_deadline);
+    EXPECT_EQ(allowed.exit_code(), 0) << allowed.describe();
+    EXPECT_EQ(allowed.out, "CliSession/auth\t1\thello\n");
+
+    // README and commands.hpp: 2 is a usage error or a broker that cannot be reached, 3 a
+    // broker that refused. A wrong password is refused by a broker that was reached.
+    {
+      ScopedEnv password("BROOK_PASSWORD", "not alice's secret");
+      auto refused = run_cli(sub, {}, cli_deadline);
+      EXPECT_EQ(refused.exit_code(), 3) << refused.describe();
+      EXPECT_TRUE(contains(refused.err, "authentication failed")) << refused.describe();
+      EXPECT_EQ(refused.out, "");
+    }
+    {
+      ScopedEnv password("BROOK_PASSWORD", "alice's secret");
+      auto right = run_cli(sub, {}, cli_deadline);
+      EXPECT_EQ(right.exit_code(), 0) << right.describe();
+      EXPECT_EQ(right.out, "CliSession/auth\t1\thello\n");
+    }
+    // Anonymous, with anonymous sessions off: refused as well.
+    auto anonymous = run_cli({"sub", "--url", broker.url(), "--count", "1", "--timeout", "10",
+                              "CliSession/auth"},
+                             {}, cli_deadline);
+    EXPECT_EQ(anonymous.exit_code(), 3) << anonymous.describe();
+  }
+  remove_temp_dir(dir);
+}
+
+}  // namespace
+}  // namespace brook::test
