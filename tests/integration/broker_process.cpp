@@ -173,7 +173,7 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
   dir_ = make_temp_dir("brookd");
   if (dir_.empty()) return;
   std::vector<std::string> argv{
-      BROOKD_PATH, "--listen", "127.0.0.1:0", "--shards", std::to_string(config_.shards),
+      BROOKD_PATH, "--listen", config_.listen, "--shards", std::to_string(config_.shards),
       "--no-pin"};
   if (!config_.config_toml.empty()) {
     std::string path = dir_ + "/brookd.toml";

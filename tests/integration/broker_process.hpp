@@ -29,6 +29,7 @@ struct ExitStatus {
 
 struct BrokerConfig {
   unsigned shards = 1;
+  std::string listen = "127.0.0.1:0";  // a fixed port to restart a broker where it was
   // Written to brookd.toml in the broker's temporary directory and passed with --config.
   std::string config_toml;
   std::vector<std::string> extra_args;

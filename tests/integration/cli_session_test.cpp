@@ -99,17 +99,6 @@ bool wait_for_bytes_to_client(const FaultProxy& proxy, std::size_t index, std::u
 
 // ---- a broker on a given port -------------------------------------------------------------
 
-// brookd on a port the test names, to restart "the same" broker: BrokerProcess always listens
-// on a port of its own choosing (it passes --listen 127.0.0.1:0, and brookd takes --listen only
-// once). Owns the process and a temporary directory with its stderr; started and stopped on
-// the test's main thread, with bounded waits; it dies with the test process.
-class BrokerOnPort {
- public:
-  explicit BrokerOnPort(std::uint16_t port) : dir_(make_temp_dir("brookd-port")) {
-    if (dir_.empty()) return;
-    log_path_ = dir_ + "/brookd.stderr";
-    std::vector<std::string> argv{BROOKD_PATH, "--listen", "127.0.0.1:" + std::to_string(port),
-                                  "--shards", "1", "--no-pin"};
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -262,9 +251,10 @@ TEST(CliSession, sub_with_reconnect_subscribes_afresh_after_a_broker_restart) {
 
   first_broker->stop();  // records a failure unless the exit is clean
   first_broker.reset();
-  BrokerOnPort second_broker(port);
-  ASSERT_TRUE(second_broker.started())
-      << "no broker on port " << port << "\n--- brookd stderr ---\n" << second_broker.log();
+  BrokerConfig same_port;
+  same_port.listen = "127.0.0.1:" + std::to_string(port);
+  BrokerProcess second_broker(same_port);
+  BROOK_ASSERT_STARTED(second_broker);
   // A fresh broker: the topic starts again at sequence 1.
   {
     Client publisher;
@@ -278,8 +268,7 @@ TEST(CliSession, sub_with_reconnect_subscribes_afresh_after_a_broker_restart) {
       << result.err;
   EXPECT_TRUE(contains(result.err, "session lost")) << result.err;
   EXPECT_TRUE(contains(result.err, "subscribing afresh")) << result.err;
-  EXPECT_TRUE(second_broker.stop()) << "the second brookd did not stop cleanly\n"
-                                    << second_broker.log();
+  second_broker.stop();  // records a failure unless the exit is clean
 }
 
 // ---- brook pub ----------------------------------------------------------------------------
