@@ -6,13 +6,7 @@
 // publishes and injects the faults. The test learns that a `brook sub` has subscribed from the
 // proxy: its first value is large, and seeing that many bytes relayed to it means the
 // subscription is in place. Every wait is bounded.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,7 +16,6 @@
 #include <fstream>
 #include <future>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,96 +89,6 @@ bool wait_for_bytes_to_client(const FaultProxy& proxy, std::size_t index, std::u
                               milliseconds timeout) {
   return eventually([&] { return proxy.bytes_to_client(index) >= bytes; }, timeout);
 }
-
-// ---- a broker on a given port -------------------------------------------------------------
-
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int out[2] = {-1, -1};
-    if (err < 0 || in < 0 || ::pipe2(out, O_CLOEXEC) < 0) {
-      ADD_FAILURE() << "cannot set up brookd's stdio: " << std::strerror(errno);
-      for (int fd : {err, in, out[0], out[1]})
-        if (fd >= 0) ::close(fd);
-      return;
-    }
-    pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      sigset_t none;
-      ::sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      if (::dup2(in, 0) < 0 || ::dup2(out[1], 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
-      ::syscall(SYS_close_range, 3u, ~0u, 0u);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    ::close(in);
-    ::close(err);
-    ::close(out[1]);
-    if (pid_ < 0) {
-      ADD_FAILURE() << "fork: " << std::strerror(errno);
-      ::close(out[0]);
-      return;
-    }
-    // The listen line, within 10 s.
-    std::string text;
-    auto deadline = Clock::now() + short_wait;
-    while (!contains(text, "listening on tcp://") || !contains(text, "\n")) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      pollfd p{out[0], POLLIN, 0};
-      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      char buffer[256];
-      ssize_t n = ::read(out[0], buffer, sizeof buffer);
-      if (n <= 0) break;
-      text.append(buffer, static_cast<std::size_t>(n));
-    }
-    ::close(out[0]);
-    started_ = contains(text, "listening on tcp://127.0.0.1:" + std::to_string(port));
-  }
-  ~BrokerOnPort() {
-    stop();
-    remove_temp_dir(dir_);
-  }
-  BrokerOnPort(const BrokerOnPort&) = delete;
-  BrokerOnPort& operator=(const BrokerOnPort&) = delete;
-
-  bool started() const noexcept { return started_; }
-  std::string log() const {
-    std::ifstream in(log_path_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  // SIGTERM, then up to 10 s for a clean exit (SIGKILL after that). True when it exited 0.
-  bool stop() {
-    if (pid_ <= 0) return clean_;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    auto deadline = Clock::now() + short_wait;
-    pid_t rc = 0;
-    while ((rc = ::waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline)
-      std::this_thread::sleep_for(milliseconds(10));
-    if (rc == 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-    }
-    clean_ = rc == pid_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    pid_ = -1;
-    return clean_;
-  }
-
- private:
-  std::string dir_;
-  std::string log_path_;
-  pid_t pid_ = -1;
-  bool started_ = false;
-  bool clean_ = false;
-};
 
 // ---- brook sub ----------------------------------------------------------------------------
 

@@ -339,8 +339,13 @@ TEST(SessionRecovery, subscriber_cut_mid_stream_receives_every_update_once_in_or
   ASSERT_TRUE(proxy.stall(0));
   const std::size_t acked_at_stall = acked.load();
   eventually([&] { return acked.load() >= std::min(n, acked_at_stall + 10'000); }, long_wait);
+  // The subscriber stays cut off for 2 s (its reconnection attempts are turned away) while the
+  // rest of the updates are published.
+  proxy.refuse_new_connections(true);
   ASSERT_TRUE(proxy.reset(0));
   const std::size_t received_at_cut = seen.update_count();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  proxy.refuse_new_connections(false);
   RecordProperty("updates_before_the_cut", static_cast<int>(received_at_cut));
   EXPECT_LT(received_at_cut, n) << "the cut did not happen mid-stream";
 
