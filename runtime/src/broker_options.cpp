@@ -13,8 +13,6 @@ std::string BrokerOptions::validate() const {
     return "session.queue_max_bytes must be at least limits.max_frame_bytes";
   if (reconnect_timeout_ms > reconnect_timeout_max_ms)
     return "session.reconnect_timeout_ms must not exceed session.reconnect_timeout_max_ms";
-  if (queue_limit_policy != "close" && queue_limit_policy != "drop-oldest")
-    return "session.queue_limit_policy must be \"close\" or \"drop-oldest\"";
   if (ping_interval_ms < 1) return "session.ping_interval_ms must be at least 1";
   if (connect_timeout_ms < 1) return "session.connect_timeout_ms must be at least 1";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
@@ -51,7 +49,12 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("session", "queue_max_frames", o.session_queue_max_frames);
   read("session", "queue_max_bytes", o.session_queue_max_bytes);
   read("session", "recovery_bytes", o.session_recovery_bytes);
-  read("session", "queue_limit_policy", o.queue_limit_policy);
+  if (auto node = config["session"]["queue_limit_policy"]) {
+    auto policy = node.value<std::string>();
+    if (policy == "close") o.queue_limit_policy = QueueLimitPolicy::close;
+    else if (policy == "drop-oldest") o.queue_limit_policy = QueueLimitPolicy::drop_oldest;
+    else return "session.queue_limit_policy must be \"close\" or \"drop-oldest\"";
+  }
   read("session", "conflate_after_bytes", o.conflate_after_bytes);
   read("session", "reconnect_timeout_ms", o.reconnect_timeout_ms);
   read("session", "reconnect_timeout_max_ms", o.reconnect_timeout_max_ms);

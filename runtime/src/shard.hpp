@@ -100,11 +100,15 @@ struct OwnedTopic {
   std::array<std::uint32_t, max_shards> interest{}; // matching subscriptions per shard
 };
 
-// A topic as a subscriber shard sees it: who here is subscribed, under which alias.
+struct TopicBinding;
+
+// A topic as a subscriber shard sees it: who here is subscribed, and each one's binding (its
+// alias, and its queued update for conflation). Bindings are nodes of the session's map: they
+// stay put until the subscriber entry goes.
 struct LocalTopic {
   struct Subscriber {
     std::uint32_t session_slot;
-    std::uint32_t alias;
+    TopicBinding* binding;
   };
   std::string path;
   codec::TopicType type;
@@ -310,9 +314,8 @@ class Shard final : public transport::ReactorHandler {
   void on_deliver(const ShardMessage& message);
   void on_selector_added(const ShardMessage& message);
   void on_reply(const ShardMessage& message);
-  void enqueue_update(Session& s, std::uint32_t alias, std::uint64_t topic_seq,
-                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced,
-                      TopicBinding* conflated = nullptr);
+  void enqueue_update(Session& s, TopicBinding& binding, bool conflate, std::uint64_t topic_seq,
+                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced);
   void bind(Session& s, std::uint64_t topic_key, const ShardMessage& snapshot, bool resync);
 
   unsigned index_;

@@ -210,8 +210,7 @@ void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
     return;
   }
   if (std::holds_alternative<codec::PongMsg>(decoded.message)) return;  // liveness only
-  if (auto* close = std::get_if<codec::CloseMsg>(&decoded.message)) {
-    (void)close;
+  if (std::holds_alternative<codec::CloseMsg>(decoded.message)) {
     end_session(*c.session, codec::ErrorCode::none, {});
     return;
   }
@@ -419,7 +418,7 @@ void Shard::close_slow_consumers() {
   for (std::uint32_t slot : overflowed_) {
     Session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
     if (!s || s->ended) continue;
-    if (options_.queue_limit_policy == "drop-oldest") {
+    if (options_.queue_limit_policy == QueueLimitPolicy::drop_oldest) {
       // Memory stays bounded either way; this subscriber keeps its session and gets current
       // values instead of the backlog it could not take.
       s->overflowed = false;

@@ -131,12 +131,11 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
   }
   std::uint32_t alias = c.next_alias++;
   TopicBinding& binding = c.bindings.emplace(topic_key, TopicBinding{alias}).first->second;
-  topic.subscribers.push_back({c.slot, alias});
+  topic.subscribers.push_back({c.slot, &binding});
   enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
   if (m.flags & snapshot_has_value)
-    enqueue_update(c, alias, m.b, frame,
-                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0),
-                   topic.conflate ? &binding : nullptr);
+    enqueue_update(c, binding, topic.conflate, m.b, frame,
+                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0));
   else
     frame->release();
 }
@@ -151,17 +150,12 @@ void Shard::on_deliver(const ShardMessage& m) {
   // The message brought one reference; each further subscriber needs its own.
   if (subscribers.size() > 1) m.buffer->add_ref(static_cast<std::uint32_t>(subscribers.size() - 1));
   const bool conflate = it->second.conflate;
-  for (const auto& s : subscribers) {
-    Session& session = *sessions_[s.session_slot];
-    TopicBinding* binding = nullptr;
-    if (conflate)
-      if (auto b = session.bindings.find(m.a); b != session.bindings.end()) binding = &b->second;
-    enqueue_update(session, s.alias, m.b, m.buffer, codec::frame_flag_sequenced, binding);
-  }
+  for (const auto& s : subscribers)
+    enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer);
 }
 
-void Shard::enqueue_update(Session& c, std::uint32_t alias, std::uint64_t topic_seq,
-                           SharedBuffer* frame, std::uint16_t flags, TopicBinding* conflated) {
+void Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,
+                           std::uint64_t topic_seq, SharedBuffer* frame, std::uint16_t flags) {
   if (c.ended || c.overflowed) {
     frame->release();
     return;
@@ -177,22 +171,22 @@ void Shard::enqueue_update(Session& c, std::uint32_t alias, std::uint64_t topic_
   // every update.
   const bool behind = !c.connection || (c.connection->congested &&
                                         c.out.bytes() >= options_.conflate_after_bytes);
-  if (conflated && behind && conflated->queued_sequence != 0) {
-    if (const OutFrame* queued = c.out.replaceable(conflated->queued_sequence)) {
+  if (conflate && behind && binding.queued_sequence != 0) {
+    if (const OutFrame* queued = c.out.replaceable(binding.queued_sequence)) {
       // The subscriber has not been sent the previous value yet: it gets this one instead,
       // in the same place of its stream (a resync mark stays: the gap is still news).
       flags |= codec::frame_flags(queued->head.data()) & codec::frame_flag_resync;
-      codec::write_update_head(out.head.data(), publish.value_bytes, conflated->queued_sequence,
-                               topic_seq, alias, 0, flags);
-      c.out.replace(conflated->queued_sequence, out);
+      codec::write_update_head(out.head.data(), publish.value_bytes, binding.queued_sequence,
+                               topic_seq, binding.alias, 0, flags);
+      c.out.replace(binding.queued_sequence, out);
       ++counters_.conflated;
       return;
     }
   }
   const std::uint64_t sequence = c.out.next_sequence();
-  codec::write_update_head(out.head.data(), publish.value_bytes, sequence, topic_seq, alias, 0,
-                           flags);
-  if (conflated) conflated->queued_sequence = sequence;
+  codec::write_update_head(out.head.data(), publish.value_bytes, sequence, topic_seq,
+                           binding.alias, 0, flags);
+  if (conflate) binding.queued_sequence = sequence;
   if (!c.out.push(out)) {
     frame->release();
     mark_overflowed(c);

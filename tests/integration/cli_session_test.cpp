@@ -51,17 +51,6 @@ bool contains(const std::string& text, std::string_view what) {
   return text.find(what) != std::string::npos;
 }
 
-// Polls `condition` every few milliseconds until it holds or the timeout passes.
-template <class Condition>
-bool eventually(Condition condition, milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
-
 // The `brook` CLI running on its own thread; result() waits for it to exit. The thread that
 // forks the CLI lives until the CLI has been reaped, so its parent-death signal cannot fire early.
 class BackgroundCli {

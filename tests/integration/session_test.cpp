@@ -177,16 +177,6 @@ Status subscribe_recorded(Client& client, std::string selector, Recorder& record
   return answer.get();
 }
 
-// Polls `condition` every few milliseconds until it holds or the timeout passes.
-bool eventually(const std::function<bool()>& condition, milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
-
 std::uint64_t counter_sum(const BrokerProcess& broker, std::string_view name) {
   std::uint64_t sum = 0;
   for (auto [shard, value] : broker.shard_counter(name)) sum += value;

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "brook/client/client.hpp"
@@ -75,6 +76,17 @@ class UpdateLog {
   std::condition_variable changed_;
   std::vector<Received> entries_;
 };
+
+// Polls `condition` every few milliseconds until it holds or the timeout passes.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 
 inline Status connect_client(Client& client, const std::string& url,
                              const std::string& name = "integration-test") {

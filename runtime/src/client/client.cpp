@@ -542,9 +542,8 @@ struct Client::Impl final : transport::ReactorHandler {
     auto resend = sent_log.frames_after(m.last_received, missing);
     // Everything queued is in the log from the first frame the broker lacks on; connection
     // frames (pings, pongs) of the old connection are stale.
-    std::vector<std::byte> next(resend.begin(), resend.end());
+    out.assign(resend.begin(), resend.end());
     sent_log.confirm(m.last_received);
-    out.swap(next);
     if (m.resync) {
       aliases.clear();
     }

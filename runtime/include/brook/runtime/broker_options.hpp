@@ -6,6 +6,8 @@
 
 namespace brook::runtime {
 
+enum class QueueLimitPolicy : std::uint8_t { close, drop_oldest };
+
 struct BrokerOptions {
   std::string listen = "127.0.0.1:9090";        // HOST:PORT; port 0 picks a free one
   unsigned shards = 0;                           // 0 = one per core
@@ -16,7 +18,7 @@ struct BrokerOptions {
   std::uint64_t session_recovery_bytes = 8u << 20;   // sent bytes kept per session for replay
   // At the queue limit: "close" ends the session (reason "queue limit"); "drop-oldest" drops
   // its unsent updates and resynchronises it with current values.
-  std::string queue_limit_policy = "close";
+  QueueLimitPolicy queue_limit_policy = QueueLimitPolicy::close;
   // Conflated topics replace a subscriber's queued update once it is this far behind (unsent
   // bytes, with its connection full), or while it is disconnected.
   std::uint64_t conflate_after_bytes = 1u << 20;
