@@ -37,6 +37,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::authentication_failed: return "authentication failed";
     case ErrorCode::session_not_found: return "session not found";
     case ErrorCode::session_closed: return "session closed";
+    case ErrorCode::delta_rejected: return "delta rejected";
   }
   return "unknown error";
 }

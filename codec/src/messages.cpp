@@ -26,8 +26,10 @@ Decoded fail(DecodeError e) { return Decoded{e, {}}; }
 Decoded decode_update(std::span<const std::byte> frame) {
   if (frame.size() < update_head_bytes) return fail(DecodeError::bad_header);
   const std::byte* p = frame.data();
+  auto encoding = static_cast<std::uint8_t>(p[28]);
+  if (encoding > static_cast<std::uint8_t>(UpdateEncoding::delta)) return fail(DecodeError::bad_value);
   UpdateMsg u{load_le<std::uint64_t>(p + 8), load_le<std::uint64_t>(p + 16),
-              load_le<std::uint32_t>(p + 24), static_cast<std::uint8_t>(p[28]),
+              load_le<std::uint32_t>(p + 24), static_cast<UpdateEncoding>(encoding),
               frame.subspan(update_head_bytes)};
   return Decoded{DecodeError::none, u};
 }
@@ -86,8 +88,9 @@ Decoded decode_control(const fb::Message* msg) {
     case fb::Body::CreateTopic: {
       auto b = msg->body_as_CreateTopic();
       if (!valid_type(b->type())) return fail(DecodeError::bad_value);
-      return {DecodeError::none, CreateTopicMsg{b->request_id(), view(b->path()),
-                                                static_cast<TopicType>(b->type()), b->conflate()}};
+      TopicProperties properties{static_cast<TopicType>(b->type()), b->conflate(), b->deltas(),
+                                 !b->dont_retain()};
+      return {DecodeError::none, CreateTopicMsg{b->request_id(), view(b->path()), properties}};
     }
     case fb::Body::Ack:
       return {DecodeError::none, AckMsg{msg->body_as_Ack()->request_id()}};
@@ -114,6 +117,8 @@ Decoded decode_control(const fb::Message* msg) {
     }
     case fb::Body::Resync:
       return {DecodeError::none, ResyncMsg{view(msg->body_as_Resync()->reason())}};
+    case fb::Body::Refresh:
+      return {DecodeError::none, RefreshMsg{msg->body_as_Refresh()->alias()}};
     case fb::Body::NONE:
       break;
   }
@@ -245,12 +250,18 @@ std::span<const std::byte> FrameEncoder::unsubscribed(std::uint32_t request_id,
 }
 
 std::span<const std::byte> FrameEncoder::create_topic(std::uint32_t request_id,
-                                                      std::string_view path, TopicType type,
-                                                      bool conflate) {
+                                                      std::string_view path,
+                                                      const TopicProperties& properties) {
   fbb_->Clear();
   auto p = fbb_->CreateString(path.data(), path.size());
-  BROOK_FINISH(CreateTopic, fb::CreateCreateTopic(*fbb_, request_id, p,
-                                                  static_cast<fb::TopicType>(type), conflate));
+  BROOK_FINISH(CreateTopic,
+               fb::CreateCreateTopic(*fbb_, request_id, p, static_cast<fb::TopicType>(properties.type),
+                                     properties.conflate, properties.deltas, !properties.retain));
+}
+
+std::span<const std::byte> FrameEncoder::refresh(std::uint32_t alias) {
+  fbb_->Clear();
+  BROOK_FINISH(Refresh, fb::CreateRefresh(*fbb_, alias));
 }
 
 std::span<const std::byte> FrameEncoder::resync(std::string_view reason) {

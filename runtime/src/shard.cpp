@@ -40,8 +40,7 @@ void Shard::release_buffers() {
   connections_.clear();
   sessions_.clear();  // their queues release their frames
   for (auto& queue : overflow_) {
-    for (auto& m : queue)
-      if (m.buffer) m.buffer->release();
+    for (auto& m : queue) release_buffers_of(m);
     queue.clear();
   }
   overflow_count_ = 0;
@@ -51,9 +50,7 @@ void Shard::release_buffers() {
   });
   // Records still in the rings towards this shard carry references too.
   for (unsigned from = 0; from < mesh_.shard_count; ++from)
-    mesh_.ring(from, index_).drain([](const ShardMessage& m) {
-      if (m.buffer) m.buffer->release();
-    });
+    mesh_.ring(from, index_).drain([](const ShardMessage& m) { release_buffers_of(m); });
 }
 
 void Shard::wait_ready() {
@@ -197,6 +194,8 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::selector_added: on_selector_added(m); break;
     case ShardMessageKind::snapshot: on_snapshot(m); break;
     case ShardMessageKind::deliver: on_deliver(m); break;
+    case ShardMessageKind::refresh: on_refresh(from, m); break;
+    case ShardMessageKind::current_value: on_current_value(m); break;
     case ShardMessageKind::stop: request_stop(); break;
   }
 }
@@ -231,13 +230,14 @@ void Shard::on_completion(const transport::Completion& completion) {
 }
 
 std::string Shard::describe_counters() const {
-  char line[768];
+  char line[1024];
   std::snprintf(line, sizeof line,
                 "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
                 "slow_consumer_closes=%llu mailbox_overflows=%llu turns=%llu longest_turn_us=%llu "
                 "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
-                "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu",
+                "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu "
+                "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -256,7 +256,10 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.ping_timeouts,
                 (unsigned long long)std::count_if(sessions_.begin(), sessions_.end(),
                                                   [](const auto& s) { return s != nullptr; }),
-                (unsigned long long)counters_.conflated);
+                (unsigned long long)counters_.conflated,
+                (unsigned long long)counters_.deltas_computed,
+                (unsigned long long)counters_.delta_deliveries,
+                (unsigned long long)counters_.refreshes);
   return line;
 }
 

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "brook/codec/delta.hpp"
 #include "brook/codec/messages.hpp"
 #include "brook/runtime/broker_options.hpp"
 #include "brook/runtime/selector.hpp"
@@ -79,6 +80,9 @@ struct ShardCounters {
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t mailbox_overflows = 0;
   std::uint64_t conflated = 0;
+  std::uint64_t deltas_computed = 0;   // owner: updates for which a delta was smaller
+  std::uint64_t delta_deliveries = 0;  // subscriber side: deliveries sent as a delta
+  std::uint64_t refreshes = 0;         // clients that asked for a full value again
   std::uint64_t sessions_resumed = 0;
   std::uint64_t sessions_closed = 0;
   std::uint64_t resyncs = 0;
@@ -91,10 +95,9 @@ struct ShardCounters {
 // The topic as its owner shard sees it.
 struct OwnedTopic {
   std::uint64_t key = 0;
-  codec::TopicType type = codec::TopicType::string;
-  bool conflate = false;
+  codec::TopicProperties properties;
   std::uint64_t seq = 0;
-  bool has_value = false;
+  bool has_value = false;         // false for a topic that does not retain its value
   SharedBuffer* frame = nullptr;  // latest publish frame: path + current value (one ref)
   std::uint64_t interested_mask = 0;               // shards with matching subscriptions
   std::array<std::uint32_t, max_shards> interest{}; // matching subscriptions per shard
@@ -129,7 +132,13 @@ struct TopicBinding {
   // Conflating topics: the sequence of this topic's update still waiting in the session's
   // queue (0: none), which a newer update replaces.
   std::uint64_t queued_sequence = 0;
+  // The topic sequence of the value the client will hold once it has read its queue (0:
+  // none known): a delta from it to the next one is all the client needs.
+  std::uint64_t held_topic_seq = 0;
 };
+
+// What a session's queue took of an update: nothing (closed or full), the value or the delta.
+enum class QueuedBody : std::uint8_t { nothing, value, delta };
 
 using SessionToken = std::array<std::byte, codec::session_token_bytes>;
 
@@ -302,7 +311,9 @@ class Shard final : public transport::ReactorHandler {
   void on_create_topic(unsigned from, const ShardMessage& message);
   void on_add_selector(unsigned from, const ShardMessage& message);
   void on_remove_selector(unsigned from, const ShardMessage& message);
-  void fan_out(OwnedTopic& topic);
+  void fan_out(OwnedTopic& topic, SharedBuffer* delta);
+  SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
+  void on_refresh(unsigned from, const ShardMessage& message);
 
   // Subscriber side (shard_delivery.cpp).
   void subscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
@@ -314,8 +325,13 @@ class Shard final : public transport::ReactorHandler {
   void on_deliver(const ShardMessage& message);
   void on_selector_added(const ShardMessage& message);
   void on_reply(const ShardMessage& message);
-  void enqueue_update(Session& s, TopicBinding& binding, bool conflate, std::uint64_t topic_seq,
-                      SharedBuffer* frame, std::uint16_t flags = codec::frame_flag_sequenced);
+  // Queues `frame`'s value, or `delta` when the client holds the value it applies to. Takes no
+  // references: the caller adds one for each body the queue kept.
+  QueuedBody enqueue_update(Session& s, TopicBinding& binding, bool conflate,
+                            std::uint64_t topic_seq, SharedBuffer* frame, SharedBuffer* delta,
+                            std::uint16_t flags = codec::frame_flag_sequenced);
+  void refresh(Session& s, std::uint32_t alias);
+  void on_current_value(const ShardMessage& message);
   void bind(Session& s, std::uint64_t topic_key, const ShardMessage& snapshot, bool resync);
 
   unsigned index_;
@@ -333,6 +349,7 @@ class Shard final : public transport::ReactorHandler {
   BufferPool pool_;
   codec::FrameDecoder decoder_;
   codec::FrameEncoder encoder_;
+  codec::DeltaEncoder delta_encoder_;
 
   std::vector<std::unique_ptr<Connection>> connections_;  // by slot
   std::vector<std::uint32_t> free_slots_;

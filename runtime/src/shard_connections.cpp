@@ -245,12 +245,15 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
               return;
             }
             SharedBuffer* copy = pool_.allocate(codec::publish_frame_bytes(m.path.size(), 0));
-            codec::write_publish(copy->data(), m.request_id, m.path, m.type,
+            codec::write_publish(copy->data(), m.request_id, m.path, m.properties.type,
                                  std::span<const std::byte>{});
             send_to(owner_of(m.path), {ShardMessageKind::create_topic,
-                                       static_cast<std::uint8_t>(m.conflate ? topic_conflates : 0),
-                                       0, m.request_id,
+                                       topic_property_flags(m.properties), 0, m.request_id,
                                        session_token(s), index_, 0, copy});
+          },
+          [&](const codec::RefreshMsg& m) {
+            ++s.inbound_seq;
+            refresh(s, m.alias);
           },
           [&](const codec::SubscribeMsg& m) {
             ++s.inbound_seq;

@@ -1,6 +1,8 @@
 // The subscriber side: a session's subscriptions, the topics bound to it (each under a
 // per-session alias announced once with TopicAdd), and the hand-off of shared update frames
 // into session queues. A topic matched by several of a session's selectors is delivered once.
+// Each binding remembers which topic sequence its client will hold, so that the owner's one
+// delta per update goes to every subscriber that can apply it and the value to the others.
 #include <cstring>
 
 #include "shard.hpp"
@@ -133,33 +135,50 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
   TopicBinding& binding = c.bindings.emplace(topic_key, TopicBinding{alias}).first->second;
   topic.subscribers.push_back({c.slot, &binding});
   enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
-  if (m.flags & snapshot_has_value)
-    enqueue_update(c, binding, topic.conflate, m.b, frame,
-                   codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0));
-  else
-    frame->release();
+  const bool queued =
+      (m.flags & snapshot_has_value) &&
+      enqueue_update(c, binding, topic.conflate, m.b, frame, nullptr,
+                     codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0)) ==
+          QueuedBody::value;
+  if (!queued) frame->release();
 }
+
+namespace {
+
+// `buffer` came with one reference; `users` queues now point at it.
+void hand_over(SharedBuffer* buffer, std::uint32_t users) {
+  if (!buffer) return;
+  if (users == 0) buffer->release();
+  else if (users > 1) buffer->add_ref(users - 1);
+}
+
+}  // namespace
 
 void Shard::on_deliver(const ShardMessage& m) {
   auto it = local_topics_.find(m.a);
   if (it == local_topics_.end() || it->second.subscribers.empty()) {
-    m.buffer->release();
+    release_buffers_of(m);
     return;
   }
-  auto& subscribers = it->second.subscribers;
-  // The message brought one reference; each further subscriber needs its own.
-  if (subscribers.size() > 1) m.buffer->add_ref(static_cast<std::uint32_t>(subscribers.size() - 1));
+  // The message's references keep both bodies alive through the loop; the queues' own
+  // references are added once at the end, not one atomic operation per subscriber.
+  std::uint32_t value_users = 0, delta_users = 0;
   const bool conflate = it->second.conflate;
-  for (const auto& s : subscribers)
-    enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer);
+  for (const auto& s : it->second.subscribers) {
+    switch (enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer, m.delta)) {
+      case QueuedBody::value: ++value_users; break;
+      case QueuedBody::delta: ++delta_users; break;
+      case QueuedBody::nothing: break;
+    }
+  }
+  hand_over(m.buffer, value_users);
+  hand_over(m.delta, delta_users);
 }
 
-void Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,
-                           std::uint64_t topic_seq, SharedBuffer* frame, std::uint16_t flags) {
-  if (c.ended || c.overflowed) {
-    frame->release();
-    return;
-  }
+QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,
+                                 std::uint64_t topic_seq, SharedBuffer* frame,
+                                 SharedBuffer* delta, std::uint16_t flags) {
+  if (c.ended || c.overflowed) return QueuedBody::nothing;
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   OutFrame out;
   out.head_bytes = codec::update_head_bytes;
@@ -174,26 +193,69 @@ void Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,
   if (conflate && behind && binding.queued_sequence != 0) {
     if (const OutFrame* queued = c.out.replaceable(binding.queued_sequence)) {
       // The subscriber has not been sent the previous value yet: it gets this one instead,
-      // in the same place of its stream (a resync mark stays: the gap is still news).
+      // in the same place of its stream (a resync mark stays: the gap is still news). It is
+      // the whole value: the client never got the one a delta would apply to.
       flags |= codec::frame_flags(queued->head.data()) & codec::frame_flag_resync;
       codec::write_update_head(out.head.data(), publish.value_bytes, binding.queued_sequence,
-                               topic_seq, binding.alias, 0, flags);
+                               topic_seq, binding.alias, codec::UpdateEncoding::full, flags);
       c.out.replace(binding.queued_sequence, out);
+      binding.held_topic_seq = topic_seq;
       ++counters_.conflated;
-      return;
+      return QueuedBody::value;
     }
   }
+  auto encoding = codec::UpdateEncoding::full;
+  if (delta && binding.held_topic_seq != 0 && binding.held_topic_seq + 1 == topic_seq) {
+    encoding = codec::UpdateEncoding::delta;
+    out.body = delta;
+    out.body_offset = 0;
+    out.body_bytes = delta->size();
+  }
   const std::uint64_t sequence = c.out.next_sequence();
-  codec::write_update_head(out.head.data(), publish.value_bytes, sequence, topic_seq,
-                           binding.alias, 0, flags);
+  codec::write_update_head(out.head.data(), out.body_bytes, sequence, topic_seq, binding.alias,
+                           encoding, flags);
   if (conflate) binding.queued_sequence = sequence;
   if (!c.out.push(out)) {
-    frame->release();
     mark_overflowed(c);
+    return QueuedBody::nothing;
+  }
+  binding.held_topic_seq = topic_seq;
+  ++counters_.deliveries;
+  if (encoding == codec::UpdateEncoding::delta) ++counters_.delta_deliveries;
+  mark_for_flush(c);
+  return encoding == codec::UpdateEncoding::delta ? QueuedBody::delta : QueuedBody::value;
+}
+
+void Shard::refresh(Session& s, std::uint32_t alias) {
+  for (auto& [topic_key, binding] : s.bindings) {
+    if (binding.alias != alias) continue;
+    auto topic = local_topics_.find(topic_key);
+    if (topic == local_topics_.end()) return;
+    ++counters_.refreshes;
+    // Until the current value arrives, updates go whole: the client holds nothing a delta
+    // could apply to.
+    binding.held_topic_seq = 0;
+    send_to(static_cast<unsigned>(topic_key >> 48),
+            {ShardMessageKind::refresh, 0, 0, 0, topic_key, 0, session_token(s),
+             text_buffer(pool_, topic->second.path)});
     return;
   }
-  ++counters_.deliveries;
-  mark_for_flush(c);
+}
+
+void Shard::on_current_value(const ShardMessage& m) {
+  Session* s = session_for(m.c);
+  TopicBinding* binding = nullptr;
+  if (s)
+    if (auto found = s->bindings.find(m.a); found != s->bindings.end()) binding = &found->second;
+  auto topic = local_topics_.find(m.a);
+  // Skipped when an update queued since the refresh already gives the client a whole value
+  // at least as new (updates travel the same ring as this answer, so it cannot be newer).
+  const bool wanted = binding && topic != local_topics_.end() && binding->held_topic_seq < m.b;
+  const bool queued =
+      wanted && enqueue_update(*s, *binding, topic->second.conflate, m.b, m.buffer, nullptr,
+                               codec::frame_flag_sequenced | codec::frame_flag_resync) ==
+                    QueuedBody::value;
+  if (!queued) m.buffer->release();
 }
 
 void Shard::on_reply(const ShardMessage& m) {

@@ -1,9 +1,10 @@
 #pragma once
 // The records shards exchange through their SPSC mailboxes. Fixed size and trivially
-// copyable; a record that carries a buffer owns exactly one reference to it, which the
-// receiving shard takes over.
+// copyable; a record that carries a buffer (or a delta) owns exactly one reference to it,
+// which the receiving shard takes over.
 #include <cstdint>
 
+#include "brook/codec/frame.hpp"
 #include "brook/runtime/shared_buffer.hpp"
 
 namespace brook::runtime {
@@ -19,7 +20,10 @@ enum class ShardMessageKind : std::uint8_t {
   selector_added,   // every shard -> session shard: a = subscription key (after its snapshots)
   snapshot,         // owner -> session shard: a = topic key, b = topic seq, c = subscription key,
                     //   buffer = topic's frame (path and current value), flags = has_value
-  deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame
+  deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame,
+                    //   delta = the delta from seq b - 1 when one is smaller than the value
+  refresh,          // session shard -> owner: a = topic key, c = session token, buffer = path
+  current_value,    // owner -> session shard: the answer to refresh (a, b, c, buffer as snapshot)
   stop,             // broker -> shard
 };
 
@@ -32,10 +36,25 @@ struct ShardMessage {
   std::uint64_t b = 0;
   std::uint64_t c = 0;
   SharedBuffer* buffer = nullptr;
+  SharedBuffer* delta = nullptr;
 };
-static_assert(sizeof(ShardMessage) == 40);
+static_assert(sizeof(ShardMessage) == 48);
+
+inline void release_buffers_of(const ShardMessage& m) noexcept {
+  if (m.buffer) m.buffer->release();
+  if (m.delta) m.delta->release();
+}
 
 inline constexpr std::uint8_t snapshot_has_value = 1;
-inline constexpr std::uint8_t topic_conflates = 2;  // on snapshot and create_topic
+// Topic properties, on snapshot and create_topic.
+inline constexpr std::uint8_t topic_conflates = 2;
+inline constexpr std::uint8_t topic_without_deltas = 4;
+inline constexpr std::uint8_t topic_not_retained = 8;
+
+inline std::uint8_t topic_property_flags(const codec::TopicProperties& p) noexcept {
+  return static_cast<std::uint8_t>((p.conflate ? topic_conflates : 0) |
+                                   (p.deltas ? 0 : topic_without_deltas) |
+                                   (p.retain ? 0 : topic_not_retained));
+}
 
 }  // namespace brook::runtime

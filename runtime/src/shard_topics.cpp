@@ -1,13 +1,15 @@
 // The owner side of topics: a topic lives on the shard its path hashes to. The owner assigns
-// topic sequence numbers, keeps the retained value, knows which shards have matching
-// subscriptions (every shard's selectors are registered with every owner) and sends each of
-// those shards one reference per update. Per-topic order holds because every update of a
-// topic passes through this one shard and then through FIFO rings.
+// topic sequence numbers, checks values against the topic's type, keeps the retained value,
+// computes each update's delta against the previous value once, knows which shards have
+// matching subscriptions (every shard's selectors are registered with every owner) and sends
+// each of those shards one reference per update. Per-topic order holds because every update
+// of a topic passes through this one shard and then through FIFO rings.
 #include <xxhash.h>
 
 #include <cstring>
 
 #include "shard.hpp"
+#include "topic_value_check.hpp"
 
 namespace brook::runtime {
 
@@ -17,12 +19,18 @@ unsigned shard_of_key(std::uint64_t subscription_key) {
   return static_cast<unsigned>(subscription_key >> 48);
 }
 
-bool value_fits_type(codec::TopicType type, std::uint32_t value_bytes) {
-  switch (type) {
-    case codec::TopicType::int64:
-    case codec::TopicType::float64: return value_bytes == 8;
-    default: return true;
-  }
+// Deltas are for values that change a little at a time; past this size an update is sent
+// whole rather than holding the owner shard for the delta of a huge value.
+constexpr std::uint32_t delta_max_value_bytes = 1u << 20;
+
+std::span<const std::byte> value_of(const SharedBuffer* frame) {
+  auto publish = codec::read_trusted_publish(frame->data(), frame->size());
+  return {frame->data() + publish.value_offset, publish.value_bytes};
+}
+
+std::uint8_t snapshot_flags(const OwnedTopic& topic) {
+  return static_cast<std::uint8_t>((topic.has_value ? snapshot_has_value : 0) |
+                                   topic_property_flags(topic.properties));
 }
 
 }  // namespace
@@ -43,35 +51,38 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   auto found = topic_by_path_.find(publish.path);
   OwnedTopic* topic = found == topic_by_path_.end() ? nullptr : found->second;
   bool created = false;
-  codec::TopicType type = publish.type.value_or(topic ? topic->type : codec::TopicType::string);
-  if (topic && publish.type && *publish.type != topic->type) {
+  codec::TopicType type =
+      publish.type.value_or(topic ? topic->properties.type : codec::TopicType::string);
+  if (topic && publish.type && *publish.type != topic->properties.type) {
     frame->release();
     reply(codec::ErrorCode::type_mismatch,
           "topic '" + std::string(publish.path) + "' is " +
-              std::string(codec::to_string(topic->type)) + ", not " +
+              std::string(codec::to_string(topic->properties.type)) + ", not " +
               std::string(codec::to_string(*publish.type)));
     return;
   }
-  if (!value_fits_type(type, publish.value_bytes)) {
+  std::span<const std::byte> value{frame->data() + publish.value_offset, publish.value_bytes};
+  if (std::string why = invalid_value_reason(type, value); !why.empty()) {
     frame->release();
-    reply(codec::ErrorCode::invalid_value,
-          "a " + std::string(codec::to_string(type)) + " value must be 8 bytes, got " +
-              std::to_string(publish.value_bytes));
+    reply(codec::ErrorCode::invalid_value, "topic '" + std::string(publish.path) + "' is " +
+                                               std::string(codec::to_string(type)) +
+                                               ": the value " + why);
     return;
   }
   if (!topic) {
     topic = topics_.try_emplace(publish.path).first;
     topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
-    topic->type = type;
+    topic->properties.type = type;
     created = true;
   }
   // The frame becomes the retained value and the shared body of this update: record the
   // topic's real type in it so that subscriber shards can read it from there.
   codec::set_publish_type(frame->data(), type);
+  SharedBuffer* delta = compute_delta(*topic, value);
   if (topic->frame) topic->frame->release();
   topic->frame = frame;
-  topic->has_value = true;
+  topic->has_value = topic->properties.retain;
   ++topic->seq;
   ++counters_.publishes;
 
@@ -82,21 +93,55 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
       send_to(shard, {ShardMessageKind::snapshot,
-                      static_cast<std::uint8_t>(snapshot_has_value | (topic->conflate ? topic_conflates : 0)),
-                      0, 0, topic->key, topic->seq, key, frame});
+                      static_cast<std::uint8_t>(snapshot_flags(*topic) | snapshot_has_value), 0,
+                      0, topic->key, topic->seq, key, frame});
     });
   } else {
-    fan_out(*topic);
+    fan_out(*topic, delta);
   }
   reply(codec::ErrorCode::none, {});
 }
 
-void Shard::fan_out(OwnedTopic& topic) {
+SharedBuffer* Shard::compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value) {
+  // Only against a value subscribers can hold, only when someone listens, and only when a
+  // delta could be smaller than the value at all.
+  if (!topic.properties.deltas || !topic.has_value || topic.interested_mask == 0 ||
+      new_value.size() <= codec::delta_checksum_bytes + 2 ||
+      new_value.size() > delta_max_value_bytes)
+    return nullptr;
+  SharedBuffer* delta = pool_.allocate(new_value.size());
+  std::size_t bytes = delta_encoder_.encode(value_of(topic.frame), new_value,
+                                            {delta->data(), new_value.size() - 1});
+  if (bytes == 0) {
+    delta->release();
+    return nullptr;
+  }
+  delta->set_size(static_cast<std::uint32_t>(bytes));
+  ++counters_.deltas_computed;
+  return delta;
+}
+
+void Shard::fan_out(OwnedTopic& topic, SharedBuffer* delta) {
   for (std::uint64_t mask = topic.interested_mask; mask; mask &= mask - 1) {
     unsigned shard = static_cast<unsigned>(__builtin_ctzll(mask));
     topic.frame->add_ref();
-    send_to(shard, {ShardMessageKind::deliver, 0, 0, 0, topic.key, topic.seq, 0, topic.frame});
+    if (delta) delta->add_ref();
+    send_to(shard, {ShardMessageKind::deliver, 0, 0, 0, topic.key, topic.seq, 0, topic.frame, delta});
   }
+  if (delta) delta->release();  // the one compute_delta gave us
+}
+
+void Shard::on_refresh(unsigned from, const ShardMessage& m) {
+  std::string_view path{reinterpret_cast<const char*>(m.buffer->data()), m.buffer->size()};
+  auto found = topic_by_path_.find(path);
+  m.buffer->release();
+  if (found == topic_by_path_.end()) return;
+  OwnedTopic& topic = *found->second;
+  // Without a retained value there is nothing to resend: the next update goes whole.
+  if (!topic.has_value || topic.key != m.a) return;
+  topic.frame->add_ref();
+  send_to(from, {ShardMessageKind::current_value, snapshot_flags(topic), 0, 0, topic.key,
+                 topic.seq, m.c, topic.frame});
 }
 
 void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
@@ -110,25 +155,28 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
   std::uint16_t code = 0;
   SharedBuffer* text = nullptr;
   if (!created) {
+    // An existing topic keeps the properties it was created with; only a different type is
+    // refused, since values of the asked-for type would be refused anyway.
     frame->release();
-    if (topic->type != type) {
+    if (topic->properties.type != type) {
       code = static_cast<std::uint16_t>(codec::ErrorCode::type_mismatch);
       text = text_buffer(pool_, "topic '" + std::string(publish.path) + "' exists as " +
-                                    std::string(codec::to_string(topic->type)));
+                                    std::string(codec::to_string(topic->properties.type)));
     }
   } else {
     topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
-    topic->type = type;
-    topic->conflate = (m.flags & topic_conflates) != 0;
+    topic->properties = {.type = type,
+                         .conflate = (m.flags & topic_conflates) != 0,
+                         .deltas = (m.flags & (topic_without_deltas | topic_not_retained)) == 0,
+                         .retain = (m.flags & topic_not_retained) == 0};
     topic->frame = frame;  // path only: subscribers learn the topic, no value yet
     remote_selectors_.for_each_match(publish.path, [&](std::uint64_t key, const Selector&) {
       unsigned shard = shard_of_key(key);
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
-      send_to(shard, {ShardMessageKind::snapshot,
-                      static_cast<std::uint8_t>(topic->conflate ? topic_conflates : 0), 0, 0,
-                      topic->key, 0, key, frame});
+      send_to(shard, {ShardMessageKind::snapshot, snapshot_flags(*topic), 0, 0, topic->key, 0,
+                      key, frame});
     });
   }
   send_to(from, {ShardMessageKind::reply, 0, code, m.request_id, m.a, 0, 0, text});
@@ -143,11 +191,8 @@ void Shard::on_add_selector(unsigned from, const ShardMessage& m) {
     topics_.for_each_match(*selector, [&](std::string_view, OwnedTopic& topic) {
       if (topic.interest[from]++ == 0) topic.interested_mask |= std::uint64_t{1} << from;
       topic.frame->add_ref();
-      send_to(from, {ShardMessageKind::snapshot,
-                     static_cast<std::uint8_t>((topic.has_value ? snapshot_has_value : 0) |
-                                               (topic.conflate ? topic_conflates : 0)),
-                     0, 0,
-                     topic.key, topic.seq, m.a, topic.frame});
+      send_to(from, {ShardMessageKind::snapshot, snapshot_flags(topic), 0, 0, topic.key,
+                     topic.seq, m.a, topic.frame});
     });
     selector_of_.emplace(m.a, std::move(*selector));
   }

@@ -100,7 +100,7 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                  },
                  [&](const CreateTopicMsg& m) {
                    bounded(m.path.size());
-                   if (static_cast<std::uint8_t>(m.type) >= topic_type_count)
+                   if (static_cast<std::uint8_t>(m.properties.type) >= topic_type_count)
                      violated("create_topic type");
                    t.number(m.request_id);
                    t.text(m.path);
@@ -141,13 +141,14 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                    if (!inside(m.value, frame)) violated("update value outside the frame");
                    if (update_head_bytes + m.value.size() != frame.size())
                      violated("update value does not fill the frame");
-                   t.number(m.session_seq ^ m.topic_seq ^ m.alias ^ m.encoding);
+                   t.number(m.session_seq ^ m.topic_seq ^ m.alias ^ static_cast<std::uint8_t>(m.encoding));
                    t.bytes(m.value);
                  },
                  [&](const ResyncMsg& m) {
                    bounded(m.reason.size());
                    t.text(m.reason);
                  },
+                 [&](const RefreshMsg& m) { t.number(m.alias); },
              },
              decoded.message);
 }

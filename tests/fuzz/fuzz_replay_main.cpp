@@ -100,7 +100,7 @@ Bytes valid_frame(Rng& rng, FrameEncoder& encoder) {
     case 5:
       return copy(encoder.unsubscribed(request, random_text(rng, 60)));
     case 6:
-      return copy(encoder.create_topic(request, random_text(rng, 60), type));
+      return copy(encoder.create_topic(request, random_text(rng, 60), {.type = type}));
     case 7:
       return copy(encoder.ack(request));
     case 8:
@@ -128,7 +128,7 @@ Bytes valid_frame(Rng& rng, FrameEncoder& encoder) {
       Bytes frame(update_head_bytes + value.size());
       write_update_head(frame.data(), value.size(), rng.next(), rng.next(),
                         static_cast<std::uint32_t>(rng.next()),
-                        static_cast<std::uint8_t>(rng.next()));
+                        static_cast<UpdateEncoding>(rng.next() % 3));  // 2: an unknown encoding
       if (!value.empty()) std::memcpy(frame.data() + update_head_bytes, value.data(), value.size());
       return frame;
     }

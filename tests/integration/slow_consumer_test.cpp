@@ -97,6 +97,8 @@ TEST(FaultSlowConsumer, subscriber_that_stops_reading_is_closed_while_others_rec
   // hold for the stalled subscriber (the proxy's own buffers are 100 KiB at most): 20 MiB
   // where tcp_wmem's maximum is the usual 4 MiB.
   constexpr std::size_t value_bytes = 1024;
+  // Whole values, so that the backlog is as many bytes as the test counts on.
+  ASSERT_TRUE(await(publisher.create_topic("Slow/t", {.type = TopicType::string, .deltas = false})));
   const std::size_t n =
       std::max<std::size_t>(20'000, 3 * (max_socket_send_buffer() / value_bytes + 1024));
   for (std::size_t i = 0; i < n; ++i) {

@@ -51,7 +51,7 @@ Bytes publish_frame(std::uint32_t request_id, std::string_view path, std::option
 Bytes update_frame(std::uint64_t session_seq, std::uint64_t topic_seq, std::uint32_t alias,
                    std::string_view value) {
   Bytes frame(update_head_bytes + value.size());
-  write_update_head(frame.data(), value.size(), session_seq, topic_seq, alias, 0);
+  write_update_head(frame.data(), value.size(), session_seq, topic_seq, alias);
   std::memcpy(frame.data() + update_head_bytes, value.data(), value.size());
   return frame;
 }
@@ -96,10 +96,15 @@ TEST(WireCodec, every_control_frame_round_trips_with_equal_fields) {
   }
   for (std::uint8_t t = 0; t < topic_type_count; ++t) {
     auto type = static_cast<TopicType>(t);
-    auto m = round_trip<CreateTopicMsg>(decoder, encoder.create_topic(11, "Odds/Home", type));
+    TopicProperties properties{.type = type, .conflate = t % 2 == 1, .deltas = t % 3 != 0,
+                               .retain = t != 2};
+    auto m = round_trip<CreateTopicMsg>(decoder, encoder.create_topic(11, "Odds/Home", properties));
     EXPECT_EQ(m.request_id, 11u);
     EXPECT_EQ(m.path, "Odds/Home");
-    EXPECT_EQ(m.type, type);
+    EXPECT_EQ(m.properties.type, type);
+    EXPECT_EQ(m.properties.conflate, properties.conflate);
+    EXPECT_EQ(m.properties.deltas, properties.deltas);
+    EXPECT_EQ(m.properties.retain, properties.retain);
     auto add = round_trip<TopicAddMsg>(decoder, encoder.topic_add(3, "Odds/Away", type));
     EXPECT_EQ(add.alias, 3u);
     EXPECT_EQ(add.path, "Odds/Away");
@@ -177,7 +182,7 @@ TEST(WireCodec, update_head_round_trips) {
   EXPECT_EQ(m.session_seq, 1ull << 33);
   EXPECT_EQ(m.topic_seq, 77u);
   EXPECT_EQ(m.alias, 0xabcdefu);
-  EXPECT_EQ(m.encoding, 0u);
+  EXPECT_EQ(m.encoding, UpdateEncoding::full);
   EXPECT_EQ(text(m.value), "value bytes");
   EXPECT_TRUE(round_trip<UpdateMsg>(decoder, update_frame(1, 1, 1, "")).value.empty());
 }
@@ -361,7 +366,7 @@ TEST(WireCodec, mutated_frames_never_crash_nor_yield_views_outside_the_input) {
       copy(encoder.connected("principal/-1", 1u << 20)),
       copy(encoder.subscribe(1, "a/b//")),
       copy(encoder.unsubscribed(2, "a/*")),
-      copy(encoder.create_topic(3, "a/b/c", TopicType::binary)),
+      copy(encoder.create_topic(3, "a/b/c", {.type = TopicType::binary})),
       copy(encoder.topic_add(4, "a/b/c", TopicType::int64)),
       copy(encoder.ping(5, 6)),
       copy(encoder.close("because")),

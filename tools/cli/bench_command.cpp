@@ -1,5 +1,5 @@
 // brook bench: the end-to-end load generator. Scenarios, each with its own fresh topics (resync
-// and sessions are in bench_sessions.cpp):
+// and sessions are in bench_sessions.cpp, deltas in bench_deltas.cpp):
 //   throughput: one publisher -> one subscriber, flat out within an 8 MiB window of what the
 //               subscriber has received; messages/s delivered, losses, order
 //   rtt:        ping-pong through the broker at a fixed rate; latency measured from each
@@ -16,6 +16,7 @@
 #include "brook/runtime/bench_report.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
+#include "bench_deltas.hpp"
 #include "bench_sessions.hpp"
 #include "commands.hpp"
 
@@ -224,22 +225,24 @@ Action add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   auto scenario = std::make_shared<std::string>();
   auto broker_pid = std::make_shared<long>(0);
-  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync or sessions");
+  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync, sessions or deltas");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
-                  "published) | sessions (broker memory per idle session, --count sessions)")
+                  "published) | sessions (broker memory per idle session, --count sessions) | "
+                  "deltas (the odds feed at --rate, without and with deltas: bytes and latency)")
       ->required()
-      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions"}));
+      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas"}));
   cmd->add_option("--broker-pid", *broker_pid, "sessions: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--payload", args->payload, "value bytes (default 64)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
-  cmd->add_option("--rate", args->rate, "rtt: round trips started per second (default 10000)");
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; deltas: updates per second (default 10000)");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
   return [args, scenario, broker_pid]() -> int {
     if (*scenario == "resync") return run_resync(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
+    if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);
     return *scenario == "throughput" ? run_throughput(*args) : run_rtt(*args);
   };
 }

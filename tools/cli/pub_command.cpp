@@ -16,6 +16,8 @@ Action add_pub_command(CLI::App& app) {
     SessionArgs session;
     std::string type;
     bool conflate = false;
+    bool no_deltas = false;
+    bool dont_retain = false;
     std::string path;
     std::optional<std::string> value;
   };
@@ -25,6 +27,10 @@ Action add_pub_command(CLI::App& app) {
   cmd->add_option("--type", args->type, "topic type when this creates it: json, string, binary (base64), int64, double");
   cmd->add_flag("--conflate", args->conflate,
                 "create the topic as conflated: a subscriber that falls behind gets the latest value");
+  cmd->add_flag("--no-deltas", args->no_deltas,
+                "create the topic without deltas: subscribers always get whole values");
+  cmd->add_flag("--dont-retain", args->dont_retain,
+                "create the topic as an event stream: no current value is kept for new subscribers");
   cmd->add_option("path", args->path, "topic path, e.g. Distribution/Football/NFL/Odds")->required();
   cmd->add_option("value", args->value, "the value (default: one update per line of stdin)");
 
@@ -53,8 +59,12 @@ Action add_pub_command(CLI::App& app) {
     client.on_disconnect([](const std::string& reason) {
       std::fprintf(stderr, "brook pub: connection lost (%s): reconnecting\n", reason.c_str());
     });
-    if (args->conflate) {
-      Status created = client.create_topic(args->path, type.value_or(TopicType::string), true).get();
+    if (args->conflate || args->no_deltas || args->dont_retain) {
+      Status created = client.create_topic(args->path, {.type = type.value_or(TopicType::string),
+                                                        .conflate = args->conflate,
+                                                        .deltas = !args->no_deltas,
+                                                        .retain = !args->dont_retain})
+                           .get();
       if (!created) {
         std::fprintf(stderr, "brook pub: cannot create %s: %s\n", args->path.c_str(), created.message.c_str());
         client.close();

@@ -1,5 +1,7 @@
-// brook sub: prints PATH<TAB>TOPIC_SEQ<TAB>VALUE for every delivered value; with --reconnect
-// it resumes its session through dropped connections and starts a new one if the broker lost it.
+// brook sub: prints PATH<TAB>TOPIC_SEQ<TAB>VALUE for every delivered value, always the whole
+// value whether it travelled whole or as a delta; --wire adds a fourth field, `full N` or
+// `delta N` (bytes on the wire). With --reconnect it resumes its session through dropped
+// connections and starts a new one if the broker lost it.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +22,7 @@ Action add_sub_command(CLI::App& app) {
     std::uint64_t count = 0;
     double timeout_s = 0;
     bool reconnect = false;
+    bool wire = false;
     std::vector<std::string> selectors;
   };
   auto args = std::make_shared<Args>();
@@ -30,6 +33,8 @@ Action add_sub_command(CLI::App& app) {
   cmd->add_flag("--reconnect", args->reconnect,
                 "resume the session through dropped connections; if the broker lost it (a "
                 "restart), say so on stderr and subscribe afresh");
+  cmd->add_flag("--wire", args->wire,
+                "add a fourth field: how the value travelled, `full N` or `delta N` (N bytes)");
   cmd->add_option("selectors", args->selectors, "PATH, PATH/* (children) or PATH// (PATH and descendants)")
       ->required();
 
@@ -65,6 +70,10 @@ Action add_sub_command(CLI::App& app) {
       line += std::to_string(u.topic_seq);
       line += '\t';
       line += value_to_text(u.type, u.value);
+      if (args->wire) {
+        line += u.encoding == UpdateEncoding::delta ? "\tdelta " : "\tfull ";
+        line += std::to_string(u.wire_bytes);
+      }
       line += '\n';
       std::fwrite(line.data(), 1, line.size(), stdout);
       if (args->count && ++printed == args->count) {

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "brook/codec/delta.hpp"
 #include "brook/codec/messages.hpp"
 #include "brook/runtime/selector.hpp"
 #include "brook/transport/mpsc_byte_ring.hpp"
@@ -117,10 +118,21 @@ struct Client::Impl final : transport::ReactorHandler {
     StatusHandler on_subscribed;
     std::uint32_t request_id;
   };
+  // A topic's value as this client holds it: what the next delta applies to, and the old
+  // value handed to the application with the new one. Two buffers, swapped: no allocation
+  // per update once they have grown.
+  struct TopicValue {
+    std::vector<std::byte> current;
+    std::vector<std::byte> next;
+    std::uint64_t topic_seq = 0;
+    bool held = false;           // `current` is the topic's value at topic_seq
+    bool awaiting_full = false;  // a delta failed; the whole value was asked for
+  };
   struct Alias {
     std::string path;
     TopicType type = TopicType::string;
     bool known = false;
+    TopicValue* value = nullptr;  // node of `values`, by path: survives alias resets
     // Local subscriptions whose selector matches (map nodes never move, so pointers hold).
     std::vector<LocalSubscription*> subscriptions;
   };
@@ -187,6 +199,8 @@ struct Client::Impl final : transport::ReactorHandler {
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<std::chrono::nanoseconds>>> pings;
   std::uint64_t next_ping_id = 1;
   std::vector<Alias> aliases;
+  std::unordered_map<std::string, TopicValue> values;  // subscribed topics, by path
+  std::size_t max_value_bytes = codec::default_max_frame_bytes;
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
   std::function<void(const std::string&)> disconnect_listener;
@@ -631,6 +645,7 @@ struct Client::Impl final : transport::ReactorHandler {
                      a.path = m.path;
                      a.type = m.type;
                      a.known = true;
+                     a.value = &values[a.path];
                      rematch(a);
                    },
                    [&](const codec::ConnectedMsg& m) { on_connected(m); },
@@ -667,6 +682,7 @@ struct Client::Impl final : transport::ReactorHandler {
 
   void on_connected(const codec::ConnectedMsg& m) {
     session_id = m.session_id;
+    max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
     if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
     if (auto slash = session_id.rfind('/'); slash != std::string::npos)
       session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
@@ -699,11 +715,48 @@ struct Client::Impl final : transport::ReactorHandler {
                        ", expected " + std::to_string(received_seq));
       return;
     }
-    const Alias& a = aliases[m.alias];
-    Update u{a.path, a.type, m.topic_seq, m.session_seq, m.value,
-             (current_flags & codec::frame_flag_resync) != 0};
+    Alias& a = aliases[m.alias];
+    TopicValue& v = *a.value;
+    bool resync = (current_flags & codec::frame_flag_resync) != 0;
+    if (m.encoding == codec::UpdateEncoding::delta) {
+      if (!apply_delta(m.alias, v, m)) return;
+    } else {
+      v.next.assign(m.value.begin(), m.value.end());
+      // The first whole value after a failed delta closes the gap the failure opened.
+      resync |= std::exchange(v.awaiting_full, false);
+    }
+    Update u{a.path, a.type, m.topic_seq, m.session_seq, v.next,
+             v.held ? std::span<const std::byte>(v.current) : std::span<const std::byte>{},
+             resync, m.encoding, m.value.size()};
+    v.current.swap(v.next);
+    v.topic_seq = m.topic_seq;
+    v.held = true;
+    // By index: a handler may subscribe, which can grow the list.
     for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
       if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
+  }
+
+  // Builds the new value from the held one into v.next. A delta that does not apply is never
+  // handed on: the client asks the broker for the whole value and drops the topic's deltas
+  // until it arrives.
+  bool apply_delta(std::uint32_t alias, TopicValue& v, const codec::UpdateMsg& m) {
+    if (v.awaiting_full) return false;
+    codec::DeltaError error = codec::DeltaError::none;
+    if (v.held && v.topic_seq + 1 == m.topic_seq) {
+      error = codec::apply_delta(v.current, m.value, v.next, max_value_bytes);
+      if (error == codec::DeltaError::none) return true;
+    }
+    v.held = false;
+    v.awaiting_full = true;
+    append_session(encoder.refresh(alias));
+    // A delta without the value it applies to is a race with an unsubscribe, not damage.
+    if (error != codec::DeltaError::none && error_listener)
+      error_listener(error_status(
+          ErrorCode::delta_rejected,
+          "topic '" + aliases[alias].path + "' update " + std::to_string(m.topic_seq) +
+              ": delta refused (" + std::string(codec::to_string(error)) +
+              "); asked the broker for the whole value"));
+    return false;
   }
 
   void on_error_frame(const codec::ErrorMsg& m) {
@@ -929,13 +982,13 @@ std::future<Status> Client::publish_acked(std::string_view path, std::span<const
   return result;
 }
 
-std::future<Status> Client::create_topic(std::string_view path, TopicType type, bool conflate) {
+std::future<Status> Client::create_topic(std::string_view path, const TopicProperties& properties) {
   Command c;
   c.kind = Command::Kind::acked_frame;
   c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
   // Encoded here rather than on the client thread: FrameEncoder is per thread.
   codec::FrameEncoder encoder;
-  auto frame = encoder.create_topic(c.request_id, path, type, conflate);
+  auto frame = encoder.create_topic(c.request_id, path, properties);
   c.frame.assign(frame.begin(), frame.end());
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();

@@ -35,6 +35,19 @@ inline constexpr std::uint8_t topic_type_count = 5;
 inline constexpr std::uint8_t topic_type_unspecified = 0xff;
 
 std::string_view to_string(TopicType type);
+
+// What a topic is, fixed when it is created (explicitly, or by its first publish with these
+// defaults).
+struct TopicProperties {
+  TopicType type = TopicType::string;
+  bool conflate = false;  // a slow subscriber's unsent update is replaced by the newer one
+  bool deltas = true;     // send a delta against the subscriber's value when it is smaller
+  bool retain = true;     // false: an event topic, no current value kept or sent on subscribe
+};
+
+// The body of an update frame: the value itself, or a delta against the subscriber's value
+// at topic_seq - 1 (codec/delta.hpp).
+enum class UpdateEncoding : std::uint8_t { full = 0, delta = 1 };
 // Accepts json, string, binary, int64, double.
 std::optional<TopicType> parse_topic_type(std::string_view text);
 
@@ -55,6 +68,7 @@ enum class ErrorCode : std::uint16_t {
   authentication_failed = 12,
   session_not_found = 13,
   session_closed = 14,
+  delta_rejected = 15,  // client side: a delta did not apply; the full value was asked for
 };
 std::string_view to_string(ErrorCode code);
 
@@ -112,14 +126,14 @@ inline void write_frame_header(std::byte* out, std::uint32_t size, FrameKind kin
 // The per-session part of an update frame. `value_bytes` is the length of the shared body.
 inline void write_update_head(std::byte* out, std::size_t value_bytes, std::uint64_t session_seq,
                               std::uint64_t topic_seq, std::uint32_t alias,
-                              std::uint8_t encoding = 0,
+                              UpdateEncoding encoding = UpdateEncoding::full,
                               std::uint16_t flags = frame_flag_sequenced) noexcept {
   write_frame_header(out, static_cast<std::uint32_t>(update_head_bytes + value_bytes),
                      FrameKind::update, flags);
   store_le(out + 8, session_seq);
   store_le(out + 16, topic_seq);
   store_le(out + 24, alias);
-  out[28] = std::byte{encoding};
+  out[28] = static_cast<std::byte>(encoding);
   out[29] = out[30] = out[31] = std::byte{0};
 }
 

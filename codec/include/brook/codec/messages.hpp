@@ -56,8 +56,10 @@ struct UnsubscribedMsg {
 struct CreateTopicMsg {
   std::uint32_t request_id;
   std::string_view path;
-  TopicType type;
-  bool conflate = false;
+  TopicProperties properties;
+};
+struct RefreshMsg {
+  std::uint32_t alias;
 };
 struct ResyncMsg {
   std::string_view reason;
@@ -96,13 +98,13 @@ struct UpdateMsg {
   std::uint64_t session_seq;
   std::uint64_t topic_seq;
   std::uint32_t alias;
-  std::uint8_t encoding;
-  std::span<const std::byte> value;
+  UpdateEncoding encoding;
+  std::span<const std::byte> value;  // the value, or a delta (encoding)
 };
 
 using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedMsg, UnsubscribeMsg,
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
-                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg>;
+                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -150,7 +152,8 @@ class FrameEncoder {
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> create_topic(std::uint32_t request_id, std::string_view path,
-                                          TopicType type, bool conflate = false);
+                                          const TopicProperties& properties);
+  std::span<const std::byte> refresh(std::uint32_t alias);
   std::span<const std::byte> resync(std::string_view reason);
   std::span<const std::byte> ack(std::uint32_t request_id);
   std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);

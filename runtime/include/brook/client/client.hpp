@@ -104,18 +104,31 @@ struct ClientOptions {
   std::size_t outbox_bytes = 1u << 20;
 };
 
+using codec::TopicProperties;
+using codec::UpdateEncoding;
+
+// One change of a topic's value: (path, old value, new value, topic sequence). The client keeps
+// each subscribed topic's value and applies the broker's deltas to it, so `value` is always
+// the whole new value, checked against the delta's checksum. For a json topic, read it as
+// text() or parsed (brook/client/json.hpp).
 struct Update {
   std::string_view path;
   TopicType type;
   std::uint64_t topic_seq;
   std::uint64_t session_seq;
-  std::span<const std::byte> value;  // valid during the callback only
-  // The current value sent after a gap the broker could not fill (its recovery buffer was
-  // overrun while the client was away): updates between the last one received and this one
-  // were missed. Never silent: every topic of the session gets one.
+  std::span<const std::byte> value;      // the new value; valid during the callback only
+  std::span<const std::byte> old_value;  // the value it replaces (empty for the first one)
+  // The current value sent after a gap: the broker could not fill it (its recovery buffer was
+  // overrun while the client was away), or a delta failed and the client asked for the whole
+  // value. Updates between the last one received and this one were missed. Never silent.
   bool resync = false;
+  UpdateEncoding encoding = UpdateEncoding::full;  // how it travelled: whole, or as a delta
+  std::size_t wire_bytes = 0;                      // bytes of the value or delta on the wire
   std::string_view text() const noexcept {
     return {reinterpret_cast<const char*>(value.data()), value.size()};
+  }
+  std::string_view old_text() const noexcept {
+    return {reinterpret_cast<const char*>(old_value.data()), old_value.size()};
   }
 };
 
@@ -159,14 +172,21 @@ class Client {
   // The same, with the broker's verdict.
   std::future<Status> publish_acked(std::string_view path, std::span<const std::byte> value,
                                     std::optional<TopicType> type = std::nullopt);
-  // `conflate`: a subscriber that falls behind gets the topic's latest value in place of
-  // the updates it has not been sent yet (prices: the newest one is what matters).
-  std::future<Status> create_topic(std::string_view path, TopicType type, bool conflate = false);
+  // Creates a topic with its properties (TopicProperties: type; conflate, so that a
+  // subscriber that falls behind gets the latest value in place of the updates it has not
+  // been sent yet; deltas; retain, false for event topics). A topic that exists keeps its
+  // properties; asking for another type is refused.
+  std::future<Status> create_topic(std::string_view path, const TopicProperties& properties);
+  std::future<Status> create_topic(std::string_view path, TopicType type) {
+    return create_topic(path, TopicProperties{.type = type});
+  }
 
   // A round trip to the broker and back.
   std::future<std::chrono::nanoseconds> ping();
 
-  // Errors the broker reports that belong to no request (and refusals of fire-and-forget calls).
+  // Errors the broker reports that belong to no request (and refusals of fire-and-forget
+  // calls), and deltas that did not apply (ErrorCode::delta_rejected: the client asked for the
+  // whole value, which follows as a resync).
   void on_error(std::function<void(const Status&)> listener);
   // The session ended: broker closed it, reconnection gave up, or close() was called.
   void on_close(std::function<void(const std::string& reason)> listener);
