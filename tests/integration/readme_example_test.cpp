@@ -37,12 +37,12 @@ TEST(ReadmeExample, the_readme_shows_exactly_the_example_that_is_tested) {
       << "README.md's client example differs from tests/integration/readme_example.cpp";
 }
 
-TEST(ReadmeExample, the_example_receives_the_price_it_published) {
+TEST(ReadmeExample, the_example_sees_the_change_it_published_as_old_and_new_value) {
   brook::test::BrokerProcess broker(2);
   BROOK_ASSERT_STARTED(broker);
   testing::internal::CaptureStdout();
   int rc = run_readme_example(broker.url());
   std::string printed = testing::internal::GetCapturedStdout();
   EXPECT_EQ(rc, 0);
-  EXPECT_EQ(printed, "{\"Home_Spread\":\"-3.5\",\"Home_Odds\":\"+120\"}\n");
+  EXPECT_EQ(printed, "+120 -> +125\n");
 }
