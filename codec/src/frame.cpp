@@ -38,6 +38,11 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::session_not_found: return "session not found";
     case ErrorCode::session_closed: return "session closed";
     case ErrorCode::delta_rejected: return "delta rejected";
+    case ErrorCode::no_handler: return "no handler";
+    case ErrorCode::handler_gone: return "handler gone";
+    case ErrorCode::handler_failed: return "handler failed";
+    case ErrorCode::request_timeout: return "timeout";
+    case ErrorCode::too_many_requests: return "too many requests in flight";
   }
   return "unknown error";
 }

@@ -119,6 +119,43 @@ Decoded decode_control(const fb::Message* msg) {
       return {DecodeError::none, ResyncMsg{view(msg->body_as_Resync()->reason())}};
     case fb::Body::Refresh:
       return {DecodeError::none, RefreshMsg{msg->body_as_Refresh()->alias()}};
+    case fb::Body::AddHandler: {
+      auto b = msg->body_as_AddHandler();
+      return {DecodeError::none, AddHandlerMsg{b->request_id(), view(b->path()), b->sticky()}};
+    }
+    case fb::Body::RemoveHandler: {
+      auto b = msg->body_as_RemoveHandler();
+      return {DecodeError::none, RemoveHandlerMsg{b->request_id(), view(b->path())}};
+    }
+    case fb::Body::Request: {
+      auto b = msg->body_as_Request();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none,
+              RequestMsg{b->request_id(), view(b->path()), static_cast<TopicType>(b->type()),
+                         bytes_of(b->payload()), b->timeout_ms()}};
+    }
+    case fb::Body::HandleRequest: {
+      auto b = msg->body_as_HandleRequest();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none,
+              HandleRequestMsg{b->id(), view(b->path()), view(b->requester()),
+                               static_cast<TopicType>(b->type()), bytes_of(b->payload())}};
+    }
+    case fb::Body::Response: {
+      auto b = msg->body_as_Response();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none,
+              ResponseMsg{b->id(), b->failed(), view(b->message()),
+                          static_cast<TopicType>(b->type()), bytes_of(b->payload())}};
+    }
+    case fb::Body::RequestResult: {
+      auto b = msg->body_as_RequestResult();
+      if (!valid_type(b->type())) return fail(DecodeError::bad_value);
+      return {DecodeError::none,
+              RequestResultMsg{b->request_id(), static_cast<ErrorCode>(b->code()),
+                               view(b->message()), static_cast<TopicType>(b->type()),
+                               bytes_of(b->payload())}};
+    }
     case fb::Body::NONE:
       break;
   }
@@ -262,6 +299,64 @@ std::span<const std::byte> FrameEncoder::create_topic(std::uint32_t request_id,
 std::span<const std::byte> FrameEncoder::refresh(std::uint32_t alias) {
   fbb_->Clear();
   BROOK_FINISH(Refresh, fb::CreateRefresh(*fbb_, alias));
+}
+
+namespace {
+flatbuffers::Offset<flatbuffers::String> text(flatbuffers::FlatBufferBuilder& fbb, std::string_view s) {
+  return fbb.CreateString(s.data(), s.size());
+}
+flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> blob(flatbuffers::FlatBufferBuilder& fbb,
+                                                           std::span<const std::byte> b) {
+  return fbb.CreateVector(reinterpret_cast<const std::uint8_t*>(b.data()), b.size());
+}
+}  // namespace
+
+std::span<const std::byte> FrameEncoder::add_handler(std::uint32_t request_id,
+                                                     std::string_view path, bool sticky) {
+  fbb_->Clear();
+  auto p = text(*fbb_, path);
+  BROOK_FINISH(AddHandler, fb::CreateAddHandler(*fbb_, request_id, p, sticky));
+}
+
+std::span<const std::byte> FrameEncoder::remove_handler(std::uint32_t request_id,
+                                                        std::string_view path) {
+  fbb_->Clear();
+  auto p = text(*fbb_, path);
+  BROOK_FINISH(RemoveHandler, fb::CreateRemoveHandler(*fbb_, request_id, p));
+}
+
+std::span<const std::byte> FrameEncoder::request(const RequestMsg& m) {
+  fbb_->Clear();
+  auto p = text(*fbb_, m.path);
+  auto payload = blob(*fbb_, m.payload);
+  BROOK_FINISH(Request, fb::CreateRequest(*fbb_, m.request_id, p, static_cast<fb::TopicType>(m.type),
+                                          payload, m.timeout_ms));
+}
+
+std::span<const std::byte> FrameEncoder::handle_request(const HandleRequestMsg& m) {
+  fbb_->Clear();
+  auto p = text(*fbb_, m.path);
+  auto who = text(*fbb_, m.requester);
+  auto payload = blob(*fbb_, m.payload);
+  BROOK_FINISH(HandleRequest, fb::CreateHandleRequest(*fbb_, m.id, p, who,
+                                                      static_cast<fb::TopicType>(m.type), payload));
+}
+
+std::span<const std::byte> FrameEncoder::response(const ResponseMsg& m) {
+  fbb_->Clear();
+  auto why = text(*fbb_, m.message);
+  auto payload = blob(*fbb_, m.payload);
+  BROOK_FINISH(Response, fb::CreateResponse(*fbb_, m.id, m.failed, why,
+                                            static_cast<fb::TopicType>(m.type), payload));
+}
+
+std::span<const std::byte> FrameEncoder::request_result(const RequestResultMsg& m) {
+  fbb_->Clear();
+  auto why = text(*fbb_, m.message);
+  auto payload = blob(*fbb_, m.payload);
+  BROOK_FINISH(RequestResult,
+               fb::CreateRequestResult(*fbb_, m.request_id, static_cast<fb::ErrorCode>(m.code), why,
+                                       static_cast<fb::TopicType>(m.type), payload));
 }
 
 std::span<const std::byte> FrameEncoder::resync(std::string_view reason) {

@@ -15,6 +15,8 @@ std::string BrokerOptions::validate() const {
     return "session.reconnect_timeout_ms must not exceed session.reconnect_timeout_max_ms";
   if (ping_interval_ms < 1) return "session.ping_interval_ms must be at least 1";
   if (connect_timeout_ms < 1) return "session.connect_timeout_ms must be at least 1";
+  if (request_timeout_max_ms < 1) return "requests.timeout_max_ms must be at least 1";
+  if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
   if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
     return "io.recv_buffer_count must be a power of two up to 32768";
@@ -62,6 +64,9 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("session", "connect_timeout_ms", o.connect_timeout_ms);
   read("auth", "credentials_file", o.credentials_file);
   read("auth", "allow_anonymous", o.allow_anonymous);
+  read("requests", "sticky", o.requests_sticky);
+  read("requests", "timeout_max_ms", o.request_timeout_max_ms);
+  read("requests", "max_in_flight", o.request_max_in_flight);
   read("shards", "mailbox_capacity", o.mailbox_capacity);
   read("io", "recv_buffer_count", o.recv_buffer_count);
   read("io", "recv_buffer_bytes", o.recv_buffer_bytes);

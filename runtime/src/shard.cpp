@@ -196,6 +196,12 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::deliver: on_deliver(m); break;
     case ShardMessageKind::refresh: on_refresh(from, m); break;
     case ShardMessageKind::current_value: on_current_value(m); break;
+    case ShardMessageKind::add_handler: on_add_handler(from, m); break;
+    case ShardMessageKind::remove_handler: on_remove_handler(from, m); break;
+    case ShardMessageKind::forget_requester: on_forget_requester(from, m); break;
+    case ShardMessageKind::request: on_request(from, m); break;
+    case ShardMessageKind::handle_request: on_handle_request(m); break;
+    case ShardMessageKind::request_result: on_request_result(m); break;
     case ShardMessageKind::stop: request_stop(); break;
   }
 }
@@ -237,7 +243,8 @@ std::string Shard::describe_counters() const {
                 "slow_consumer_closes=%llu mailbox_overflows=%llu turns=%llu longest_turn_us=%llu "
                 "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
                 "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu "
-                "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu",
+                "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
+                "responses=%llu stray_responses=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -259,7 +266,9 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.conflated,
                 (unsigned long long)counters_.deltas_computed,
                 (unsigned long long)counters_.delta_deliveries,
-                (unsigned long long)counters_.refreshes);
+                (unsigned long long)counters_.refreshes,
+                (unsigned long long)counters_.requests, (unsigned long long)counters_.responses,
+                (unsigned long long)counters_.stray_responses);
   return line;
 }
 

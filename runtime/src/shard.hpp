@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "brook/codec/delta.hpp"
@@ -83,6 +84,9 @@ struct ShardCounters {
   std::uint64_t deltas_computed = 0;   // owner: updates for which a delta was smaller
   std::uint64_t delta_deliveries = 0;  // subscriber side: deliveries sent as a delta
   std::uint64_t refreshes = 0;         // clients that asked for a full value again
+  std::uint64_t requests = 0;          // requests routed to a handler (owner side)
+  std::uint64_t responses = 0;         // answers passed back (handler side)
+  std::uint64_t stray_responses = 0;   // answers to requests the session was not given
   std::uint64_t sessions_resumed = 0;
   std::uint64_t sessions_closed = 0;
   std::uint64_t resyncs = 0;
@@ -104,6 +108,38 @@ struct OwnedTopic {
 };
 
 struct TopicBinding;
+
+// An endpoint as its owner shard sees it: the handlers registered on its path, in order, and
+// which handler each requesting session sticks to.
+struct EndpointHandler {
+  unsigned shard;
+  std::uint64_t session_token;
+  bool sticky;
+};
+struct RequesterKey {
+  unsigned shard;
+  std::uint64_t session_token;
+  bool operator==(const RequesterKey&) const = default;
+};
+struct RequesterKeyHash {
+  std::size_t operator()(const RequesterKey& k) const noexcept {
+    return std::hash<std::uint64_t>{}(k.session_token * 0x9e3779b97f4a7c15ull + k.shard);
+  }
+};
+struct Endpoint {
+  std::vector<EndpointHandler> handlers;
+  std::size_t next = 0;  // round-robin position
+  std::unordered_map<RequesterKey, std::size_t, RequesterKeyHash> sticky_handler;  // -> index
+};
+
+// A request a handler session has been given and not yet answered: where its answer goes.
+struct ServedRequest {
+  unsigned requester_shard;
+  std::uint64_t requester_token;
+  std::uint32_t request_id;
+  std::uint64_t deadline_ns;
+  std::string path;
+};
 
 // A topic as a subscriber shard sees it: who here is subscribed, and each one's binding (its
 // alias, and its queued update for conflation). Bindings are nodes of the session's map: they
@@ -167,6 +203,14 @@ struct Session {
   std::uint32_t reconnect_timeout_ms = 0;
   std::uint64_t expires_ns = 0;      // while detached: when the session is closed
   std::uint64_t waiting_connection = 0;  // a resuming connection waiting for the old one to go
+  // Requests: those this session sent and has no answer for; the endpoints it handles (path
+  // -> sticky) and the requests they are serving, by the id the handler answers with; the
+  // endpoints it sent requests to (their owners forget its stickiness when it ends).
+  std::uint32_t requests_in_flight = 0;
+  std::unordered_map<std::string, bool> handled_endpoints;
+  std::unordered_map<std::uint64_t, ServedRequest> serving;
+  std::uint64_t next_serving_id = 1;
+  std::unordered_set<std::string> requested_endpoints;
   bool flush_listed = false;
   bool overflowed = false;           // queue limit reached: closed after this fan-out
   bool ended = false;                // closed: takes no frames, freed with its connection
@@ -315,6 +359,23 @@ class Shard final : public transport::ReactorHandler {
   SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
   void on_refresh(unsigned from, const ShardMessage& message);
 
+  // Request/response (shard_requests.cpp).
+  void add_handler(Session& s, const codec::AddHandlerMsg& m);
+  void remove_handler(Session& s, const codec::RemoveHandlerMsg& m);
+  void send_request(Session& s, const codec::RequestMsg& m);
+  void answer_request(Session& s, const codec::ResponseMsg& m);
+  void on_add_handler(unsigned from, const ShardMessage& message);
+  void on_remove_handler(unsigned from, const ShardMessage& message);
+  void on_forget_requester(unsigned from, const ShardMessage& message);
+  void on_request(unsigned from, const ShardMessage& message);
+  void on_handle_request(const ShardMessage& message);
+  void on_request_result(const ShardMessage& message);
+  void fail_request(unsigned requester_shard, std::uint64_t requester_token,
+                    std::uint32_t request_id, codec::ErrorCode code, std::string_view why);
+  void fail_served(Session& s, std::string_view path, std::string_view why);
+  void end_requests(Session& s);
+  void expire_requests(Session& s, std::uint64_t now);
+
   // Subscriber side (shard_delivery.cpp).
   void subscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
   void add_selector(Session& s, Subscription& subscription);
@@ -375,6 +436,7 @@ class Shard final : public transport::ReactorHandler {
   TopicTree<OwnedTopic> topics_;          // for selector matching
   TopicPathMap<OwnedTopic*> topic_by_path_;  // one hash per publish; tree nodes never move
   std::uint64_t next_topic_index_ = 1;
+  std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here
   SelectorIndex remote_selectors_;  // every shard's subscriptions, keyed by subscription key
   std::unordered_map<std::uint64_t, Selector> selector_of_;
 

@@ -255,6 +255,22 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             ++s.inbound_seq;
             refresh(s, m.alias);
           },
+          [&](const codec::AddHandlerMsg& m) {
+            ++s.inbound_seq;
+            add_handler(s, m);
+          },
+          [&](const codec::RemoveHandlerMsg& m) {
+            ++s.inbound_seq;
+            remove_handler(s, m);
+          },
+          [&](const codec::RequestMsg& m) {
+            ++s.inbound_seq;
+            send_request(s, m);
+          },
+          [&](const codec::ResponseMsg& m) {
+            ++s.inbound_seq;
+            answer_request(s, m);
+          },
           [&](const codec::SubscribeMsg& m) {
             ++s.inbound_seq;
             subscribe(s, m.request_id, m.selector);

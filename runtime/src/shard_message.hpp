@@ -24,6 +24,16 @@ enum class ShardMessageKind : std::uint8_t {
                     //   delta = the delta from seq b - 1 when one is smaller than the value
   refresh,          // session shard -> owner: a = topic key, c = session token, buffer = path
   current_value,    // owner -> session shard: the answer to refresh (a, b, c, buffer as snapshot)
+  // Requests (shard_requests.cpp). The endpoint's owner is the shard its path hashes to.
+  add_handler,      // handler's shard -> owner: a = session token, flags = sticky, buffer = path
+  remove_handler,   // handler's shard -> owner: a = session token, buffer = path
+  forget_requester, // requester's shard -> owner: a = session token, buffer = path (session over)
+  request,          // requester's shard -> owner: a = session token, b = timeout ms,
+                    //   buffer = ForwardedRequest
+  handle_request,   // owner -> handler's shard: a = handler's session token, b = requester's
+                    //   token, c = timeout ms << 32 | requester's shard, buffer = ForwardedRequest
+  request_result,   // -> requester's shard: a = session token, code (0: answered), buffer =
+                    //   type byte + answer, or the reason
   stop,             // broker -> shard
 };
 
@@ -46,6 +56,7 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
 }
 
 inline constexpr std::uint8_t snapshot_has_value = 1;
+inline constexpr std::uint8_t handler_sticky = 1;  // on add_handler
 // Topic properties, on snapshot and create_topic.
 inline constexpr std::uint8_t topic_conflates = 2;
 inline constexpr std::uint8_t topic_without_deltas = 4;

@@ -273,6 +273,7 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   s.ended = true;
   ++counters_.sessions_closed;
   drop_subscriptions(s);
+  end_requests(s);
   s.out.drop_unsent();
   session_by_id_.erase(s.id);
   if (Connection* c = s.connection) {
@@ -348,6 +349,8 @@ void Shard::check_liveness(std::uint64_t now) {
     Session* s = owned.get();
     if (s && !s->connection && !s->ended && s->expires_ns != 0 && now >= s->expires_ns)
       end_session(*s, codec::ErrorCode::none, "reconnect timeout");
+    else if (s && !s->ended && !s->serving.empty())
+      expire_requests(*s, now);
   }
 }
 

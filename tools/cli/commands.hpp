@@ -1,7 +1,8 @@
 #pragma once
 // The `brook` subcommands. Each registers its options on the CLI11 app and returns the code
-// the process exits with: 0 done, 1 timed out before --count was reached, 2 usage or
-// connection failure, 3 refused by the broker or session closed.
+// the process exits with: 0 done, 1 timed out (before --count was reached, or waiting for an
+// answer), 2 usage or connection failure, 3 refused by the broker (or, for a request, by its
+// handler) or session closed.
 #include <CLI/CLI.hpp>
 #include <functional>
 
@@ -16,6 +17,8 @@ using Action = std::function<int()>;
 
 Action add_sub_command(CLI::App& app);
 Action add_pub_command(CLI::App& app);
+Action add_req_command(CLI::App& app);
+Action add_reply_command(CLI::App& app);
 Action add_ping_command(CLI::App& app);
 Action add_demo_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);

@@ -1,4 +1,4 @@
-// brook: the command-line client (sub, pub, ping, demo, bench, passwd).
+// brook: the command-line client (sub, pub, req, reply, ping, demo, bench, passwd).
 #include <csignal>
 #include <iostream>
 #include <vector>
@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   };
   add(brook::cli::add_sub_command);
   add(brook::cli::add_pub_command);
+  add(brook::cli::add_req_command);
+  add(brook::cli::add_reply_command);
   add(brook::cli::add_ping_command);
   add(brook::cli::add_demo_command);
   add(brook::cli::add_bench_command);

@@ -60,6 +60,8 @@ constexpr std::uint32_t record_command = 2;  // payload: a Command* the client t
 constexpr auto close_linger = std::chrono::seconds(2);
 constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
+// How often request deadlines are checked while requests wait for answers.
+constexpr auto request_timer_resolution = std::chrono::milliseconds(5);
 
 template <class... F>
 struct overloaded : F... {
@@ -87,6 +89,9 @@ struct Command {
     close_listener,
     disconnect_listener,
     reconnect_listener,
+    add_handler,
+    remove_handler,
+    request,
     close,
   };
   Kind kind = Kind::frame;
@@ -101,7 +106,18 @@ struct Command {
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
   std::function<void(bool)> reconnect_listener;
+  RequestHandler request_handler;
+  bool sticky = true;
+  std::shared_ptr<std::promise<Response>> response_promise;
+  ResponseHandler response_handler;
+  std::chrono::steady_clock::time_point deadline{};
 };
+
+Response failed_response(ErrorCode code, std::string message) {
+  Response r;
+  r.status = Status{code, std::move(message)};
+  return r;
+}
 
 std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
   constexpr std::string_view scheme = "tcp://";
@@ -111,7 +127,7 @@ std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
 
 }  // namespace
 
-struct Client::Impl final : transport::ReactorHandler {
+struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_this<Client::Impl> {
   struct LocalSubscription {
     runtime::Selector selector;
     UpdateHandler handler;
@@ -199,6 +215,16 @@ struct Client::Impl final : transport::ReactorHandler {
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<std::chrono::nanoseconds>>> pings;
   std::uint64_t next_ping_id = 1;
   std::vector<Alias> aliases;
+  // Requests: the handlers this session registered, by endpoint path, and the requests it
+  // sent that have no answer yet.
+  struct PendingRequest {
+    std::shared_ptr<std::promise<Response>> promise;
+    ResponseHandler callback;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::unordered_map<std::string, RequestHandler> request_handlers;
+  std::unordered_map<std::uint32_t, PendingRequest> pending_requests;
+  std::atomic<std::uint32_t> broker_max_frame_bytes{codec::default_max_frame_bytes};
   std::unordered_map<std::string, TopicValue> values;  // subscribed topics, by path
   std::size_t max_value_bytes = codec::default_max_frame_bytes;
   std::function<void(const Status&)> error_listener;
@@ -326,6 +352,7 @@ struct Client::Impl final : transport::ReactorHandler {
     while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
       auto now = std::chrono::steady_clock::now();
       if (recovering) step_recovery(now);
+      if (!pending_requests.empty()) expire_requests(now);
       else if (!stream_closed) keep_alive(now);
       std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
@@ -359,6 +386,7 @@ struct Client::Impl final : transport::ReactorHandler {
     using std::chrono::milliseconds;
     auto wait = milliseconds(idle_wait_ms);
     if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
+    if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
     else wait = std::min(wait, options.ping_interval / 4);
     return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
   }
@@ -580,6 +608,9 @@ struct Client::Impl final : transport::ReactorHandler {
       connected_promise.set_value(error_status(close_code, reason));
     }
     for (auto& [id, p] : requests) p->set_value(error_status(ErrorCode::not_connected, reason));
+    for (auto& [id, r] : pending_requests)
+      complete(r, failed_response(ErrorCode::not_connected, "session closed: " + reason));
+    pending_requests.clear();
     requests.clear();
     for (auto& [id, p] : pings)
       p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
@@ -662,6 +693,8 @@ struct Client::Impl final : transport::ReactorHandler {
                        }
                    },
                    [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
+                   [&](const codec::RequestResultMsg& m) { on_request_result(m); },
+                   [&](const codec::HandleRequestMsg& m) { on_handle_request(m); },
                    [&](const codec::ErrorMsg& m) { on_error_frame(m); },
                    [&](const codec::PongMsg& m) {
                      if (m.id == 0) return;  // a keepalive: receiving it was the point
@@ -683,6 +716,7 @@ struct Client::Impl final : transport::ReactorHandler {
   void on_connected(const codec::ConnectedMsg& m) {
     session_id = m.session_id;
     max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
+    if (m.max_frame_bytes != 0) broker_max_frame_bytes.store(m.max_frame_bytes, std::memory_order_relaxed);
     if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
     if (auto slash = session_id.rfind('/'); slash != std::string::npos)
       session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
@@ -855,6 +889,22 @@ struct Client::Impl final : transport::ReactorHandler {
           append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
         break;
       }
+      case K::add_handler:
+        request_handlers[c.text] = std::move(c.request_handler);
+        requests.emplace(c.request_id, std::move(c.status_promise));
+        append_session(c.frame);
+        break;
+      case K::remove_handler:
+        request_handlers.erase(c.text);
+        requests.emplace(c.request_id, std::move(c.status_promise));
+        append_session(c.frame);
+        break;
+      case K::request:
+        pending_requests.emplace(c.request_id, PendingRequest{std::move(c.response_promise),
+                                                              std::move(c.response_handler),
+                                                              c.deadline});
+        append_session(c.frame);
+        break;
       case K::ping: {
         std::uint64_t id = next_ping_id++;
         pings.emplace(id, std::move(c.ping_promise));
@@ -874,9 +924,45 @@ struct Client::Impl final : transport::ReactorHandler {
     }
   }
 
+  // ---- requests ------------------------------------------------------------------------
+  static void complete(PendingRequest& r, Response response) {
+    if (r.callback) r.callback(std::move(response));
+    else if (r.promise) r.promise->set_value(std::move(response));
+  }
+
+  void on_request_result(const codec::RequestResultMsg& m) {
+    auto it = pending_requests.find(m.request_id);
+    if (it == pending_requests.end()) return;  // timed out here already
+    PendingRequest r = std::move(it->second);
+    pending_requests.erase(it);
+    Response response;
+    response.status = Status{m.code, m.code == ErrorCode::none ? std::string{} : std::string(m.message)};
+    response.type = m.type;
+    response.payload.assign(m.payload.begin(), m.payload.end());
+    complete(r, std::move(response));
+  }
+
+  void expire_requests(std::chrono::steady_clock::time_point now) {
+    for (auto it = pending_requests.begin(); it != pending_requests.end();) {
+      if (now < it->second.deadline) {
+        ++it;
+        continue;
+      }
+      PendingRequest r = std::move(it->second);
+      it = pending_requests.erase(it);
+      complete(r, failed_response(ErrorCode::request_timeout, "timeout: no answer in time"));
+    }
+  }
+
+  void on_handle_request(const codec::HandleRequestMsg& m);
+
   void fail_command(Command& c) {
     Status closed = error_status(ErrorCode::not_connected, "session is closed");
     if (c.status_promise) c.status_promise->set_value(closed);
+    if (c.kind == Command::Kind::request) {
+      PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), {}};
+      complete(r, failed_response(ErrorCode::not_connected, "session is closed"));
+    }
     if (c.ping_promise)
       c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
     if (c.status_handler) c.status_handler(closed);
@@ -887,9 +973,136 @@ struct Client::Impl final : transport::ReactorHandler {
   }
 };
 
+// ---- request/response ---------------------------------------------------------------------
+
+// One request's answer, shared by the copies of its Responder.
+struct Responder::State {
+  std::weak_ptr<Client::Impl> client;
+  std::uint64_t id = 0;
+  std::atomic<bool> answered{false};
+
+  ~State() {
+    if (!answered.exchange(true)) send(true, "no response: the handler dropped the request", TopicType::string, {});
+  }
+
+  void send(bool failed, std::string_view message, TopicType type, std::span<const std::byte> payload) {
+    auto impl = client.lock();
+    if (!impl) return;
+    // Responders answer from any thread: each thread encodes with its own encoder.
+    thread_local codec::FrameEncoder encoder;
+    auto frame = encoder.response({id, failed, message, type, payload});
+    const std::size_t limit = impl->broker_max_frame_bytes.load(std::memory_order_relaxed);
+    if (frame.size() > limit)
+      frame = encoder.response({id, true,
+                                "the answer of " + std::to_string(payload.size()) +
+                                    " bytes is larger than the broker takes (" +
+                                    std::to_string(limit) + " bytes a frame)",
+                                TopicType::string, {}});
+    Command c;
+    c.kind = Command::Kind::frame;
+    c.frame.assign(frame.begin(), frame.end());
+    impl->submit(std::move(c));
+  }
+};
+
+void Responder::respond(std::span<const std::byte> payload, TopicType type) {
+  if (state_ && !state_->answered.exchange(true)) state_->send(false, {}, type, payload);
+}
+
+void Responder::respond(std::string_view text, TopicType type) {
+  respond(std::as_bytes(std::span(text)), type);
+}
+
+void Responder::fail(std::string_view message) {
+  if (state_ && !state_->answered.exchange(true))
+    state_->send(true, message, TopicType::string, {});
+}
+
+void Client::Impl::on_handle_request(const codec::HandleRequestMsg& m) {
+  auto state = std::make_shared<Responder::State>();
+  state->client = weak_from_this();
+  state->id = m.id;
+  auto it = request_handlers.find(std::string(m.path));
+  if (it == request_handlers.end() || !it->second) {
+    // Unregistered here while the request was on its way.
+    Responder(std::move(state)).fail("this session no longer handles '" + std::string(m.path) + "'");
+    return;
+  }
+  it->second(Request{m.path, m.requester, m.type, m.payload}, Responder(std::move(state)));
+}
+
+std::future<Status> Client::add_request_handler(std::string_view path, RequestHandler handler,
+                                                HandlerOptions options) {
+  Command c;
+  c.kind = Command::Kind::add_handler;
+  c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
+  c.text = path;
+  c.request_handler = std::move(handler);
+  thread_local codec::FrameEncoder encoder;
+  auto frame = encoder.add_handler(c.request_id, path, options.sticky);
+  c.frame.assign(frame.begin(), frame.end());
+  c.status_promise = std::make_shared<std::promise<Status>>();
+  auto result = c.status_promise->get_future();
+  impl_->submit(std::move(c));
+  return result;
+}
+
+std::future<Status> Client::remove_request_handler(std::string_view path) {
+  Command c;
+  c.kind = Command::Kind::remove_handler;
+  c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
+  c.text = path;
+  thread_local codec::FrameEncoder encoder;
+  auto frame = encoder.remove_handler(c.request_id, path);
+  c.frame.assign(frame.begin(), frame.end());
+  c.status_promise = std::make_shared<std::promise<Status>>();
+  auto result = c.status_promise->get_future();
+  impl_->submit(std::move(c));
+  return result;
+}
+
+void Client::send_request(std::string_view path, std::span<const std::byte> payload,
+                          std::chrono::milliseconds timeout, ResponseHandler on_response,
+                          TopicType type) {
+  Command c;
+  c.kind = Command::Kind::request;
+  c.request_id = impl_->next_request_id.fetch_add(1, std::memory_order_relaxed);
+  c.deadline = std::chrono::steady_clock::now() + timeout;
+  c.response_handler = std::move(on_response);
+  thread_local codec::FrameEncoder encoder;
+  auto frame = encoder.request({c.request_id, path, type, payload,
+                                static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                                    timeout.count(), 1, 0xffffffffLL))});
+  const std::size_t limit = impl_->broker_max_frame_bytes.load(std::memory_order_relaxed);
+  if (frame.size() > limit) {
+    // Refused here: the broker would close the connection over a frame this large.
+    c.response_handler(failed_response(
+        ErrorCode::frame_too_large, "request payload of " + std::to_string(payload.size()) +
+                                        " bytes is larger than the broker takes (" +
+                                        std::to_string(limit) + " bytes a frame)"));
+    return;
+  }
+  c.frame.assign(frame.begin(), frame.end());
+  impl_->submit(std::move(c));
+}
+
+std::future<Response> Client::send_request(std::string_view path, std::span<const std::byte> payload,
+                                           std::chrono::milliseconds timeout, TopicType type) {
+  auto promise = std::make_shared<std::promise<Response>>();
+  auto result = promise->get_future();
+  send_request(path, payload, timeout,
+               [promise](Response r) { promise->set_value(std::move(r)); }, type);
+  return result;
+}
+
+std::future<Response> Client::send_request(std::string_view path, std::string_view text,
+                                           std::chrono::milliseconds timeout, TopicType type) {
+  return send_request(path, std::as_bytes(std::span(text)), timeout, type);
+}
+
 Client::Client() : Client(ClientOptions{}.outbox_bytes) {}
 
-Client::Client(std::size_t outbox_bytes) : impl_(std::make_unique<Impl>(outbox_bytes)) {}
+Client::Client(std::size_t outbox_bytes) : impl_(std::make_shared<Impl>(outbox_bytes)) {}
 
 Client::~Client() { close(); }
 

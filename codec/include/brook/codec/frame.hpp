@@ -69,6 +69,11 @@ enum class ErrorCode : std::uint16_t {
   session_not_found = 13,
   session_closed = 14,
   delta_rejected = 15,  // client side: a delta did not apply; the full value was asked for
+  no_handler = 16,
+  handler_gone = 17,
+  handler_failed = 18,
+  request_timeout = 19,
+  too_many_requests = 20,
 };
 std::string_view to_string(ErrorCode code);
 

@@ -61,6 +61,43 @@ struct CreateTopicMsg {
 struct RefreshMsg {
   std::uint32_t alias;
 };
+struct AddHandlerMsg {
+  std::uint32_t request_id;
+  std::string_view path;
+  bool sticky = true;
+};
+struct RemoveHandlerMsg {
+  std::uint32_t request_id;
+  std::string_view path;
+};
+struct RequestMsg {
+  std::uint32_t request_id;
+  std::string_view path;
+  TopicType type;
+  std::span<const std::byte> payload;
+  std::uint32_t timeout_ms = 0;
+};
+struct HandleRequestMsg {
+  std::uint64_t id;
+  std::string_view path;
+  std::string_view requester;  // session id of the requester
+  TopicType type;
+  std::span<const std::byte> payload;
+};
+struct ResponseMsg {
+  std::uint64_t id;
+  bool failed = false;
+  std::string_view message;  // why it failed
+  TopicType type;
+  std::span<const std::byte> payload;
+};
+struct RequestResultMsg {
+  std::uint32_t request_id;
+  ErrorCode code;  // none: payload is the handler's answer
+  std::string_view message;
+  TopicType type;
+  std::span<const std::byte> payload;
+};
 struct ResyncMsg {
   std::string_view reason;
 };
@@ -104,7 +141,9 @@ struct UpdateMsg {
 
 using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedMsg, UnsubscribeMsg,
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
-                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg>;
+                             CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg,
+                             AddHandlerMsg, RemoveHandlerMsg, RequestMsg, HandleRequestMsg,
+                             ResponseMsg, RequestResultMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -154,6 +193,12 @@ class FrameEncoder {
   std::span<const std::byte> create_topic(std::uint32_t request_id, std::string_view path,
                                           const TopicProperties& properties);
   std::span<const std::byte> refresh(std::uint32_t alias);
+  std::span<const std::byte> add_handler(std::uint32_t request_id, std::string_view path, bool sticky);
+  std::span<const std::byte> remove_handler(std::uint32_t request_id, std::string_view path);
+  std::span<const std::byte> request(const RequestMsg& m);
+  std::span<const std::byte> handle_request(const HandleRequestMsg& m);
+  std::span<const std::byte> response(const ResponseMsg& m);
+  std::span<const std::byte> request_result(const RequestResultMsg& m);
   std::span<const std::byte> resync(std::string_view reason);
   std::span<const std::byte> ack(std::uint32_t request_id);
   std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "brook/codec/frame.hpp"
 
@@ -133,6 +134,54 @@ struct Update {
 };
 
 using UpdateHandler = std::function<void(const Update&)>;
+
+// The answer to send_request(): the handler's payload, or why there is none (status codes
+// no_handler, handler_gone, handler_failed with the handler's message, request_timeout,
+// too_many_requests, or not_connected).
+struct Response {
+  Status status;
+  TopicType type = TopicType::string;
+  std::vector<std::byte> payload;
+  std::string_view text() const noexcept {
+    return {reinterpret_cast<const char*>(payload.data()), payload.size()};
+  }
+};
+using ResponseHandler = std::function<void(Response)>;
+
+// A request as its handler sees it.
+struct Request {
+  std::string_view path;
+  std::string_view requester;  // the requesting session's id, principal/N
+  TopicType type;
+  std::span<const std::byte> payload;  // valid during the handler call only
+  std::string_view text() const noexcept {
+    return {reinterpret_cast<const char*>(payload.data()), payload.size()};
+  }
+};
+
+// Answers one request, once: respond() or fail(), from any thread, during the handler call or
+// later. Copies share the one answer; the first call wins, later ones do nothing. When the
+// last copy goes away unanswered, the request fails ("no response").
+class Responder {
+ public:
+  void respond(std::span<const std::byte> payload, TopicType type = TopicType::string);
+  void respond(std::string_view text, TopicType type = TopicType::string);
+  void fail(std::string_view message);
+
+  struct State;  // defined by the client library
+  explicit Responder(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+using RequestHandler = std::function<void(const Request&, Responder)>;
+
+struct HandlerOptions {
+  // Sticky (the default, unless the broker's requests.sticky is false): a requesting session
+  // keeps reaching the handler it reached first. Off: requests go round-robin over the
+  // endpoint's handlers, so a handler added later takes its share at once.
+  bool sticky = true;
+};
 using StatusHandler = std::function<void(const Status&)>;
 
 class Subscription {
@@ -181,6 +230,24 @@ class Client {
     return create_topic(path, TopicProperties{.type = type});
   }
 
+  // Registers `handler` for requests to `path` (an endpoint: a path outside the topic tree).
+  // The handler runs on the client thread and answers through its Responder, now or later.
+  std::future<Status> add_request_handler(std::string_view path, RequestHandler handler,
+                                          HandlerOptions options = {});
+  std::future<Status> remove_request_handler(std::string_view path);
+  // Sends a request to one of `path`'s handlers. The future (or callback, on the client
+  // thread) gets the handler's answer, or the reason there is none; after `timeout` without
+  // an answer it gets request_timeout.
+  std::future<Response> send_request(std::string_view path, std::span<const std::byte> payload,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                     TopicType type = TopicType::string);
+  std::future<Response> send_request(std::string_view path, std::string_view text,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                     TopicType type = TopicType::string);
+  void send_request(std::string_view path, std::span<const std::byte> payload,
+                    std::chrono::milliseconds timeout, ResponseHandler on_response,
+                    TopicType type = TopicType::string);
+
   // A round trip to the broker and back.
   std::future<std::chrono::nanoseconds> ping();
 
@@ -203,8 +270,10 @@ class Client {
   void close();
 
  private:
+  friend class Responder;
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  // Shared with the Responders of requests in flight, which may outlive the client.
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace brook

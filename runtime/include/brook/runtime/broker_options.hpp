@@ -28,6 +28,11 @@ struct BrokerOptions {
   std::uint32_t connect_timeout_ms = 10'000;         // a new connection must send Connect by then
   std::string credentials_file;                      // PRINCIPAL:HASH lines (brook passwd)
   bool allow_anonymous = true;                       // sessions without a principal
+  // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
+  // false makes every endpoint round-robin on every request.
+  bool requests_sticky = true;
+  std::uint32_t request_timeout_max_ms = 60'000;  // the longest a request may wait for its answer
+  std::uint32_t request_max_in_flight = 1024;     // unanswered requests per requesting session
   std::uint32_t mailbox_capacity = 16384;        // records per shard-to-shard ring
   std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
   std::uint32_t recv_buffer_bytes = 16384;
@@ -37,7 +42,7 @@ struct BrokerOptions {
   std::string validate() const;
 };
 
-// Reads [broker], [limits], [session], [auth], [shards] and [io] from a TOML file into `options`; returns an error text or "".
+// Reads [broker], [limits], [session], [auth], [requests], [shards] and [io] from a TOML file into `options`; returns an error text or "".
 std::string load_broker_options(const std::string& path, BrokerOptions& options);
 
 }  // namespace brook::runtime
