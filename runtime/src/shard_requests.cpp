@@ -11,6 +11,7 @@
 // Requests and answers travel in the sessions' streams, so a handler or requester that is
 // only disconnected gets them when it resumes. A handler whose session ends (or that
 // unregisters) gets no more requests, and the requests it was serving fail at once.
+#include <bit>
 #include <cstdio>
 
 #include "forwarded_request.hpp"
@@ -90,9 +91,13 @@ void Shard::answer_request(Session& s, const codec::ResponseMsg& m) {
   if (it == s.serving.end()) {
     // Not given to this session, answered already, or timed out: the requester has its
     // answer (or its failure); this one goes nowhere.
-    ++counters_.stray_responses;
-    std::fprintf(stderr, "brookd: dropped an answer from session %s to request %llu, which it "
-                         "was not serving\n", s.id.c_str(), (unsigned long long)m.id);
+    // Logged at the 1st, 2nd, 4th, 8th... so that a client sending a flood of them cannot
+    // flood the log too.
+    if (std::has_single_bit(++counters_.stray_responses))
+      std::fprintf(stderr, "brookd: dropped an answer from session %s to request %llu, which it "
+                           "was not serving (%llu such answers so far)\n",
+                   s.id.c_str(), (unsigned long long)m.id,
+                   (unsigned long long)counters_.stray_responses);
     return;
   }
   const ServedRequest r = it->second;
