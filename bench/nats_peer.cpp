@@ -4,6 +4,7 @@
 //
 //   nats_peer throughput --url nats://127.0.0.1:4222 --payload 64 --count 1000000
 //   nats_peer rtt        --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --count 50000
+//   nats_peer requests   --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --count 50000 --handlers 4
 //
 // throughput: a publisher connection sends --count messages to "bench.tp" flat out (buffered
 //   Publish, then Flush); a subscriber connection receives them on its own thread and checks
@@ -14,6 +15,7 @@
 //   records (receive time - intended send time), so a stall is charged to every ping it
 //   delays (no coordinated omission). --rate 0 runs closed-loop: one ping in flight, latency
 //   from the actual send.
+// requests: see run_requests below; its JSON line has the fields of `brook bench requests`.
 // Every wait is bounded: sending stops at --max-seconds, stragglers are awaited for at most
 // --drain-seconds more (and never more than 1 s past --max-seconds).
 #include "brook/runtime/bench_report.hpp"
@@ -384,6 +386,206 @@ BenchResult run_rtt(const PeerOptions& o, Clock::time_point run_deadline) {
     return r;
 }
 
+
+// --- requests ------------------------------------------------------------------------------
+// H responders in one queue group (each on its own connection) echo every request to its
+// reply subject. The requester publishes request i with a reply subject under its own inbox
+// and does not wait: a receiver thread takes every answer from one subscription on the
+// inbox's wildcard and matches it to its request by the index at the front of the payload.
+// Phase (a) paces the requests (latency from each one's intended send time); phase (b) sends
+// flat out with at most kRequestWindow unanswered (requests/s). The payload is that of
+// `brook bench requests`: index, intended send time, then bytes derived from both.
+
+constexpr const char* kRequestSubject = "bench.req";
+constexpr const char* kRequestQueue = "bench.responders";
+constexpr std::uint64_t kRequestWindow = 512;  // the same window as brook bench requests
+
+void fill_request(char* p, std::size_t n, std::uint64_t i, std::uint64_t due_ns) {
+    write_u64(p, i);
+    write_u64(p + 8, due_ns);
+    for (std::size_t j = 16; j < n; ++j) p[j] = static_cast<char>((i * 31 + due_ns + j) & 0xff);
+}
+
+// Runs on the client library's delivery thread of one responder's subscription.
+void echo_request(natsConnection* nc, natsSubscription*, natsMsg* msg, void* closure) {
+    static_cast<std::atomic<std::uint64_t>*>(closure)->fetch_add(1, std::memory_order_relaxed);  // relaxed: read after teardown
+    const char* reply = natsMsg_GetReply(msg);
+    if (reply != nullptr) {
+        const natsStatus s = natsConnection_Publish(nc, reply, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+        if (s != NATS_OK) std::fprintf(stderr, "nats_peer: responder reply: %s\n", natsStatus_GetText(s));
+    }
+    natsMsg_Destroy(msg);
+}
+
+// Shared by the sender (main thread) and the receiver thread. due_ns[i] is stored (release)
+// before request i is published and loaded (acquire) by the receiver to check the answer.
+struct RequestLedger {
+    RequestLedger(std::uint64_t n, std::uint64_t timed_requests) : due_ns(n), timed(timed_requests) {}
+    std::vector<std::atomic<std::uint64_t>> due_ns;
+    const std::uint64_t timed;                    // [0, timed): the paced phase
+    std::atomic<std::uint64_t> answered{0};       // release: pairs with the sender's acquire (window, drain)
+    std::atomic<bool> stop{false};                // relaxed: polled every kPollMs at most
+    // Receiver thread only; main reads them after join().
+    std::uint64_t received = 0, wrong = 0, unknown = 0, slow_consumer_events = 0;
+    Clock::time_point last_answer{};
+    LatencyHistogram latency;
+};
+
+void receive_answers(natsSubscription* sub, std::size_t payload_bytes, RequestLedger& led) {
+    std::vector<char> expected(payload_bytes);
+    while (!led.stop.load(std::memory_order_relaxed)) {
+        natsMsg* msg = nullptr;
+        const natsStatus s = natsSubscription_NextMsg(&msg, sub, kPollMs);
+        if (s == NATS_TIMEOUT) continue;
+        if (s != NATS_OK) {
+            if (s == NATS_SLOW_CONSUMER) ++led.slow_consumer_events;
+            else {
+                std::fprintf(stderr, "nats_peer: requester: NextMsg: %s\n", natsStatus_GetText(s));
+                std::this_thread::sleep_for(10ms);
+            }
+            continue;
+        }
+        const Clock::time_point now = Clock::now();
+        const char* data = natsMsg_GetData(msg);
+        const auto len = static_cast<std::size_t>(natsMsg_GetDataLength(msg));
+        const std::uint64_t i = len >= 8 ? read_u64(data) : UINT64_MAX;
+        if (i >= led.due_ns.size()) {
+            ++led.unknown;  // not one of ours: cannot be matched, so it counts as wrong
+            ++led.wrong;
+        } else {
+            const std::uint64_t due = led.due_ns[i].load(std::memory_order_acquire);
+            fill_request(expected.data(), expected.size(), i, due);
+            if (len != expected.size() || std::memcmp(data, expected.data(), len) != 0) ++led.wrong;
+            if (i < led.timed) {
+                const auto ns = to_ns(now) - static_cast<std::int64_t>(due);
+                led.latency.record(ns > 0 ? static_cast<std::uint64_t>(ns) : 0);
+            }
+            ++led.received;
+        }
+        led.last_answer = now;
+        natsMsg_Destroy(msg);
+        led.answered.fetch_add(1, std::memory_order_release);
+        led.answered.notify_one();
+    }
+}
+
+int run_requests(const PeerOptions& o, unsigned handlers, Clock::time_point run_deadline) {
+    std::vector<Connection> responders;
+    std::vector<Subscription> responder_subs;
+    const auto served = std::make_unique<std::atomic<std::uint64_t>[]>(handlers);
+    for (unsigned h = 0; h < handlers; ++h) {
+        served[h].store(0, std::memory_order_relaxed);
+        responders.push_back(connect(o, "responder", true));
+        natsSubscription* raw = nullptr;
+        check(natsConnection_QueueSubscribe(&raw, responders.back().get(), kRequestSubject, kRequestQueue,
+                                            echo_request, &served[h]),
+              "natsConnection_QueueSubscribe (responder)");
+        responder_subs.emplace_back(raw);
+        check(natsSubscription_SetPendingLimits(raw, static_cast<int>(std::clamp<std::uint64_t>(o.count, 65'536, INT_MAX)),
+                                                1 << 30),
+              "natsSubscription_SetPendingLimits (responder)");
+        check(natsConnection_Flush(responders.back().get()), "natsConnection_Flush (responder)");
+    }
+    const Connection requester = connect(o, "requester", true);
+    natsInbox* inbox = nullptr;
+    check(natsInbox_Create(&inbox), "natsInbox_Create");
+    const std::string reply_subject = std::string(inbox) + ".r";
+    const Subscription answers = subscribe_sync(requester.get(), (std::string(inbox) + ".*").c_str(), o);
+    natsInbox_Destroy(inbox);
+
+    RequestLedger led(2 * o.count, o.count);
+    std::thread receiver([&] { receive_answers(answers.get(), o.payload_bytes, led); });
+    std::vector<char> payload(o.payload_bytes);
+    bool send_failed = false;
+    const auto send = [&](std::uint64_t i, Clock::time_point due) {
+        const auto due_ns = static_cast<std::uint64_t>(to_ns(due));
+        led.due_ns[i].store(due_ns, std::memory_order_release);
+        fill_request(payload.data(), payload.size(), i, due_ns);
+        const natsStatus s = natsConnection_PublishRequest(requester.get(), kRequestSubject, reply_subject.c_str(),
+                                                           payload.data(), static_cast<int>(payload.size()));
+        if (s != NATS_OK) {
+            std::fprintf(stderr, "nats_peer: request %llu: %s\n", static_cast<unsigned long long>(i),
+                         natsStatus_GetText(s));
+            send_failed = true;
+        }
+        return s == NATS_OK;
+    };
+    const auto drain = [&](std::uint64_t sent) {
+        const auto give_up = std::min(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                         std::chrono::duration<double>(o.drain_seconds)),
+                                      run_deadline + 1s);
+        while (led.answered.load(std::memory_order_acquire) < sent && Clock::now() < give_up)
+            std::this_thread::sleep_for(1ms);
+    };
+
+    // (a) Latency at a fixed rate.
+    const RatePacer pacer(o.rate_per_sec, Clock::now() + 10ms);
+    std::uint64_t sent = 0;
+    while (sent < o.count && !send_failed && Clock::now() < run_deadline)
+        if (send(sent, pacer.wait_until_due(sent))) ++sent;
+    const std::uint64_t sent_paced = sent;
+    drain(sent);
+
+    // (b) Flat out within the window.
+    const std::uint64_t answered_before = led.answered.load(std::memory_order_acquire);
+    const std::uint64_t backlog = sent_paced - answered_before;  // paced requests never answered
+    const Clock::time_point flat_start = Clock::now();
+    for (std::uint64_t k = 0; k < o.count && !send_failed; ++k) {
+        if ((k & 255) == 0 && Clock::now() >= run_deadline) break;
+        for (std::uint64_t done = led.answered.load(std::memory_order_acquire); sent - done >= kRequestWindow + backlog;
+             done = led.answered.load(std::memory_order_acquire))
+            led.answered.wait(done, std::memory_order_acquire);
+        if (send(sent, Clock::now())) ++sent;
+    }
+    drain(sent);
+    led.stop.store(true, std::memory_order_relaxed);
+    receiver.join();
+    g_tearing_down.store(true, std::memory_order_relaxed);
+
+    std::uint64_t total_served = 0, min_served = UINT64_MAX, max_served = 0;
+    for (unsigned h = 0; h < handlers; ++h) {
+        const std::uint64_t n = served[h].load(std::memory_order_relaxed);
+        total_served += n;
+        min_served = std::min(min_served, n);
+        max_served = std::max(max_served, n);
+    }
+    const std::uint64_t answered_flat = led.answered.load() - answered_before;
+    const double flat_seconds = answered_flat > 0 ? seconds_between(flat_start, led.last_answer) : 0.0;
+    const std::uint64_t lost = sent > led.received ? sent - led.received : 0;
+    const auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+    if (led.slow_consumer_events > 0 || dropped(answers.get()) > 0)
+        std::fprintf(stderr, "nats_peer: requester was a slow consumer: %llu events, %lld dropped\n",
+                     static_cast<unsigned long long>(led.slow_consumer_events),
+                     static_cast<long long>(dropped(answers.get())));
+    if (led.unknown > 0)
+        std::fprintf(stderr, "nats_peer: %llu answers matched no request\n", static_cast<unsigned long long>(led.unknown));
+
+    namespace detail = brook::runtime::detail;
+    std::string out = "{";
+    detail::json_field(out, "system", "nats");
+    detail::json_field(out, "scenario", "requests");
+    detail::json_field(out, "transport", "tcp");
+    detail::json_field(out, "payload_bytes", o.payload_bytes);
+    detail::json_field(out, "handlers", handlers);
+    detail::json_field(out, "sticky", "n/a");  // queue groups pick a member at random
+    detail::json_field(out, "sent", sent);
+    detail::json_field(out, "received", led.received);
+    detail::json_field(out, "lost", lost);
+    detail::json_field(out, "wrong", led.wrong);
+    detail::json_field(out, "p50_us", us(led.latency.percentile(50.0)));
+    detail::json_field(out, "p99_us", us(led.latency.percentile(99.0)));
+    detail::json_field(out, "p999_us", us(led.latency.percentile(99.9)));
+    detail::json_field(out, "max_us", us(led.latency.max()));
+    detail::json_field(out, "rate_target", o.rate_per_sec);
+    detail::json_field(out, "requests_per_sec", flat_seconds > 0 ? static_cast<double>(answered_flat) / flat_seconds : 0.0);
+    detail::json_field(out, "handler_share_min", total_served ? static_cast<double>(min_served) / total_served : 0.0);
+    detail::json_field(out, "handler_share_max", total_served ? static_cast<double>(max_served) / total_served : 0.0);
+    out += '}';
+    std::printf("%s\n", out.c_str());
+    std::fflush(stdout);
+    return lost == 0 && led.wrong == 0 && !send_failed ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -411,9 +613,20 @@ int main(int argc, char** argv) {
     rtt->add_option("--rate", o.rate_per_sec, "pings per second (0: closed loop, one in flight)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    CLI::App* req = app.add_subcommand("requests", "request/reply to a queue group: latency at --rate, then flat out");
+    add_common(req);
+    unsigned handlers = 1;
+    bool non_sticky = false;
+    req->add_option("--rate", o.rate_per_sec, "requests per second in the latency phase")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    req->add_option("--handlers", handlers, "responders in the queue group, each on its own connection")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 1024u));
+    req->add_flag("--non-sticky", non_sticky, "no-op: a queue group is never sticky");
     CLI11_PARSE(app, argc, argv);
 
-    const std::size_t min_payload = rtt->parsed() ? 16 : 8;  // sequence (+ intended send time)
+    const std::size_t min_payload = rtt->parsed() || req->parsed() ? 16 : 8;  // sequence (+ intended send time)
     if (o.payload_bytes < min_payload || o.payload_bytes > (64u << 20)) {
         std::fprintf(stderr, "nats_peer: --payload must be in [%zu, 64 MiB]\n", min_payload);
         return 1;
@@ -425,6 +638,11 @@ int main(int argc, char** argv) {
     const auto run_deadline =
         program_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.max_seconds));
 
+    if (req->parsed()) {
+        const int rc = run_requests(o, handlers, run_deadline);
+        nats_Close();
+        return rc;
+    }
     const BenchResult r = tp->parsed() ? run_throughput(o, run_deadline) : run_rtt(o, run_deadline);
     std::printf("%s\n", brook::runtime::to_json(r).c_str());
     std::fflush(stdout);

@@ -1,5 +1,6 @@
 // brook bench: the end-to-end load generator. Scenarios, each with its own fresh topics (resync
-// and sessions are in bench_sessions.cpp, deltas in bench_deltas.cpp):
+// and sessions are in bench_sessions.cpp, deltas in bench_deltas.cpp, requests in
+// bench_requests.cpp):
 //   throughput: one publisher -> one subscriber, flat out within an 8 MiB window of what the
 //               subscriber has received; messages/s delivered, losses, order
 //   rtt:        ping-pong through the broker at a fixed rate; latency measured from each
@@ -17,6 +18,7 @@
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
 #include "bench_deltas.hpp"
+#include "bench_requests.hpp"
 #include "bench_sessions.hpp"
 #include "commands.hpp"
 
@@ -225,24 +227,34 @@ Action add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   auto scenario = std::make_shared<std::string>();
   auto broker_pid = std::make_shared<long>(0);
-  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync, sessions or deltas");
+  auto handlers = std::make_shared<unsigned>(1);
+  auto non_sticky = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync, sessions, deltas or requests");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
                   "published) | sessions (broker memory per idle session, --count sessions) | "
-                  "deltas (the odds feed at --rate, without and with deltas: bytes and latency)")
+                  "deltas (the odds feed at --rate, without and with deltas: bytes and latency) | "
+                  "requests (--handlers echo handlers: latency at --rate, then requests/s flat out)")
       ->required()
-      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas"}));
+      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests"}));
   cmd->add_option("--broker-pid", *broker_pid, "sessions: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--payload", args->payload, "value bytes (default 64)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
-  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; deltas: updates per second (default 10000)");
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; deltas: updates per second; "
+                  "requests: requests per second in the latency phase (default 10000)");
+  cmd->add_option("--handlers", *handlers, "requests: handler sessions on the endpoint (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--non-sticky", *non_sticky, "requests: register the handlers round-robin, not sticky");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
-  return [args, scenario, broker_pid]() -> int {
+  return [args, scenario, broker_pid, handlers, non_sticky]() -> int {
     if (*scenario == "resync") return run_resync(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
     if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);
+    if (*scenario == "requests")
+      return run_requests({.url = args->url, .count = args->count, .rate = args->rate, .payload = args->payload,
+                           .handlers = *handlers, .sticky = !*non_sticky, .json = args->json});
     return *scenario == "throughput" ? run_throughput(*args) : run_rtt(*args);
   };
 }
