@@ -2,17 +2,24 @@
 // brook::Client sessions over loopback TCP. Handlers answer with their own name, so the
 // requester sees where each request went. Every wait is bounded; the only timing assertions
 // are "promptly": an answer well under the request's own timeout.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <fstream>
 #include <future>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -386,6 +393,115 @@ TEST(RequestHandlerGone, a_handler_whose_connection_is_cut_fails_its_requests_fa
   expect_handler_gone_then_survivor(broker.url(), ca, a, [&] { ASSERT_TRUE(proxy.reset(0)); });
 }
 
+// `brook reply ARGS` as a child process (the built CLI), its stderr in `err_path`. Dies with
+// the test process; kill() sends SIGKILL and reaps it, bounded. Main test thread only.
+class ReplyChild {
+ public:
+  ReplyChild(const std::vector<std::string>& args, const std::string& err_path) {
+    std::vector<std::string> argv{BROOK_CLI_PATH, "reply"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> c_args;
+    for (auto& a : argv) c_args.push_back(a.data());
+    c_args.push_back(nullptr);
+    int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec: the parent has threads
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (err_fd < 0 || null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(null_fd, 1) < 0 ||
+          ::dup2(err_fd, 2) < 0)
+        ::_exit(126);
+      ::execv(c_args[0], c_args.data());
+      ::_exit(127);
+    }
+    if (err_fd >= 0) ::close(err_fd);
+    if (null_fd >= 0) ::close(null_fd);
+  }
+  ~ReplyChild() { kill(); }
+  ReplyChild(const ReplyChild&) = delete;
+  ReplyChild& operator=(const ReplyChild&) = delete;
+
+  bool started() const noexcept { return pid_ > 0; }
+  // SIGKILL and reap; true once reaped (within 10 s).
+  bool kill() {
+    if (pid_ <= 0) return true;
+    ::kill(pid_, SIGKILL);
+    bool reaped = eventually(
+        [&] {
+          int status = 0;
+          return ::waitpid(pid_, &status, WNOHANG) == pid_;
+        },
+        short_wait);
+    pid_ = -1;
+    return reaped;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The hardest kill: a `brook reply` process (reconnection off, so its session ends with its
+// connection) gets SIGKILL while its --exec command holds a request.
+TEST(RequestHandlerGone, a_brook_reply_process_killed_mid_request_fails_its_requests_fast) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  const std::string dir = make_temp_dir("brook-request-kill");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      // The held command (our grandchild) outlives brook reply: end it by its pid.
+      if (auto text = read_file(dir + "/command.pid"); !text.empty())
+        if (pid_t pid = static_cast<pid_t>(std::atol(text.c_str())); pid > 1) ::kill(pid, SIGKILL);
+      remove_temp_dir(dir);
+    }
+  } cleanup{dir};
+  const std::string command = "if [ \"$(cat)\" = warm ]; then echo a; else echo $$ > " + dir +
+                              "/command.pid.tmp && mv " + dir + "/command.pid.tmp " + dir +
+                              "/command.pid; exec sleep 30; fi";
+  ReplyChild a({"--url", broker.url(), "--reconnect-timeout", "0", "--exec", command, "Svc/kill"},
+               dir + "/reply.err");
+  ASSERT_TRUE(a.started());
+  ASSERT_TRUE(eventually(
+      [&] { return read_file(dir + "/reply.err").find("handling Svc/kill") != std::string::npos; },
+      short_wait))
+      << "brook reply did not start handling: " << read_file(dir + "/reply.err");
+
+  Handler b("b");
+  Client cb, requester;
+  ASSERT_TRUE(connect_client(requester, broker.url(), "requester"));
+  auto warm = get(requester.send_request("Svc/kill", "warm", request_timeout));
+  ASSERT_TRUE(warm.status) << describe(warm);
+  ASSERT_EQ(warm.text(), "a");
+  ASSERT_TRUE(connect_client(cb, broker.url(), "b"));
+  ASSERT_TRUE(add_handler(cb, "Svc/kill", b));
+
+  auto pending = requester.send_request("Svc/kill", "held", request_timeout);
+  ASSERT_TRUE(eventually([&] { return !read_file(dir + "/command.pid").empty(); }, short_wait))
+      << "the held request's command did not start";
+  ASSERT_TRUE(a.kill()) << "brook reply was not reaped after SIGKILL";
+  auto r = get(pending, prompt);
+  EXPECT_EQ(r.status.code, ErrorCode::handler_gone)
+      << describe(r) << " (expected handler_gone within " << prompt.count()
+      << " s of the SIGKILL; the request's timeout is " << request_timeout.count() << " s)";
+  for (int i = 0; i < 10; ++i) {
+    auto next = get(requester.send_request("Svc/kill", "next", request_timeout));
+    ASSERT_TRUE(next.status) << "request " << i << " after the kill: " << describe(next);
+    EXPECT_EQ(next.text(), "b") << "request " << i;
+  }
+}
+
 TEST(RequestHandlerGone, unregistering_fails_the_handlers_requests_in_flight_and_moves_requesters) {
   BrokerProcess broker(2);
   BROOK_ASSERT_STARTED(broker);
@@ -601,7 +717,8 @@ TEST(RequestLimits, oversized_request_and_oversized_answer_are_refused_and_sessi
   auto big_request = get(requester.send_request("Svc/big", big, request_timeout), long_wait);
   EXPECT_FALSE(big_request.status)
       << "a 100,000-byte request through a 65,536-byte frame limit: " << describe(big_request);
-  std::cout << "oversized request: " << describe(big_request) << "\n";
+  // The client knows the broker's limit (from Connected) and refuses the request itself.
+  EXPECT_EQ(big_request.status.code, ErrorCode::frame_too_large) << describe(big_request);
   auto small = get(requester.send_request("Svc/big", "small", request_timeout));
   EXPECT_TRUE(small.status) << "the requester's session after the oversized request: "
                             << describe(small);
@@ -612,7 +729,9 @@ TEST(RequestLimits, oversized_request_and_oversized_answer_are_refused_and_sessi
       get(requester.send_request("Svc/big", "big answer", request_timeout), long_wait);
   EXPECT_FALSE(big_answer.status) << "a 100,000-byte answer through a 65,536-byte frame limit: "
                                   << describe(big_answer);
-  std::cout << "oversized answer: " << describe(big_answer) << "\n";
+  EXPECT_EQ(big_answer.status.code, ErrorCode::handler_failed) << describe(big_answer);
+  EXPECT_NE(big_answer.status.message.find("larger than"), std::string::npos)
+      << describe(big_answer);
   auto after = get(requester.send_request("Svc/big", "small", request_timeout));
   EXPECT_TRUE(after.status) << "the handler's session after the oversized answer: "
                             << describe(after);
