@@ -198,6 +198,7 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::current_value: on_current_value(m); break;
     case ShardMessageKind::add_handler: on_add_handler(from, m); break;
     case ShardMessageKind::remove_handler: on_remove_handler(from, m); break;
+    case ShardMessageKind::handler_presence: on_handler_presence(from, m); break;
     case ShardMessageKind::forget_requester: on_forget_requester(from, m); break;
     case ShardMessageKind::request: on_request(from, m); break;
     case ShardMessageKind::handle_request: on_handle_request(m); break;

@@ -115,6 +115,7 @@ struct EndpointHandler {
   unsigned shard;
   std::uint64_t session_token;
   bool sticky;
+  bool away = false;  // its session is disconnected (it may come back within its timeout)
 };
 struct RequesterKey {
   unsigned shard;
@@ -366,6 +367,8 @@ class Shard final : public transport::ReactorHandler {
   void answer_request(Session& s, const codec::ResponseMsg& m);
   void on_add_handler(unsigned from, const ShardMessage& message);
   void on_remove_handler(unsigned from, const ShardMessage& message);
+  void on_handler_presence(unsigned from, const ShardMessage& message);
+  void announce_handler_presence(Session& s, bool away);
   void on_forget_requester(unsigned from, const ShardMessage& message);
   void on_request(unsigned from, const ShardMessage& message);
   void on_handle_request(const ShardMessage& message);

@@ -27,6 +27,7 @@ enum class ShardMessageKind : std::uint8_t {
   // Requests (shard_requests.cpp). The endpoint's owner is the shard its path hashes to.
   add_handler,      // handler's shard -> owner: a = session token, flags = sticky, buffer = path
   remove_handler,   // handler's shard -> owner: a = session token, buffer = path
+  handler_presence, // handler's shard -> owner: a = session token, flags = away, buffer = path
   forget_requester, // requester's shard -> owner: a = session token, buffer = path (session over)
   request,          // requester's shard -> owner: a = session token, b = timeout ms,
                     //   buffer = ForwardedRequest
@@ -57,6 +58,7 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
 
 inline constexpr std::uint8_t snapshot_has_value = 1;
 inline constexpr std::uint8_t handler_sticky = 1;  // on add_handler
+inline constexpr std::uint8_t handler_away = 1;    // on handler_presence: disconnected
 // Topic properties, on snapshot and create_topic.
 inline constexpr std::uint8_t topic_conflates = 2;
 inline constexpr std::uint8_t topic_without_deltas = 4;

@@ -9,13 +9,17 @@
 //   requester's shard: RequestResult frame into the requester's session stream
 //
 // Requests and answers travel in the sessions' streams, so a handler or requester that is
-// only disconnected gets them when it resumes. A handler whose session ends (or that
-// unregisters) gets no more requests, and the requests it was serving fail at once.
+// only disconnected gets them when it resumes. While a handler is disconnected, new requests
+// go to the endpoint's connected handlers if it has any (a sticky requester comes back to it
+// once it has resumed). A handler whose session ends (or that unregisters) gets no more
+// requests, and the requests it was serving fail at once.
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 
 #include "forwarded_request.hpp"
 #include "shard.hpp"
+#include "topic_value_check.hpp"
 
 namespace brook::runtime {
 
@@ -75,6 +79,14 @@ void Shard::send_request(Session& s, const codec::RequestMsg& m) {
                             codec::TopicType::string, {}}));
     return;
   }
+  if (std::string why = invalid_value_reason(m.type, m.payload); !why.empty()) {
+    enqueue_control(s, encoder_.request_result(
+                           {m.request_id, codec::ErrorCode::invalid_value,
+                            "the request's payload is " + std::string(codec::to_string(m.type)) +
+                                " but " + why,
+                            codec::TopicType::string, {}}));
+    return;
+  }
   ++s.requests_in_flight;
   if (!s.requested_endpoints.contains(std::string(m.path)))
     s.requested_endpoints.emplace(m.path);
@@ -108,6 +120,13 @@ void Shard::answer_request(Session& s, const codec::ResponseMsg& m) {
                  codec::ErrorCode::handler_failed, "handler failed: " + std::string(m.message));
     return;
   }
+  if (std::string why = invalid_value_reason(m.type, m.payload); !why.empty()) {
+    fail_request(r.requester_shard, r.requester_token, r.request_id,
+                 codec::ErrorCode::handler_failed,
+                 "handler failed: its answer is " + std::string(codec::to_string(m.type)) +
+                     " but " + why);
+    return;
+  }
   send_to(r.requester_shard, {ShardMessageKind::request_result, 0, 0, r.request_id,
                               r.requester_token, 0, 0, answer_buffer(pool_, m.type, m.payload)});
 }
@@ -138,6 +157,13 @@ void Shard::end_requests(Session& s) {
     send_to(owner_of(path), {ShardMessageKind::forget_requester, 0, 0, 0, session_token(s), 0, 0,
                              text_buffer(pool_, path)});
   s.requested_endpoints.clear();
+}
+
+void Shard::announce_handler_presence(Session& s, bool away) {
+  for (const auto& [path, sticky] : s.handled_endpoints)
+    send_to(owner_of(path), {ShardMessageKind::handler_presence,
+                             static_cast<std::uint8_t>(away ? handler_away : 0), 0, 0,
+                             session_token(s), 0, 0, text_buffer(pool_, path)});
 }
 
 void Shard::expire_requests(Session& s, std::uint64_t now) {
@@ -231,6 +257,14 @@ void Shard::on_remove_handler(unsigned from, const ShardMessage& m) {
     send_to(from, {ShardMessageKind::reply, 0, 0, m.request_id, m.a, 0, 0, nullptr});
 }
 
+void Shard::on_handler_presence(unsigned from, const ShardMessage& m) {
+  std::string path(reinterpret_cast<const char*>(m.buffer->data()), m.buffer->size());
+  m.buffer->release();
+  if (auto it = endpoints_.find(path); it != endpoints_.end())
+    for (auto& h : it->second.handlers)
+      if (h.shard == from && h.session_token == m.a) h.away = (m.flags & handler_away) != 0;
+}
+
 void Shard::on_forget_requester(unsigned from, const ShardMessage& m) {
   std::string path(reinterpret_cast<const char*>(m.buffer->data()), m.buffer->size());
   m.buffer->release();
@@ -251,13 +285,22 @@ void Shard::on_request(unsigned from, const ShardMessage& m) {
   // Sticky unless the broker or any of the endpoint's handlers says otherwise.
   bool sticky = options_.requests_sticky;
   for (const auto& h : e.handlers) sticky = sticky && h.sticky;
-  std::size_t chosen;
+  // A disconnected handler gets new requests only when no handler is connected.
+  const bool any_connected =
+      std::any_of(e.handlers.begin(), e.handlers.end(), [](const auto& h) { return !h.away; });
+  auto usable = [&](std::size_t i) { return !any_connected || !e.handlers[i].away; };
+  std::size_t chosen = 0;
   auto stuck = sticky ? e.sticky_handler.find({from, m.a}) : e.sticky_handler.end();
-  if (stuck != e.sticky_handler.end() && stuck->second < e.handlers.size()) {
+  if (stuck != e.sticky_handler.end() && stuck->second < e.handlers.size() &&
+      usable(stuck->second)) {
     chosen = stuck->second;
   } else {
-    chosen = e.next++ % e.handlers.size();
-    if (sticky) e.sticky_handler[{from, m.a}] = chosen;
+    for (std::size_t tries = 0; tries < e.handlers.size(); ++tries) {
+      chosen = e.next++ % e.handlers.size();
+      if (usable(chosen)) break;
+    }
+    // Stuck to a handler that is away: this request goes elsewhere, later ones return to it.
+    if (sticky && stuck == e.sticky_handler.end()) e.sticky_handler[{from, m.a}] = chosen;
   }
   const EndpointHandler& h = e.handlers[chosen];
   ++counters_.requests;

@@ -224,7 +224,10 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   m.ping_interval_ms = options_.ping_interval_ms;
   m.next_sequence = s.out.oldest_unsent_sequence();
   send_control(c, encoder_.connected(m));
-  if (resumed) ++counters_.sessions_resumed;
+  if (resumed) {
+    ++counters_.sessions_resumed;
+    announce_handler_presence(s, false);
+  }
   mark_for_flush(s);
   // Frames the client sent right after Connect: processed at the end of this turn, not from
   // inside the frame loop that may be handling the Connect right now.
@@ -266,6 +269,7 @@ void Shard::detach(Session& s) {
   }
   s.waiting_connection = 0;
   s.expires_ns = now_ns() + ms_to_ns(s.reconnect_timeout_ms);
+  announce_handler_presence(s, true);
 }
 
 void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reason) {

@@ -841,5 +841,85 @@ TEST(RequestForgery, an_answer_from_a_session_that_was_not_asked_is_dropped) {
   EXPECT_TRUE(round_trip(requester));
 }
 
+// ---- a handler that is only disconnected ---------------------------------------------------
+
+// Handler a is cut off (its reconnection attempts turned away) while it holds a request of its
+// sticky requester: new requests go to the connected handler b at once, and once a has
+// resumed its session it answers the held request normally and gets its requester back.
+TEST(RequestDisconnectedHandler, new_requests_go_to_a_connected_handler_and_the_held_one_is_answered_after_the_resume) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  FaultProxy proxy(broker.port());
+  ASSERT_TRUE(proxy.listening());
+  Handler a("a"), b("b");
+  Client ca, cb, requester;
+  ClientOptions options;
+  options.url = proxy.url();
+  options.client_name = "a";
+  options.reconnect_delay = std::chrono::milliseconds(100);
+  ASSERT_TRUE(ca.connect(options));
+  ASSERT_TRUE(add_handler(ca, "Svc/away", a));
+  ASSERT_TRUE(connect_client(requester, broker.url(), "requester"));
+  ASSERT_EQ(get(requester.send_request("Svc/away", "warm", request_timeout)).text(), "a");
+  ASSERT_TRUE(connect_client(cb, broker.url(), "b"));
+  ASSERT_TRUE(add_handler(cb, "Svc/away", b));
+
+  a.hold(true);
+  auto held = requester.send_request("Svc/away", "held", request_timeout);
+  ASSERT_TRUE(a.wait_held(1));
+  proxy.refuse_new_connections(true);
+  ASSERT_TRUE(proxy.reset(0));
+  // The broker learns of the cut when its socket fails; from then on b takes the requests.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return get(requester.send_request("Svc/away", "probe", std::chrono::milliseconds(500)),
+                   prompt).text() == "b";
+      },
+      long_wait));
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(get(requester.send_request("Svc/away", "meanwhile", request_timeout)).text(), "b")
+        << "request " << i << " while a is away";
+
+  proxy.refuse_new_connections(false);
+  ASSERT_TRUE(eventually([&] { return ca.state() == ClientState::connected; }, long_wait));
+  for (auto& responder : a.take_held()) responder.respond("a, after the resume");
+  auto answer = get(held, long_wait);
+  EXPECT_TRUE(answer.status) << describe(answer);
+  EXPECT_EQ(answer.text(), "a, after the resume");
+  a.hold(false);
+  EXPECT_TRUE(eventually(
+      [&] { return get(requester.send_request("Svc/away", "back", request_timeout)).text() == "a"; },
+      long_wait))
+      << "the sticky requester did not return to a once it had resumed";
+}
+
+// ---- payload types ------------------------------------------------------------------------
+
+TEST(RequestTypes, payloads_are_checked_against_their_declared_type_both_ways) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  Client service, requester;
+  ASSERT_TRUE(connect_client(service, broker.url(), "service"));
+  ASSERT_TRUE(await(service.add_request_handler(
+      "Svc/json", [](const Request& r, Responder responder) {
+        responder.respond(r.text() == "{}" ? std::string_view("not json") : std::string_view("{\"ok\":true}"),
+                          TopicType::json);
+      })));
+  ASSERT_TRUE(connect_client(requester, broker.url(), "requester"));
+
+  auto bad_request = get(requester.send_request("Svc/json", "{oops", request_timeout, TopicType::json));
+  EXPECT_EQ(bad_request.status.code, ErrorCode::invalid_value) << describe(bad_request);
+  EXPECT_NE(bad_request.status.message.find("not valid JSON"), std::string::npos) << describe(bad_request);
+
+  auto bad_answer = get(requester.send_request("Svc/json", "{}", request_timeout, TopicType::json));
+  EXPECT_EQ(bad_answer.status.code, ErrorCode::handler_failed) << describe(bad_answer);
+  EXPECT_NE(bad_answer.status.message.find("not valid JSON"), std::string::npos) << describe(bad_answer);
+
+  auto good = get(requester.send_request("Svc/json", "[1]", request_timeout, TopicType::json));
+  EXPECT_TRUE(good.status) << describe(good);
+  EXPECT_EQ(good.type, TopicType::json);
+  EXPECT_EQ(good.text(), "{\"ok\":true}");
+}
+
 }  // namespace
 }  // namespace brook::test
