@@ -442,6 +442,8 @@ void Shard::close_slow_consumers() {
       // values instead of the backlog it could not take.
       s->overflowed = false;
       s->out.drop_unsent();
+      // The requests among the dropped frames fail now rather than at their timeout.
+      fail_served(*s, {}, "handler gone: its session's queue overflowed");
       enqueue_control(*s, encoder_.resync("queue limit: unsent updates dropped"));
       resync_subscriptions(*s);
       continue;

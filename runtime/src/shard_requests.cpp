@@ -192,6 +192,11 @@ void Shard::on_handle_request(const ShardMessage& m) {
   s->serving.emplace(id, ServedRequest{requester_shard, m.b, m.request_id,
                                        now_ns() + ms_to_ns(timeout_ms), std::string(r.path)});
   enqueue_control(*s, encoder_.handle_request({id, r.path, r.requester, r.type, r.payload}));
+  if (s->overflowed) {  // its queue is full: the request never reached it
+    s->serving.erase(id);
+    fail_request(requester_shard, m.b, m.request_id, codec::ErrorCode::handler_gone,
+                 "handler gone: its session's queue is full");
+  }
   m.buffer->release();
 }
 

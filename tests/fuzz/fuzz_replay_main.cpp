@@ -84,7 +84,7 @@ Bytes copy(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
 Bytes valid_frame(Rng& rng, FrameEncoder& encoder) {
   auto type = static_cast<TopicType>(rng.below(topic_type_count));
   auto request = static_cast<std::uint32_t>(rng.next());
-  switch (rng.below(15)) {
+  switch (rng.below(21)) {
     case 0: {
       Bytes creds = random_bytes(rng, 40);
       return copy(encoder.connect(random_text(rng, 30), random_text(rng, 20), creds));
@@ -114,6 +114,31 @@ Bytes valid_frame(Rng& rng, FrameEncoder& encoder) {
     case 12:
       return copy(
           encoder.error(static_cast<ErrorCode>(rng.below(12)), request, random_text(rng, 80)));
+    case 15:
+      return copy(encoder.refresh(static_cast<std::uint32_t>(rng.next())));
+    case 16:
+      return copy(encoder.add_handler(request, random_text(rng, 60), rng.one_in(2)));
+    case 17: {
+      Bytes payload = random_bytes(rng, 200);
+      return copy(encoder.request({request, random_text(rng, 60), type, payload,
+                                   static_cast<std::uint32_t>(rng.next())}));
+    }
+    case 18: {
+      Bytes payload = random_bytes(rng, 200);
+      std::string path = random_text(rng, 60), who = random_text(rng, 30);
+      return copy(encoder.handle_request({rng.next(), path, who, type, payload}));
+    }
+    case 19: {
+      Bytes payload = random_bytes(rng, 200);
+      std::string why = random_text(rng, 40);
+      return copy(encoder.response({rng.next(), rng.one_in(2), why, type, payload}));
+    }
+    case 20: {
+      Bytes payload = random_bytes(rng, 200);
+      std::string why = random_text(rng, 40);
+      return copy(encoder.request_result(
+          {request, static_cast<ErrorCode>(rng.below(21)), why, type, payload}));
+    }
     case 13: {
       // Now and then a path longer than the limit, which decode must refuse.
       std::string path = random_text(rng, rng.one_in(20) ? 1100 : 60);

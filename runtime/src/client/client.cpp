@@ -352,8 +352,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
       auto now = std::chrono::steady_clock::now();
       if (recovering) step_recovery(now);
-      if (!pending_requests.empty()) expire_requests(now);
       else if (!stream_closed) keep_alive(now);
+      if (!pending_requests.empty()) expire_requests(now);
       std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
       if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
@@ -386,8 +386,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     using std::chrono::milliseconds;
     auto wait = milliseconds(idle_wait_ms);
     if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
-    if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
     else wait = std::min(wait, options.ping_interval / 4);
+    if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
     return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
   }
 
@@ -899,12 +899,16 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
         break;
-      case K::request:
-        pending_requests.emplace(c.request_id, PendingRequest{std::move(c.response_promise),
-                                                              std::move(c.response_handler),
-                                                              c.deadline});
+      case K::request: {
+        PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), c.deadline};
+        if (c.frame.empty()) {  // refused before sending: the answer is the reason, in `text`
+          complete(r, failed_response(ErrorCode::frame_too_large, std::move(c.text)));
+          break;
+        }
+        pending_requests.emplace(c.request_id, std::move(r));
         append_session(c.frame);
         break;
+      }
       case K::ping: {
         std::uint64_t id = next_ping_id++;
         pings.emplace(id, std::move(c.ping_promise));
@@ -1075,14 +1079,13 @@ void Client::send_request(std::string_view path, std::span<const std::byte> payl
                                     timeout.count(), 1, 0xffffffffLL))});
   const std::size_t limit = impl_->broker_max_frame_bytes.load(std::memory_order_relaxed);
   if (frame.size() > limit) {
-    // Refused here: the broker would close the connection over a frame this large.
-    c.response_handler(failed_response(
-        ErrorCode::frame_too_large, "request payload of " + std::to_string(payload.size()) +
-                                        " bytes is larger than the broker takes (" +
-                                        std::to_string(limit) + " bytes a frame)"));
-    return;
+    // Refused here, since the broker would close the connection over a frame this large;
+    // the answer still comes on the client thread, like every other.
+    c.text = "request payload of " + std::to_string(payload.size()) +
+             " bytes is larger than the broker takes (" + std::to_string(limit) + " bytes a frame)";
+  } else {
+    c.frame.assign(frame.begin(), frame.end());
   }
-  c.frame.assign(frame.begin(), frame.end());
   impl_->submit(std::move(c));
 }
 
