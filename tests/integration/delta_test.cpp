@@ -535,8 +535,7 @@ constexpr int conflated_updates = 3000;
 
 std::string conflated_path(int topic) { return "Book/b" + std::to_string(topic); }
 // 1 KiB: a header and a 200-byte field that change with every update, the rest fixed per
-// topic, so that a delta is a fifth of the value: 30000 of them still overfill the socket
-// buffers between the broker and a stalled subscriber.
+// topic, so that a delta is a fifth of the value.
 std::string conflated_value(int topic, int i) {
   std::string v(1024, ' ');
   for (std::size_t k = 0; k < v.size(); ++k) v[k] = static_cast<char>('a' + (k * 7 + topic) % 26);
@@ -547,7 +546,11 @@ std::string conflated_value(int topic, int i) {
   return v;
 }
 
-TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_one_gets_every_delta) {
+// The conflated subscriber is cut off while the updates are published: the broker conflates
+// for a subscriber that is away, whatever the socket buffers could have held (a stalled
+// connection only conflates once the kernel's buffers are full, which depends on the
+// machine), and it resumes its session afterwards.
+TEST(DeltaConflation, subscriber_away_rebuilds_exact_values_while_a_healthy_one_gets_every_delta) {
   BrokerProcess broker(broker_config(1, "[session]\nconflate_after_bytes = 262144\n"));
   BROOK_ASSERT_STARTED(broker);
   FaultProxy proxy(broker.port());
@@ -556,7 +559,11 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
   Client publisher, healthy, slow;
   ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
   ASSERT_TRUE(connect_client(healthy, broker.url(), "healthy"));
-  ASSERT_TRUE(connect_client_once(slow, proxy.url(), "slow"));
+  ClientOptions slow_options;
+  slow_options.url = proxy.url();
+  slow_options.client_name = "slow";
+  slow_options.reconnect_delay = std::chrono::milliseconds(100);
+  ASSERT_TRUE(slow.connect(slow_options));
   healthy_seen.listen(healthy);
   slow_seen.listen(slow);
   for (int t = 0; t < conflated_topics; ++t)
@@ -565,7 +572,8 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
   ASSERT_TRUE(subscribe_recorded(healthy, "Book//", healthy_seen));
   ASSERT_TRUE(subscribe_recorded(slow, "Book//", slow_seen));
 
-  ASSERT_TRUE(proxy.stall(0, FaultProxy::Direction::to_client));
+  proxy.refuse_new_connections(true);
+  ASSERT_TRUE(proxy.reset(0));
   const std::string last_path = conflated_path(conflated_topics - 1);
   for (int i = 1; i <= conflated_updates; ++i) {
     for (int t = 0; t < conflated_topics; ++t)
@@ -577,7 +585,7 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
     }
   }
   ASSERT_TRUE(healthy_seen.wait_for_count(conflated_topics * conflated_updates, long_wait));
-  ASSERT_TRUE(proxy.resume(0));
+  proxy.refuse_new_connections(false);
   auto has_last_values = [](const Seen& s) {
     for (int t = 0; t < conflated_topics; ++t) {
       const auto& list = s.of(conflated_path(t));
@@ -586,7 +594,7 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
     return true;
   };
   ASSERT_TRUE(slow_seen.wait(has_last_values, long_wait))
-      << "the stalled subscriber did not reach the latest values: " << slow_seen.seen().describe();
+      << "the subscriber that was away did not reach the latest values: " << slow_seen.seen().describe();
 
   // The healthy one: every update, in order, and after the first as deltas.
   Seen healthy_got = healthy_seen.seen();
@@ -603,7 +611,7 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
   EXPECT_GE(healthy_deltas, static_cast<std::size_t>(conflated_topics * (conflated_updates - 1)))
       << "the healthy subscriber got updates whole that could have been deltas";
 
-  // The stalled one: fewer updates, each exactly the value published with its topic_seq.
+  // The one that was away: fewer updates, each exactly the value published with its topic_seq.
   Seen slow_got = slow_seen.seen();
   std::size_t slow_deltas = 0, slow_full = 0;
   for (int t = 0; t < conflated_topics; ++t) {
@@ -622,13 +630,13 @@ TEST(DeltaConflation, stalled_subscriber_rebuilds_exact_values_while_a_healthy_o
     }
     EXPECT_EQ(list.back().value, conflated_value(t, conflated_updates));
   }
-  RecordProperty("stalled_deltas", static_cast<int>(slow_deltas));
-  RecordProperty("stalled_whole", static_cast<int>(slow_full));
+  RecordProperty("away_deltas", static_cast<int>(slow_deltas));
+  RecordProperty("away_whole", static_cast<int>(slow_full));
   EXPECT_TRUE(slow_got.errors.empty()) << slow_got.describe();
   EXPECT_TRUE(healthy_got.errors.empty()) << healthy_got.describe();
   EXPECT_LT(slow_got.count, static_cast<std::size_t>(conflated_topics * conflated_updates))
-      << "nothing was conflated for the stalled subscriber";
-  EXPECT_EQ(slow.state(), ClientState::connected);
+      << "nothing was conflated for the subscriber that was away";
+  EXPECT_TRUE(eventually([&] { return slow.state() == ClientState::connected; }, long_wait));
   slow.close();
   healthy.close();
   publisher.close();
