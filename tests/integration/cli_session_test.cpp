@@ -23,6 +23,7 @@
 #include "broker_process.hpp"
 #include "brook/client/client.hpp"
 #include "brook/runtime/credentials.hpp"
+#include "cli_output.hpp"
 #include "fault_proxy.hpp"
 #include "update_log.hpp"
 
@@ -39,17 +40,6 @@ using std::chrono::milliseconds;
 constexpr auto long_wait = std::chrono::seconds(15);
 constexpr auto short_wait = std::chrono::seconds(10);
 constexpr auto cli_deadline = std::chrono::seconds(40);
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-bool contains(const std::string& text, std::string_view what) {
-  return text.find(what) != std::string::npos;
-}
 
 // The `brook` CLI running on its own thread; result() waits for it to exit. The thread that
 // forks the CLI lives until the CLI has been reaped, so its parent-death signal cannot fire early.

@@ -13,19 +13,13 @@
 
 #include "broker_process.hpp"
 #include "brook/client/client.hpp"
+#include "cli_output.hpp"
 #include "update_log.hpp"
 
 namespace brook::test {
 namespace {
 
 constexpr auto long_wait = std::chrono::seconds(60);
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
 
 class Cli : public ::testing::Test {
  protected:

@@ -28,6 +28,7 @@
 #include "brook/client/json.hpp"
 #include "brook/codec/delta.hpp"
 #include "brook/codec/messages.hpp"
+#include "cli_output.hpp"
 #include "fake_broker.hpp"
 #include "fault_proxy.hpp"
 #include "update_log.hpp"
@@ -948,13 +949,6 @@ TEST_F(DeltaRefusal, delta_copying_outside_the_held_value_is_never_applied_and_t
 }
 
 // ---- 8. the command line ----------------------------------------------------------------------
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
 
 std::vector<std::string> fields_of(const std::string& line) {
   std::vector<std::string> fields;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "broker_process.hpp"
+#include "cli_output.hpp"
 
 #ifndef BROOK_CLI_PATH
 #error "BROOK_CLI_PATH must name the brook executable (tests/CMakeLists.txt defines it)"
@@ -35,17 +36,6 @@ using std::chrono::milliseconds;
 constexpr auto cli_deadline = std::chrono::seconds(30);
 constexpr auto start_wait = std::chrono::seconds(15);
 constexpr auto stop_wait = std::chrono::seconds(10);
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-bool contains(const std::string& text, std::string_view what) {
-  return text.find(what) != std::string::npos;
-}
 
 int remaining_ms(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
