@@ -25,11 +25,15 @@ int main(int argc, char** argv) {
   std::string listen;
   unsigned shards = 0;
   bool no_pin = false;
+  std::string shm_path;
+  bool spin = false;
   CLI::App app{"brookd: the Brook pub/sub broker"};
   app.add_option("--config", config_path, "TOML configuration file ([broker] table)");
   app.add_option("--listen", listen, "HOST:PORT to accept TCP clients on (port 0 picks one)");
   app.add_option("--shards", shards, "shard threads (default: one per core)");
   app.add_flag("--no-pin", no_pin, "do not pin shard threads to cores");
+  app.add_option("--shm", shm_path, "Unix socket PATH for shared-memory clients (shm://PATH)");
+  app.add_flag("--spin", spin, "shards busy-poll instead of sleeping (lowest latency, a core each)");
   CLI11_PARSE(app, argc, argv);
 
   if (!config_path.empty()) {
@@ -42,6 +46,8 @@ int main(int argc, char** argv) {
   if (!listen.empty()) options.listen = listen;
   if (shards) options.shards = shards;
   if (no_pin) options.pin_threads = false;
+  if (!shm_path.empty()) options.shm_path = shm_path;
+  if (spin) options.spin = true;
   if (auto error = options.validate(); !error.empty()) {
     std::cerr << "brookd: " << error << "\n";
     return 2;
@@ -65,6 +71,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
+  if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   std::fflush(stdout);
   std::fprintf(stderr, "brookd: %u shard(s)\n", broker.shard_count());
 

@@ -51,7 +51,7 @@ FrameSplit split_frame(std::span<const std::byte> bytes, std::uint32_t max_frame
   if (bytes.size() < frame_header_bytes) return {SplitStatus::need_more, 0};
   auto size = load_le<std::uint32_t>(bytes.data());
   auto kind = load_le<std::uint16_t>(bytes.data() + 4);
-  if (size < frame_header_bytes || kind < 1 || kind > 3) return {SplitStatus::malformed, 0};
+  if (size < frame_header_bytes || kind < 1 || kind > max_frame_kind) return {SplitStatus::malformed, 0};
   if (size > max_frame_bytes) return {SplitStatus::too_large, size};
   if (bytes.size() < size) return {SplitStatus::need_more, size};
   return {SplitStatus::frame, size};

@@ -34,6 +34,16 @@ Decoded decode_update(std::span<const std::byte> frame) {
   return Decoded{DecodeError::none, u};
 }
 
+Decoded decode_shared_update(std::span<const std::byte> frame) {
+  if (frame.size() != shared_update_bytes) return fail(DecodeError::bad_header);
+  Decoded head = decode_update(frame.first(update_head_bytes));
+  if (!head.ok()) return head;
+  const std::byte* p = frame.data();
+  SharedUpdateMsg m{std::get<UpdateMsg>(head.message), load_le<std::uint64_t>(p + 32),
+                    load_le<std::uint32_t>(p + 40), load_le<std::uint16_t>(p + 44)};
+  return Decoded{DecodeError::none, m};
+}
+
 Decoded decode_publish(std::span<const std::byte> frame) {
   if (frame.size() < publish_head_bytes) return fail(DecodeError::bad_header);
   const std::byte* p = frame.data();
@@ -185,6 +195,7 @@ Decoded FrameDecoder::decode(std::span<const std::byte> frame) {
   switch (kind) {
     case FrameKind::update: return decode_update(frame);
     case FrameKind::publish: return decode_publish(frame);
+    case FrameKind::shared_update: return decode_shared_update(frame);
     case FrameKind::control: break;
     default: return fail(DecodeError::unknown_kind);
   }

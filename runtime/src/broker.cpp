@@ -5,11 +5,14 @@
 
 #include <cstring>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include "authenticator.hpp"
 #include "brook/runtime/credentials.hpp"
+#include "brook/transport/shm_segment.hpp"
 #include "brook/transport/tcp.hpp"
+#include "brook/transport/unix_socket.hpp"
 #include "shard.hpp"
 
 namespace brook::runtime {
@@ -23,6 +26,7 @@ struct Broker::Impl {
   std::vector<std::unique_ptr<Shard>> shards;
   std::vector<std::thread> threads;
   int listen_fd = -1;
+  int shm_listen_fd = -1;
   std::string address;
   bool stopped = false;
 };
@@ -54,6 +58,25 @@ std::string Broker::start() {
 
   auto& mesh = impl_->mesh;
   mesh.shard_count = count;
+  if (!o.shm_path.empty()) {
+    try {
+      for (unsigned i = 0; i < count; ++i) {
+        mesh.broadcast.push_back(transport::SharedSegment::create(
+            "brook-broadcast", transport::broadcast_segment_bytes(o.shm_broadcast_bytes)));
+        mesh.broadcast_logs.push_back(
+            transport::init_broadcast_segment(mesh.broadcast.back().bytes(), o.shm_broadcast_bytes));
+        int read_only = mesh.broadcast.back().seal_and_open_read_only();
+        if (read_only < 0) return std::string("cannot seal a broadcast segment: ") + std::strerror(-read_only);
+        mesh.broadcast_read_only_fds.push_back(read_only);
+        mesh.broadcast.back().close_fd();
+      }
+    } catch (const std::system_error& e) {
+      return std::string("cannot create shared memory: ") + e.what();
+    }
+    impl_->shm_listen_fd = transport::listen_unix(o.shm_path);
+    if (impl_->shm_listen_fd < 0)
+      return "cannot listen on " + o.shm_path + ": " + std::strerror(-impl_->shm_listen_fd);
+  }
   for (unsigned i = 0; i < count * count; ++i)
     mesh.rings.push_back(std::make_unique<transport::SpscRing<ShardMessage>>(o.mailbox_capacity));
   for (unsigned i = 0; i < count; ++i) {
@@ -64,7 +87,8 @@ std::string Broker::start() {
   for (unsigned i = 0; i < count; ++i) {
     Shard* shard = impl_->shards[i].get();
     int fd = i == 0 ? impl_->listen_fd : -1;
-    impl_->threads.emplace_back([shard, fd] { shard->run(fd); });
+    int shm_fd = i == 0 ? impl_->shm_listen_fd : -1;
+    impl_->threads.emplace_back([shard, fd, shm_fd] { shard->run(fd, shm_fd); });
   }
   for (auto& shard : impl_->shards) shard->wait_ready();
   return {};
@@ -78,11 +102,19 @@ void Broker::stop() {
   // down, which the kernel finishes after we exit; a broker restarted at once on the same
   // port would find it still listening.
   if (impl_->listen_fd >= 0) ::shutdown(impl_->listen_fd, SHUT_RDWR);
+  if (impl_->shm_listen_fd >= 0) {
+    ::shutdown(impl_->shm_listen_fd, SHUT_RDWR);
+    ::unlink(impl_->options.shm_path.c_str());
+  }
   for (auto& t : impl_->threads) t.join();
   impl_->authenticator.reset();  // its worker may still wake a shard until here
   for (auto& shard : impl_->shards) shard->release_buffers();
   if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
   impl_->listen_fd = -1;
+  if (impl_->shm_listen_fd >= 0) ::close(impl_->shm_listen_fd);
+  impl_->shm_listen_fd = -1;
+  for (int fd : impl_->mesh.broadcast_read_only_fds) ::close(fd);
+  impl_->mesh.broadcast_read_only_fds.clear();
 }
 
 std::string Broker::listen_address() const { return impl_->address; }

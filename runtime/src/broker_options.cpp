@@ -21,6 +21,10 @@ std::string BrokerOptions::validate() const {
   if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
     return "io.recv_buffer_count must be a power of two up to 32768";
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
+  if (shm_ring_bytes < 4096 || !std::has_single_bit(shm_ring_bytes))
+    return "shm.ring_bytes must be a power of two of at least 4096";
+  if (shm_broadcast_bytes < 65536 || !std::has_single_bit(shm_broadcast_bytes))
+    return "shm.broadcast_bytes must be a power of two of at least 65536";
   return {};
 }
 
@@ -46,6 +50,22 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("broker", "listen", o.listen);
   read("broker", "shards", o.shards);
   read("broker", "pin_threads", o.pin_threads);
+  read("broker", "spin", o.spin);
+  read("shm", "path", o.shm_path);
+  read("shm", "ring_bytes", o.shm_ring_bytes);
+  read("shm", "broadcast_bytes", o.shm_broadcast_bytes);
+  for (auto [key, list] : {std::pair{"allow_uids", &o.shm_allow_uids}, std::pair{"allow_gids", &o.shm_allow_gids}}) {
+    auto node = config["shm"][key];
+    if (!node) continue;
+    auto* array = node.as_array();
+    if (!array) return std::string("shm.") + key + " must be an array of numbers";
+    list->clear();
+    for (auto& item : *array) {
+      auto id = item.value<std::int64_t>();
+      if (!id || *id < 0 || *id > 0xffffffffLL) return std::string("shm.") + key + " must be an array of numbers";
+      list->push_back(static_cast<std::uint32_t>(*id));
+    }
+  }
   read("limits", "max_frame_bytes", o.max_frame_bytes);
   read("limits", "max_connections_per_shard", o.max_connections_per_shard);
   read("session", "queue_max_frames", o.session_queue_max_frames);

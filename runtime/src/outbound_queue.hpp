@@ -28,6 +28,8 @@ struct OutFrame {
   std::uint32_t body_offset = 0;
   std::uint32_t body_bytes = 0;
   SharedBuffer* body = nullptr;  // one reference owned by the queue
+  // Shared memory: the body's position in the shard's broadcast log plus one (0: not there).
+  std::uint64_t shared_at = 0;
   std::size_t wire_bytes() const noexcept { return head_bytes + std::size_t{body_bytes}; }
 };
 
@@ -67,6 +69,26 @@ class OutboundQueue {
   // Heads and small bodies are copied into a staging buffer from `pool` that stays put until
   // complete(); larger bodies are referenced. Returns the iovec count.
   std::size_t gather(std::span<::iovec> iov, BufferPool& pool);
+  // Copying transports (shared memory): hands the unsent frames, in order, to
+  // take(frame, skip), skip being the bytes of it already sent, which returns how many of the
+  // rest it took; stops at the first frame it does not take whole. What it took counts as sent
+  // at once, as complete() does. Returns the bytes taken. Only while no send is in flight.
+  template <class Take>
+  std::size_t send_by_copy(Take&& take) {
+    std::size_t total = 0;
+    std::size_t skip = sent_partly_;
+    for (std::uint64_t p = sent_; p != tail_; ++p) {
+      const OutFrame& f = at(p);
+      const std::size_t rest = f.wire_bytes() - skip;
+      const std::size_t n = take(f, skip);
+      total += n;
+      if (n < rest) break;
+      skip = 0;
+    }
+    complete(total);
+    return total;
+  }
+
   // The kernel took `bytes` of the in-flight frames: they move into the recovery window.
   void complete(std::size_t bytes);
   // The send in flight failed or the connection is gone: nothing is in flight any more, and

@@ -40,7 +40,7 @@ void Shard::release_buffers() {
   connections_.clear();
   sessions_.clear();  // their queues release their frames
   for (auto& queue : overflow_) {
-    for (auto& m : queue) release_buffers_of(m);
+    for (auto& m : queue) release_message(m);
     queue.clear();
   }
   overflow_count_ = 0;
@@ -50,7 +50,7 @@ void Shard::release_buffers() {
   });
   // Records still in the rings towards this shard carry references too.
   for (unsigned from = 0; from < mesh_.shard_count; ++from)
-    mesh_.ring(from, index_).drain([](const ShardMessage& m) { release_buffers_of(m); });
+    mesh_.ring(from, index_).drain([](const ShardMessage& m) { release_message(m); });
 }
 
 void Shard::wait_ready() {
@@ -63,7 +63,7 @@ void Shard::request_stop() {
   if (ready_.load(std::memory_order_acquire)) reactor_->wake();
 }
 
-void Shard::run(int listen_fd) {
+void Shard::run(int listen_fd, int shm_listen_fd) {
   BufferPool::thread_pool() = &pool_;
   if (options_.pin_threads) {
     unsigned cores = std::thread::hardware_concurrency();
@@ -80,6 +80,9 @@ void Shard::run(int listen_fd) {
   reactor_ = std::make_unique<transport::Reactor>(ro);
   listen_fd_ = listen_fd;
   if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
+  shm_listen_fd_ = shm_listen_fd;
+  if (index_ < mesh_.broadcast_logs.size()) broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_]);
+  if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
   ready_.store(true, std::memory_order_release);
 
   // acquire: pairs with the release store in request_stop.
@@ -92,6 +95,7 @@ void Shard::run(int listen_fd) {
     if (!to_resume_.empty() && !back_pressured()) resume_attached();
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
+    if (!shm_slots_.empty()) poll_shm();
     const std::uint64_t now = turn_start;
     if (now >= next_liveness_check_ns_) {
       check_liveness(now);
@@ -101,7 +105,7 @@ void Shard::run(int listen_fd) {
     wake_peers();
 
     int timeout_ms = 0;
-    if (work == 0 && !back_pressured()) {
+    if (work == 0 && !back_pressured() && !options_.spin && (shm_slots_.empty() || shm_quiet())) {
       // Tell producers we may sleep, then look once more: a record pushed before our store
       // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
       // seq_cst: a full barrier between this store and the ring loads in inbound_pending();
@@ -117,6 +121,27 @@ void Shard::run(int listen_fd) {
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
     reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
     sleeping_.store(false, std::memory_order_relaxed);
+    if (timeout_ms != 0 && !shm_slots_.empty()) shm_awake();
+  }
+  // The kernel writes into each armed doorbell's link: take them back before the links go.
+  for (std::uint32_t slot : shm_slots_)
+    if (Connection* c = connections_[slot].get(); c && c->shm && c->shm->doorbell_armed)
+      reactor_->cancel(transport::Op::read, token_of(*c));
+  for (int i = 0; i < 100 && doorbells_armed(); ++i) reactor_->run_once(*this, 10);
+}
+
+bool Shard::doorbells_armed() const {
+  for (std::uint32_t slot : shm_slots_)
+    if (const Connection* c = connections_[slot].get(); c && c->shm && c->shm->doorbell_armed)
+      return true;
+  return false;
+}
+
+void Shard::release_message(const ShardMessage& m) {
+  release_buffers_of(m);
+  if (m.kind == ShardMessageKind::new_connection) {
+    delete reinterpret_cast<ShmLink*>(m.b);
+    ::close(static_cast<int>(m.a));
   }
 }
 
@@ -185,7 +210,9 @@ void Shard::wake_peers() {
 
 void Shard::handle_message(unsigned from, const ShardMessage& m) {
   switch (m.kind) {
-    case ShardMessageKind::new_connection: adopt_connection(static_cast<int>(m.a), m.buffer); break;
+    case ShardMessageKind::new_connection:
+      adopt_connection(static_cast<int>(m.a), m.buffer, m.flags, reinterpret_cast<ShmLink*>(m.b));
+      break;
     case ShardMessageKind::publish: on_publish(from, m); break;
     case ShardMessageKind::create_topic: on_create_topic(from, m); break;
     case ShardMessageKind::reply: on_reply(m); break;
@@ -218,11 +245,13 @@ void Shard::on_completion(const transport::Completion& completion) {
         // makes placement predictable for tests and even for many clients.
         unsigned target = next_connection_shard_++ % mesh_.shard_count;
         ++counters_.connections_accepted;
-        send_to(target, {ShardMessageKind::new_connection, 0, 0, 0,
+        const std::uint8_t flags = completion.token == 1 ? connection_shm : 0;
+        send_to(target, {ShardMessageKind::new_connection, flags, 0, 0,
                          static_cast<std::uint64_t>(completion.result), 0, 0, nullptr});
       }
       if (!completion.more && !stop_requested_.load(std::memory_order_relaxed))
-        reactor_->accept_multishot(listen_fd_, 0);
+        reactor_->accept_multishot(completion.token == 1 ? shm_listen_fd_ : listen_fd_,
+                                   completion.token);
       break;
     }
     case Op::recv:
@@ -231,13 +260,17 @@ void Shard::on_completion(const transport::Completion& completion) {
     case Op::send:
       if (Connection* c = connection_for(completion.token)) on_send(*c, completion.result);
       break;
+    case Op::read:
+      if (Connection* c = connection_for(completion.token)) on_doorbell(*c, completion.result);
+      break;
     case Op::cancel:
+    case Op::write:
       break;
   }
 }
 
 std::string Shard::describe_counters() const {
-  char line[1024];
+  char line[1280];
   std::snprintf(line, sizeof line,
                 "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
@@ -245,7 +278,7 @@ std::string Shard::describe_counters() const {
                 "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
                 "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu "
                 "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
-                "responses=%llu stray_responses=%llu",
+                "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -269,7 +302,9 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.delta_deliveries,
                 (unsigned long long)counters_.refreshes,
                 (unsigned long long)counters_.requests, (unsigned long long)counters_.responses,
-                (unsigned long long)counters_.stray_responses);
+                (unsigned long long)counters_.stray_responses,
+                (unsigned long long)broadcast_.bodies_written(),
+                (unsigned long long)counters_.shared_deliveries);
   return line;
 }
 

@@ -38,6 +38,8 @@
 #include "authenticator.hpp"
 #include "outbound_queue.hpp"
 #include "shard_message.hpp"
+#include "shm_broadcast_log.hpp"
+#include "shm_link.hpp"
 
 namespace brook::runtime {
 
@@ -56,6 +58,11 @@ struct Mesh {
   unsigned shard_count = 0;
   std::vector<std::unique_ptr<transport::SpscRing<ShardMessage>>> rings;  // [from * n + to]
   std::vector<Shard*> shards;
+  // Shared memory: one broadcast segment per shard (written by that shard only), and the
+  // read-only descriptors of all of them that every shm client is handed.
+  std::vector<transport::SharedSegment> broadcast;
+  std::vector<std::span<std::byte>> broadcast_logs;  // the log inside each segment
+  std::vector<int> broadcast_read_only_fds;
   transport::SpscRing<ShardMessage>& ring(unsigned from, unsigned to) {
     return *rings[from * shard_count + to];
   }
@@ -81,6 +88,7 @@ struct ShardCounters {
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t mailbox_overflows = 0;
   std::uint64_t conflated = 0;
+  std::uint64_t shared_deliveries = 0;  // broadcast log references written to shm clients' rings
   std::uint64_t deltas_computed = 0;   // owner: updates for which a delta was smaller
   std::uint64_t delta_deliveries = 0;  // subscriber side: deliveries sent as a delta
   std::uint64_t refreshes = 0;         // clients that asked for a full value again
@@ -174,6 +182,13 @@ struct TopicBinding {
   std::uint64_t held_topic_seq = 0;
 };
 
+// An update's bodies in the shard's broadcast log, written for its first shm subscriber
+// (position + 1; 0: not yet; ~0: not shared, sent inline).
+struct SharedBodies {
+  std::uint64_t value_at = 0;
+  std::uint64_t delta_at = 0;
+};
+
 // What a session's queue took of an update: nothing (closed or full), the value or the delta.
 enum class QueuedBody : std::uint8_t { nothing, value, delta };
 
@@ -265,6 +280,8 @@ struct Connection {
   unsigned handoff_shard = 0;
   ::msghdr msg{};
   std::vector<::iovec> iov;
+  // A shared-memory connection: frames flow through its rings, and `fd` is the Unix socket.
+  std::unique_ptr<ShmLink> shm;
 };
 
 class Shard final : public transport::ReactorHandler {
@@ -273,8 +290,9 @@ class Shard final : public transport::ReactorHandler {
         Authenticator* authenticator = nullptr);
   ~Shard() override;
 
-  // Runs on the shard's thread until stop is requested. `listen_fd` >= 0 only on shard 0.
-  void run(int listen_fd);
+  // Runs on the shard's thread until stop is requested. The listening sockets (TCP, and the
+  // Unix socket of shared memory) are >= 0 only on shard 0.
+  void run(int listen_fd, int shm_listen_fd = -1);
   void request_stop();
   // Any thread: makes the shard run a turn soon (used by the authenticator's worker).
   void wake() { if (ready_.load(std::memory_order_acquire)) reactor_->wake(); }
@@ -299,7 +317,7 @@ class Shard final : public transport::ReactorHandler {
   bool back_pressured() const noexcept { return overflow_count_ > 0; }
 
   // Connections (shard_connections.cpp).
-  void adopt_connection(int fd, SharedBuffer* received);
+  void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, ShmLink* link);
   void on_recv(Connection& c, const transport::Completion& completion);
   void on_send(Connection& c, int result);
   void process_input(Connection& c, std::span<const std::byte> data);
@@ -322,6 +340,23 @@ class Shard final : public transport::ReactorHandler {
     return (std::uint64_t{c.generation} << 32) | c.slot;
   }
   void mark_for_flush(Connection& c);
+
+  // Shared-memory connections (shard_shm.cpp).
+  bool attach_shm(Connection& c, int fd, std::uint8_t flags, ShmLink* link);
+  void poll_shm();
+  void read_shm(Connection& c);
+  void send_shm(Connection& c);
+  // The oldest broadcast position an shm client may still read (`head` when none).
+  std::uint64_t oldest_shared_pin(std::uint64_t head);
+  // Before sleeping: asks every shm client to ring; false when one has work for us already.
+  bool shm_quiet();
+  void shm_awake();
+  void arm_doorbell(Connection& c);
+  void on_doorbell(Connection& c, int result);
+  void forget_shm(Connection& c);
+  bool doorbells_armed() const;
+  // Drops a record that will never be handled (at shutdown), with what it owns.
+  static void release_message(const ShardMessage& m);
 
   // Sessions (shard_sessions.cpp).
   unsigned session_shard(std::string_view principal, std::int64_t number) const;
@@ -393,7 +428,10 @@ class Shard final : public transport::ReactorHandler {
   // references: the caller adds one for each body the queue kept.
   QueuedBody enqueue_update(Session& s, TopicBinding& binding, bool conflate,
                             std::uint64_t topic_seq, SharedBuffer* frame, SharedBuffer* delta,
-                            std::uint16_t flags = codec::frame_flag_sequenced);
+                            std::uint16_t flags = codec::frame_flag_sequenced,
+                            SharedBodies* shared = nullptr);
+  // out.shared_at for an shm subscriber: the body's place in the broadcast log.
+  std::uint64_t share_body(SharedBodies& shared, bool delta, const OutFrame& out);
   void refresh(Session& s, std::uint32_t alias);
   void on_current_value(const ShardMessage& message);
   void bind(Session& s, std::uint64_t topic_key, const ShardMessage& snapshot, bool resync);
@@ -408,6 +446,11 @@ class Shard final : public transport::ReactorHandler {
   // seq_cst store/fence with the peers' fence/load: Dekker-style "am I asleep" handshake.
   std::atomic<bool> sleeping_{false};
   int listen_fd_ = -1;
+  int shm_listen_fd_ = -1;
+  std::vector<std::uint32_t> shm_slots_;  // connections over shared memory
+  std::vector<std::uint32_t> shm_polling_;
+  std::vector<std::byte> shm_scratch_;    // frames copied out of a ring before they are read
+  ShmBroadcastLog broadcast_;
   unsigned next_connection_shard_ = 0;
 
   BufferPool pool_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <variant>
 
@@ -35,14 +36,26 @@ Connection* Shard::connection_for(std::uint64_t token) {
   return c->generation == generation ? c : nullptr;
 }
 
-void Shard::adopt_connection(int fd, SharedBuffer* received) {
+void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, ShmLink* link) {
+  std::unique_ptr<ShmLink> shm(link);
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);
     if (received) received->release();
     return;
   }
-  if (!received) transport::tune_connection(fd);
+  if (flags & connection_shm) {
+    std::string why;
+    shm = accept_shm_peer(fd, options_, mesh_.broadcast_read_only_fds, why);
+    if (!shm) {
+      ++counters_.refused_requests;
+      std::fprintf(stderr, "brookd: %s\n", why.c_str());
+      ::close(fd);
+      return;
+    }
+  } else if (!received && !shm) {
+    transport::tune_connection(fd);
+  }
   std::uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -60,6 +73,11 @@ void Shard::adopt_connection(int fd, SharedBuffer* received) {
   c.generation = generation;
   c.last_heard_ns = now_ns();
   ++open_connections_;
+  if (shm) {
+    c.shm = std::move(shm);
+    shm_slots_.push_back(slot);
+    arm_doorbell(c);
+  }
   if (received) {
     // Handed over by the shard that accepted it: what it read (Connect first) comes first.
     process_input(c, received->bytes());
@@ -75,7 +93,9 @@ void Shard::adopt_connection(int fd, SharedBuffer* received) {
 }
 
 void Shard::on_recv(Connection& c, const transport::Completion& completion) {
-  if (completion.result > 0) {
+  if (completion.result > 0 && c.shm) {
+    // A shm client's frames come through its ring; the socket only tells us it is gone.
+  } else if (completion.result > 0) {
     counters_.bytes_in += static_cast<std::uint64_t>(completion.result);
     c.last_heard_ns = now_ns();
     c.ping_sent_ns = 0;  // any bytes prove the peer alive
@@ -102,7 +122,8 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
   }
   if (completion.result == -ECANCELED && c.paused) return;
   // EOF or a socket error: the connection is gone; its session (if any) waits for the
-  // client to come back.
+  // client to come back. A shm client that is gone reads nothing more from its ring.
+  if (c.shm) c.send_failed = true;
   begin_close(c);
 }
 
@@ -350,6 +371,10 @@ void Shard::flush_sessions() {
 void Shard::start_send(Connection& c) {
   std::size_t n = 0;
   if (c.send_failed) return;
+  if (c.shm) {
+    if (!c.shm->waiting_for_space) send_shm(c);  // else poll_shm() comes back when there is room
+    return;
+  }
   Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
   // A closing connection sends its session's frames only as an ending session's last words;
   // otherwise they wait for the session's next connection.
@@ -479,12 +504,14 @@ void Shard::begin_close(Connection& c) {
   if (!c.closing) {
     c.closing = true;
     if (c.recv_armed) reactor_->cancel(transport::Op::recv, token_of(c));
+    if (c.shm && c.shm->doorbell_armed) reactor_->cancel(transport::Op::read, token_of(c));
   }
   mark_for_flush(c);
 }
 
 void Shard::maybe_release(Connection& c) {
   if (!c.closing || c.send_in_flight || c.recv_armed) return;
+  if (c.shm && c.shm->doorbell_armed) return;  // the kernel still writes into the link
   // Frames still to go out before the close: an ending session's last words.
   const bool ending = c.session && c.session->ended && c.session->connection == &c;
   if (!c.send_failed && (!c.control_out.empty() || (ending && !c.session->out.empty()))) return;
@@ -494,6 +521,7 @@ void Shard::maybe_release(Connection& c) {
   ++counters_.connections_closed;
   --open_connections_;
   if (Session* s = c.session; s && s->connection == &c) detach(*s);
+  if (c.shm) forget_shm(c);
   std::uint32_t slot = c.slot;
   connections_[slot].reset();
   free_slots_.push_back(slot);

@@ -164,8 +164,10 @@ void Shard::on_deliver(const ShardMessage& m) {
   // references are added once at the end, not one atomic operation per subscriber.
   std::uint32_t value_users = 0, delta_users = 0;
   const bool conflate = it->second.conflate;
+  SharedBodies shared;  // written once, for every shm subscriber here
   for (const auto& s : it->second.subscribers) {
-    switch (enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer, m.delta)) {
+    switch (enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer, m.delta,
+                           codec::frame_flag_sequenced, broadcast_.enabled() ? &shared : nullptr)) {
       case QueuedBody::value: ++value_users; break;
       case QueuedBody::delta: ++delta_users; break;
       case QueuedBody::nothing: break;
@@ -177,7 +179,7 @@ void Shard::on_deliver(const ShardMessage& m) {
 
 QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,
                                  std::uint64_t topic_seq, SharedBuffer* frame,
-                                 SharedBuffer* delta, std::uint16_t flags) {
+                                 SharedBuffer* delta, std::uint16_t flags, SharedBodies* shared) {
   if (c.ended || c.overflowed) return QueuedBody::nothing;
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
   OutFrame out;
@@ -198,6 +200,7 @@ QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflat
       flags |= codec::frame_flags(queued->head.data()) & codec::frame_flag_resync;
       codec::write_update_head(out.head.data(), publish.value_bytes, binding.queued_sequence,
                                topic_seq, binding.alias, codec::UpdateEncoding::full, flags);
+      if (shared && c.connection && c.connection->shm) out.shared_at = share_body(*shared, false, out);
       c.out.replace(binding.queued_sequence, out);
       binding.held_topic_seq = topic_seq;
       ++counters_.conflated;
@@ -215,6 +218,8 @@ QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflat
   codec::write_update_head(out.head.data(), out.body_bytes, sequence, topic_seq, binding.alias,
                            encoding, flags);
   if (conflate) binding.queued_sequence = sequence;
+  if (shared && c.connection && c.connection->shm)
+    out.shared_at = share_body(*shared, encoding == codec::UpdateEncoding::delta, out);
   if (!c.out.push(out)) {
     mark_overflowed(c);
     return QueuedBody::nothing;
@@ -224,6 +229,20 @@ QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflat
   if (encoding == codec::UpdateEncoding::delta) ++counters_.delta_deliveries;
   mark_for_flush(c);
   return encoding == codec::UpdateEncoding::delta ? QueuedBody::delta : QueuedBody::value;
+}
+
+std::uint64_t Shard::share_body(SharedBodies& shared, bool delta, const OutFrame& out) {
+  std::uint64_t& at = delta ? shared.delta_at : shared.value_at;
+  if (at == 0) {
+    // A body no larger than a reference's extra 16 bytes goes inline.
+    std::optional<std::uint64_t> position;
+    if (out.body_bytes > codec::shared_update_bytes - codec::update_head_bytes)
+      position = broadcast_.append(
+          std::span<const std::byte>(out.body->data() + out.body_offset, out.body_bytes),
+          [this](std::uint64_t head) { return oldest_shared_pin(head); });
+    at = position ? *position + 1 : ~0ull;
+  }
+  return at == ~0ull ? 0 : at;
 }
 
 void Shard::refresh(Session& s, std::uint32_t alias) {

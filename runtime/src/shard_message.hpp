@@ -11,7 +11,9 @@ namespace brook::runtime {
 
 enum class ShardMessageKind : std::uint8_t {
   new_connection,   // shard 0 -> any: `a` = accepted fd; or a connection handed to its
-                    //   session's shard: buffer = the bytes received so far (Connect first)
+                    //   session's shard: buffer = the bytes received so far (Connect first);
+                    //   flags: connection_shm (a Unix socket to check and set up) or
+                    //   connection_shm_link (set up: `b` = its ShmLink*, owned by the record)
   publish,          // session shard -> owner: buffer = publish frame; a = session token
   create_topic,     // session shard -> owner: buffer = publish frame with empty value
   reply,            // owner -> session shard: a = session token, request_id, code (0 = ok)
@@ -56,6 +58,8 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
   if (m.delta) m.delta->release();
 }
 
+inline constexpr std::uint8_t connection_shm = 1;
+inline constexpr std::uint8_t connection_shm_link = 2;
 inline constexpr std::uint8_t snapshot_has_value = 1;
 inline constexpr std::uint8_t handler_sticky = 1;  // on add_handler
 inline constexpr std::uint8_t handler_away = 1;    // on handler_presence: disconnected

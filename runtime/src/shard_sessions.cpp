@@ -297,6 +297,7 @@ void Shard::free_session(Session& s) {
 void Shard::start_handoff(Connection& c, unsigned shard) {
   c.state = ConnectionState::handing_off;
   c.handoff_shard = shard;
+  if (c.shm && c.shm->doorbell_armed) reactor_->cancel(transport::Op::read, token_of(c));
   if (c.recv_armed)
     reactor_->cancel(transport::Op::recv, token_of(c));  // on_recv() finishes the handoff
   else if (!c.paused)
@@ -305,11 +306,20 @@ void Shard::start_handoff(Connection& c, unsigned shard) {
 }
 
 void Shard::finish_handoff(Connection& c) {
+  if (c.recv_armed || (c.shm && c.shm->doorbell_armed)) return;  // the last one comes back here
+  std::uint8_t flags = 0;
+  ShmLink* link = nullptr;
+  if (c.shm) {
+    forget_shm(c);
+    flags = connection_shm_link;
+    link = c.shm.release();
+  }
   SharedBuffer* received = pool_.allocate(c.assembly.size());
   std::memcpy(received->data(), c.assembly.data(), c.assembly.size());
   received->set_size(static_cast<std::uint32_t>(c.assembly.size()));
-  send_to(c.handoff_shard, {ShardMessageKind::new_connection, 0, 0, 0,
-                            static_cast<std::uint64_t>(c.fd), 0, 0, received});
+  send_to(c.handoff_shard, {ShardMessageKind::new_connection, flags, 0, 0,
+                            static_cast<std::uint64_t>(c.fd), reinterpret_cast<std::uint64_t>(link),
+                            0, received});
   ++counters_.handoffs;
   --open_connections_;
   std::uint32_t slot = c.slot;
@@ -322,6 +332,7 @@ void Shard::abandon(Connection& c) {
   // forever, so it is cancelled rather than awaited (its frames stay for the replay).
   ::shutdown(c.fd, SHUT_RDWR);
   if (c.send_in_flight) reactor_->cancel(transport::Op::send, token_of(c));
+  if (c.shm) c.send_failed = true;  // its ring may never be read again
   begin_close(c);
 }
 

@@ -147,6 +147,11 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                    t.number(m.session_seq ^ m.topic_seq ^ m.alias ^ static_cast<std::uint8_t>(m.encoding));
                    t.bytes(m.value);
                  },
+                 [&](const SharedUpdateMsg& m) {
+                   if (frame.size() != shared_update_bytes) violated("shared update of the wrong size");
+                   if (!m.update.value.empty()) violated("shared update with an inline value");
+                   t.number(m.position ^ m.value_bytes ^ m.segment ^ m.update.session_seq);
+                 },
                  [&](const ResyncMsg& m) {
                    bounded(m.reason.size());
                    t.text(m.reason);

@@ -16,7 +16,7 @@
 
 #include "broker_process.hpp"
 #include "brook/client/client.hpp"
-#include "brook/runtime/credentials.hpp"
+#include "credentials_file.hpp"
 #include "fault_proxy.hpp"
 #include "update_log.hpp"
 
@@ -28,58 +28,6 @@ using std::chrono::milliseconds;
 // Large enough for a sanitizer build on a busy two-core machine; only reached on failure.
 constexpr auto long_wait = std::chrono::seconds(15);
 constexpr auto short_wait = std::chrono::seconds(10);
-
-constexpr const char* alice_password = "alice's secret";
-constexpr const char* bob_password = "bob's other secret";
-
-// A credentials file (alice and bob) in its own temporary directory, removed with it.
-class CredentialsFile {
- public:
-  CredentialsFile() : dir_(make_temp_dir("auth")) {
-    add("alice", alice_password);
-    add("bob", bob_password);
-  }
-  ~CredentialsFile() { remove_temp_dir(dir_); }
-  CredentialsFile(const CredentialsFile&) = delete;
-  CredentialsFile& operator=(const CredentialsFile&) = delete;
-
-  std::string path() const { return dir_ + "/credentials"; }
-
- private:
-  void add(const std::string& principal, const std::string& password) {
-    std::string error;
-    if (dir_.empty() ||
-        !runtime::write_credential(
-            path(), principal, runtime::hash_password(password, runtime::PasswordCost::minimal),
-            error))
-      ADD_FAILURE() << "cannot write the credentials of " << principal << ": " << error;
-  }
-
-  std::string dir_;
-};
-
-BrokerConfig auth_broker(const CredentialsFile& credentials, bool allow_anonymous,
-                         unsigned shards = 2) {
-  BrokerConfig config = with_shards(shards);
-  config.config_toml = "[auth]\ncredentials_file = \"" + credentials.path() +
-                       "\"\nallow_anonymous = " + (allow_anonymous ? "true" : "false") +
-                       "\n[session]\nrecovery_bytes = 67108864\n";
-  return config;
-}
-
-ClientOptions login(const std::string& url, std::string principal, std::string password,
-                    std::int64_t session_number = 0) {
-  ClientOptions options;
-  options.url = url;
-  options.client_name = "auth-test-" + (principal.empty() ? "anonymous" : principal);
-  options.principal = std::move(principal);
-  options.credentials = std::move(password);
-  options.session_number = session_number;
-  options.connect_timeout = short_wait;
-  options.reconnect_timeout = std::chrono::seconds(30);
-  options.reconnect_delay = milliseconds(50);
-  return options;
-}
 
 // The first close reason a client reports, for waiting on it from the test thread.
 class CloseWatch {
@@ -124,18 +72,6 @@ std::string gap_free_run_to(const std::vector<Received>& got, const std::string&
     return "the last update has seq " + std::to_string(got.back().topic_seq) + ", expected " +
            std::to_string(last);
   return {};
-}
-
-std::uint64_t counter_sum(const BrokerProcess& broker, std::string_view name) {
-  std::uint64_t sum = 0;
-  for (auto [shard, value] : broker.shard_counter(name)) sum += value;
-  return sum;
-}
-
-std::string log_tail(const BrokerProcess& broker, std::size_t bytes = 4000) {
-  std::string log = broker.log();
-  return "\n--- brookd stderr (tail) ---\n" +
-         (log.size() > bytes ? log.substr(log.size() - bytes) : log);
 }
 
 // `log`'s handler, also counting the updates flagged Update::resync (UpdateLog drops the flag).
@@ -183,7 +119,7 @@ TEST(Auth, right_password_connects_while_wrong_unknown_and_anonymous_are_refused
 
   // The sessions that were let in never noticed.
   ASSERT_TRUE(await(bob.publish_acked("Auth/a", bytes_of("a2"))));
-  ASSERT_TRUE(log.wait_for(2, short_wait)) << log_tail(broker);
+  ASSERT_TRUE(log.wait_for(2, short_wait)) << broker.log_tail();
   auto got = log.entries();
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].value, "a1");
@@ -196,7 +132,7 @@ TEST(Auth, right_password_connects_while_wrong_unknown_and_anonymous_are_refused
   alice.close();
   bob.close();
   broker.stop();
-  EXPECT_EQ(counter_sum(broker, "sessions_closed"), 2u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_closed"), 2u) << broker.log();
 }
 
 TEST(Auth, anonymous_sessions_are_let_in_by_default_beside_checked_principals) {
@@ -264,7 +200,7 @@ TEST_F(AuthNamedSession, second_client_with_the_credentials_resumes_it_with_the_
   ASSERT_TRUE(first_log.wait_until(
       [&](const std::vector<Received>& e) { return !e.empty() && e.back().topic_seq == before; },
       long_wait))
-      << "the first client got " << first_log.size() << " updates" << log_tail(broker_);
+      << "the first client got " << first_log.size() << " updates" << broker_.log_tail();
   EXPECT_EQ(gap_free_run_to(first_log.entries(), "n", before), "");
 
   // The first client is gone for good; the session stays on the broker.
@@ -285,7 +221,7 @@ TEST_F(AuthNamedSession, second_client_with_the_credentials_resumes_it_with_the_
       [&](const std::vector<Received>& e) { return !e.empty() && e.back().topic_seq >= total; },
       long_wait))
       << "the resumed session got " << second_log.size() << " updates, last seq "
-      << (second_log.size() ? second_log.entries().back().topic_seq : 0) << log_tail(broker_);
+      << (second_log.size() ? second_log.entries().back().topic_seq : 0) << broker_.log_tail();
 
   auto got = second_log.entries();
   EXPECT_EQ(gap_free_run_to(got, "n", total), "");
@@ -303,7 +239,7 @@ TEST_F(AuthNamedSession, second_client_with_the_credentials_resumes_it_with_the_
   second.close();
   bob_.close();
   broker_.stop();
-  EXPECT_EQ(counter_sum(broker_, "sessions_resumed"), 1u) << broker_.log();
+  EXPECT_EQ(broker_.counter_total("sessions_resumed"), 1u) << broker_.log();
 }
 
 TEST_F(AuthNamedSession, wrong_password_cannot_take_it_over_present_or_away) {
@@ -323,7 +259,7 @@ TEST_F(AuthNamedSession, wrong_password_cannot_take_it_over_present_or_away) {
   ASSERT_TRUE(first_log.wait_until(
       [&](const std::vector<Received>& e) { return !e.empty() && e.back().topic_seq == before; },
       long_wait))
-      << "the first client got " << first_log.size() << " updates" << log_tail(broker_);
+      << "the first client got " << first_log.size() << " updates" << broker_.log_tail();
   EXPECT_EQ(gap_free_run_to(first_log.entries(), "c", before), "");
   EXPECT_EQ(first.state(), ClientState::connected);
   EXPECT_EQ(first.session_id(), "alice/5");
@@ -364,7 +300,7 @@ TEST_F(AuthNamedSession, wrong_password_cannot_take_it_over_present_or_away) {
   ASSERT_TRUE(owner_log.wait_until(
       [&](const std::vector<Received>& e) { return !e.empty() && e.back().topic_seq >= total; },
       long_wait))
-      << "the resumed session got " << owner_log.size() << " updates" << log_tail(broker_);
+      << "the resumed session got " << owner_log.size() << " updates" << broker_.log_tail();
   auto got = owner_log.entries();
   EXPECT_EQ(gap_free_run_to(got, "c", total), "");
   EXPECT_LE(got.front().topic_seq, before + 1);
@@ -372,7 +308,7 @@ TEST_F(AuthNamedSession, wrong_password_cannot_take_it_over_present_or_away) {
   owner.close();
   bob_.close();
   broker_.stop();
-  EXPECT_EQ(counter_sum(broker_, "sessions_resumed"), 1u) << broker_.log();
+  EXPECT_EQ(broker_.counter_total("sessions_resumed"), 1u) << broker_.log();
 }
 
 }  // namespace

@@ -253,7 +253,7 @@ TEST_F(FaultBadInput, frame_header_announcing_more_than_the_limit_gets_frame_too
 }
 
 TEST_F(FaultBadInput, unknown_frame_kind_gets_an_error_frame_and_a_close) {
-  for (std::uint16_t kind : {std::uint16_t{0}, std::uint16_t{4}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t kind : {std::uint16_t{0}, std::uint16_t{5}, std::uint16_t{0xffff}}) {
     for (int i = 0; i < connections_per_fault; ++i) {
       auto c = raw(/*greet=*/true);
       auto frame = header(16, kind);

@@ -181,6 +181,7 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
     argv.insert(argv.end(), {"--config", path});
   }
   argv.insert(argv.end(), config_.extra_args.begin(), config_.extra_args.end());
+  if (config_.shm) argv.insert(argv.end(), {"--shm", dir_ + "/brook.sock"});
 
   log_path_ = dir_ + "/brookd.stderr";
   int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -224,6 +225,8 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
       }
       port_ = static_cast<std::uint16_t>(port);
       url_ = "tcp://" + address;
+      // brookd binds every socket before it prints its first listen line.
+      if (config_.shm) shm_url_ = "shm://" + dir_ + "/brook.sock";
       return;
     }
     pollfd p{stdout_fd_, POLLIN, 0};
@@ -293,6 +296,18 @@ ExitStatus BrokerProcess::stop() {
 }
 
 std::string BrokerProcess::log() const { return log_path_.empty() ? "" : read_file(log_path_); }
+
+std::uint64_t BrokerProcess::counter_total(std::string_view name) const {
+  std::uint64_t sum = 0;
+  for (auto [shard, value] : shard_counter(name)) sum += value;
+  return sum;
+}
+
+std::string BrokerProcess::log_tail(std::size_t bytes) const {
+  std::string text = log();
+  return "\n--- brookd stderr (tail) ---\n" +
+         (text.size() > bytes ? text.substr(text.size() - bytes) : text);
+}
 
 std::map<unsigned, std::uint64_t> BrokerProcess::shard_counter(std::string_view name) const {
   std::map<unsigned, std::uint64_t> values;
@@ -375,6 +390,91 @@ CliResult run_cli(const std::vector<std::string>& args, std::string_view stdin_t
     if (fd >= 0) ::close(fd);
   result.status = wait_exit(child, overdue ? Clock::now() : std::max(deadline, Clock::now() + 1s));
   return result;
+}
+
+}  // namespace brook::test
+
+// ---- CliProcess --------------------------------------------------------------------------
+
+namespace brook::test {
+
+CliProcess::CliProcess(const std::vector<std::string>& args) {
+  int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  if (in < 0 || ::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) {
+    ADD_FAILURE() << "cannot set up brook's stdio: " << std::strerror(errno);
+    for (int fd : {in, out[0], out[1], err[0], err[1]})
+      if (fd >= 0) ::close(fd);
+    return;
+  }
+  std::vector<std::string> argv{BROOK_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Child child = spawn(argv, in, out[1], err[1]);
+  ::close(in);
+  ::close(out[1]);
+  ::close(err[1]);
+  out_fd_ = out[0];
+  err_fd_ = err[0];
+  pid_ = child.pid;
+  pidfd_ = child.pidfd;
+  if (pid_ < 0) ADD_FAILURE() << "fork: " << std::strerror(errno);
+}
+
+CliProcess::~CliProcess() {
+  if (pid_ > 0) wait_exit(0ms, SIGTERM);
+  for (int fd : {out_fd_, err_fd_, pidfd_})
+    if (fd >= 0) ::close(fd);
+}
+
+bool CliProcess::read_some(int timeout_ms) {
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  int rc = ::poll(fds, 2, timeout_ms);
+  if (rc <= 0) return false;
+  char buffer[65536];
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+    if (n > 0) {
+      (i == 0 ? out_ : err_).append(buffer, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      ::close(fds[i].fd);
+      (i == 0 ? out_fd_ : err_fd_) = -1;
+    }
+  }
+  return true;
+}
+
+bool CliProcess::wait_for(const std::function<bool(const std::string&, const std::string&)>& done,
+                          std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!done(out_, err_)) {
+    if (Clock::now() >= deadline || (out_fd_ < 0 && err_fd_ < 0)) return done(out_, err_);
+    read_some(std::min(50, remaining_ms(deadline)));
+  }
+  return true;
+}
+
+void CliProcess::kill(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
+ExitStatus CliProcess::wait_exit(std::chrono::milliseconds timeout, int signal) {
+  if (pid_ <= 0) return status_;
+  if (signal) ::kill(pid_, signal);
+  // Its output meanwhile, so that it never blocks on a full pipe.
+  auto deadline = Clock::now() + (signal ? std::max(timeout, std::chrono::milliseconds(10s)) : timeout);
+  while ((out_fd_ >= 0 || err_fd_ >= 0) && Clock::now() < deadline) read_some(std::min(50, remaining_ms(deadline)));
+  Child child{pid_, pidfd_};
+  status_ = brook::test::wait_exit(child, deadline);  // closes the pidfd
+  pid_ = -1;
+  pidfd_ = -1;
+  while ((out_fd_ >= 0 || err_fd_ >= 0) && read_some(100)) {
+  }
+  return status_;
+}
+
+std::string CliProcess::describe() const {
+  return status_.describe() + "\n--- brook stdout ---\n" + out_ + "\n--- brook stderr ---\n" + err_;
 }
 
 }  // namespace brook::test

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -33,6 +34,8 @@ struct BrokerConfig {
   // Written to brookd.toml in the broker's temporary directory and passed with --config.
   std::string config_toml;
   std::vector<std::string> extra_args;
+  // Also listen for shared-memory clients on a Unix socket in the broker's directory.
+  bool shm = false;
   std::chrono::milliseconds start_timeout = 10s;
   std::chrono::milliseconds stop_timeout = 10s;
 };
@@ -60,6 +63,7 @@ class BrokerProcess {
   // Why brookd cannot run on this machine at all (io_uring missing or forbidden), or "".
   const std::string& unavailable() const noexcept { return unavailable_; }
   const std::string& url() const noexcept { return url_; }  // tcp://127.0.0.1:PORT
+  const std::string& shm_url() const noexcept { return shm_url_; }  // shm://PATH (config.shm)
   std::uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& directory() const noexcept { return dir_; }
@@ -74,6 +78,10 @@ class BrokerProcess {
   // Per-shard counter `name` from the lines brookd prints on stopping ("shard N: name=V ...").
   // Call after stop(). Missing counters are absent from the map.
   std::map<unsigned, std::uint64_t> shard_counter(std::string_view name) const;
+  // The sum of shard_counter(name) over the shards.
+  std::uint64_t counter_total(std::string_view name) const;
+  // The end of log(), headed for a failure message.
+  std::string log_tail(std::size_t bytes = 4000) const;
 
  private:
   BrokerConfig config_;
@@ -83,6 +91,7 @@ class BrokerProcess {
   int pidfd_ = -1;
   int stdout_fd_ = -1;
   std::string url_;
+  std::string shm_url_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;
   ExitStatus status_;
@@ -110,6 +119,38 @@ struct CliResult {
 // and collecting stdout and stderr. Killed (status.timed_out) after `timeout`.
 CliResult run_cli(const std::vector<std::string>& args, std::string_view stdin_text = {},
                   std::chrono::milliseconds timeout = 20s);
+
+// `brook ARGS` in the background, for tests that must signal a client (kill -9) or watch it
+// while it runs. Its stdout and stderr are collected as they come; it is reaped, bounded, by
+// wait_exit() or the destructor (SIGTERM, SIGKILL after a deadline). Main test thread only.
+class CliProcess {
+ public:
+  explicit CliProcess(const std::vector<std::string>& args);
+  ~CliProcess();
+  CliProcess(const CliProcess&) = delete;
+  CliProcess& operator=(const CliProcess&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  // Reads its output until done(stdout, stderr) holds or the timeout passes; returns done's.
+  bool wait_for(const std::function<bool(const std::string&, const std::string&)>& done,
+                std::chrono::milliseconds timeout);
+  void kill(int signal);
+  // Sends `signal` (0: none), then waits up to `timeout` for the exit (SIGKILL after it).
+  ExitStatus wait_exit(std::chrono::milliseconds timeout, int signal = 0);
+  const std::string& out() const noexcept { return out_; }
+  const std::string& err() const noexcept { return err_; }
+  std::string describe() const;
+
+ private:
+  bool read_some(int timeout_ms);
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::string out_;
+  std::string err_;
+  ExitStatus status_;
+};
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its files by remove_temp_dir().
 std::string make_temp_dir(std::string_view prefix);

@@ -175,19 +175,6 @@ BrokerConfig broker_config(unsigned shards, std::string toml) {
   return config;
 }
 
-std::uint64_t counter_sum(const BrokerProcess& broker, std::string_view name) {
-  std::uint64_t sum = 0;
-  for (auto [shard, value] : broker.shard_counter(name)) sum += value;
-  return sum;
-}
-
-std::string log_tail(const BrokerProcess& broker, std::size_t bytes = 3000) {
-  std::string log = broker.log();
-  return "\n--- brookd stderr (tail) ---\n" +
-         (log.size() > bytes ? log.substr(log.size() - bytes) : log);
-}
-
-
 std::string printable(const std::string& value, std::size_t max = 120) {
   std::string out;
   for (char c : value.substr(0, max)) {
@@ -325,7 +312,7 @@ TEST(DeltaRoundTrip, odds_json_arrives_as_deltas_and_every_value_and_old_value_i
     publisher.publish(path_of(m), value);
   }
   ASSERT_TRUE(seen.wait_for_count(matches + updates, long_wait))
-      << seen.seen().describe() << log_tail(broker);
+      << seen.seen().describe() << broker.log_tail();
 
   Seen got = seen.seen();
   EXPECT_EQ(got.count, static_cast<std::size_t>(matches + updates));
@@ -349,9 +336,9 @@ TEST(DeltaRoundTrip, odds_json_arrives_as_deltas_and_every_value_and_old_value_i
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "deltas_computed"), static_cast<std::uint64_t>(updates))
+  EXPECT_GE(broker.counter_total("deltas_computed"), static_cast<std::uint64_t>(updates))
       << broker.log();
-  EXPECT_GE(counter_sum(broker, "delta_deliveries"), static_cast<std::uint64_t>(updates))
+  EXPECT_GE(broker.counter_total("delta_deliveries"), static_cast<std::uint64_t>(updates))
       << broker.log();
 }
 
@@ -390,7 +377,7 @@ TEST(DeltaRoundTrip, one_kib_binary_records_with_a_few_fields_changed_arrive_as_
       publisher.publish(path_of(t), bytes_of(value));
     }
   ASSERT_TRUE(seen.wait_for_count(topics * updates_per_topic, long_wait))
-      << seen.seen().describe() << log_tail(broker);
+      << seen.seen().describe() << broker.log_tail();
 
   Seen got = seen.seen();
   EXPECT_TRUE(got.errors.empty()) << got.describe();
@@ -425,7 +412,7 @@ TEST(DeltaRoundTrip, strings_with_a_few_characters_changed_arrive_as_deltas) {
       expected[paths[p]].push_back(value);
       publisher.publish(paths[p], value);  // the first publish creates a string topic
     }
-  ASSERT_TRUE(seen.wait_for_count(300, long_wait)) << seen.seen().describe() << log_tail(broker);
+  ASSERT_TRUE(seen.wait_for_count(300, long_wait)) << seen.seen().describe() << broker.log_tail();
   Seen got = seen.seen();
   EXPECT_TRUE(got.errors.empty()) << got.describe();
   for (const auto& path : paths)
@@ -497,8 +484,8 @@ TEST(DeltaTopicProperties, topic_created_without_deltas_sends_every_update_whole
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_EQ(counter_sum(broker, "deltas_computed"), 0u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "delta_deliveries"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("deltas_computed"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("delta_deliveries"), 0u) << broker.log();
 }
 
 TEST(DeltaTopicProperties, topic_not_retained_gives_a_late_subscriber_only_later_publishes) {
@@ -642,8 +629,8 @@ TEST(DeltaConflation, subscriber_away_rebuilds_exact_values_while_a_healthy_one_
   healthy.close();
   publisher.close();
   broker.stop();
-  EXPECT_GT(counter_sum(broker, "conflated"), 0u) << broker.log();
-  EXPECT_GT(counter_sum(broker, "delta_deliveries"), 0u) << broker.log();
+  EXPECT_GT(broker.counter_total("conflated"), 0u) << broker.log();
+  EXPECT_GT(broker.counter_total("delta_deliveries"), 0u) << broker.log();
 }
 
 // ---- 5. a resumed session -------------------------------------------------------------------
@@ -712,7 +699,7 @@ TEST(DeltaRecovery, subscriber_cut_mid_stream_rebuilds_every_value_once_in_order
   ASSERT_EQ(feed_failure, "");
   ASSERT_TRUE(seen.wait_for(path, n, long_wait))
       << "state " << to_string(subscriber.state()) << "; " << seen.seen().describe()
-      << "; proxy connections: " << proxy.connections() << log_tail(broker);
+      << "; proxy connections: " << proxy.connections() << broker.log_tail();
 
   Seen got = seen.seen();
   const auto& list = got.of(path);
@@ -734,9 +721,9 @@ TEST(DeltaRecovery, subscriber_cut_mid_stream_rebuilds_every_value_once_in_order
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "resyncs"), 0u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "refreshes"), 0u) << broker.log();
+  EXPECT_GE(broker.counter_total("sessions_resumed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("resyncs"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("refreshes"), 0u) << broker.log();
 }
 
 // ---- 6. values of the wrong type --------------------------------------------------------------

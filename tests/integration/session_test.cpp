@@ -177,12 +177,6 @@ Status subscribe_recorded(Client& client, std::string selector, Recorder& record
   return answer.get();
 }
 
-std::uint64_t counter_sum(const BrokerProcess& broker, std::string_view name) {
-  std::uint64_t sum = 0;
-  for (auto [shard, value] : broker.shard_counter(name)) sum += value;
-  return sum;
-}
-
 // The first place where the updates of one topic differ from `expected` (values carrying topic
 // sequence numbers 1, 2, ...); empty when they match exactly (no gap, duplicate or reorder).
 std::string first_difference(const std::vector<SeenUpdate>& got,
@@ -199,12 +193,6 @@ std::string first_difference(const std::vector<SeenUpdate>& got,
 }
 
 // The end of brookd's stderr, for failure messages.
-std::string log_tail(const BrokerProcess& broker, std::size_t bytes = 4000) {
-  std::string log = broker.log();
-  return "\n--- brookd stderr (tail) ---\n" +
-         (log.size() > bytes ? log.substr(log.size() - bytes) : log);
-}
-
 std::vector<std::string> numbered(std::string_view prefix, std::size_t count) {
   std::vector<std::string> values;
   values.reserve(count);
@@ -347,7 +335,7 @@ TEST(SessionRecovery, subscriber_cut_mid_stream_receives_every_update_once_in_or
   ASSERT_TRUE(seen.wait_for_value("end", long_wait))
       << "received " << seen.update_count() << " of " << values.size() << "; state "
       << to_string(subscriber.state()) << "; " << seen.seen().describe()
-      << "; proxy connections: " << proxy.connections() << log_tail(broker);
+      << "; proxy connections: " << proxy.connections() << broker.log_tail();
 
   Seen got = seen.seen();
   EXPECT_EQ(first_difference(got.of("Cut/price"), values), "");
@@ -361,8 +349,8 @@ TEST(SessionRecovery, subscriber_cut_mid_stream_receives_every_update_once_in_or
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "resyncs"), 0u) << broker.log();
+  EXPECT_GE(broker.counter_total("sessions_resumed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("resyncs"), 0u) << broker.log();
 }
 
 TEST(SessionRecovery, publisher_cut_mid_stream_has_every_publish_delivered_exactly_once) {
@@ -417,8 +405,8 @@ TEST(SessionRecovery, publisher_cut_mid_stream_has_every_publish_delivered_exact
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "publishes"), n + 1) << broker.log();
+  EXPECT_GE(broker.counter_total("sessions_resumed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("publishes"), n + 1) << broker.log();
 }
 
 // ---- the end of a session --------------------------------------------------------------------
@@ -445,7 +433,7 @@ TEST(SessionTimeout, cut_longer_than_the_reconnect_timeout_closes_the_session) {
   ASSERT_TRUE(proxy.reset(0));
   ASSERT_TRUE(seen.wait([](const Seen& s) { return s.closed.has_value(); }, short_wait))
       << "the session did not end; state " << to_string(client.state()) << "; "
-      << seen.seen().describe() << log_tail(broker);
+      << seen.seen().describe() << broker.log_tail();
   const auto closed_after = std::chrono::duration_cast<milliseconds>(Clock::now() - cut);
   RecordProperty("closed_after_ms", static_cast<int>(closed_after.count()));
 
@@ -463,9 +451,9 @@ TEST(SessionTimeout, cut_longer_than_the_reconnect_timeout_closes_the_session) {
   std::this_thread::sleep_until(cut + milliseconds(300 + 2 * 250 + 700));
   client.close();
   broker.stop();
-  EXPECT_EQ(counter_sum(broker, "sessions_closed"), 1u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "sessions_open"), 0u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "sessions_resumed"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_closed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_open"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_resumed"), 0u) << broker.log();
 }
 
 // ---- resync after an overrun -------------------------------------------------------------------
@@ -514,7 +502,7 @@ TEST(SessionRecovery, overrun_recovery_buffer_resyncs_every_topic_to_its_current
   };
   ASSERT_TRUE(seen.wait(all_current, long_wait))
       << "not every topic reached its final value; received " << seen.update_count() << "; state "
-      << to_string(subscriber.state()) << "; " << seen.seen().describe() << log_tail(broker);
+      << to_string(subscriber.state()) << "; " << seen.seen().describe() << broker.log_tail();
 
   Seen got = seen.seen();
   EXPECT_EQ(got.disconnects.size(), 1u);
@@ -542,8 +530,8 @@ TEST(SessionRecovery, overrun_recovery_buffer_resyncs_every_topic_to_its_current
   subscriber.close();
   publisher.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "resyncs"), 1u) << broker.log();
-  EXPECT_GE(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
+  EXPECT_GE(broker.counter_total("resyncs"), 1u) << broker.log();
+  EXPECT_GE(broker.counter_total("sessions_resumed"), 1u) << broker.log();
 }
 
 // ---- liveness ---------------------------------------------------------------------------------
@@ -583,7 +571,7 @@ TEST(SessionLiveness, broker_pings_detect_a_blackholed_connection_within_two_int
   ASSERT_TRUE(proxy.reset(0));
   client.close();
   broker.stop();
-  EXPECT_GE(counter_sum(broker, "ping_timeouts"), 1u) << broker.log();
+  EXPECT_GE(broker.counter_total("ping_timeouts"), 1u) << broker.log();
 }
 
 TEST(SessionLiveness, client_pings_detect_a_blackholed_connection_and_resume_the_session) {
@@ -607,7 +595,7 @@ TEST(SessionLiveness, client_pings_detect_a_blackholed_connection_and_resume_the
   const auto start = Clock::now();
   ASSERT_TRUE(seen.wait([](const Seen& s) { return !s.disconnects.empty(); }, short_wait))
       << "the client did not notice the blackholed connection; state " << to_string(client.state())
-      << "; " << seen.seen().describe() << log_tail(broker);
+      << "; " << seen.seen().describe() << broker.log_tail();
   const auto detected = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
   RecordProperty("detected_after_ms", static_cast<int>(detected.count()));
   EXPECT_LT(detected, milliseconds(1500)) << "two intervals are 400 ms";
@@ -615,7 +603,7 @@ TEST(SessionLiveness, client_pings_detect_a_blackholed_connection_and_resume_the
   // The broker still holds the old connection; the resume takes the session over from it.
   ASSERT_TRUE(seen.wait([](const Seen& s) { return !s.reconnects.empty(); }, short_wait))
       << "no reconnection; state " << to_string(client.state()) << "; " << seen.seen().describe()
-      << log_tail(broker);
+      << broker.log_tail();
   ASSERT_TRUE(await(publisher.publish_acked("Ping/t", bytes_of("after"))));
   ASSERT_TRUE(seen.wait_for_value("after", short_wait));
   Seen got = seen.seen();
@@ -626,8 +614,8 @@ TEST(SessionLiveness, client_pings_detect_a_blackholed_connection_and_resume_the
   client.close();
   publisher.close();
   broker.stop();
-  EXPECT_EQ(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "ping_timeouts"), 0u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_resumed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("ping_timeouts"), 0u) << broker.log();
 }
 
 // ---- tokens -----------------------------------------------------------------------------------
@@ -720,8 +708,8 @@ TEST(SessionToken, clean_close_ends_the_session_at_once_while_a_dropped_one_can_
     EXPECT_TRUE(raw.wait_for_close(short_wait));
   }
   broker.stop();
-  EXPECT_EQ(counter_sum(broker, "sessions_closed"), 2u) << broker.log();
-  EXPECT_EQ(counter_sum(broker, "sessions_resumed"), 1u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_closed"), 2u) << broker.log();
+  EXPECT_EQ(broker.counter_total("sessions_resumed"), 1u) << broker.log();
 }
 
 // ---- the reconnection strategy ------------------------------------------------------------------
@@ -758,7 +746,7 @@ TEST(SessionStrategy, abort_closes_the_session_after_attempts_that_count_up) {
   proxy.reset();  // the connection ends and every attempt finds nobody listening
   ASSERT_TRUE(seen.wait([](const Seen& s) { return s.closed.has_value(); }, short_wait))
       << "abort() did not close the session; state " << to_string(client.state()) << "; "
-      << seen.seen().describe() << log_tail(broker);
+      << seen.seen().describe() << broker.log_tail();
 
   Seen got = seen.seen();
   EXPECT_EQ(client.state(), ClientState::closed);
@@ -826,7 +814,7 @@ TEST(SessionHandoff, resume_landing_on_the_other_shard_gets_the_missed_updates) 
 
   ASSERT_TRUE(seen.wait_for_value("end", long_wait))
       << "received " << seen.update_count() << " of " << values.size() << "; state "
-      << to_string(subscriber.state()) << "; " << seen.seen().describe() << log_tail(broker);
+      << to_string(subscriber.state()) << "; " << seen.seen().describe() << broker.log_tail();
   Seen got = seen.seen();
   EXPECT_EQ(first_difference(got.of("Hand/t"), values), "");
   EXPECT_EQ(got.reconnects, std::vector<bool>{false});

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <random>
 #include <string>
@@ -245,10 +246,35 @@ TEST(WireCodec, oversize_and_malformed_headers_are_refused_by_split_frame) {
     write_frame_header(h.data(), size, FrameKind::control);
     EXPECT_EQ(split_frame(h, default_max_frame_bytes).status, SplitStatus::malformed) << size;
   }
-  for (std::uint16_t kind : {0, 4, 0xffff}) {
+  for (std::uint16_t kind : {0, 5, 0xffff}) {
     write_frame_header(h.data(), 16, static_cast<FrameKind>(kind));
     EXPECT_EQ(split_frame(h, default_max_frame_bytes).status, SplitStatus::malformed) << kind;
   }
+}
+
+TEST(WireCodec, shared_update_round_trips_and_must_be_exactly_its_size) {
+  std::array<std::byte, update_head_bytes> head{};
+  write_update_head(head.data(), 1000, 42, 7, 3, UpdateEncoding::delta);
+  Bytes frame(shared_update_bytes);
+  write_shared_update(frame.data(), head.data(), 123456789012ull, 1000, 1);
+  FrameDecoder decoder;
+  auto decoded = decoder.decode(frame);
+  ASSERT_TRUE(decoded.ok()) << to_string(decoded.error);
+  auto& m = std::get<SharedUpdateMsg>(decoded.message);
+  EXPECT_EQ(m.update.session_seq, 42u);
+  EXPECT_EQ(m.update.topic_seq, 7u);
+  EXPECT_EQ(m.update.alias, 3u);
+  EXPECT_EQ(m.update.encoding, UpdateEncoding::delta);
+  EXPECT_TRUE(m.update.value.empty());
+  EXPECT_EQ(m.position, 123456789012ull);
+  EXPECT_EQ(m.value_bytes, 1000u);
+  EXPECT_EQ(m.segment, 1u);
+  EXPECT_EQ(frame_flags(frame.data()), frame_flag_sequenced);
+
+  Bytes longer = frame;
+  longer.resize(shared_update_bytes + 8);
+  store_le(longer.data(), static_cast<std::uint32_t>(longer.size()));
+  EXPECT_EQ(decoder.decode(longer).error, DecodeError::bad_header);
 }
 
 TEST(WireCodec, inconsistent_frames_are_refused_by_the_decoder) {

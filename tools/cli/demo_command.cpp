@@ -29,7 +29,7 @@ Action add_demo_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("demo", "run a sports-odds feed under Distribution/Football/NFL");
-  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--rate", args->rate, "updates per second (default 20)");
   cmd->add_option("--matches", args->matches, "number of matches (default 16)");
   cmd->add_option("--duration", args->duration_s, "seconds to run (default: until Ctrl-C)");

@@ -16,7 +16,7 @@ Action add_ping_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ping", "measure round trips to the broker");
-  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--count", args->count, "round trips (default 5)");
   cmd->add_option("--interval-ms", args->interval_ms, "pause between round trips (default 200)");
 

@@ -9,7 +9,8 @@ namespace brook::cli {
 
 void add_session_options(CLI::App& cmd, SessionArgs& args) {
   if (const char* p = std::getenv("BROOK_PRINCIPAL")) args.principal = p;
-  cmd.add_option("--url", args.url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+  cmd.add_option("--url", args.url,
+                 "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd.add_option("--principal", args.principal,
                  "who connects (default $BROOK_PRINCIPAL; password from $BROOK_PASSWORD or "
                  "--password-file)");
@@ -23,6 +24,7 @@ void add_session_options(CLI::App& cmd, SessionArgs& args) {
   cmd.add_option("--reconnect-delay", args.reconnect_delay_s,
                  "seconds between reconnection attempts (default 1)")
       ->check(CLI::Range(0.0, 3600.0));
+  cmd.add_flag("--spin", args.spin, "busy-poll instead of sleeping between messages (a core taken)");
 }
 
 ClientOptions client_options(const SessionArgs& args, std::string client_name, bool reconnect,
@@ -32,6 +34,7 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
   o.client_name = std::move(client_name);
   o.principal = args.principal;
   o.session_number = args.session_number;
+  o.spin = args.spin;
   if (!args.password_file.empty()) {
     std::ifstream in(args.password_file);
     if (!in || !std::getline(in, o.credentials)) {

@@ -16,6 +16,7 @@ struct SessionArgs {
   std::int64_t session_number = 0;
   double reconnect_timeout_s = 60;
   double reconnect_delay_s = 1;
+  bool spin = false;  // busy-poll (shared memory: the lowest latency, a core taken)
 };
 
 void add_session_options(CLI::App& cmd, SessionArgs& args);

@@ -146,6 +146,18 @@ void Reactor::sendmsg(int fd, const ::msghdr* msg, std::uint64_t token) {
   io_uring_sqe_set_data64(sqe, pack_user_data(Op::send, token));
 }
 
+void Reactor::read(int fd, void* buffer, unsigned bytes, std::uint64_t token) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_read(sqe, fd, buffer, bytes, 0);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::read, token));
+}
+
+void Reactor::write(int fd, const void* buffer, unsigned bytes, std::uint64_t token) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_write(sqe, fd, buffer, bytes, 0);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::write, token));
+}
+
 void Reactor::wake() noexcept {
   std::uint64_t one = 1;
   // A full counter (EAGAIN) still wakes the reader, so the result needs no handling.

@@ -23,6 +23,7 @@
 #include "brook/runtime/selector.hpp"
 #include "brook/transport/mpsc_byte_ring.hpp"
 #include "brook/transport/reactor.hpp"
+#include "shm_client_link.hpp"
 #include "brook/transport/tcp.hpp"
 #include "sent_log.hpp"
 
@@ -125,6 +126,13 @@ std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
   return transport::parse_endpoint(url.substr(scheme.size()));
 }
 
+// shm://PATH: the broker's Unix socket for shared memory. nullopt for other schemes.
+std::optional<std::string> parse_shm_url(std::string_view url) {
+  constexpr std::string_view scheme = "shm://";
+  if (url.substr(0, scheme.size()) != scheme || url.size() == scheme.size()) return std::nullopt;
+  return std::string(url.substr(scheme.size()));
+}
+
 }  // namespace
 
 struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_this<Client::Impl> {
@@ -175,6 +183,12 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   bool connect_answered = false;
   std::string session_id;  // written on the client thread before `connected` is set
   transport::Endpoint endpoint;
+  // Shared memory (shm://PATH): frames go through the link's rings instead of `fd`, which is
+  // its Unix socket, watched only for the broker going away.
+  std::string shm_path;
+  std::unique_ptr<client_detail::ShmClientLink> shm;
+  bool shm_waiting_space = false;  // the ring to the broker was full
+  bool doorbell_armed = false;
 
   // The session, as the client keeps it across connections.
   bool has_session = false;
@@ -344,6 +358,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     reactor.store(&r, std::memory_order_release);
     recv_armed = true;
     r.recv_multishot(fd, 0);
+    if (shm) arm_doorbell();
     last_heard = std::chrono::steady_clock::now();
     append(connect_frame(false));
     start_send();
@@ -353,12 +368,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       auto now = std::chrono::steady_clock::now();
       if (recovering) step_recovery(now);
       else if (!stream_closed) keep_alive(now);
+      if (shm && (!recovering || hold_out)) pump_shm();
       if (!pending_requests.empty()) expire_requests(now);
       std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
       if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
           !shut_down_write) {
-        ::shutdown(fd, SHUT_WR);
+        // Over shared memory the socket is the liveness signal: the broker takes its EOF for
+        // a client that is gone, so the Close in the ring says it all.
+        if (!shm) ::shutdown(fd, SHUT_WR);
         shut_down_write = true;
       }
       int timeout = 0;
@@ -366,9 +384,12 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         sleeping.store(true, std::memory_order_seq_cst);
         bool more = !outbox.empty_hint() && out.size() < max_out_bytes;
         timeout = more ? 0 : next_wake_ms(now);
+        if (options.spin) timeout = 0;
+        else if (timeout && shm && (!recovering || hold_out) && !shm_quiet()) timeout = 0;
       }
       r.run_once(*this, timeout);
       sleeping.store(false, std::memory_order_relaxed);
+      if (timeout && shm) shm->from_broker.awake();
     }
     recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
@@ -376,9 +397,14 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     stream_closed = true;
     drain_outbox(SIZE_MAX);  // fails what was submitted after the close
     reactor.store(nullptr, std::memory_order_release);
-    if (fd >= 0 && (recv_armed || send_in_flight)) {
+    if (shm) {
+      send_in_flight = false;  // ring writes are never in flight
+      if (doorbell_armed) r.cancel(transport::Op::read, 1);
+    }
+    if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) {
       ::shutdown(fd, SHUT_RDWR);
-      for (int i = 0; i < 50 && (recv_armed || send_in_flight); ++i) r.run_once(*this, 20);
+      for (int i = 0; i < 50 && (recv_armed || send_in_flight || doorbell_armed); ++i)
+        r.run_once(*this, 20);
     }
   }
 
@@ -418,6 +444,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   void issue_send() {
+    if (shm) {
+      shm_send();
+      return;
+    }
     iov = {sending.data() + sending_offset, sending.size() - sending_offset};
     msg = {};
     msg.msg_iov = &iov;
@@ -441,34 +471,109 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
             recv_armed = true;
             reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
           } else {
+            // The broker's last frames (the reason it closed) are in the ring, not the socket.
+            if (shm && (!recovering || hold_out)) pump_shm();
             lost(c.result == 0 ? "connection closed by the broker"
                                : std::string("connection lost: ") + std::strerror(-c.result));
           }
         }
         break;
       case transport::Op::send:
-        send_in_flight = false;
-        if (c.result < 0) {
-          sending.clear();
-          lost(std::string("connection lost: ") + std::strerror(-c.result));
-          break;
-        }
-        if (recovering && !hold_out) {  // the old socket winding down
-          sending.clear();
-          break;
-        }
-        sending_offset += static_cast<std::size_t>(c.result);
-        if (sending_offset < sending.size()) {
-          issue_send();
-        } else {
-          sending.clear();
-          sent_log.trim(sending_last_seq);
-          if (!finished.load(std::memory_order_relaxed)) start_send();
-        }
+        sent(c.result);
+        break;
+      case transport::Op::read:  // a shm doorbell: the loop reads the ring every turn
+        doorbell_armed = false;
+        if (shm && !finished.load(std::memory_order_relaxed) && (!recovering || hold_out) &&
+            (c.result >= 0 || c.result == -EINTR))
+          arm_doorbell();
         break;
       default:
         break;
     }
+  }
+
+  void sent(int result) {
+    send_in_flight = false;
+    if (result < 0) {
+      sending.clear();
+      lost(std::string("connection lost: ") + std::strerror(-result));
+      return;
+    }
+    if (recovering && !hold_out) {  // the old socket winding down
+      sending.clear();
+      return;
+    }
+    sending_offset += static_cast<std::size_t>(result);
+    if (sending_offset < sending.size()) {
+      issue_send();
+    } else {
+      sending.clear();
+      sent_log.trim(sending_last_seq);
+      if (!finished.load(std::memory_order_relaxed)) start_send();
+    }
+  }
+
+  // ---- shared memory ------------------------------------------------------------------
+  void arm_doorbell() {
+    doorbell_armed = true;
+    reactor.load(std::memory_order_relaxed)
+        ->read(shm->doorbell_in, &shm->doorbell_value, sizeof shm->doorbell_value, 1);
+  }
+
+  // A "send" into the ring: what fits goes at once; the rest waits for the broker to read.
+  void shm_send() {
+    send_in_flight = true;
+    auto& link = *shm;
+    std::size_t n = link.to_broker.write(std::span(sending).subspan(sending_offset));
+    if (n > 0 && link.to_broker.publish()) link.ring_broker();
+    if (link.to_broker.corrupt()) {
+      protocol_failure("shared memory: the broker's read position is corrupt");
+      return;
+    }
+    if (n == 0) {
+      shm_waiting_space = true;
+      return;
+    }
+    sent(static_cast<int>(n));
+  }
+
+  // Reads the broker's frames where they lie in the ring (a frame cut by the wrap is
+  // assembled), then frees them, and resumes a send that was waiting for room.
+  void pump_shm() {
+    bool wake_broker = false;
+    for (int piece = 0; piece < 2 && shm && !stream_closed; ++piece) {
+      auto bytes = shm->from_broker.readable();
+      if (bytes.empty()) break;
+      last_heard = std::chrono::steady_clock::now();
+      keepalive_sent = {};
+      on_bytes(bytes);
+      if (!shm) return;
+      wake_broker |= shm->from_broker.consume(bytes.size());
+    }
+    if (!shm) return;
+    if (wake_broker) shm->ring_broker();
+    if (shm->from_broker.corrupt()) {
+      protocol_failure("shared memory: the broker's ring is corrupt");
+      return;
+    }
+    if (shm_waiting_space && shm->to_broker.writable() > 0) {
+      shm_waiting_space = false;
+      shm_send();
+    }
+  }
+
+  std::optional<std::span<const std::byte>> shared_value(const codec::SharedUpdateMsg& m) const {
+    if (!shm || m.segment >= shm->broadcast_logs.size()) return std::nullopt;
+    auto log = shm->broadcast_logs[m.segment];
+    const std::size_t at = static_cast<std::size_t>(m.position & (log.size() - 1));
+    if (m.value_bytes > log.size() - at) return std::nullopt;
+    return log.subspan(at, m.value_bytes);
+  }
+
+  // About to sleep: asks the broker to ring. False when there is work already.
+  bool shm_quiet() {
+    if (shm->from_broker.prepare_to_sleep()) return false;
+    return !(shm_waiting_space && shm->to_broker.wait_for_space());
   }
 
   bool can_recover() const {
@@ -507,6 +612,11 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     keepalive_sent = {};
     assembly.clear();  // a frame cut in half by the drop is resent whole
     ::shutdown(fd, SHUT_RDWR);  // ends the operations in flight on the old socket
+    if (shm) {
+      send_in_flight = false;  // what did not fit in the ring is resent from the log
+      shm_waiting_space = false;
+      if (doorbell_armed) reactor.load(std::memory_order_relaxed)->cancel(transport::Op::read, 1);
+    }
     for (auto& [id, p] : pings)
       p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
     pings.clear();
@@ -548,10 +658,11 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   void step_recovery(std::chrono::steady_clock::time_point now) {
-    if (recv_armed || send_in_flight || hold_out) return;  // the old socket is still winding down
+    if (recv_armed || send_in_flight || hold_out || doorbell_armed) return;  // still winding down
     if (fd >= 0) {
       ::close(fd);
       fd = -1;
+      shm.reset();
       assembly.clear();  // the old socket's last, partial frame comes again whole
     }
     if (now < next_attempt) return;
@@ -559,12 +670,24 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       schedule_attempt("reconnect timeout");
       return;
     }
-    int nfd = transport::connect_tcp(endpoint, static_cast<int>(options.connect_timeout.count()));
-    if (nfd < 0) {
-      schedule_attempt("cannot connect to " + options.url + ": " + std::strerror(-nfd));
-      return;
+    if (!shm_path.empty()) {
+      std::string error;
+      shm = client_detail::ShmClientLink::open(shm_path, static_cast<int>(options.connect_timeout.count()), error);
+      if (!shm) {
+        schedule_attempt(error);
+        return;
+      }
+      fd = shm->release_socket();
+      shm_waiting_space = false;
+      arm_doorbell();
+    } else {
+      int nfd = transport::connect_tcp(endpoint, static_cast<int>(options.connect_timeout.count()));
+      if (nfd < 0) {
+        schedule_attempt("cannot connect to " + options.url + ": " + std::strerror(-nfd));
+        return;
+      }
+      fd = nfd;
     }
-    fd = nfd;
     hold_out = true;
     last_heard = std::chrono::steady_clock::now();
     auto frame = connect_frame(true);
@@ -628,10 +751,27 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
 
   void dispatch_bytes(std::span<const std::byte> data) {
     if (!assembly.empty()) {
-      assembly.insert(assembly.end(), data.begin(), data.end());
+      // Complete the frame cut by the previous buffer's end, copying only its own bytes;
+      // the frames after it are read where they lie.
+      std::size_t want = codec::frame_header_bytes;
+      if (assembly.size() >= codec::frame_header_bytes) {
+        auto split = codec::split_frame(assembly, 0xffffffffu);
+        want = split.status == codec::SplitStatus::need_more ? split.size : assembly.size();
+      }
+      std::size_t take = std::min(want - std::min(want, assembly.size()), data.size());
+      assembly.insert(assembly.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
+      data = data.subspan(take);
+      if (assembly.size() < want) return;
+      if (want == codec::frame_header_bytes && assembly.size() == want) {
+        dispatch_bytes(data);  // now the header is whole: learn the frame's size
+        return;
+      }
       std::size_t used = dispatch_frames(assembly);
       assembly.erase(assembly.begin(), assembly.begin() + static_cast<std::ptrdiff_t>(used));
-      return;
+      if (!assembly.empty() || stream_closed) {
+        assembly.insert(assembly.end(), data.begin(), data.end());
+        return;
+      }
     }
     std::size_t used = dispatch_frames(data);
     assembly.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
@@ -670,6 +810,18 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (current_flags & codec::frame_flag_sequenced) ++received_seq;
     std::visit(overloaded{
                    [&](const codec::UpdateMsg& m) { on_update(m); },
+                   [&](const codec::SharedUpdateMsg& m) {
+                     // Read in place from the broadcast segment, which the broker keeps intact
+                     // until we have consumed this frame from our ring.
+                     auto value = shared_value(m);
+                     if (!value) {
+                       protocol_failure("a shared update points outside its broadcast segment");
+                       return;
+                     }
+                     codec::UpdateMsg update = m.update;
+                     update.value = *value;
+                     on_update(update);
+                   },
                    [&](const codec::TopicAddMsg& m) {
                      if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
                      Alias& a = aliases[m.alias];
@@ -1112,15 +1264,25 @@ Client::~Client() { close(); }
 Status Client::connect(const ClientOptions& options) {
   if (impl_->thread.joinable()) return error_status(ErrorCode::internal, "already connected");
   auto endpoint = parse_tcp_url(options.url);
-  if (!endpoint)
-    return error_status(ErrorCode::invalid_value,
-                        "cannot parse URL '" + options.url + "' (want tcp://HOST:PORT)");
-  int fd = transport::connect_tcp(*endpoint, static_cast<int>(options.connect_timeout.count()));
-  if (fd < 0)
-    return error_status(ErrorCode::not_connected,
-                        "cannot connect to " + options.url + ": " + std::strerror(-fd));
+  auto shm_path = parse_shm_url(options.url);
+  if (!endpoint && !shm_path)
+    return error_status(ErrorCode::invalid_value, "cannot parse URL '" + options.url +
+                                                      "' (want tcp://HOST:PORT or shm://PATH)");
+  int fd;
+  if (shm_path) {
+    std::string error;
+    impl_->shm = client_detail::ShmClientLink::open(*shm_path, static_cast<int>(options.connect_timeout.count()), error);
+    if (!impl_->shm) return error_status(ErrorCode::not_connected, error);
+    fd = impl_->shm->release_socket();
+    impl_->shm_path = *shm_path;
+  } else {
+    fd = transport::connect_tcp(*endpoint, static_cast<int>(options.connect_timeout.count()));
+    if (fd < 0)
+      return error_status(ErrorCode::not_connected,
+                          "cannot connect to " + options.url + ": " + std::strerror(-fd));
+    impl_->endpoint = *endpoint;
+  }
   impl_->options = options;
-  impl_->endpoint = *endpoint;
   impl_->sent_log = SentLog(options.recovery_bytes);
   impl_->fd = fd;
   auto answer = impl_->connected_promise.get_future();

@@ -6,6 +6,9 @@
 //                     + value bytes. The 32-byte head is per session; the value is one shared
 //                     buffer, so an update is sent as two iovecs without copying the value.
 //   publish (kind 3): header + request_id u32, path_len u16, type u8, pad u8 + path + value
+//   shared update (kind 4, shared memory only): the update head (its size 48) + position u64,
+//                     value_bytes u32, segment u16, 2 pad: the value lies in broadcast segment
+//                     `segment` at `position`, written there once for every shm subscriber.
 //
 // All integers are little-endian. Decoding checks every length against the frame size.
 #include <bit>
@@ -27,7 +30,9 @@ inline constexpr std::size_t publish_head_bytes = 16;
 inline constexpr std::uint32_t default_max_frame_bytes = 8u << 20;
 inline constexpr std::size_t max_path_bytes = 1024;
 
-enum class FrameKind : std::uint16_t { control = 1, update = 2, publish = 3 };
+enum class FrameKind : std::uint16_t { control = 1, update = 2, publish = 3, shared_update = 4 };
+inline constexpr std::uint16_t max_frame_kind = 4;
+inline constexpr std::size_t shared_update_bytes = update_head_bytes + 16;
 
 enum class TopicType : std::uint8_t { json = 0, string = 1, binary = 2, int64 = 3, float64 = 4 };
 inline constexpr std::uint8_t topic_type_count = 5;
@@ -140,6 +145,19 @@ inline void write_update_head(std::byte* out, std::size_t value_bytes, std::uint
   store_le(out + 24, alias);
   out[28] = static_cast<std::byte>(encoding);
   out[29] = out[30] = out[31] = std::byte{0};
+}
+
+// Turns an update head (as write_update_head wrote it) into a shared update frame whose value
+// is `value_bytes` at `position` of broadcast segment `segment`.
+inline void write_shared_update(std::byte* out, const std::byte* update_head, std::uint64_t position,
+                                std::uint32_t value_bytes, std::uint16_t segment) noexcept {
+  std::memcpy(out, update_head, update_head_bytes);
+  store_le(out, static_cast<std::uint32_t>(shared_update_bytes));
+  store_le(out + 4, static_cast<std::uint16_t>(FrameKind::shared_update));
+  store_le(out + 32, position);
+  store_le(out + 40, value_bytes);
+  store_le(out + 44, segment);
+  out[46] = out[47] = std::byte{0};
 }
 
 inline std::size_t publish_frame_bytes(std::size_t path_bytes, std::size_t value_bytes) noexcept {

@@ -139,11 +139,20 @@ struct UpdateMsg {
   std::span<const std::byte> value;  // the value, or a delta (encoding)
 };
 
+// An update whose value is in a broadcast segment (shared memory): `update.value` is empty
+// until the reader resolves the reference.
+struct SharedUpdateMsg {
+  UpdateMsg update;
+  std::uint64_t position;
+  std::uint32_t value_bytes;
+  std::uint16_t segment;
+};
+
 using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedMsg, UnsubscribeMsg,
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
                              CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg,
                              AddHandlerMsg, RemoveHandlerMsg, RequestMsg, HandleRequestMsg,
-                             ResponseMsg, RequestResultMsg>;
+                             ResponseMsg, RequestResultMsg, SharedUpdateMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,

@@ -79,7 +79,7 @@ class ReconnectControl {
 using ReconnectStrategy = std::function<void(ReconnectControl&)>;
 
 struct ClientOptions {
-  std::string url = default_url();  // tcp://HOST:PORT
+  std::string url = default_url();  // tcp://HOST:PORT, or shm://PATH (brookd --shm PATH)
   std::string principal{};          // empty: anonymous
   std::string credentials{};
   // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
@@ -103,6 +103,9 @@ struct ClientOptions {
   // waits while it is full: back-pressure on a publisher that outruns the network, instead of
   // unbounded memory. Fixed when the Client is constructed (Client(outbox_bytes)).
   std::size_t outbox_bytes = 1u << 20;
+  // The client's thread busy-polls instead of sleeping: the lowest latency over shared
+  // memory, at the price of a core.
+  bool spin = false;
 };
 
 using codec::TopicProperties;

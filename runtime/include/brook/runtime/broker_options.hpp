@@ -3,6 +3,7 @@
 // file and the command line, validated by validate() before the broker starts.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace brook::runtime {
 
@@ -37,12 +38,23 @@ struct BrokerOptions {
   std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
   std::uint32_t recv_buffer_bytes = 16384;
   std::uint32_t max_connections_per_shard = 65536;
+  // Shared memory for co-located clients: the Unix socket they connect to ("" = off). A peer
+  // is let in when its uid or gid (SO_PEERCRED) is listed; with both lists empty, only
+  // processes of the broker's own uid are.
+  std::string shm_path;
+  std::vector<std::uint32_t> shm_allow_uids;
+  std::vector<std::uint32_t> shm_allow_gids;
+  std::uint32_t shm_ring_bytes = 1u << 20;        // per connection and direction (power of two)
+  std::uint32_t shm_broadcast_bytes = 16u << 20;  // per shard: update bodies shared by subscribers
+  // Shards busy-poll instead of sleeping in io_uring: the lowest latency for shm clients, at
+  // the price of a core per shard.
+  bool spin = false;
 
   // An empty string when valid, otherwise what is wrong.
   std::string validate() const;
 };
 
-// Reads [broker], [limits], [session], [auth], [requests], [shards] and [io] from a TOML file into `options`; returns an error text or "".
+// Reads [broker], [limits], [session], [auth], [requests], [shm], [shards] and [io] from a TOML file into `options`; returns an error text or "".
 std::string load_broker_options(const std::string& path, BrokerOptions& options);
 
 }  // namespace brook::runtime

@@ -19,7 +19,9 @@ struct io_uring_sqe;
 
 namespace brook::transport {
 
-enum class Op : std::uint8_t { accept = 1, recv = 2, send = 3, wake = 4, cancel = 5 };
+enum class Op : std::uint8_t {
+  accept = 1, recv = 2, send = 3, wake = 4, cancel = 5, read = 6, write = 7
+};
 
 struct ReactorOptions {
   unsigned sq_entries = 1024;
@@ -69,6 +71,10 @@ class Reactor {
   void cancel(Op op, std::uint64_t token);
   // `msg` and what it points to must stay untouched until the send completion arrives.
   void sendmsg(int fd, const ::msghdr* msg, std::uint64_t token);
+
+  // Plain read and write (eventfd doorbells): the buffer must stay put until completion.
+  void read(int fd, void* buffer, unsigned bytes, std::uint64_t token);
+  void write(int fd, const void* buffer, unsigned bytes, std::uint64_t token);
 
   // Another thread calls wake() to interrupt wait(); it costs one eventfd write.
   void wake() noexcept;
