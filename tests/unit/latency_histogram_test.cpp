@@ -316,6 +316,8 @@ TEST(BenchReport, to_json_is_one_flat_object_with_every_field) {
     r.max_us = 1234.567;
     r.min_us = 40.1;
     r.mean_us = 65.4321;
+    r.subscribers = 50;
+    r.broker_cpu_us_per_update = 3.25;
     const std::string json = brook::runtime::to_json(r);
     EXPECT_EQ(json.find('\n'), std::string::npos);
 
@@ -328,6 +330,7 @@ TEST(BenchReport, to_json_is_one_flat_object_with_every_field) {
         {"msgs_per_sec", "9999.75"}, {"mb_per_sec", "0.639984"}, {"rate_target", "10000"},
         {"p50_us", "61.5"},       {"p99_us", "120.25"},      {"p999_us", "480"},
         {"max_us", "1234.567"},   {"min_us", "40.1"},        {"mean_us", "65.4321"},
+        {"subscribers", "50"},    {"broker_cpu_us_per_update", "3.25"},
     };
     EXPECT_EQ(fields, expected) << json;
 }
@@ -341,7 +344,7 @@ TEST(BenchReport, to_json_escapes_strings_and_writes_null_for_non_finite_numbers
     const std::string json = brook::runtime::to_json(r);
     std::map<std::string, std::string> fields;
     ASSERT_TRUE(parse_flat_json(json, fields)) << json;
-    EXPECT_EQ(fields.size(), 18u);
+    EXPECT_EQ(fields.size(), 20u);
     EXPECT_EQ(fields["msgs_per_sec"], "null");
     EXPECT_EQ(fields["mean_us"], "null");
     EXPECT_EQ(fields["max_us"], "100000000000000000000");

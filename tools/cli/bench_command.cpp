@@ -20,6 +20,7 @@
 #include "bench_deltas.hpp"
 #include "bench_requests.hpp"
 #include "bench_sessions.hpp"
+#include "bench_shm.hpp"
 #include "commands.hpp"
 
 namespace brook::cli {
@@ -35,6 +36,7 @@ struct BenchArgs {
   double rate = 10000;
   double max_seconds = 60;
   bool json = false;
+  bool spin = false;
 };
 
 std::uint64_t ns_since_epoch(clock::time_point t) {
@@ -50,8 +52,8 @@ std::string unique_suffix() {
   return hex;
 }
 
-bool connect_or_report(Client& c, const std::string& url) {
-  if (auto s = c.connect({.url = url, .client_name = "brook-bench"}); !s) {
+bool connect_or_report(Client& c, const std::string& url, bool spin) {
+  if (auto s = c.connect({.url = url, .client_name = "brook-bench", .spin = spin}); !s) {
     std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
     return false;
   }
@@ -91,7 +93,7 @@ void report(const runtime::BenchResult& r, bool json) {
 int run_throughput(const BenchArgs& a) {
   std::string topic = "Bench/" + unique_suffix();
   Client subscriber, publisher;
-  if (!connect_or_report(subscriber, a.url) || !connect_or_report(publisher, a.url)) return exit_usage;
+  if (!connect_or_report(subscriber, a.url, a.spin) || !connect_or_report(publisher, a.url, a.spin)) return exit_usage;
 
   std::atomic<std::uint64_t> received{0};
   std::atomic<std::uint64_t> out_of_order{0};
@@ -140,7 +142,7 @@ int run_throughput(const BenchArgs& a) {
   runtime::BenchResult r;
   r.system = "brook";
   r.scenario = "throughput";
-  r.transport = "tcp";
+  r.transport = transport_of(a.url);
   r.payload_bytes = a.payload;
   r.sent = sent;
   r.received = received.load();
@@ -162,7 +164,7 @@ int run_rtt(const BenchArgs& a) {
   std::string base = "Bench/" + unique_suffix();
   std::string ping_topic = base + "/Ping", pong_topic = base + "/Pong";
   Client requester, responder;
-  if (!connect_or_report(requester, a.url) || !connect_or_report(responder, a.url)) return exit_usage;
+  if (!connect_or_report(requester, a.url, a.spin) || !connect_or_report(responder, a.url, a.spin)) return exit_usage;
 
   // The responder publishes every ping straight back from its client thread.
   Client* echo = &responder;
@@ -208,7 +210,7 @@ int run_rtt(const BenchArgs& a) {
   runtime::BenchResult r;
   r.system = "brook";
   r.scenario = "rtt";
-  r.transport = "tcp";
+  r.transport = transport_of(a.url);
   r.payload_bytes = a.payload;
   r.sent = sent;
   r.received = received.load();
@@ -229,16 +231,21 @@ Action add_bench_command(CLI::App& app) {
   auto broker_pid = std::make_shared<long>(0);
   auto handlers = std::make_shared<unsigned>(1);
   auto non_sticky = std::make_shared<bool>(false);
+  auto subscribers = std::make_shared<unsigned>(1);
   auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync, sessions, deltas or requests");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
                   "published) | sessions (broker memory per idle session, --count sessions) | "
                   "deltas (the odds feed at --rate, without and with deltas: bytes and latency) | "
-                  "requests (--handlers echo handlers: latency at --rate, then requests/s flat out)")
+                  "requests (--handlers echo handlers: latency at --rate, then requests/s flat out) | "
+                  "oneway (one-way latency at --rate to --subscribers clients; with the broker's "
+                  "CPU per update) | raw-ring (the same between two processes over a shared-memory "
+                  "ring, no broker: the hardware baseline; --rate 0 for throughput)")
       ->required()
-      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests"}));
-  cmd->add_option("--broker-pid", *broker_pid, "sessions: the brookd to measure (default: the only one)");
-  cmd->add_option("--url", args->url, "broker URL (default $BROOK_URL or tcp://127.0.0.1:9090)");
+      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests",
+                             "oneway", "raw-ring"}));
+  cmd->add_option("--broker-pid", *broker_pid, "sessions, oneway: the brookd to measure (default: the only one)");
+  cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--payload", args->payload, "value bytes (default 64)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
   cmd->add_option("--rate", args->rate, "rtt: round trips started per second; deltas: updates per second; "
@@ -246,9 +253,19 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_option("--handlers", *handlers, "requests: handler sessions on the endpoint (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--non-sticky", *non_sticky, "requests: register the handlers round-robin, not sticky");
+  cmd->add_option("--subscribers", *subscribers, "oneway: subscribing clients (default 1)")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
-  return [args, scenario, broker_pid, handlers, non_sticky]() -> int {
+  return [args, scenario, broker_pid, handlers, non_sticky, subscribers]() -> int {
+    if (*scenario == "oneway")
+      return run_oneway({.url = args->url, .payload = args->payload, .count = args->count,
+                         .rate = args->rate, .subscribers = *subscribers, .spin = args->spin,
+                         .broker_pid = *broker_pid, .max_seconds = args->max_seconds, .json = args->json});
+    if (*scenario == "raw-ring")
+      return run_raw_ring({.payload = args->payload, .count = args->count, .rate = args->rate,
+                           .spin = args->spin, .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "resync") return run_resync(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
     if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);

@@ -20,6 +20,7 @@
 #include "brook/transport/tcp.hpp"
 #include "commands.hpp"
 #include "cut_relay.hpp"
+#include "process_stats.hpp"
 
 namespace brook::cli {
 
@@ -31,47 +32,6 @@ std::optional<transport::Endpoint> endpoint_of(const std::string& url) {
   constexpr std::string_view scheme = "tcp://";
   if (url.rfind(scheme, 0) != 0) return std::nullopt;
   return transport::parse_endpoint(std::string_view(url).substr(scheme.size()));
-}
-
-double ms_between(clock::time_point a, clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-// Resident memory of a process, in KiB, from /proc; 0 if unreadable.
-std::uint64_t rss_kib(long pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      std::uint64_t kib = 0;
-      status >> kib;
-      return kib;
-    }
-    status.ignore(4096, '\n');
-  }
-  return 0;
-}
-
-// The one process named brookd, or -1 when there is none or more than one.
-long find_brookd() {
-  long found = -1;
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return -1;
-  while (dirent* entry = ::readdir(proc)) {
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0) continue;
-    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-    std::string name;
-    if (!(comm >> name) || name != "brookd") continue;
-    if (found != -1) {
-      found = -2;
-      break;
-    }
-    found = pid;
-  }
-  ::closedir(proc);
-  return found;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // handler) or session closed.
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace brook::cli {
 
@@ -23,5 +24,10 @@ Action add_ping_command(CLI::App& app);
 Action add_demo_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_passwd_command(CLI::App& app);
+
+// "shm" for an shm:// URL, else "tcp": the transport a benchmark result names.
+inline std::string transport_of(const std::string& url) {
+  return url.rfind("shm://", 0) == 0 ? "shm" : "tcp";
+}
 
 }  // namespace brook::cli

@@ -37,6 +37,10 @@ struct BenchResult {
     double max_us = 0.0;
     double min_us = 0.0;
     double mean_us = 0.0;
+    // Fan-out: subscribers per update, and the broker's CPU time per update published (user +
+    // system, all its threads; 0 when not measured).
+    std::uint32_t subscribers = 0;
+    double broker_cpu_us_per_update = 0.0;
 };
 
 namespace detail {
@@ -124,6 +128,8 @@ inline std::string to_json(const BenchResult& r) {
     detail::json_field(out, "max_us", r.max_us);
     detail::json_field(out, "min_us", r.min_us);
     detail::json_field(out, "mean_us", r.mean_us);
+    detail::json_field(out, "subscribers", r.subscribers);
+    detail::json_field(out, "broker_cpu_us_per_update", r.broker_cpu_us_per_update);
     out += '}';
     return out;
 }

@@ -1,0 +1,342 @@
+// brook bench oneway and raw-ring: one-way latency and fan-out through the broker (any URL,
+// shm:// above all), and the hardware baseline they are measured against: the same byte ring
+// between two processes with no broker in between.
+//
+// oneway:   one publisher, --subscribers clients, at --rate updates/s. Each value carries its
+//           intended send time (so a stall delays every later measurement instead of hiding),
+//           and every subscriber checks order and counts. With the broker's pid, its CPU time
+//           per update is reported: the cost of one more subscriber.
+// raw-ring: a child process reads fixed-size records that the parent writes into an SPSC ring
+//           in a memfd, paced (latency) or flat out (--rate 0: throughput); it sleeps on an
+//           eventfd when the ring is empty, or busy-polls with --spin.
+#include "bench_shm.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "brook/client/client.hpp"
+#include "brook/runtime/bench_report.hpp"
+#include "brook/runtime/latency_histogram.hpp"
+#include "brook/runtime/rate_pacer.hpp"
+#include "brook/transport/shm_ring.hpp"
+#include "brook/transport/shm_segment.hpp"
+#include "commands.hpp"
+#include "process_stats.hpp"
+
+namespace brook::cli {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count());
+}
+std::uint64_t ns_of(clock::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+void report(const runtime::BenchResult& r, bool json) {
+  if (json) {
+    std::printf("%s\n", runtime::to_json(r).c_str());
+    return;
+  }
+  std::printf("%s %s over %s, %zu B, %u subscriber(s): %llu/%llu received, %llu lost, %llu out of order\n",
+              r.system.c_str(), r.scenario.c_str(), r.transport.c_str(), r.payload_bytes,
+              r.subscribers, (unsigned long long)r.received, (unsigned long long)r.sent,
+              (unsigned long long)r.lost, (unsigned long long)r.out_of_order);
+  if (r.p50_us > 0)
+    std::printf("  one-way latency us: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", r.p50_us,
+                r.p99_us, r.p999_us, r.max_us);
+  std::printf("  %.0f msgs/s delivered (%.1f MB/s)\n", r.msgs_per_sec, r.mb_per_sec);
+  if (r.broker_cpu_us_per_update > 0)
+    std::printf("  broker CPU %.2f us per update\n", r.broker_cpu_us_per_update);
+}
+
+// One subscriber's view: its own histogram and order check, touched only by its client's thread
+// until that client is closed.
+struct Receiver {
+  runtime::LatencyHistogram histogram;
+  std::atomic<std::uint64_t> received{0};
+  std::uint64_t expected = 0;
+  std::uint64_t out_of_order = 0;
+};
+
+}  // namespace
+
+int run_oneway(const OnewayArgs& a) {
+  char suffix[9];
+  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
+  const std::string topic = std::string("Bench/") + suffix + "/oneway";
+  ClientOptions options;
+  options.url = a.url;
+  options.client_name = "brook-bench";
+  // The publisher's thread sleeps even with --spin: on two cores a spinning publisher, broker
+  // and subscriber would take turns on the cores and measure the scheduler.
+  Client publisher;
+  if (auto s = publisher.connect(options); !s) {
+    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
+    return exit_usage;
+  }
+  // Whole values: the transport is measured, not the delta codec.
+  TopicProperties properties;
+  properties.type = TopicType::binary;
+  properties.deltas = false;
+  if (auto s = publisher.create_topic(topic, properties).get(); !s) {
+    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
+    return exit_refused;
+  }
+
+  options.spin = a.spin;
+  std::vector<std::unique_ptr<Receiver>> receivers;
+  std::vector<std::unique_ptr<Client>> subscribers;
+  for (unsigned i = 0; i < a.subscribers; ++i) {
+    receivers.push_back(std::make_unique<Receiver>());
+    subscribers.push_back(std::make_unique<Client>());
+    if (auto s = subscribers.back()->connect(options); !s) {
+      std::fprintf(stderr, "brook bench: subscriber %u: %s\n", i, s.message.c_str());
+      return exit_usage;
+    }
+    Receiver* r = receivers.back().get();
+    auto verdict = std::make_shared<std::promise<Status>>();
+    auto answer = verdict->get_future();
+    subscribers.back()->subscribe(
+        topic,
+        [r](const Update& u) {
+          if (u.value.size() < 16) return;  // the topic's empty first value
+          std::uint64_t seq, intended;
+          std::memcpy(&seq, u.value.data(), 8);
+          std::memcpy(&intended, u.value.data() + 8, 8);
+          r->histogram.record(now_ns() - intended);
+          if (seq != r->expected) ++r->out_of_order;
+          r->expected = seq + 1;
+          r->received.fetch_add(1, std::memory_order_release);
+        },
+        [verdict](const Status& s) { verdict->set_value(s); });
+    if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready || !answer.get()) {
+      std::fprintf(stderr, "brook bench: subscriber %u was not confirmed\n", i);
+      return exit_refused;
+    }
+  }
+
+  const long broker = a.broker_pid > 0 ? a.broker_pid : find_brookd();
+  const double cpu_before = broker > 0 ? cpu_seconds(broker) : -1;
+  std::vector<std::byte> value(std::max<std::size_t>(a.payload, 16), std::byte{0x5a});
+  auto start = clock::now() + std::chrono::milliseconds(10);
+  runtime::RatePacer pacer(a.rate, start);
+  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  std::uint64_t sent = 0;
+  for (; sent < a.count && clock::now() < give_up; ++sent) {
+    const std::uint64_t intended = ns_of(pacer.wait_until_due(sent));
+    std::memcpy(value.data(), &sent, 8);
+    std::memcpy(value.data() + 8, &intended, 8);
+    publisher.publish(topic, value, TopicType::binary);
+  }
+  // The tail: until everything arrived, or nothing more for 5 s.
+  auto total = [&] {
+    std::uint64_t n = 0;
+    for (auto& r : receivers) n += r->received.load(std::memory_order_acquire);
+    return n;
+  };
+  const std::uint64_t expected = sent * a.subscribers;
+  std::uint64_t seen = total();
+  auto last_progress = clock::now();
+  while (seen < expected && clock::now() - last_progress < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (std::uint64_t now = total(); now != seen) {
+      seen = now;
+      last_progress = clock::now();
+    }
+  }
+  const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+  const double cpu_after = broker > 0 ? cpu_seconds(broker) : -1;
+  publisher.close();
+  for (auto& s : subscribers) s->close();  // joins their threads: the receivers are ours now
+
+  runtime::BenchResult r;
+  r.system = "brook";
+  r.scenario = "oneway";
+  r.transport = transport_of(a.url);
+  r.payload_bytes = value.size();
+  r.subscribers = a.subscribers;
+  r.rate_target = a.rate;
+  r.sent = expected;
+  runtime::LatencyHistogram merged;
+  for (auto& receiver : receivers) {
+    r.received += receiver->received.load();
+    r.out_of_order += receiver->out_of_order;
+    merged.merge(receiver->histogram);
+  }
+  r.lost = r.sent > r.received ? r.sent - r.received : 0;
+  r.seconds = seconds;
+  r.msgs_per_sec = seconds > 0 ? static_cast<double>(r.received) / seconds : 0;
+  r.mb_per_sec = r.msgs_per_sec * static_cast<double>(value.size()) / 1e6;
+  if (cpu_before >= 0 && cpu_after >= 0 && sent > 0)
+    r.broker_cpu_us_per_update = (cpu_after - cpu_before) * 1e6 / static_cast<double>(sent);
+  runtime::fill_latency(r, merged);
+  report(r, a.json);
+  return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
+}
+
+namespace {
+
+// What the reading child sends back through its pipe.
+struct RingSummary {
+  std::uint64_t received = 0;
+  std::uint64_t out_of_order = 0;
+  std::uint64_t first_ns = 0;
+  std::uint64_t last_ns = 0;
+  std::uint64_t p50 = 0, p99 = 0, p999 = 0, max = 0, min = 0;
+  double mean = 0;
+};
+
+// The child: reads `count` records of `record` bytes, sleeping on `doorbell` when the ring is
+// empty unless `spin`.
+RingSummary read_records(transport::ShmRingReader& reader, std::size_t record, std::uint64_t count,
+                         bool spin, int doorbell) {
+  RingSummary s;
+  auto histogram = std::make_unique<runtime::LatencyHistogram>();
+  std::vector<std::byte> buffer(record);
+  std::size_t filled = 0;
+  std::uint64_t expected = 0;
+  while (s.received < count) {
+    auto bytes = reader.readable();
+    if (bytes.empty()) {
+      if (spin) continue;
+      if (!reader.prepare_to_sleep()) {
+        pollfd p{doorbell, POLLIN, 0};
+        if (::poll(&p, 1, 1000) == 0 && ::getppid() == 1) break;  // the writer is gone
+        std::uint64_t ignored;
+        [[maybe_unused]] auto n = ::read(doorbell, &ignored, sizeof ignored);
+      }
+      reader.awake();
+      continue;
+    }
+    std::size_t used = 0;
+    while (used < bytes.size()) {
+      const std::size_t take = std::min(record - filled, bytes.size() - used);
+      std::memcpy(buffer.data() + filled, bytes.data() + used, take);
+      filled += take;
+      used += take;
+      if (filled < record) break;
+      filled = 0;
+      std::uint64_t seq, intended;
+      std::memcpy(&seq, buffer.data(), 8);
+      std::memcpy(&intended, buffer.data() + 8, 8);
+      const std::uint64_t now = now_ns();
+      histogram->record(now - intended);
+      if (seq != expected) ++s.out_of_order;
+      expected = seq + 1;
+      if (s.received++ == 0) s.first_ns = now;
+      s.last_ns = now;
+    }
+    reader.consume(used);
+  }
+  s.p50 = histogram->percentile(50.0);
+  s.p99 = histogram->percentile(99.0);
+  s.p999 = histogram->percentile(99.9);
+  s.max = histogram->max();
+  s.min = histogram->min();
+  s.mean = histogram->mean();
+  return s;
+}
+
+}  // namespace
+
+int run_raw_ring(const RawRingArgs& a) {
+  const std::size_t record = std::max<std::size_t>(a.payload, 16);
+  transport::SharedSegment segment = transport::SharedSegment::create(
+      "brook-bench-ring", transport::session_segment_bytes(a.ring_bytes, 4096));
+  auto rings = transport::init_session_segment(segment.bytes(), a.ring_bytes, 4096);
+  int doorbell = ::eventfd(0, EFD_CLOEXEC);
+  int results[2];
+  if (doorbell < 0 || ::pipe2(results, O_CLOEXEC) != 0) {
+    std::perror("brook bench");
+    return exit_usage;
+  }
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("brook bench: fork");
+    return exit_usage;
+  }
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the writer, spinning or not
+    transport::ShmRingReader reader(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
+    RingSummary s = read_records(reader, record, a.count, a.spin, doorbell);
+    [[maybe_unused]] auto n = ::write(results[1], &s, sizeof s);
+    ::_exit(0);
+  }
+  ::close(results[1]);
+
+  transport::ShmRingWriter writer(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
+  std::vector<std::byte> value(record, std::byte{0x5a});
+  // Paced runs start a little ahead, on the pacer's schedule; flat out starts now.
+  auto start = clock::now() + std::chrono::milliseconds(a.rate > 0 ? 10 : 0);
+  runtime::RatePacer pacer(a.rate, start);
+  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  std::uint64_t sent = 0;
+  const std::uint64_t one = 1;
+  for (; sent < a.count && clock::now() < give_up; ++sent) {
+    const std::uint64_t intended = pacer.flat_out() ? now_ns() : ns_of(pacer.wait_until_due(sent));
+    std::memcpy(value.data(), &sent, 8);
+    std::memcpy(value.data() + 8, &intended, 8);
+    std::size_t written = 0;
+    while (written < record) {
+      written += writer.write(std::span(value).subspan(written));
+      if (written < record) std::this_thread::yield();  // full: the reader catches up
+    }
+    if (writer.publish()) [[maybe_unused]] auto n = ::write(doorbell, &one, sizeof one);
+  }
+  RingSummary s;
+  pollfd p{results[0], POLLIN, 0};
+  const bool answered = ::poll(&p, 1, 10000) > 0 && ::read(results[0], &s, sizeof s) == sizeof s;
+  if (!answered) ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(results[0]);
+  ::close(doorbell);
+
+  runtime::BenchResult r;
+  r.system = "raw-ring";
+  r.scenario = pacer.flat_out() ? "throughput" : "oneway";
+  r.transport = "shm";
+  r.payload_bytes = record;
+  r.subscribers = 1;
+  r.rate_target = a.rate;
+  r.sent = sent;
+  r.received = s.received;
+  r.lost = sent > s.received ? sent - s.received : 0;
+  r.out_of_order = s.out_of_order;
+  r.seconds = s.received ? static_cast<double>(s.last_ns - std::min(s.last_ns, ns_of(start))) / 1e9 : 0;
+  if (r.seconds > 0) {
+    r.msgs_per_sec = static_cast<double>(s.received) / r.seconds;
+    r.mb_per_sec = r.msgs_per_sec * static_cast<double>(record) / 1e6;
+  }
+  r.p50_us = static_cast<double>(s.p50) / 1000;
+  r.p99_us = static_cast<double>(s.p99) / 1000;
+  r.p999_us = static_cast<double>(s.p999) / 1000;
+  r.max_us = static_cast<double>(s.max) / 1000;
+  r.min_us = static_cast<double>(s.min) / 1000;
+  r.mean_us = s.mean / 1000;
+  report(r, a.json);
+  return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
+}
+
+}  // namespace brook::cli
