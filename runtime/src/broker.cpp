@@ -19,6 +19,12 @@ namespace brook::runtime {
 
 struct Broker::Impl {
   explicit Impl(BrokerOptions o) : options(std::move(o)) {}
+  // What start() opened before it failed (stop() closes them after a run).
+  ~Impl() {
+    for (int fd : mesh.broadcast_read_only_fds) ::close(fd);
+    if (listen_fd >= 0) ::close(listen_fd);
+    if (shm_listen_fd >= 0) ::close(shm_listen_fd);
+  }
   BrokerOptions options;
   Mesh mesh;
   std::optional<CredentialStore> credentials;

@@ -81,7 +81,9 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   listen_fd_ = listen_fd;
   if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
   shm_listen_fd_ = shm_listen_fd;
-  if (index_ < mesh_.broadcast_logs.size()) broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_]);
+  if (index_ < mesh_.broadcast_logs.size())
+    broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_],
+                                 &transport::broadcast_reclaimed(mesh_.broadcast[index_].data()));
   if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
   ready_.store(true, std::memory_order_release);
 
@@ -105,7 +107,11 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     wake_peers();
 
     int timeout_ms = 0;
-    if (work == 0 && !back_pressured() && !options_.spin && (shm_slots_.empty() || shm_quiet())) {
+    // Asking the shm clients to ring raises their rings' waiting flags: lowered again below,
+    // whether or not the shard then sleeps.
+    bool shm_asked = false;
+    if (work == 0 && !back_pressured() && !options_.spin &&
+        (shm_slots_.empty() || (shm_asked = true, shm_quiet()))) {
       // Tell producers we may sleep, then look once more: a record pushed before our store
       // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
       // seq_cst: a full barrier between this store and the ring loads in inbound_pending();
@@ -121,7 +127,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
     reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
     sleeping_.store(false, std::memory_order_relaxed);
-    if (timeout_ms != 0 && !shm_slots_.empty()) shm_awake();
+    if (shm_asked) shm_awake();
   }
   // The kernel writes into each armed doorbell's link: take them back before the links go.
   for (std::uint32_t slot : shm_slots_)

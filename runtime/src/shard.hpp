@@ -354,6 +354,9 @@ class Shard final : public transport::ReactorHandler {
   void arm_doorbell(Connection& c);
   void on_doorbell(Connection& c, int result);
   void forget_shm(Connection& c);
+  // A released connection's link, kept while its client may still read what it pins.
+  void retire_shm_link(std::unique_ptr<ShmLink> link);
+  void sweep_draining_links(std::uint64_t now);
   bool doorbells_armed() const;
   // Drops a record that will never be handled (at shutdown), with what it owns.
   static void release_message(const ShardMessage& m);
@@ -451,6 +454,11 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> shm_polling_;
   std::vector<std::byte> shm_scratch_;    // frames copied out of a ring before they are read
   ShmBroadcastLog broadcast_;
+  struct DrainingLink {
+    std::unique_ptr<ShmLink> link;
+    std::uint64_t until_ns;
+  };
+  std::vector<DrainingLink> draining_links_;
   unsigned next_connection_shard_ = 0;
 
   BufferPool pool_;
@@ -481,6 +489,8 @@ class Shard final : public transport::ReactorHandler {
   // Owner side.
   TopicTree<OwnedTopic> topics_;          // for selector matching
   TopicPathMap<OwnedTopic*> topic_by_path_;  // one hash per publish; tree nodes never move
+  const std::string* last_published_path_ = nullptr;  // a key of topic_by_path_
+  OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here
   SelectorIndex remote_selectors_;  // every shard's subscriptions, keyed by subscription key

@@ -122,8 +122,12 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
   }
   if (completion.result == -ECANCELED && c.paused) return;
   // EOF or a socket error: the connection is gone; its session (if any) waits for the
-  // client to come back. A shm client that is gone reads nothing more from its ring.
-  if (c.shm) c.send_failed = true;
+  // client to come back. A shm client that is gone reads nothing more from its ring, but
+  // what it wrote there before it went (a Close, its last publishes) is read first.
+  if (c.shm) {
+    read_shm(c);
+    c.send_failed = true;
+  }
   begin_close(c);
 }
 
@@ -521,7 +525,10 @@ void Shard::maybe_release(Connection& c) {
   ++counters_.connections_closed;
   --open_connections_;
   if (Session* s = c.session; s && s->connection == &c) detach(*s);
-  if (c.shm) forget_shm(c);
+  if (c.shm) {
+    forget_shm(c);
+    retire_shm_link(std::move(c.shm));
+  }
   std::uint32_t slot = c.slot;
   connections_[slot].reset();
   free_slots_.push_back(slot);

@@ -337,6 +337,7 @@ void Shard::abandon(Connection& c) {
 }
 
 void Shard::check_liveness(std::uint64_t now) {
+  if (!draining_links_.empty()) sweep_draining_links(now);
   const std::uint64_t interval = ms_to_ns(options_.ping_interval_ms);
   const std::uint64_t connect_window = ms_to_ns(options_.connect_timeout_ms);
   for (auto& owned : connections_) {

@@ -21,7 +21,9 @@ namespace brook::runtime {
 
 namespace {
 constexpr std::size_t shm_read_batch = 256 * 1024;  // per connection per turn
-const std::uint64_t doorbell_ring = 1;              // what a doorbell write adds
+// A released connection's client may still be reading the references left in its ring (its
+// last frames, read after it sees the socket close): their bodies stay pinned this long.
+constexpr std::uint64_t draining_ns = 10'000'000'000ull;
 }  // namespace
 
 void Shard::arm_doorbell(Connection& c) {
@@ -69,7 +71,8 @@ void Shard::poll_shm() {
       link.to_client.writable();  // refreshes the client's read position
       link.release_read_pins();
     }
-    if (link.waiting_for_space && (link.to_client.writable() > 0 || link.to_client.corrupt())) {
+    if (link.waiting_for_space &&
+        (link.to_client.writable() >= link.space_needed || link.to_client.corrupt())) {
       link.waiting_for_space = false;
       mark_for_flush(*c);
     }
@@ -90,7 +93,7 @@ void Shard::read_shm(Connection& c) {
     total += n;
     wake_client |= link.from_client.consume(n);
   }
-  if (wake_client) reactor_->write(link.doorbell_out, &doorbell_ring, sizeof doorbell_ring, token_of(c));
+  if (wake_client) link.ring_client();
   if (link.from_client.corrupt()) {
     protocol_error(c, codec::ErrorCode::malformed_frame,
                    "shared memory: the ring's indices are corrupt");
@@ -117,6 +120,7 @@ void Shard::send_shm(Connection& c) {
     written += n;
     stopped = !c.control_out.empty();
   }
+  link.space_needed = 1;
   Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
   // A closing connection sends its session's frames only as an ending session's last words.
   if (!stopped && s && !s->out.empty() && (!c.closing || s->ended)) {
@@ -125,7 +129,10 @@ void Shard::send_shm(Connection& c) {
         std::array<std::byte, codec::shared_update_bytes> reference;
         codec::write_shared_update(reference.data(), f.head.data(), f.shared_at - 1, f.body_bytes,
                                    static_cast<std::uint16_t>(index_));
-        if (!ring.write_whole(reference)) return 0;
+        if (!ring.write_whole(reference)) {
+          link.space_needed = reference.size();
+          return 0;
+        }
         link.pins.push_back({ring.position(), f.shared_at - 1});
         written += reference.size();
         ++counters_.shared_deliveries;
@@ -156,19 +163,33 @@ void Shard::send_shm(Connection& c) {
                    "shared memory: the ring's indices are corrupt");
     c.send_failed = true;
     c.control_out.clear();
-    begin_close(c);
-    maybe_release(c);
+    begin_close(c);  // flush_sessions() releases it, after this call
     return;
   }
-  if (written > 0 && ring.publish())
-    reactor_->write(link.doorbell_out, &doorbell_ring, sizeof doorbell_ring, token_of(c));
+  if (written > 0 && ring.publish()) link.ring_client();
   counters_.bytes_out += written;
   link.waiting_for_space = stopped;
   c.congested = stopped;
-  if (c.closing) maybe_release(c);
+}
+
+void Shard::retire_shm_link(std::unique_ptr<ShmLink> link) {
+  link->close_doorbells();
+  link->to_client.writable();
+  link->release_read_pins();
+  if (!link->pins.empty()) draining_links_.push_back({std::move(link), now_ns() + draining_ns});
+}
+
+void Shard::sweep_draining_links(std::uint64_t now) {
+  std::erase_if(draining_links_, [now](DrainingLink& d) {
+    d.link->to_client.writable();
+    d.link->release_read_pins();
+    return d.link->pins.empty() || d.link->corrupt() || now >= d.until_ns;
+  });
 }
 
 std::uint64_t Shard::oldest_shared_pin(std::uint64_t head) {
+  sweep_draining_links(now_ns());
+  for (auto& d : draining_links_) head = std::min(head, d.link->pins.front().position);
   for (std::uint32_t slot : shm_slots_) {
     Connection* c = connections_[slot].get();
     if (!c || !c->shm || c->shm->pins.empty()) continue;
@@ -186,7 +207,7 @@ bool Shard::shm_quiet() {
     if (!c || !c->shm || c->closing) continue;
     ShmLink& link = *c->shm;
     if (!c->paused && accepts_frames(*c) && link.from_client.prepare_to_sleep()) quiet = false;
-    if (link.waiting_for_space && link.to_client.wait_for_space()) quiet = false;
+    if (link.waiting_for_space && link.to_client.wait_for_space(link.space_needed)) quiet = false;
   }
   return quiet;
 }

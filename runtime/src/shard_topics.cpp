@@ -48,8 +48,16 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
                    m.a, 0, 0, text.empty() ? nullptr : text_buffer(pool_, text)});
   };
 
-  auto found = topic_by_path_.find(publish.path);
-  OwnedTopic* topic = found == topic_by_path_.end() ? nullptr : found->second;
+  // Publishers repeat their topics: the path looked up last is compared first, which is
+  // cheaper than hashing it again (topics are never removed, and map nodes never move).
+  OwnedTopic* topic = nullptr;
+  if (last_published_ && *last_published_path_ == publish.path) {
+    topic = last_published_;
+  } else if (auto found = topic_by_path_.find(publish.path); found != topic_by_path_.end()) {
+    topic = found->second;
+    last_published_path_ = &found->first;
+    last_published_ = topic;
+  }
   bool created = false;
   codec::TopicType type =
       publish.type.value_or(topic ? topic->properties.type : codec::TopicType::string);
@@ -71,7 +79,9 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   }
   if (!topic) {
     topic = topics_.try_emplace(publish.path).first;
-    topic_by_path_.emplace(std::string(publish.path), topic);
+    auto entry = topic_by_path_.emplace(std::string(publish.path), topic).first;
+    last_published_path_ = &entry->first;
+    last_published_ = topic;
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->properties.type = type;
     created = true;

@@ -11,6 +11,7 @@
 // position passes the reference (ShmLink::pins), and the log reclaims space only up to the
 // oldest pin. A body that is reclaimed before a ring took its reference (its subscriber was
 // behind while the log went round), or that found no room, goes inline as over TCP.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -22,8 +23,9 @@ namespace brook::runtime {
 class ShmBroadcastLog {
  public:
   ShmBroadcastLog() = default;
-  explicit ShmBroadcastLog(std::span<std::byte> log) noexcept
-      : data_(log.data()), mask_(log.size() - 1) {}
+  // `reclaimed`: the segment header's word where clients read how far the log was reclaimed.
+  ShmBroadcastLog(std::span<std::byte> log, std::uint64_t* reclaimed) noexcept
+      : data_(log.data()), mask_(log.size() - 1), reclaimed_(reclaimed) {}
 
   bool enabled() const noexcept { return data_ != nullptr; }
   // Whether the body at `position` is still intact (not reclaimed).
@@ -42,6 +44,8 @@ class ShmBroadcastLog {
     const std::uint64_t end = head_ + skip + body.size();
     if (end - tail_ > capacity) {
       tail_ = oldest_pinned(head_);
+      // release: a client that reads this before a body knows not to trust the body.
+      std::atomic_ref<std::uint64_t>(*reclaimed_).store(tail_, std::memory_order_release);
       if (end - tail_ > capacity) return std::nullopt;
     }
     const std::uint64_t position = head_ + skip;
@@ -54,6 +58,7 @@ class ShmBroadcastLog {
  private:
   std::byte* data_ = nullptr;
   std::size_t mask_ = 0;
+  std::uint64_t* reclaimed_ = nullptr;
   std::uint64_t head_ = 0;  // where the next body goes
   std::uint64_t tail_ = 0;  // everything before it may be overwritten
   std::uint64_t bodies_written_ = 0;

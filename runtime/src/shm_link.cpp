@@ -13,9 +13,18 @@
 
 namespace brook::runtime {
 
-ShmLink::~ShmLink() {
+ShmLink::~ShmLink() { close_doorbells(); }
+
+void ShmLink::close_doorbells() noexcept {
   if (doorbell_in >= 0) ::close(doorbell_in);
   if (doorbell_out >= 0) ::close(doorbell_out);
+  doorbell_in = doorbell_out = -1;
+}
+
+void ShmLink::ring_client() const noexcept {
+  const std::uint64_t one = 1;
+  // Non-blocking: a full counter (EAGAIN) still leaves the client's read ready.
+  if (doorbell_out >= 0) [[maybe_unused]] auto n = ::write(doorbell_out, &one, sizeof one);
 }
 
 bool shm_peer_allowed(const BrokerOptions& options, uid_t uid, gid_t gid) {

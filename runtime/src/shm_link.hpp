@@ -25,6 +25,7 @@ struct ShmLink {
   std::uint64_t doorbell_value = 0;  // the armed read's target
   bool doorbell_armed = false;
   bool waiting_for_space = false;  // the ring to the client was full
+  std::size_t space_needed = 1;     // what the next write needs (a reference: all 48 bytes)
   // Shared update references in the ring to the client, oldest first: the broadcast log keeps
   // each body until the client has read past its reference.
   struct Pin {
@@ -42,6 +43,10 @@ struct ShmLink {
   ShmLink& operator=(const ShmLink&) = delete;
   ~ShmLink();
   bool corrupt() const noexcept { return from_client.corrupt() || to_client.corrupt(); }
+  // A plain write to the eventfd, not through io_uring: a queued write could reach the kernel
+  // after the link is gone and its descriptor number taken by another file.
+  void ring_client() const noexcept;
+  void close_doorbells() noexcept;
 };
 
 // Whether a peer with these ids may use shared memory (BrokerOptions::shm_allow_*).

@@ -91,6 +91,17 @@ class RawShmPeer {
     to_broker_.publish();
   }
   transport::SessionRings& rings() { return rings_; }
+  // Reads (and drops) everything the broker has written so far; returns how many bytes.
+  std::size_t drain() {
+    transport::ShmRingReader reader(rings_.to_client, rings_.to_client_data, rings_.to_client_bytes);
+    std::size_t total = 0;
+    while (true) {
+      auto bytes = reader.readable();
+      if (bytes.empty()) return total;
+      total += bytes.size();
+      reader.consume(bytes.size());
+    }
+  }
   // True once the broker closed the socket.
   bool closed_by_broker(milliseconds timeout) {
     std::vector<int> fds;
@@ -292,6 +303,47 @@ TEST(ShmPubSub, a_reader_that_stops_pins_the_broadcast_log_and_the_others_get_in
   run_broadcast_log_readers(/*stopped_reader=*/true);
 }
 
+TEST(ShmPubSub, a_reader_closed_as_a_slow_consumer_gets_its_reason_once_it_reads_again) {
+  // A 64 KiB ring, and a queue limit of 128 KiB: a reader that stops is closed as a slow
+  // consumer with its ring full, so the reason waits for room; it reads, gets it, and the
+  // broker lets the connection go.
+  BrokerProcess broker(shm_broker(1, "[shm]\nring_bytes = 65536\n[limits]\nmax_frame_bytes = 65536\n"
+                                     "[session]\nqueue_max_bytes = 131072\n"));
+  BROOK_ASSERT_STARTED(broker);
+  RawShmPeer stopped(broker.shm_url());
+  ASSERT_TRUE(stopped.ready());
+  codec::FrameEncoder encoder;
+  codec::ConnectMsg connect;
+  connect.client_name = "stops-reading";
+  stopped.send(encoder.connect(connect));
+  stopped.send(encoder.subscribe(1, "Shm/slow"));
+  UpdateLog log;
+  Client reader, publisher;
+  ASSERT_TRUE(connect_client(reader, broker.shm_url(), "keeps-reading"));
+  ASSERT_TRUE(subscribe_and_wait(reader, "Shm/slow", log));
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "tcp-pub"));
+  TopicProperties whole_values;
+  whole_values.deltas = false;
+  ASSERT_TRUE(await(publisher.create_topic("Shm/slow", whole_values)));
+  const std::string filler(500, 'x');
+  // 1.5 MB of updates, 144 KB of references: past the ring and the queue limit.
+  constexpr std::uint64_t count = 3000;
+  for (std::uint64_t seq = 1; seq <= count; ++seq) {
+    publisher.publish("Shm/slow", value_of(filler, seq));
+    // Paced, so that the reader that keeps reading stays within the small queue limit.
+    if (seq % 50 == 0) ASSERT_TRUE(round_trip(publisher));
+  }
+  ASSERT_TRUE(log.wait_for(count, long_wait)) << log.size() << broker.log_tail();
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_GT(stopped.drain(), 60000u) << "the stopped reader's ring was not full";
+  EXPECT_TRUE(stopped.closed_by_broker(short_wait)) << broker.log_tail();
+  EXPECT_TRUE(round_trip(reader));
+  reader.close();
+  publisher.close();
+  broker.stop();
+  EXPECT_EQ(broker.counter_total("slow_consumer_closes"), 1u) << broker.log();
+}
+
 // ---- sessions ----------------------------------------------------------------------------
 
 TEST(ShmSession, subscriber_killed_with_sigkill_is_detected_and_its_session_resumed_with_the_missed_updates) {
@@ -348,6 +400,36 @@ TEST(ShmSession, subscriber_killed_with_sigkill_is_detected_and_its_session_resu
   publisher.close();
   broker.stop();
   EXPECT_EQ(broker.counter_total("sessions_resumed"), 1u) << broker.log();
+}
+
+TEST(ShmSession, a_client_with_the_credentials_takes_over_a_session_whose_client_still_lives) {
+  CredentialsFile credentials;
+  BrokerConfig config = auth_broker(credentials, /*allow_anonymous=*/true, 2);
+  config.shm = true;
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "tcp-pub"));
+  UpdateLog first_log, second_log;
+  Client first, second;
+  ClientOptions options = login(broker.shm_url(), "alice", alice_password, 9);
+  options.reconnect_timeout = std::chrono::seconds(0);  // the first one does not fight back
+  ASSERT_TRUE(first.connect(options));
+  ASSERT_TRUE(subscribe_and_wait(first, "Shm/takeover", first_log));
+  ASSERT_TRUE(await(publisher.publish_acked("Shm/takeover", bytes_of("one"))));
+  ASSERT_TRUE(first_log.wait_for(1, short_wait));
+
+  second.subscribe("Shm/takeover", second_log.handler());
+  ASSERT_TRUE(second.connect(login(broker.shm_url(), "alice", alice_password, 9)));
+  EXPECT_EQ(second.session_id(), "alice/9");
+  ASSERT_TRUE(await(publisher.publish_acked("Shm/takeover", bytes_of("two"))));
+  ASSERT_TRUE(second_log.wait_until(
+      [](const std::vector<Received>& e) { return !e.empty() && e.back().value == "two"; }, long_wait))
+      << second_log.size() << broker.log_tail();
+  EXPECT_TRUE(eventually([&] { return first.state() == ClientState::closed; }, short_wait))
+      << "the first client still holds the session";
+  second.close();
+  publisher.close();
 }
 
 TEST(ShmRequests, requests_cross_between_shm_and_tcp_both_ways) {
@@ -468,11 +550,16 @@ TEST(ShmAccess, peers_that_scribble_over_their_ring_indices_are_cut_off_while_ot
   connect.client_name = "scribbler";
   connect.reconnect_timeout_ms = 1000;
   runaway_head.send(encoder.connect(connect));
-  runaway_head.send(encoder.subscribe(1, "Shm/ok"));
+  TopicProperties whole_values;
+  whole_values.deltas = false;
+  ASSERT_TRUE(await(publisher.create_topic("Shm/flood", whole_values)));
+  runaway_head.send(encoder.subscribe(1, "Shm/flood"));
   std::this_thread::sleep_for(milliseconds(200));
-  // The broker consults it once its cached view of the ring says full: the stream below
-  // fills the 64 KiB ring.
   runaway_head.rings().to_client->head.store(1ull << 50, std::memory_order_release);
+  // The broker consults the read position once its own view of the ring says full: 3,000
+  // references of 48 bytes fill the 64 KiB ring.
+  const std::string flood(200, 'f');
+  for (int i = 0; i < 3000; ++i) publisher.publish("Shm/flood", flood);
 
   for (std::uint64_t seq = 1; seq <= count; ++seq) {
     publisher.publish("Shm/ok", value_of("ok", seq));

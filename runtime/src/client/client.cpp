@@ -368,10 +368,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       auto now = std::chrono::steady_clock::now();
       if (recovering) step_recovery(now);
       else if (!stream_closed) keep_alive(now);
-      if (shm && (!recovering || hold_out)) pump_shm();
       if (!pending_requests.empty()) expire_requests(now);
       std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
       if (!send_in_flight && !out.empty()) start_send();
+      // After the calls: a subscription made before connect() is in place before the frames
+      // it matches are read (over TCP they arrive as completions, after this point too).
+      if (shm && (!recovering || hold_out)) {
+        pump_shm();
+        if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
+      }
       if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
           !shut_down_write) {
         // Over shared memory the socket is the liveness signal: the broker takes its EOF for
@@ -567,6 +572,12 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     auto log = shm->broadcast_logs[m.segment];
     const std::size_t at = static_cast<std::size_t>(m.position & (log.size() - 1));
     if (m.value_bytes > log.size() - at) return std::nullopt;
+    // acquire: pairs with the broker's release before it writes over reclaimed bodies.
+    // (A plain load on the read-only mapping: atomic_ref wants a non-const object.)
+    auto reclaimed = std::atomic_ref<std::uint64_t>(
+                         *const_cast<std::uint64_t*>(shm->broadcast_reclaimed[m.segment]))
+                         .load(std::memory_order_acquire);
+    if (m.position < reclaimed) return std::nullopt;  // read too late: the body is gone
     return log.subspan(at, m.value_bytes);
   }
 
@@ -586,6 +597,9 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (stream_closed) return;
     if (recovering) {
       if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+      // The attempt's doorbell will never ring: take its read back, or the next attempt
+      // would wait for it forever.
+      if (shm && doorbell_armed) reactor.load(std::memory_order_relaxed)->cancel(transport::Op::read, 1);
       if (hold_out) {
         hold_out = false;
         schedule_attempt(std::move(reason));
@@ -815,7 +829,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
                      // until we have consumed this frame from our ring.
                      auto value = shared_value(m);
                      if (!value) {
-                       protocol_failure("a shared update points outside its broadcast segment");
+                       protocol_failure("a shared update points outside its broadcast segment, "
+                                        "or to a body already reclaimed");
                        return;
                      }
                      codec::UpdateMsg update = m.update;

@@ -67,6 +67,7 @@ std::unique_ptr<ShmClientLink> ShmClientLink::open(const std::string& path, int 
       auto log = transport::open_broadcast_segment(link->broadcast.back().bytes());
       if (!log) throw std::system_error(EPROTO, std::generic_category(), "broadcast segment");
       link->broadcast_logs.push_back(*log);
+      link->broadcast_reclaimed.push_back(&transport::broadcast_reclaimed(link->broadcast.back().data()));
       link->broadcast.back().close_fd();
     }
   } catch (const std::system_error& e) {

@@ -18,6 +18,7 @@ struct ShmClientLink {
   transport::SharedSegment session;
   std::vector<transport::SharedSegment> broadcast;   // one per broker shard, read-only
   std::vector<std::span<const std::byte>> broadcast_logs;
+  std::vector<const std::uint64_t*> broadcast_reclaimed;  // each segment's reclaim point
   transport::ShmRingWriter to_broker;
   transport::ShmRingReader from_broker;
   int doorbell_to_broker = -1;

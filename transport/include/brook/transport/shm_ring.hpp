@@ -97,13 +97,13 @@ class ShmRingWriter {
   }
 
   // The ring was full: asks the consumer to wake us when it frees space. Returns true when
-  // there is space after all (do not sleep).
-  bool wait_for_space() noexcept {
+  // `needed` bytes fit after all (do not sleep).
+  bool wait_for_space(std::size_t needed = 1) noexcept {
     indices_->producer_waiting.store(1, std::memory_order_seq_cst);
     // Our store before the load of the consumer's position, whatever the load compiles to:
     // pairs with the fence in consume() (Dekker's handshake).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    return writable() > 0 || corrupt_;
+    return writable() >= needed || corrupt_;
   }
 
  private:

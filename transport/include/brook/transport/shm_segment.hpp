@@ -75,7 +75,10 @@ struct BroadcastSegmentHeader {
   std::uint64_t magic;
   std::uint64_t log_offset;
   std::uint64_t log_bytes;
-  std::uint64_t reserved[5];
+  // Bodies before this log position may have been overwritten (the broker's reclaim point,
+  // stored with release before it writes over them; read it with std::atomic_ref).
+  std::uint64_t reclaimed;
+  std::uint64_t reserved[4];
 };
 static_assert(sizeof(BroadcastSegmentHeader) == 64);
 
@@ -101,5 +104,9 @@ std::size_t broadcast_segment_bytes(std::size_t log_bytes);
 // Returns the log (capacity rounded up to a power of two).
 std::span<std::byte> init_broadcast_segment(std::span<std::byte> segment, std::size_t log_bytes);
 std::optional<std::span<const std::byte>> open_broadcast_segment(std::span<const std::byte> segment);
+// The header's reclaim point of a broadcast segment (written by the broker, read by clients).
+inline std::uint64_t& broadcast_reclaimed(std::byte* segment) noexcept {
+  return reinterpret_cast<BroadcastSegmentHeader*>(segment)->reclaimed;
+}
 
 }  // namespace brook::transport
