@@ -346,12 +346,17 @@ TEST(ShmPubSub, a_reader_closed_as_a_slow_consumer_gets_its_reason_once_it_reads
 
 // ---- sessions ----------------------------------------------------------------------------
 
+// Two shards, shared memory, alice and bob known, anonymous sessions let in too.
+BrokerConfig shm_auth_broker(const CredentialsFile& credentials) {
+  BrokerConfig config = auth_broker(credentials, /*allow_anonymous=*/true, 2);
+  config.shm = true;
+  return config;
+}
+
 TEST(ShmSession, subscriber_killed_with_sigkill_is_detected_and_its_session_resumed_with_the_missed_updates) {
   constexpr std::uint64_t before = 50, total = 300;
   CredentialsFile credentials;
-  BrokerConfig config = auth_broker(credentials, /*allow_anonymous=*/true, 2);
-  config.shm = true;
-  BrokerProcess broker(config);
+  BrokerProcess broker(shm_auth_broker(credentials));
   BROOK_ASSERT_STARTED(broker);
   Client publisher;
   ASSERT_TRUE(connect_client(publisher, broker.url(), "tcp-pub"));
@@ -404,9 +409,7 @@ TEST(ShmSession, subscriber_killed_with_sigkill_is_detected_and_its_session_resu
 
 TEST(ShmSession, a_client_with_the_credentials_takes_over_a_session_whose_client_still_lives) {
   CredentialsFile credentials;
-  BrokerConfig config = auth_broker(credentials, /*allow_anonymous=*/true, 2);
-  config.shm = true;
-  BrokerProcess broker(config);
+  BrokerProcess broker(shm_auth_broker(credentials));
   BROOK_ASSERT_STARTED(broker);
   Client publisher;
   ASSERT_TRUE(connect_client(publisher, broker.url(), "tcp-pub"));
