@@ -127,6 +127,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
     reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
     sleeping_.store(false, std::memory_order_relaxed);
+    closing_links_.clear();  // their last doorbell writes, if any, were just submitted
     if (shm_asked) shm_awake();
   }
   // The kernel writes into each armed doorbell's link: take them back before the links go.

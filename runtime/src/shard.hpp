@@ -357,6 +357,7 @@ class Shard final : public transport::ReactorHandler {
   // A released connection's link, kept while its client may still read what it pins.
   void retire_shm_link(std::unique_ptr<ShmLink> link);
   void sweep_draining_links(std::uint64_t now);
+  void ring_client(Connection& c);
   bool doorbells_armed() const;
   // Drops a record that will never be handled (at shutdown), with what it owns.
   static void release_message(const ShardMessage& m);
@@ -459,6 +460,8 @@ class Shard final : public transport::ReactorHandler {
     std::uint64_t until_ns;
   };
   std::vector<DrainingLink> draining_links_;
+  // Links to close once this turn's submissions (doorbell writes among them) reached the kernel.
+  std::vector<std::unique_ptr<ShmLink>> closing_links_;
   unsigned next_connection_shard_ = 0;
 
   BufferPool pool_;

@@ -93,7 +93,7 @@ void Shard::read_shm(Connection& c) {
     total += n;
     wake_client |= link.from_client.consume(n);
   }
-  if (wake_client) link.ring_client();
+  if (wake_client) ring_client(c);
   if (link.from_client.corrupt()) {
     protocol_error(c, codec::ErrorCode::malformed_frame,
                    "shared memory: the ring's indices are corrupt");
@@ -166,24 +166,33 @@ void Shard::send_shm(Connection& c) {
     begin_close(c);  // flush_sessions() releases it, after this call
     return;
   }
-  if (written > 0 && ring.publish()) link.ring_client();
+  if (written > 0 && ring.publish()) ring_client(c);
   counters_.bytes_out += written;
   link.waiting_for_space = stopped;
   c.congested = stopped;
 }
 
+void Shard::ring_client(Connection& c) {
+  // Through io_uring: the writes of a turn reach the kernel in one submission. The descriptor
+  // stays open until that submission (retire_shm_link), so the write cannot reach another file.
+  static const std::uint64_t one = 1;
+  reactor_->write(c.shm->doorbell_out, &one, sizeof one, token_of(c));
+}
+
 void Shard::retire_shm_link(std::unique_ptr<ShmLink> link) {
-  link->close_doorbells();
   link->to_client.writable();
   link->release_read_pins();
   if (!link->pins.empty()) draining_links_.push_back({std::move(link), now_ns() + draining_ns});
+  else closing_links_.push_back(std::move(link));
 }
 
 void Shard::sweep_draining_links(std::uint64_t now) {
-  std::erase_if(draining_links_, [now](DrainingLink& d) {
+  std::erase_if(draining_links_, [this, now](DrainingLink& d) {
     d.link->to_client.writable();
     d.link->release_read_pins();
-    return d.link->pins.empty() || d.link->corrupt() || now >= d.until_ns;
+    if (!d.link->pins.empty() && !d.link->corrupt() && now < d.until_ns) return false;
+    closing_links_.push_back(std::move(d.link));
+    return true;
   });
 }
 

@@ -21,12 +21,6 @@ void ShmLink::close_doorbells() noexcept {
   doorbell_in = doorbell_out = -1;
 }
 
-void ShmLink::ring_client() const noexcept {
-  const std::uint64_t one = 1;
-  // Non-blocking: a full counter (EAGAIN) still leaves the client's read ready.
-  if (doorbell_out >= 0) [[maybe_unused]] auto n = ::write(doorbell_out, &one, sizeof one);
-}
-
 bool shm_peer_allowed(const BrokerOptions& options, uid_t uid, gid_t gid) {
   if (options.shm_allow_uids.empty() && options.shm_allow_gids.empty()) return uid == ::geteuid();
   auto listed = [](const std::vector<std::uint32_t>& ids, std::uint32_t id) {

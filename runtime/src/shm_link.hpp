@@ -43,9 +43,6 @@ struct ShmLink {
   ShmLink& operator=(const ShmLink&) = delete;
   ~ShmLink();
   bool corrupt() const noexcept { return from_client.corrupt() || to_client.corrupt(); }
-  // A plain write to the eventfd, not through io_uring: a queued write could reach the kernel
-  // after the link is gone and its descriptor number taken by another file.
-  void ring_client() const noexcept;
   void close_doorbells() noexcept;
 };
 
