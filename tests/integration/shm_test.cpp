@@ -407,6 +407,46 @@ TEST(ShmSession, subscriber_killed_with_sigkill_is_detected_and_its_session_resu
   EXPECT_EQ(broker.counter_total("sessions_resumed"), 1u) << broker.log();
 }
 
+TEST(ShmSession, a_brook_sub_taking_over_a_dead_ones_session_prints_what_the_session_kept) {
+  constexpr std::uint64_t before = 20, total = 60;
+  CredentialsFile credentials;
+  BrokerProcess broker(shm_auth_broker(credentials));
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "tcp-pub"));
+  ASSERT_TRUE(await(publisher.publish_acked("Shm/cli-kill", bytes_of(value_of("c", 1)))));
+  const std::string password_file = broker.directory() + "/alice.password";
+  { std::ofstream(password_file) << alice_password << "\n"; }
+  auto sub = [&](std::uint64_t count) {
+    return std::vector<std::string>{"sub", "--url", broker.shm_url(), "--principal", "alice",
+                                    "--password-file", password_file, "--session", "11",
+                                    "--timeout", "20", "--count", std::to_string(count),
+                                    "Shm/cli-kill"};
+  };
+  CliProcess first(sub(100000));
+  ASSERT_TRUE(first.wait_for([](const std::string& out, const std::string&) {
+    return contains(out, "Shm/cli-kill\t1\t");
+  }, long_wait)) << first.describe();
+  for (std::uint64_t seq = 2; seq <= before; ++seq) publisher.publish("Shm/cli-kill", value_of("c", seq));
+  ASSERT_TRUE(first.wait_for([&](const std::string& out, const std::string&) {
+    return contains(out, "Shm/cli-kill\t" + std::to_string(before) + "\t");
+  }, long_wait)) << first.describe();
+  first.kill(SIGKILL);
+  first.wait_exit(short_wait);
+  for (std::uint64_t seq = before + 1; seq <= total; ++seq) publisher.publish("Shm/cli-kill", value_of("c", seq));
+  ASSERT_TRUE(round_trip(publisher));
+
+  // A new process cannot know what the dead one printed: it gets everything the session
+  // still keeps, from the first update on here, then carries on live.
+  CliResult second = run_cli(sub(total));
+  ASSERT_EQ(second.exit_code(), 0) << second.describe() << broker.log_tail();
+  auto lines = lines_of(second.out);
+  ASSERT_EQ(lines.size(), total);
+  for (std::uint64_t seq = 1; seq <= total; ++seq)
+    ASSERT_EQ(lines[seq - 1], "Shm/cli-kill\t" + std::to_string(seq) + "\t" + value_of("c", seq));
+  publisher.close();
+}
+
 TEST(ShmSession, a_client_with_the_credentials_takes_over_a_session_whose_client_still_lives) {
   CredentialsFile credentials;
   BrokerProcess broker(shm_auth_broker(credentials));

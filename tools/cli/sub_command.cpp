@@ -85,6 +85,18 @@ Action add_sub_command(CLI::App& app) {
     // One session per pass; with --reconnect a lost session (broker restarted) starts another.
     for (bool first = true;; first = false) {
       Client client;
+      // Subscribed before connecting: a session taken over from a process that died replays
+      // what it kept as soon as it is attached, and those updates need their subscription in
+      // place to be printed.
+      for (const auto& selector : args->selectors) {
+        client.subscribe(selector, print, [&, selector](const Status& s) {
+          // A failed connect fails the subscription too: the connect's own error says why.
+          if (!s && s.code != ErrorCode::not_connected) {
+            std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
+            finish(exit_refused);
+          }
+        });
+      }
       Status connected = client.connect(options);
       if (!connected) {
         if (!args->reconnect || first || refused_by_broker(connected)) {
@@ -116,14 +128,6 @@ Action add_sub_command(CLI::App& app) {
         client.on_reconnect([](bool resync) {
           std::fprintf(stderr, resync ? "brook sub: reconnected; updates were missed, current values follow\n"
                                       : "brook sub: reconnected, nothing missed\n");
-        });
-      }
-      for (const auto& selector : args->selectors) {
-        client.subscribe(selector, print, [&, selector](const Status& s) {
-          if (!s) {
-            std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
-            finish(exit_refused);
-          }
         });
       }
 

@@ -1437,7 +1437,14 @@ std::string Client::session_id() const {
 }
 
 void Client::close() {
-  if (!impl_->thread.joinable()) return;
+  if (!impl_->thread.joinable()) {
+    // Never connected (or the connect failed before the thread ran): calls made before
+    // connect() are still queued; they fail now, on this thread, with `not connected`.
+    impl_->stream_closed = true;
+    impl_->finished.store(true, std::memory_order_release);
+    impl_->drain_outbox(SIZE_MAX);
+    return;
+  }
   if (std::this_thread::get_id() == impl_->client_thread_id) {
     // From a callback: ask for the close; the owner's close() or destructor joins.
     Command c;
