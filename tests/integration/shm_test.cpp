@@ -90,6 +90,16 @@ class RawShmPeer {
     to_broker_.write(frame);
     to_broker_.publish();
   }
+  // Opens an anonymous session as `name` and subscribes to `selector`; reads nothing back.
+  void subscribe_without_reading(const std::string& name, std::string_view selector,
+                                 std::uint32_t reconnect_timeout_ms = 0) {
+    codec::FrameEncoder encoder;
+    codec::ConnectMsg connect;
+    connect.client_name = name;
+    connect.reconnect_timeout_ms = reconnect_timeout_ms;
+    send(encoder.connect(connect));
+    send(encoder.subscribe(1, selector));
+  }
   transport::SessionRings& rings() { return rings_; }
   // Reads (and drops) everything the broker has written so far; returns how many bytes.
   std::size_t drain() {
@@ -251,11 +261,7 @@ void run_broadcast_log_readers(bool stopped_reader) {
   if (stopped_reader) {
     stopped = std::make_unique<RawShmPeer>(broker.shm_url());
     ASSERT_TRUE(stopped->ready());
-    codec::FrameEncoder encoder;
-    codec::ConnectMsg connect;
-    connect.client_name = "stopped-reader";
-    stopped->send(encoder.connect(connect));
-    stopped->send(encoder.subscribe(1, "Shm/pin"));
+    stopped->subscribe_without_reading("stopped-reader", "Shm/pin");
   }
   std::vector<std::unique_ptr<UpdateLog>> logs;
   std::vector<std::unique_ptr<Client>> readers;
@@ -312,11 +318,7 @@ TEST(ShmPubSub, a_reader_closed_as_a_slow_consumer_gets_its_reason_once_it_reads
   BROOK_ASSERT_STARTED(broker);
   RawShmPeer stopped(broker.shm_url());
   ASSERT_TRUE(stopped.ready());
-  codec::FrameEncoder encoder;
-  codec::ConnectMsg connect;
-  connect.client_name = "stops-reading";
-  stopped.send(encoder.connect(connect));
-  stopped.send(encoder.subscribe(1, "Shm/slow"));
+  stopped.subscribe_without_reading("stops-reading", "Shm/slow");
   UpdateLog log;
   Client reader, publisher;
   ASSERT_TRUE(connect_client(reader, broker.shm_url(), "keeps-reading"));
@@ -588,15 +590,10 @@ TEST(ShmAccess, peers_that_scribble_over_their_ring_indices_are_cut_off_while_ot
   // One connects properly, then moves its read position past what the broker wrote.
   RawShmPeer runaway_head(broker.shm_url());
   ASSERT_TRUE(runaway_head.ready());
-  codec::FrameEncoder encoder;
-  codec::ConnectMsg connect;
-  connect.client_name = "scribbler";
-  connect.reconnect_timeout_ms = 1000;
-  runaway_head.send(encoder.connect(connect));
   TopicProperties whole_values;
   whole_values.deltas = false;
   ASSERT_TRUE(await(publisher.create_topic("Shm/flood", whole_values)));
-  runaway_head.send(encoder.subscribe(1, "Shm/flood"));
+  runaway_head.subscribe_without_reading("scribbler", "Shm/flood", 1000);
   std::this_thread::sleep_for(milliseconds(200));
   runaway_head.rings().to_client->head.store(1ull << 50, std::memory_order_release);
   // The broker consults the read position once its own view of the ring says full: 3,000
