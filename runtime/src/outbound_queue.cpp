@@ -1,6 +1,7 @@
 #include "outbound_queue.hpp"
 
 #include <cassert>
+#include <algorithm>
 #include <cstring>
 
 namespace brook::runtime {
@@ -81,7 +82,7 @@ std::size_t OutboundQueue::gather(std::span<::iovec> iov, BufferPool& pool) {
   };
   std::uint64_t p = sent_;
   for (; p != tail_ && n + 2 <= iov.size(); ++p) {
-    const OutFrame& f = at(p);
+    OutFrame& f = at(p);
     const std::size_t head_part = skip < f.head_bytes ? f.head_bytes - skip : 0;
     const std::size_t body_skip = skip > f.head_bytes ? skip - f.head_bytes : 0;
     const std::size_t body_part = f.body_bytes - body_skip;
@@ -89,17 +90,22 @@ std::size_t OutboundQueue::gather(std::span<::iovec> iov, BufferPool& pool) {
     const std::size_t to_stage = head_part + (copy_body ? body_part : 0);
     if (to_stage > 0) {
       if (!staging_) {
-        staging_ = pool.allocate(staging_bytes);
+        staging_ = pool.allocate(staging_needed());
         stage = staging_->data();
         stage_capacity = staging_->capacity();
       }
       if (stage_capacity - staged < to_stage) break;
     }
     if (head_part > 0) stage_copy(f.head.data() + (f.head_bytes - head_part), head_part);
+    f.staged_body_at = OutFrame::not_staged;
     if (body_part > 0) {
       const std::byte* body = f.body->data() + f.body_offset + body_skip;
-      if (copy_body) stage_copy(body, body_part);
-      else iov[n++] = {const_cast<std::byte*>(body), body_part};
+      if (!copy_body) {
+        iov[n++] = {const_cast<std::byte*>(body), body_part};
+      } else {
+        if (body_skip == 0) f.staged_body_at = static_cast<std::uint32_t>(staged);
+        stage_copy(body, body_part);
+      }
     }
     skip = 0;
   }
@@ -108,8 +114,37 @@ std::size_t OutboundQueue::gather(std::span<::iovec> iov, BufferPool& pool) {
   return n;
 }
 
+// What gather() will copy, at most staging_bytes: the block is sized to it, because it stays
+// in the recovery window afterwards and an almost empty 64 KiB block per quiet send would hold
+// far more memory than the bytes it retains.
+std::size_t OutboundQueue::staging_needed() noexcept {
+  std::size_t needed = 0;
+  std::size_t skip = sent_partly_;
+  for (std::uint64_t p = sent_; p != tail_ && needed < staging_bytes; ++p) {
+    const OutFrame& f = at(p);
+    std::size_t frame = f.head_bytes + (f.body_bytes <= limits_.copy_body_max ? f.body_bytes : 0);
+    needed += frame > skip ? frame - skip : 0;
+    skip = 0;
+  }
+  return std::min(std::max<std::size_t>(needed, 1), staging_bytes);
+}
+
+void OutboundQueue::retain_from_staging(std::uint64_t from, std::uint64_t to) noexcept {
+  std::uint32_t moved = 0;
+  for (std::uint64_t p = from; p != to; ++p) {
+    OutFrame& f = at(p);
+    if (f.staged_body_at == OutFrame::not_staged || !f.body) continue;
+    f.body->release();
+    f.body = staging_;
+    f.body_offset = f.staged_body_at;
+    f.staged_body_at = OutFrame::not_staged;
+    ++moved;
+  }
+  if (moved > 0) staging_->add_ref(moved);
+}
+
 void OutboundQueue::complete(std::size_t bytes) {
-  release_staging();
+  const std::uint64_t first_unsent = sent_;
   queued_bytes_ -= bytes;
   bytes += sent_partly_;
   while (sent_ != tail_) {
@@ -121,6 +156,8 @@ void OutboundQueue::complete(std::size_t bytes) {
   }
   sent_partly_ = sent_ == tail_ ? 0 : bytes;
   in_flight_end_ = sent_;
+  if (staging_) retain_from_staging(first_unsent, sent_);
+  release_staging();
   trim_recovery_window();
 }
 

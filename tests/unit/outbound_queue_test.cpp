@@ -209,8 +209,9 @@ TEST_F(OutboundQueueTest, rewind_resends_the_same_bytes_after_the_last_received_
   EXPECT_TRUE(q.empty());
 }
 
+// Bodies above copy_body_max are referenced by the sends, so the window holds them.
 TEST_F(OutboundQueueTest, rewind_past_the_recovery_window_reports_a_gap) {
-  OutboundQueue q({100, 1 << 20, 3 * 132, 512});
+  OutboundQueue q({100, 1 << 20, 3 * 132, 0});
   Bytes stream;
   std::vector<SharedBuffer*> bodies;
   for (std::uint32_t i = 0; i < 8; ++i) {
@@ -236,6 +237,58 @@ TEST_F(OutboundQueueTest, rewind_past_the_recovery_window_reports_a_gap) {
     EXPECT_EQ(b->ref_count_hint(), 1u);
     b->release();
   }
+}
+
+// A small frame that went out is retained from its send's staging block: its own body goes
+// back to the pool at once, and a rewind resends the same bytes from the staging copy.
+TEST_F(OutboundQueueTest, sent_small_frames_are_retained_from_the_staging_block_not_their_bodies) {
+  OutboundQueue q({100, 1 << 20, 1 << 20, 512});
+  Bytes stream;
+  std::vector<SharedBuffer*> bodies;
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    OutFrame f = frame(32, 100, i);
+    f.body->add_ref();
+    bodies.push_back(f.body);
+    push(q, f, stream);
+  }
+  OutFrame large = frame(32, 600, 6);  // above copy_body_max: referenced by the send
+  large.body->add_ref();
+  push(q, large, stream);
+  ASSERT_EQ(gather_all(q), stream);
+  q.complete(132 * 4 + 50);  // frames 1..4 and part of frame 5
+  for (std::size_t i = 0; i < bodies.size(); ++i)
+    EXPECT_EQ(bodies[i]->ref_count_hint(), i < 4 ? 1u : 2u) << "frame " << i + 1;
+  ASSERT_EQ(gather_all(q), tail_of(stream, 132 * 4 + 50)) << "the partly sent frame resumes";
+  q.complete(stream.size() - (132 * 4 + 50));
+  EXPECT_TRUE(q.empty());
+  for (std::size_t i = 0; i < bodies.size(); ++i)
+    EXPECT_EQ(bodies[i]->ref_count_hint(), i == 4 ? 2u : 1u)
+        << "frame " << i + 1 << ": only the frame that straddled two sends keeps its body";
+  EXPECT_EQ(large.body->ref_count_hint(), 2u) << "a referenced body stays in the window";
+  ASSERT_TRUE(q.rewind(0)) << "everything is still in the window";
+  EXPECT_EQ(gather_all(q), stream) << "the staging copies give back the same bytes";
+  q.complete(stream.size());
+  q.clear();
+  for (auto* b : bodies) {
+    EXPECT_EQ(b->ref_count_hint(), 1u);
+    b->release();
+  }
+  large.body->release();
+}
+
+// A quiet session's sends are small: each staging block is sized to what it holds, since it
+// stays in the recovery window after the send.
+TEST_F(OutboundQueueTest, a_staging_block_is_sized_to_the_frames_it_stages) {
+  OutboundQueue q({100, 1 << 20, 1 << 20, 512});
+  Bytes stream;
+  push(q, frame(32, 20, 1), stream);
+  std::array<::iovec, 4> iov{};
+  ASSERT_EQ(q.gather(iov, pool_), 1u);
+  const auto* staged = static_cast<const std::byte*>(iov[0].iov_base);
+  const auto* block = reinterpret_cast<const SharedBuffer*>(staged) - 1;
+  EXPECT_EQ(block->capacity(), BufferPool::class_bytes[0]);
+  q.complete(52);
+  EXPECT_TRUE(q.empty());
 }
 
 TEST_F(OutboundQueueTest, gather_stops_when_the_iovec_array_is_full) {

@@ -37,6 +37,7 @@ struct BenchArgs {
   double max_seconds = 60;
   bool json = false;
   bool spin = false;
+  std::uint64_t window_bytes = 1u << 20;
 };
 
 std::uint64_t ns_since_epoch(clock::time_point t) {
@@ -120,8 +121,9 @@ int run_throughput(const BenchArgs& a) {
   std::uint64_t sent = 0;
   // Brook closes a subscriber whose queue overflows instead of stalling the publisher (NATS
   // stalls fast producers inside the server). To measure the sustained rate rather than the
-  // overflow, the publisher stays at most `window` messages (8 MiB) ahead of its subscriber.
-  const std::uint64_t window = std::max<std::uint64_t>(1024, (8u << 20) / (a.payload + 48));
+  // overflow, the publisher stays at most `window` messages (--window-bytes) ahead of its
+  // subscriber. A deeper backlog is slower per message: the queued bodies leave the cache.
+  const std::uint64_t window = std::max<std::uint64_t>(1024, a.window_bytes / (a.payload + 48));
   for (; sent < a.count; ++sent) {
     if ((sent & 1023) == 0 && clock::now() >= give_up) break;
     while (sent - received.load(std::memory_order_acquire) > window && clock::now() < give_up)
@@ -255,6 +257,9 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_flag("--non-sticky", *non_sticky, "requests: register the handlers round-robin, not sticky");
   cmd->add_option("--subscribers", *subscribers, "oneway: subscribing clients (default 1)")
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--window-bytes", args->window_bytes,
+                  "throughput: how far the publisher may run ahead of its subscriber (default 1 MiB)")
+      ->check(CLI::Range(std::uint64_t{1} << 16, std::uint64_t{1} << 30));
   cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
