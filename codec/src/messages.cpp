@@ -166,6 +166,8 @@ Decoded decode_control(const fb::Message* msg) {
                                view(b->message()), static_cast<TopicType>(b->type()),
                                bytes_of(b->payload())}};
     }
+    case fb::Body::Received:
+      return {DecodeError::none, ReceivedMsg{msg->body_as_Received()->last_received()}};
     case fb::Body::NONE:
       break;
   }
@@ -396,6 +398,11 @@ std::span<const std::byte> FrameEncoder::ping(std::uint64_t id, std::uint64_t se
 std::span<const std::byte> FrameEncoder::pong(std::uint64_t id, std::uint64_t sent_ns) {
   fbb_->Clear();
   BROOK_FINISH(Pong, fb::CreatePong(*fbb_, id, sent_ns));
+}
+
+std::span<const std::byte> FrameEncoder::received(std::uint64_t last_received) {
+  fbb_->Clear();
+  BROOK_FINISH(Received, fb::CreateReceived(*fbb_, last_received));
 }
 
 std::span<const std::byte> FrameEncoder::close(std::string_view reason) {

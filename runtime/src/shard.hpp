@@ -210,6 +210,7 @@ struct Session {
   Connection* connection = nullptr;  // null while detached
   OutboundQueue out;
   std::uint64_t inbound_seq = 0;     // session frames taken from the client
+  std::uint64_t reported_inbound_seq = 0;  // the last inbound_seq told to the client (Received)
   std::uint32_t next_alias = 1;
   std::vector<Subscription> subscriptions;
   std::unordered_map<std::uint64_t, TopicBinding> bindings;  // topic key -> alias
@@ -332,6 +333,7 @@ class Shard final : public transport::ReactorHandler {
   void flush_sessions();
   void start_send(Connection& c);
   void send_control(Connection& c, std::span<const std::byte> frame);
+  void report_received(Connection& c, Session& s);
   void protocol_error(Connection& c, codec::ErrorCode code, std::string_view message);
   void begin_close(Connection& c);
   void maybe_release(Connection& c);

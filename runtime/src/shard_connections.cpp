@@ -210,6 +210,7 @@ std::size_t Shard::process_frames(Connection& c, std::span<const std::byte> byte
     ++counters_.frames_in;
     used += split.size;
   }
+  if (c.session && !c.closing) report_received(c, *c.session);
   return used;
 }
 
@@ -433,6 +434,16 @@ void Shard::on_send(Connection& c, int result) {
   if (s) s->out.complete(bytes - control);
   if (!c.control_out.empty() || (s && !s->out.empty())) mark_for_flush(c);
   if (c.closing) maybe_release(c);
+}
+
+// A client keeps what it sent until the broker says it has it; without this it would keep its
+// whole recovery_bytes of publishes, and writing them to memory that cold cost the publisher
+// more than sending them. Once per 256 frames keeps it small and adds a frame per ~64 KiB.
+void Shard::report_received(Connection& c, Session& s) {
+  constexpr std::uint64_t report_every = 256;
+  if (s.inbound_seq - s.reported_inbound_seq < report_every) return;
+  s.reported_inbound_seq = s.inbound_seq;
+  send_control(c, encoder_.received(s.inbound_seq));
 }
 
 void Shard::send_control(Connection& c, std::span<const std::byte> frame) {

@@ -220,6 +220,7 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   m.resumed = resumed;
   m.resync = gap;
   m.last_received = s.inbound_seq;
+  s.reported_inbound_seq = s.inbound_seq;
   m.reconnect_timeout_ms = s.reconnect_timeout_ms;
   m.ping_interval_ms = options_.ping_interval_ms;
   m.next_sequence = s.out.oldest_unsent_sequence();

@@ -157,6 +157,7 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                    t.text(m.reason);
                  },
                  [&](const RefreshMsg& m) { t.number(m.alias); },
+                 [&](const ReceivedMsg& m) { t.number(m.last_received); },
                  [&](const AddHandlerMsg& m) {
                    bounded(m.path.size());
                    t.number(m.request_id ^ m.sticky);

@@ -835,5 +835,65 @@ TEST(SessionHandoff, resume_landing_on_the_other_shard_gets_the_missed_updates) 
   EXPECT_EQ(resumed[1 - home], 0u) << broker.log();
 }
 
+// A client keeps its session frames until the broker says it has them. The broker says so
+// with a Received frame at least every 256 frames, never beyond what was sent, and a resumed
+// session's Connected tells the same count.
+TEST(SessionRecoveryBuffer, the_broker_tells_a_publisher_which_session_frames_it_has) {
+  BrokerProcess broker(1);
+  BROOK_ASSERT_STARTED(broker);
+  codec::FrameEncoder encoder;
+  codec::FrameDecoder decoder;
+  RawConnection raw(broker.port());
+  ASSERT_TRUE(raw.connected());
+  ConnectAnswer first = raw_connect(raw, connect_message("receipts"));
+  ASSERT_TRUE(first.connected) << first.error.message;
+
+  constexpr std::uint64_t publishes = 1000;
+  std::vector<std::byte> stream;
+  for (std::uint64_t i = 0; i < publishes; ++i) {
+    const std::string value = std::to_string(i);
+    std::vector<std::byte> frame(codec::publish_frame_bytes(12, value.size()));
+    codec::write_publish(frame.data(), 0, "receipts/one", std::nullopt,
+                         std::as_bytes(std::span(value)));
+    stream.insert(stream.end(), frame.begin(), frame.end());
+  }
+  // In pieces, so that the broker takes them over several receives.
+  for (std::size_t at = 0; at < stream.size(); at += 4000)
+    ASSERT_TRUE(raw.send_bytes(std::span(stream).subspan(at, std::min<std::size_t>(4000, stream.size() - at))));
+
+  std::vector<std::uint64_t> receipts;
+  const auto deadline = Clock::now() + short_wait;
+  while (Clock::now() < deadline && (receipts.empty() || receipts.back() + 256 <= publishes)) {
+    auto frame = raw.read_frame(milliseconds(200));
+    if (!frame) continue;
+    auto decoded = decoder.decode(*frame);
+    ASSERT_TRUE(decoded.ok());
+    if (auto* r = std::get_if<codec::ReceivedMsg>(&decoded.message)) receipts.push_back(r->last_received);
+  }
+  ASSERT_FALSE(receipts.empty()) << "no Received frame after " << publishes << " publishes";
+  for (std::size_t i = 0; i < receipts.size(); ++i) {
+    EXPECT_LE(receipts[i], publishes) << "a receipt for frames never sent";
+    EXPECT_GE(receipts[i], (i + 1) * 256) << "receipts come at most every 256 frames";
+  }
+  EXPECT_GT(receipts.back() + 256, publishes) << "the last frames went unreported";
+  raw.close();
+
+  RawConnection again(broker.port());
+  ASSERT_TRUE(again.connected());
+  ASSERT_TRUE(again.send_bytes(encoder.connect(
+      connect_message("receipts", session_number_of(first.session_id), first.token))));
+  std::optional<std::uint64_t> last_received;
+  for (int frames = 0; frames < 16 && !last_received; ++frames) {
+    auto frame = again.read_frame(short_wait);
+    ASSERT_TRUE(frame.has_value()) << "no Connected on resumption";
+    auto decoded = decoder.decode(*frame);
+    if (auto* c = std::get_if<codec::ConnectedMsg>(&decoded.message)) {
+      EXPECT_TRUE(c->resumed);
+      last_received = c->last_received;
+    }
+  }
+  EXPECT_EQ(last_received, publishes) << "the broker had taken every publish";
+}
+
 }  // namespace
 }  // namespace brook::test

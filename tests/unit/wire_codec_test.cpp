@@ -123,6 +123,7 @@ TEST(WireCodec, every_control_frame_round_trips_with_equal_fields) {
     EXPECT_EQ(m.sent_ns, ~0ull);
   }
   EXPECT_EQ(round_trip<CloseMsg>(decoder, encoder.close("bye now")).reason, "bye now");
+  EXPECT_EQ(round_trip<ReceivedMsg>(decoder, encoder.received(1ull << 50)).last_received, 1ull << 50);
   for (std::uint16_t c = 0; c <= static_cast<std::uint16_t>(ErrorCode::internal); ++c) {
     auto code = static_cast<ErrorCode>(c);
     auto m = round_trip<ErrorMsg>(decoder, encoder.error(code, 12, "what went wrong"));

@@ -860,6 +860,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
                        }
                    },
                    [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
+                   [&](const codec::ReceivedMsg& m) {
+                     // The broker has these frames: a resumption will never ask for them.
+                     if (m.last_received <= sent_log.last()) sent_log.confirm(m.last_received);
+                   },
                    [&](const codec::RequestResultMsg& m) { on_request_result(m); },
                    [&](const codec::HandleRequestMsg& m) { on_handle_request(m); },
                    [&](const codec::ErrorMsg& m) { on_error_frame(m); },

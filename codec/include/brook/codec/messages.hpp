@@ -120,6 +120,9 @@ struct PongMsg {
 struct CloseMsg {
   std::string_view reason;
 };
+struct ReceivedMsg {
+  std::uint64_t last_received;
+};
 struct ErrorMsg {
   ErrorCode code;
   std::uint32_t request_id;
@@ -152,7 +155,7 @@ using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedM
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
                              CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg,
                              AddHandlerMsg, RemoveHandlerMsg, RequestMsg, HandleRequestMsg,
-                             ResponseMsg, RequestResultMsg, SharedUpdateMsg>;
+                             ResponseMsg, RequestResultMsg, SharedUpdateMsg, ReceivedMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -214,6 +217,7 @@ class FrameEncoder {
   std::span<const std::byte> ping(std::uint64_t id, std::uint64_t sent_ns);
   std::span<const std::byte> pong(std::uint64_t id, std::uint64_t sent_ns);
   std::span<const std::byte> close(std::string_view reason);
+  std::span<const std::byte> received(std::uint64_t last_received);
   std::span<const std::byte> error(ErrorCode code, std::uint32_t request_id,
                                    std::string_view message);
 
