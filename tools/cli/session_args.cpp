@@ -48,6 +48,8 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
   o.reconnect_timeout = reconnect ? milliseconds(static_cast<std::int64_t>(args.reconnect_timeout_s * 1000))
                                   : milliseconds(0);
   o.reconnect_delay = milliseconds(static_cast<std::int64_t>(args.reconnect_delay_s * 1000));
+  // Without reconnection a broker that is not there is an error at once, as scripts expect.
+  o.retries = reconnect ? -1 : 0;
   return o;
 }
 

@@ -129,6 +129,12 @@ Action add_sub_command(CLI::App& app) {
           std::fprintf(stderr, resync ? "brook sub: reconnected; updates were missed, current values follow\n"
                                       : "brook sub: reconnected, nothing missed\n");
         });
+        client.on_state_change([](ClientState from, ClientState to, const std::string& reason) {
+          // The broker no longer had the session (it restarted): the client subscribed again.
+          if (from == ClientState::recovering && to == ClientState::connected &&
+              reason.rfind("new session", 0) == 0)
+            std::fprintf(stderr, "brook sub: session lost: subscribing afresh in a %s\n", reason.c_str());
+        });
       }
 
       std::unique_lock lock(mutex);

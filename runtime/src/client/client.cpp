@@ -14,6 +14,7 @@
 #include <cstring>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "shm_client_link.hpp"
 #include "brook/transport/tcp.hpp"
 #include "sent_log.hpp"
+#include "server_list.hpp"
 
 namespace brook {
 
@@ -58,6 +60,7 @@ namespace {
 constexpr int idle_wait_ms = 100;
 constexpr std::uint32_t record_frame = 1;    // payload: one wire frame
 constexpr std::uint32_t record_command = 2;  // payload: a Command* the client thread adopts
+constexpr std::uint32_t record_queued_frame = 3;  // a frame that took room in the client's queue
 constexpr auto close_linger = std::chrono::seconds(2);
 constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
@@ -90,6 +93,7 @@ struct Command {
     close_listener,
     disconnect_listener,
     reconnect_listener,
+    state_listener,
     add_handler,
     remove_handler,
     request,
@@ -107,30 +111,23 @@ struct Command {
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
   std::function<void(bool)> reconnect_listener;
+  StateListener state_listener;
   RequestHandler request_handler;
   bool sticky = true;
   std::shared_ptr<std::promise<Response>> response_promise;
   ResponseHandler response_handler;
   std::chrono::steady_clock::time_point deadline{};
+  // Took room in the client's queue (the caller saw it not connected): `queued_bytes` of it.
+  bool queued = false;
+  std::size_t queued_bytes = 0;
+  // Refused before it was queued: the client thread only reports this to the call's handler.
+  std::optional<Status> refused;
 };
 
 Response failed_response(ErrorCode code, std::string message) {
   Response r;
   r.status = Status{code, std::move(message)};
   return r;
-}
-
-std::optional<transport::Endpoint> parse_tcp_url(std::string_view url) {
-  constexpr std::string_view scheme = "tcp://";
-  if (url.substr(0, scheme.size()) != scheme) return std::nullopt;
-  return transport::parse_endpoint(url.substr(scheme.size()));
-}
-
-// shm://PATH: the broker's Unix socket for shared memory. nullopt for other schemes.
-std::optional<std::string> parse_shm_url(std::string_view url) {
-  constexpr std::string_view scheme = "shm://";
-  if (url.substr(0, scheme.size()) != scheme || url.size() == scheme.size()) return std::nullopt;
-  return std::string(url.substr(scheme.size()));
 }
 
 }  // namespace
@@ -182,10 +179,14 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::promise<Status> connected_promise;
   bool connect_answered = false;
   std::string session_id;  // written on the client thread before `connected` is set
-  transport::Endpoint endpoint;
+  // ClientOptions::url, in order; fixed before the thread starts. The one in use, or -1.
+  std::vector<client_detail::ServerAddress> servers;
+  std::atomic<int> server_index{-1};
+  // No server answered connect(): the thread starts recovering, calls wait in the queue.
+  bool start_recovering = false;
+  std::string start_reason;
   // Shared memory (shm://PATH): frames go through the link's rings instead of `fd`, which is
   // its Unix socket, watched only for the broker going away.
-  std::string shm_path;
   std::unique_ptr<client_detail::ShmClientLink> shm;
   bool shm_waiting_space = false;  // the ring to the broker was full
   bool doorbell_armed = false;
@@ -198,6 +199,23 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::uint64_t received_seq = 0;  // sequenced frames received from the broker
   SentLog sent_log;                // session frames written, until the broker confirms them
   std::uint64_t sending_last_seq = 0;  // the last session frame in `sending`
+  // The broker no longer has our session (it restarted, the timeout passed, or this is
+  // another server): the next attempt opens a new one and rebuilds it (restart_session).
+  bool fresh_session = false;
+  bool retry_at_once = false;
+  std::string fresh_session_reason;
+
+  // The client's queue: calls made while not connected. Callers reserve room in these
+  // (reserve()); the client thread gives it back once the calls went out (or failed).
+  std::atomic<std::int64_t> queue_entries_limit{ClientOptions{}.queue_entries};
+  std::atomic<std::int64_t> queue_bytes_limit{ClientOptions{}.queue_bytes};
+  std::atomic<std::int64_t> queue_entries_used{0};
+  std::atomic<std::int64_t> queue_bytes_used{0};
+  std::int64_t held_entries = 0;  // reserved calls the client thread holds until connected
+  std::int64_t held_bytes = 0;
+  bool close_when_flushed = false;  // close() while recovering: after the queue went out
+  std::atomic<bool> close_when_flushed_hint{false};  // the same, for callers
+  StateListener state_listener;
   std::uint16_t current_flags = 0;  // header flags of the frame being handled
   bool hold_out = false;           // resuming: nothing but Connect until Connected answers
   bool recovering = false;
@@ -237,6 +255,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     std::chrono::steady_clock::time_point deadline;
   };
   std::unordered_map<std::string, RequestHandler> request_handlers;
+  std::unordered_map<std::string, bool> handler_sticky;  // to register them again
   std::unordered_map<std::uint32_t, PendingRequest> pending_requests;
   std::atomic<std::uint32_t> broker_max_frame_bytes{codec::default_max_frame_bytes};
   std::unordered_map<std::string, TopicValue> values;  // subscribed topics, by path
@@ -282,6 +301,74 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (auto* r = reactor.load(std::memory_order_acquire)) r->wake();
   }
 
+  // Caller side: a call made while the client is not connected takes room in the queue.
+  // `queued` says whether it did (the record is then marked, and the client thread gives
+  // the room back once the call went out). A call seen as connected does not count, even if
+  // the connection drops before the client thread takes it: the bound is the callers'.
+  Status reserve(std::size_t bytes, bool& queued) {
+    queued = false;
+    const ClientState s = state.load(std::memory_order_acquire);
+    if (s == ClientState::connected) return Status::ok();
+    if (s == ClientState::closed || finished.load(std::memory_order_acquire) || close_when_flushed_hint.load(std::memory_order_relaxed))
+      return error_status(ErrorCode::not_connected, "the client is closed");
+    const std::int64_t max_entries = queue_entries_limit.load(std::memory_order_relaxed);
+    const std::int64_t max_bytes = queue_bytes_limit.load(std::memory_order_relaxed);
+    if (max_entries == 0 || max_bytes == 0)
+      return error_status(ErrorCode::not_connected,
+                          std::string("not connected (") + std::string(to_string(s)) +
+                              ") and the client's queue is off (queue_entries or queue_bytes 0)");
+    const auto size = static_cast<std::int64_t>(bytes);
+    const std::int64_t entries = queue_entries_used.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::int64_t total = queue_bytes_used.fetch_add(size, std::memory_order_relaxed) + size;
+    if ((max_entries >= 0 && entries > max_entries) || (max_bytes >= 0 && total > max_bytes)) {
+      queue_entries_used.fetch_sub(1, std::memory_order_relaxed);
+      queue_bytes_used.fetch_sub(size, std::memory_order_relaxed);
+      return error_status(ErrorCode::queue_full,
+                          "the client's queue is full: " + std::to_string(entries - 1) + " calls, " +
+                              std::to_string(total - size) + " bytes wait for a connection (limits: " +
+                              std::to_string(max_entries) + " calls, " + std::to_string(max_bytes) +
+                              " bytes; -1 is none)");
+    }
+    queued = true;
+    return Status::ok();
+  }
+
+  // Takes room in the client's queue for command `c` of about `bytes` (when not connected);
+  // a refusal travels to the call's handler on the client thread, like any other answer.
+  bool reserve_for(Command& c, std::size_t bytes) {
+    Status s = reserve(bytes, c.queued);
+    c.queued_bytes = bytes;
+    if (!s) c.refused = std::move(s);
+    return !c.refused;
+  }
+
+  // Client thread: a reserved call arrived. While not connected it stays held (its room
+  // taken) until the connection it waits for carries it.
+  void take_reservation(std::size_t bytes) {
+    if (live()) {
+      give_back_reservation(1, static_cast<std::int64_t>(bytes));
+      return;
+    }
+    ++held_entries;
+    held_bytes += static_cast<std::int64_t>(bytes);
+  }
+  void give_back_reservation(std::int64_t entries, std::int64_t bytes) {
+    queue_entries_used.fetch_sub(entries, std::memory_order_relaxed);
+    queue_bytes_used.fetch_sub(bytes, std::memory_order_relaxed);
+  }
+  // The held calls went out (on connecting) or failed (on closing).
+  void give_back_held() {
+    give_back_reservation(held_entries, held_bytes);
+    held_entries = held_bytes = 0;
+  }
+  // Connected, with nothing holding sends back.
+  bool live() const { return !recovering && !hold_out && has_session && !stream_closed; }
+
+  void set_state(ClientState to, const std::string& reason) {
+    const ClientState from = state.exchange(to, std::memory_order_acq_rel);
+    if (from != to && state_listener) state_listener(from, to, reason);
+  }
+
   void submit(Command&& command) {
     if (command.kind == Command::Kind::frame && command.frame.size() <= outbox.max_payload()) {
       submit_frame(command.frame);
@@ -311,8 +398,13 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::size_t drain_outbox(std::size_t max) {
     return outbox.drain(
         [&](std::uint32_t kind, std::span<const std::byte> payload) {
-          if (kind == record_frame) {
-            if (!stream_closed && !closing) append_session(payload);
+          if (kind == record_frame || kind == record_queued_frame) {
+            const bool taken = !stream_closed && !closing && !close_when_flushed;
+            if (kind == record_queued_frame) {
+              if (taken) take_reservation(payload.size());
+              else give_back_reservation(1, static_cast<std::int64_t>(payload.size()));
+            }
+            if (taken) append_session(payload);
             return;
           }
           Command* command;
@@ -329,7 +421,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // A frame of the session's stream: numbered and kept for resending after a drop.
   void append_session(std::span<const std::byte> frame) {
     sent_log.append(frame);
-    out.insert(out.end(), frame.begin(), frame.end());
+    // Without a connection the log is the queue: the frames go out from it once connected.
+    if (!recovering) out.insert(out.end(), frame.begin(), frame.end());
   }
   // A frame of this connection only (ping, pong, close): never resent.
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
@@ -356,16 +449,30 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     ro.sq_entries = 64;
     transport::Reactor r(ro);
     reactor.store(&r, std::memory_order_release);
-    recv_armed = true;
-    r.recv_multishot(fd, 0);
-    if (shm) arm_doorbell();
     last_heard = std::chrono::steady_clock::now();
-    append(connect_frame(false));
-    start_send();
+    if (start_recovering) {
+      // No server answered connect(): poll them while the calls queue up. The listeners
+      // registered before connect() are in the outbox: take them before the first change.
+      recovering = true;
+      disconnected_at = last_heard;
+      drain_outbox(max_records_per_turn);
+      set_state(ClientState::recovering, start_reason);
+      schedule_attempt(start_reason);
+    } else {
+      recv_armed = true;
+      r.recv_multishot(fd, 0);
+      if (shm) arm_doorbell();
+      append(connect_frame(false));
+      start_send();
+    }
     // Runs until close() is asked for and the broker has closed its side (or the linger
     // passed); after the session is lost it keeps failing commands until then.
     while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
       auto now = std::chrono::steady_clock::now();
+      if (close_when_flushed && recovering && now > close_deadline) {
+        closing = true;
+        give_up("closed by the client: no broker took the queued calls within close_timeout");
+      }
       if (recovering) step_recovery(now);
       else if (!stream_closed) keep_alive(now);
       if (!pending_requests.empty()) expire_requests(now);
@@ -588,7 +695,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   bool can_recover() const {
-    return has_session && !session_ended_by_broker && !closing &&
+    return has_session && !session_ended_by_broker && !closing && options.retries != 0 &&
            options.reconnect_timeout.count() > 0 && !finished.load(std::memory_order_relaxed);
   }
 
@@ -620,7 +727,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     recovering = true;
     hold_out = false;
     connected.store(false, std::memory_order_release);
-    state.store(ClientState::recovering, std::memory_order_release);
+    server_index.store(-1, std::memory_order_relaxed);
+    set_state(ClientState::recovering, reason);
     disconnected_at = std::chrono::steady_clock::now();
     attempt = 0;
     keepalive_sent = {};
@@ -643,16 +751,19 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (!recovering) return;
     auto now = std::chrono::steady_clock::now();
     auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - disconnected_at);
-    if (since >= options.reconnect_timeout) {
-      give_up("reconnect timeout: no connection for " + std::to_string(since.count()) +
-              " ms (" + reason + ")");
+    if (options.retries >= 0 && attempt >= static_cast<std::uint64_t>(options.retries)) {
+      give_up("no connection after " + std::to_string(attempt) + " attempt(s) in " +
+              std::to_string(since.count()) + " ms (retries " + std::to_string(options.retries) +
+              "): " + reason);
       return;
     }
     auto control = ClientReconnectAccess::make(++attempt, since, reason);
     if (options.reconnect_strategy) {
       options.reconnect_strategy(control);
     } else {
-      control.reconnect(attempt == 1 ? std::chrono::milliseconds{0} : options.reconnect_delay);
+      // A broker that answered but no longer had the session is tried again at once.
+      const bool at_once = attempt == 1 || std::exchange(retry_at_once, false);
+      control.reconnect(at_once ? std::chrono::milliseconds{0} : options.reconnect_delay);
     }
     if (ClientReconnectAccess::aborted(control)) {
       give_up("reconnection aborted after " + std::to_string(attempt) + " attempt(s): " + reason);
@@ -664,11 +775,24 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   void give_up(std::string reason) {
     recovering = false;
     hold_out = false;
+    close_when_flushed = false;
     if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
     stream_closed = true;
     out.clear();
     if (close_reason.empty()) close_reason = std::move(reason);
+    report_unsent(close_reason);
     end_session(close_reason);
+  }
+
+  // Nothing is dropped silently: calls that never reached a broker are reported once.
+  void report_unsent(const std::string& reason) {
+    const std::uint64_t unsent =
+        sent_log.last() >= sent_log.first() ? sent_log.last() - sent_log.first() + 1 : 0;
+    give_back_held();
+    if (unsent > 0 && error_listener)
+      error_listener(error_status(ErrorCode::not_connected,
+                                  std::to_string(unsent) + " call(s) the broker never confirmed were "
+                                  "not sent (or may not have arrived): " + reason));
   }
 
   void step_recovery(std::chrono::steady_clock::time_point now) {
@@ -680,31 +804,31 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       assembly.clear();  // the old socket's last, partial frame comes again whole
     }
     if (now < next_attempt) return;
-    if (now - disconnected_at >= options.reconnect_timeout) {
-      schedule_attempt("reconnect timeout");
+    // One attempt walks the servers in order; the first that takes the connection wins.
+    std::string failures;
+    int reached = -1;
+    bool refused = false;
+    for (std::size_t i = 0; i < servers.size() && reached < 0; ++i) {
+      std::string error;
+      if (open_server(servers[i], error, refused)) reached = static_cast<int>(i);
+      else failures += (failures.empty() ? "" : "; ") + error;
+    }
+    if (reached < 0 && refused && servers.size() == 1) {
+      give_up(failures);  // the only broker refuses us: waiting will not change its mind
       return;
     }
-    if (!shm_path.empty()) {
-      std::string error;
-      shm = client_detail::ShmClientLink::open(shm_path, static_cast<int>(options.connect_timeout.count()), error);
-      if (!shm) {
-        schedule_attempt(error);
-        return;
-      }
-      fd = shm->release_socket();
+    if (reached < 0) {
+      schedule_attempt(failures);
+      return;
+    }
+    server_index.store(reached, std::memory_order_relaxed);
+    if (shm) {
       shm_waiting_space = false;
       arm_doorbell();
-    } else {
-      int nfd = transport::connect_tcp(endpoint, static_cast<int>(options.connect_timeout.count()));
-      if (nfd < 0) {
-        schedule_attempt("cannot connect to " + options.url + ": " + std::strerror(-nfd));
-        return;
-      }
-      fd = nfd;
     }
     hold_out = true;
     last_heard = std::chrono::steady_clock::now();
-    auto frame = connect_frame(true);
+    auto frame = connect_frame(has_session && !fresh_session);
     sending.assign(frame.begin(), frame.end());
     sending_offset = 0;
     sending_last_seq = 0;
@@ -713,10 +837,39 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     issue_send();
   }
 
-  // Connected on a resumption: resend what the broker did not get, then carry on.
-  void resumed(const codec::ConnectedMsg& m) {
+  // Opens a connection to `server` into fd (and shm); false with why not, and `refused` set
+  // when the broker itself said no (retrying would not help).
+  bool open_server(const client_detail::ServerAddress& server, std::string& error, bool& refused) {
+    const int timeout = static_cast<int>(options.connect_timeout.count());
+    if (!server.tcp) {
+      shm = client_detail::ShmClientLink::open(server.shm_path, timeout, error, &refused);
+      if (!shm) return false;
+      fd = shm->release_socket();
+      return true;
+    }
+    int nfd = transport::connect_tcp(*server.tcp, timeout);
+    if (nfd < 0) {
+      error = "cannot connect to " + server.url + ": " + std::strerror(-nfd);
+      return false;
+    }
+    fd = nfd;
+    return true;
+  }
+
+  std::string reached_server() const {
+    const int i = server_index.load(std::memory_order_relaxed);
+    return i >= 0 ? servers[static_cast<std::size_t>(i)].url : std::string("?");
+  }
+
+  // Connected after a drop, or after connect() found no server: send what the broker does
+  // not have, in order, then carry on.
+  void resumed(const codec::ConnectedMsg& m, bool first_session) {
     recovering = false;
     hold_out = false;
+    if (first_session) {
+      has_session = true;
+      sent_log.rebase(m.last_received);  // a named session taken over continues its count
+    }
     std::uint64_t missing = 0;
     auto resend = sent_log.frames_after(m.last_received, missing);
     // Everything queued is in the log from the first frame the broker lacks on; connection
@@ -726,20 +879,121 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (m.resync) {
       aliases.clear();
     }
-    connected.store(true, std::memory_order_release);
-    state.store(ClientState::connected, std::memory_order_release);
+    go_live(first_session ? "connected to " + reached_server() + " as " + session_id
+                          : "resumed " + session_id + " on " + reached_server());
     if (missing > 0 && error_listener)
       error_listener(error_status(ErrorCode::internal,
                                   std::to_string(missing) +
                                       " session frame(s) sent before the drop were lost: the "
                                       "client's recovery buffer (recovery_bytes) was overrun"));
-    if (reconnect_listener) reconnect_listener(m.resync);
+    if (!first_session && reconnect_listener) reconnect_listener(m.resync);
     start_send();
+    close_if_flushed();
+  }
+
+  void go_live(const std::string& reason) {
+    connected.store(true, std::memory_order_release);
+    give_back_held();
+    set_state(ClientState::connected, reason);
+  }
+
+  void close_if_flushed() {
+    if (!close_when_flushed) return;
+    close_when_flushed = false;
+    Command c;
+    c.kind = Command::Kind::close;
+    handle(std::move(c));
+  }
+
+  // The broker opened a new session in place of ours: register the subscriptions and request
+  // handlers again from what this client holds, then send the calls the old session's broker
+  // never confirmed (publishes, topic creations, requests), in their order. Updates missed in
+  // between cannot be recovered: the values that follow come flagged resync.
+  void restart_session(const codec::ConnectedMsg& m, const std::string& old_id) {
+    recovering = false;
+    hold_out = false;
+    fresh_session = false;
+    SentLog fresh(options.recovery_bytes);
+    out.clear();
+    auto add = [&](std::span<const std::byte> frame) {
+      fresh.append(frame);
+      out.insert(out.end(), frame.begin(), frame.end());
+    };
+    std::vector<std::uint64_t> ids;
+    for (auto& [id, s] : subscriptions) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    for (std::uint64_t id : ids) {
+      LocalSubscription& s = subscriptions.at(id);
+      s.request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+      add(encoder.subscribe(s.request_id, s.selector.text()));
+    }
+    for (auto& [path, handler] : request_handlers)
+      add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
+                              handler_sticky[path]));
+    std::uint64_t missing = 0;
+    const std::uint64_t forgotten = sent_log.forgotten_unconfirmed();
+    auto unconfirmed = sent_log.frames_after(sent_log.first() - 1, missing);
+    std::unordered_set<std::uint32_t> resent_ids;
+    for (std::size_t at = 0; at < unconfirmed.size();) {
+      auto split = codec::split_frame(unconfirmed.subspan(at), 0xffffffffu);
+      if (split.status != codec::SplitStatus::frame) break;  // our own frames: not reached
+      auto frame = unconfirmed.subspan(at, split.size);
+      at += split.size;
+      auto decoded = decoder.decode(frame);
+      std::uint32_t request_id = 0;
+      bool again = false;
+      if (auto* p = std::get_if<codec::PublishMsg>(&decoded.message)) again = true, request_id = p->request_id;
+      else if (auto* t = std::get_if<codec::CreateTopicMsg>(&decoded.message)) again = true, request_id = t->request_id;
+      else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) again = true, request_id = r->request_id;
+      if (!again) continue;  // subscriptions and handlers were registered above; answers are stale
+      add(frame);
+      if (request_id != 0) resent_ids.insert(request_id);
+    }
+    // Calls the old broker had taken but not answered: the answer is lost with the session.
+    const std::string lost_answer = "session " + old_id + " was lost before the broker answered";
+    for (auto it = requests.begin(); it != requests.end();) {
+      if (resent_ids.count(it->first)) {
+        ++it;
+        continue;
+      }
+      it->second->set_value(error_status(ErrorCode::session_closed, lost_answer));
+      it = requests.erase(it);
+    }
+    for (auto it = pending_requests.begin(); it != pending_requests.end();) {
+      if (resent_ids.count(it->first)) {
+        ++it;
+        continue;
+      }
+      PendingRequest r = std::move(it->second);
+      it = pending_requests.erase(it);
+      complete(r, failed_response(ErrorCode::session_closed, lost_answer));
+    }
+    fresh.rebase(m.last_received);
+    sent_log = std::move(fresh);
+    aliases.clear();
+    for (auto& [path, v] : values) {
+      v.held = false;
+      v.awaiting_full = true;  // the next value comes whole, flagged resync
+    }
+    go_live("new session " + session_id + " on " + reached_server() + " (" + fresh_session_reason + ")");
+    if (forgotten > 0 && error_listener)
+      error_listener(error_status(ErrorCode::internal,
+                                  std::to_string(forgotten) +
+                                      " call(s) sent before session " + old_id + " was lost may "
+                                      "not have arrived: the client's recovery buffer "
+                                      "(recovery_bytes) no longer held them"));
+    if (reconnect_listener) reconnect_listener(true);
+    start_send();
+    close_if_flushed();
   }
 
   void end_session(const std::string& reason) {
     bool was_connected = connected.exchange(false);
-    bool was_open = state.exchange(ClientState::closed) != ClientState::closed;
+    server_index.store(-1, std::memory_order_relaxed);
+    give_back_held();
+    const ClientState from = state.exchange(ClientState::closed);
+    bool was_open = from != ClientState::closed;
+    if (was_open && state_listener) state_listener(from, ClientState::closed, reason);
     if (!connect_answered) {
       connect_answered = true;
       connected_promise.set_value(error_status(close_code, reason));
@@ -885,6 +1139,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   void on_connected(const codec::ConnectedMsg& m) {
+    const std::string previous_id = session_id;
     session_id = m.session_id;
     max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
     if (m.max_frame_bytes != 0) broker_max_frame_bytes.store(m.max_frame_bytes, std::memory_order_relaxed);
@@ -893,17 +1148,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
     received_seq = m.next_sequence - 1;
     if (recovering) {
-      if (!m.resumed) {
-        give_up("session lost: the broker no longer had session " + session_id);
-        return;
-      }
-      resumed(m);
+      if (has_session && (fresh_session || !m.resumed)) restart_session(m, previous_id);
+      else resumed(m, !has_session);
       return;
     }
     has_session = true;
-    sent_log.confirm(m.last_received);
+    // A named session taken over from an earlier process goes on counting from its frames.
+    sent_log.rebase(m.last_received);
     connected.store(true, std::memory_order_release);
-    state.store(ClientState::connected, std::memory_order_release);
+    set_state(ClientState::connected, "connected to " + reached_server() + " as " + session_id);
     if (!connect_answered) {
       connect_answered = true;
       connected_promise.set_value(Status::ok());
@@ -979,6 +1232,14 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       if (answer(m.request_id, status)) return;
     }
     if (m.request_id == 0) {
+      if (recovering && m.code == ErrorCode::session_not_found && options.retries != 0) {
+        // The broker restarted, or the timeout passed, or this is another server: carry on
+        // in a new session (restart_session), at once.
+        fresh_session = true;
+        retry_at_once = true;
+        fresh_session_reason = status.message;
+        return;
+      }
       // The broker ends the session after an error that answers no request.
       session_ended_by_broker = true;
       if (recovering) {
@@ -1010,20 +1271,33 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
 
   void handle(Command&& c) {
     using K = Command::Kind;
-    if (c.kind == K::close && closing) return;
+    if (c.refused) {  // the caller's queue was full or off: only the answer travels
+      fail_command(c, *c.refused);
+      return;
+    }
+    if (c.kind == K::close && (closing || close_when_flushed)) return;
     if (c.kind == K::close && stream_closed) {
       closing = true;
       return;
     }
     if (c.kind == K::close && recovering) {
+      if (options.retries != 0 && (held_entries > 0 || sent_log.last() >= sent_log.first())) {
+        // Close goes last: after the queued calls, once a broker takes them (or close_timeout).
+        close_when_flushed = true;
+        close_when_flushed_hint.store(true, std::memory_order_relaxed);
+        close_deadline = std::chrono::steady_clock::now() + options.close_timeout;
+        return;
+      }
       closing = true;
       give_up("closed by the client");
       return;
     }
-    if (stream_closed || closing) {
+    if (stream_closed || closing || close_when_flushed) {
+      if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
       fail_command(c);
       return;
     }
+    if (c.queued) take_reservation(c.queued_bytes);
     switch (c.kind) {
       case K::frame: append_session(c.frame); break;
       case K::acked_frame:
@@ -1062,11 +1336,13 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       }
       case K::add_handler:
         request_handlers[c.text] = std::move(c.request_handler);
+        handler_sticky[c.text] = c.sticky;
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
         break;
       case K::remove_handler:
         request_handlers.erase(c.text);
+        handler_sticky.erase(c.text);
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
         break;
@@ -1090,6 +1366,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       case K::close_listener: close_listener = std::move(c.close_listener); break;
       case K::disconnect_listener: disconnect_listener = std::move(c.close_listener); break;
       case K::reconnect_listener: reconnect_listener = std::move(c.reconnect_listener); break;
+      case K::state_listener: state_listener = std::move(c.state_listener); break;
       case K::close:
         append(encoder.close("client closed the session"));
         closing = true;
@@ -1132,11 +1409,13 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   void on_handle_request(const codec::HandleRequestMsg& m);
 
   void fail_command(Command& c) {
-    Status closed = error_status(ErrorCode::not_connected, "session is closed");
+    fail_command(c, error_status(ErrorCode::not_connected, "session is closed"));
+  }
+  void fail_command(Command& c, const Status& closed) {
     if (c.status_promise) c.status_promise->set_value(closed);
     if (c.kind == Command::Kind::request) {
       PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), {}};
-      complete(r, failed_response(ErrorCode::not_connected, "session is closed"));
+      complete(r, failed_response(closed.code, closed.message));
     }
     if (c.ping_promise)
       c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
@@ -1145,6 +1424,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
     if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);
     if (c.kind == Command::Kind::reconnect_listener) reconnect_listener = std::move(c.reconnect_listener);
+    if (c.kind == Command::Kind::state_listener) state_listener = std::move(c.state_listener);
   }
 };
 
@@ -1216,8 +1496,10 @@ std::future<Status> Client::add_request_handler(std::string_view path, RequestHa
   thread_local codec::FrameEncoder encoder;
   auto frame = encoder.add_handler(c.request_id, path, options.sticky);
   c.frame.assign(frame.begin(), frame.end());
+  c.sticky = options.sticky;
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
+  impl_->reserve_for(c, c.frame.size());
   impl_->submit(std::move(c));
   return result;
 }
@@ -1232,6 +1514,7 @@ std::future<Status> Client::remove_request_handler(std::string_view path) {
   c.frame.assign(frame.begin(), frame.end());
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
+  impl_->reserve_for(c, c.frame.size());
   impl_->submit(std::move(c));
   return result;
 }
@@ -1256,6 +1539,7 @@ void Client::send_request(std::string_view path, std::span<const std::byte> payl
              " bytes is larger than the broker takes (" + std::to_string(limit) + " bytes a frame)";
   } else {
     c.frame.assign(frame.begin(), frame.end());
+    impl_->reserve_for(c, c.frame.size());
   }
   impl_->submit(std::move(c));
 }
@@ -1282,33 +1566,40 @@ Client::~Client() { close(); }
 
 Status Client::connect(const ClientOptions& options) {
   if (impl_->thread.joinable()) return error_status(ErrorCode::internal, "already connected");
-  auto endpoint = parse_tcp_url(options.url);
-  auto shm_path = parse_shm_url(options.url);
-  if (!endpoint && !shm_path)
-    return error_status(ErrorCode::invalid_value, "cannot parse URL '" + options.url +
-                                                      "' (want tcp://HOST:PORT or shm://PATH)");
-  int fd;
-  if (shm_path) {
-    std::string error;
-    impl_->shm = client_detail::ShmClientLink::open(*shm_path, static_cast<int>(options.connect_timeout.count()), error);
-    if (!impl_->shm) return error_status(ErrorCode::not_connected, error);
-    fd = impl_->shm->release_socket();
-    impl_->shm_path = *shm_path;
-  } else {
-    fd = transport::connect_tcp(*endpoint, static_cast<int>(options.connect_timeout.count()));
-    if (fd < 0)
-      return error_status(ErrorCode::not_connected,
-                          "cannot connect to " + options.url + ": " + std::strerror(-fd));
-    impl_->endpoint = *endpoint;
-  }
+  std::string error;
+  auto servers = client_detail::parse_server_list(options.url, error);
+  if (servers.empty()) return error_status(ErrorCode::invalid_value, error);
   impl_->options = options;
+  impl_->servers = std::move(servers);
   impl_->sent_log = SentLog(options.recovery_bytes);
-  impl_->fd = fd;
+  impl_->queue_entries_limit.store(options.queue_entries, std::memory_order_relaxed);
+  impl_->queue_bytes_limit.store(options.queue_bytes, std::memory_order_relaxed);
+  std::string failures;
+  bool refused = false;
+  for (std::size_t i = 0; i < impl_->servers.size(); ++i) {
+    std::string why;
+    if (impl_->open_server(impl_->servers[i], why, refused)) {
+      impl_->server_index.store(static_cast<int>(i), std::memory_order_relaxed);
+      break;
+    }
+    failures += (failures.empty() ? "" : "; ") + why;
+  }
+  if (impl_->fd < 0) {
+    // A broker that refused us (not merely absent) is an answer: no polling.
+    if (options.retries == 0 || refused) return error_status(ErrorCode::not_connected, failures);
+    // Retries allowed: start recovering; calls queue until a server answers.
+    impl_->start_recovering = true;
+    impl_->start_reason = "no server reachable yet: " + failures;
+    impl_->connect_answered = true;
+    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    return Status{ErrorCode::none, impl_->start_reason};
+  }
+  const std::string reached = impl_->reached_server();
   auto answer = impl_->connected_promise.get_future();
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
   if (answer.wait_for(options.connect_timeout) != std::future_status::ready) {
     close();
-    return error_status(ErrorCode::not_connected, "no answer from " + options.url);
+    return error_status(ErrorCode::not_connected, "no answer from " + reached);
   }
   Status status = answer.get();
   if (!status) close();
@@ -1320,19 +1611,24 @@ Subscription Client::subscribe(std::string selector, UpdateHandler handler,
   Command c;
   c.kind = Command::Kind::subscribe;
   c.id = impl_->next_subscription_id.fetch_add(1, std::memory_order_relaxed);
+  const bool queued = impl_->reserve_for(c, selector.size() + 32);
   c.text = std::move(selector);
   c.handler = std::move(handler);
   c.status_handler = std::move(on_subscribed);
   std::uint64_t id = c.id;
   impl_->submit(std::move(c));
-  return Subscription(id);
+  return queued ? Subscription(id) : Subscription();
 }
 
-void Client::unsubscribe(const Subscription& subscription) {
+Status Client::unsubscribe(const Subscription& subscription) {
   Command c;
   c.kind = Command::Kind::unsubscribe;
   c.id = subscription.id();
+  Status s = impl_->reserve(64, c.queued);
+  if (!s) return s;
+  c.queued_bytes = 64;
   impl_->submit(std::move(c));
+  return s;
 }
 
 namespace {
@@ -1345,26 +1641,34 @@ std::vector<std::byte> publish_frame(std::uint32_t request_id, std::string_view 
 }
 }  // namespace
 
-void Client::publish(std::string_view path, std::span<const std::byte> value,
-                     std::optional<TopicType> type) {
+Status Client::publish(std::string_view path, std::span<const std::byte> value,
+                       std::optional<TopicType> type) {
   std::size_t bytes = codec::publish_frame_bytes(path.size(), value.size());
+  bool queued = false;
+  if (Status s = impl_->reserve(bytes, queued); !s) return s;
   if (bytes > impl_->outbox.max_payload()) {
     Command c;
     c.kind = Command::Kind::frame;
     c.frame = publish_frame(0, path, value, type);
+    c.queued = queued;
+    c.queued_bytes = bytes;
     impl_->submit(std::move(c));
-    return;
+    return Status::ok();
   }
   // The frame is written straight into the outbox: no allocation, one copy of the value.
   auto claim = impl_->claim(bytes);
-  if (!claim) return;
+  if (!claim) {
+    if (queued) impl_->give_back_reservation(1, static_cast<std::int64_t>(bytes));
+    return error_status(ErrorCode::not_connected, "the client is closed");
+  }
   codec::write_publish(claim.payload, 0, path, type, value);
-  transport::MpscByteRing::commit(claim, record_frame);
+  transport::MpscByteRing::commit(claim, queued ? record_queued_frame : record_frame);
   impl_->committed();
+  return Status::ok();
 }
 
-void Client::publish(std::string_view path, std::string_view value, std::optional<TopicType> type) {
-  publish(path, std::as_bytes(std::span(value)), type);
+Status Client::publish(std::string_view path, std::string_view value, std::optional<TopicType> type) {
+  return publish(path, std::as_bytes(std::span(value)), type);
 }
 
 std::future<Status> Client::publish_acked(std::string_view path, std::span<const std::byte> value,
@@ -1375,6 +1679,7 @@ std::future<Status> Client::publish_acked(std::string_view path, std::span<const
   c.frame = publish_frame(c.request_id, path, value, type);
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
+  impl_->reserve_for(c, c.frame.size());
   impl_->submit(std::move(c));
   return result;
 }
@@ -1389,6 +1694,7 @@ std::future<Status> Client::create_topic(std::string_view path, const TopicPrope
   c.frame.assign(frame.begin(), frame.end());
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
+  impl_->reserve_for(c, c.frame.size());
   impl_->submit(std::move(c));
   return result;
 }
@@ -1428,6 +1734,27 @@ void Client::on_reconnect(std::function<void(bool)> listener) {
   c.kind = Command::Kind::reconnect_listener;
   c.reconnect_listener = std::move(listener);
   impl_->submit(std::move(c));
+}
+
+void Client::on_state_change(StateListener listener) {
+  Command c;
+  c.kind = Command::Kind::state_listener;
+  c.state_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+std::string Client::server() const {
+  if (!is_connected()) return {};
+  const int i = impl_->server_index.load(std::memory_order_relaxed);
+  return i >= 0 ? impl_->servers[static_cast<std::size_t>(i)].url : std::string{};
+}
+
+std::uint64_t Client::queued_calls() const noexcept {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_entries_used.load(std::memory_order_relaxed)));
+}
+
+std::uint64_t Client::queued_bytes() const noexcept {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_bytes_used.load(std::memory_order_relaxed)));
 }
 
 ClientState Client::state() const noexcept { return impl_->state.load(std::memory_order_acquire); }

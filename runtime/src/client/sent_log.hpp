@@ -5,6 +5,7 @@
 // to send again, so that nothing the application published is lost or applied twice.
 // Bounded: past `limit_bytes`, the oldest frames already handed to the kernel are forgotten;
 // a resumption that needs one of them reports the loss instead of hiding it.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -29,7 +30,19 @@ class SentLog {
   // The broker has every frame up to `sequence`.
   void confirm(std::uint64_t sequence) {
     while (!sizes_.empty() && first() <= sequence) pop_front();
+    confirmed_ = std::max(confirmed_, std::min(sequence, last_));
     compact();
+  }
+  // Renumbers the log so that its first frame follows the broker's `last_received`: a named
+  // session taken over from another process counts on from that process's frames. Only
+  // before anything was confirmed.
+  void rebase(std::uint64_t last_received) {
+    last_ += last_received;
+    confirmed_ += last_received;
+  }
+  // Frames forgotten (past the limit) that the broker never confirmed: perhaps lost.
+  std::uint64_t forgotten_unconfirmed() const noexcept {
+    return first() - 1 > confirmed_ ? first() - 1 - confirmed_ : 0;
   }
   // Forgets the oldest frames, among those up to `written` (handed to the kernel), while the
   // log holds more than its limit.
@@ -65,6 +78,7 @@ class SentLog {
   std::size_t start_ = 0;
   std::deque<std::uint32_t> sizes_;
   std::uint64_t last_ = 0;
+  std::uint64_t confirmed_ = 0;
   std::size_t limit_;
 };
 

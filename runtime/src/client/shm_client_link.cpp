@@ -24,7 +24,7 @@ void ShmClientLink::ring_broker() const noexcept {
 }
 
 std::unique_ptr<ShmClientLink> ShmClientLink::open(const std::string& path, int timeout_ms,
-                                                   std::string& error) {
+                                                   std::string& error, bool* refused) {
   auto link = std::make_unique<ShmClientLink>();
   link->socket_fd = transport::connect_unix(path);
   if (link->socket_fd < 0) {
@@ -47,6 +47,7 @@ std::unique_ptr<ShmClientLink> ShmClientLink::open(const std::string& path, int 
   }
   if (hello.refused) {
     close_all();
+    if (refused) *refused = true;
     error = std::string(hello.reason_text());
     return nullptr;
   }

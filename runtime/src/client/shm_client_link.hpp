@@ -30,9 +30,10 @@ struct ShmClientLink {
   ShmClientLink& operator=(const ShmClientLink&) = delete;
   ~ShmClientLink();
 
-  // Connects and sets up; null and `error` filled when that fails or the broker refuses.
+  // Connects and sets up; null and `error` filled when that fails or the broker refuses
+  // (then `*refused` is set: trying again will not help).
   static std::unique_ptr<ShmClientLink> open(const std::string& path, int timeout_ms,
-                                             std::string& error);
+                                             std::string& error, bool* refused = nullptr);
   void ring_broker() const noexcept;
   // Gives the socket to the caller's own bookkeeping (it closes it).
   int release_socket() noexcept {

@@ -41,8 +41,8 @@ std::string default_url();
 enum class ClientState : std::uint8_t {
   connecting,  // before the broker's first answer
   connected,
-  recovering,  // the connection dropped; reconnecting to resume the session
-  closed,      // the session is over
+  recovering,  // no connection (dropped, or no server reachable yet): polling the servers
+  closed,      // dead: the session is over and the client takes no more calls
 };
 std::string_view to_string(ClientState state);
 
@@ -78,8 +78,17 @@ class ReconnectControl {
 };
 using ReconnectStrategy = std::function<void(ReconnectControl&)>;
 
+// How the persistent queue (ClientOptions::queue_path) reaches the disk.
+enum class QueueFsync : std::uint8_t {
+  never,   // the OS writes back when it likes: survives the process's death, not the machine's
+  batch,   // fdatasync at most every 10 ms, and when the queue is flushed or closed
+  always,  // fdatasync after every call: survives a power cut, at the disk's pace
+};
+
 struct ClientOptions {
-  std::string url = default_url();  // tcp://HOST:PORT, or shm://PATH (brookd --shm PATH)
+  // tcp://HOST:PORT, or shm://PATH (brookd --shm PATH); several, separated by commas, are
+  // tried in that order on connect and on every reconnection attempt (server()).
+  std::string url = default_url();
   std::string principal{};          // empty: anonymous
   std::string credentials{};
   // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
@@ -96,6 +105,21 @@ struct ClientOptions {
   // Ping the broker after this long without hearing from it; no answer within another
   // interval counts as a lost connection.
   std::chrono::milliseconds ping_interval{90'000};
+  // Connection attempts (each tries every server in turn) after connect() finds no server,
+  // and after a drop; -1: no limit. With retries allowed, connect() to servers that are all
+  // down returns at once and the client starts in `recovering`. 0: connect() fails, and a
+  // drop closes the session. A session the broker no longer has (it restarted, the reconnect
+  // timeout passed, or the client failed over to another server) is replaced by a new one:
+  // subscriptions and request handlers are registered again, unconfirmed calls sent again.
+  std::int64_t retries = -1;
+  // Calls made while not connected (publish, subscribe, unsubscribe, send_request, ...) wait
+  // in the client's queue and go out in call order once connected, close() last. At most
+  // queue_entries calls and queue_bytes of frames; -1: no limit; 0: no queue, such calls fail
+  // at once (not_connected). A full queue refuses the call (queue_full): never a silent drop.
+  std::int64_t queue_entries = 1'000'000;
+  std::int64_t queue_bytes = 64ll << 20;
+  // close() while calls wait for a connection gives them this long to go out.
+  std::chrono::milliseconds close_timeout{10'000};
   // Session frames already written to the socket, kept to resend those the broker did not
   // get before a drop. Older ones are forgotten past this size (reported if then needed).
   std::size_t recovery_bytes = 16u << 20;
@@ -107,6 +131,16 @@ struct ClientOptions {
   // memory, at the price of a core.
   bool spin = false;
 };
+
+// Reads ClientOptions from a TOML file's [client] table: url, retries, reconnect_delay_ms,
+// reconnect_timeout_ms, connect_timeout_ms, ping_interval_ms, queue_entries, queue_bytes,
+// close_timeout_ms, principal, session_number, client_name. Absent keys keep their value.
+// Returns "" or why the file was refused.
+std::string load_client_options(const std::string& path, ClientOptions& options);
+// Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
+// BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES.
+// Returns "" or which variable is malformed.
+std::string apply_client_environment(ClientOptions& options);
 
 using codec::TopicProperties;
 using codec::UpdateEncoding;
@@ -137,6 +171,8 @@ struct Update {
 };
 
 using UpdateHandler = std::function<void(const Update&)>;
+// Every change of ClientState: from, to, and why (which server was reached, what failed).
+using StateListener = std::function<void(ClientState from, ClientState to, const std::string& reason)>;
 
 // The answer to send_request(): the handler's payload, or why there is none (status codes
 // no_handler, handler_gone, handler_failed with the handler's message, request_timeout,
@@ -208,19 +244,25 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Connects and opens a session; blocks until the broker answers or the timeout passes.
+  // With ClientOptions::retries allowed and no server reachable, returns at once (ok, the
+  // message saying so) with the client recovering: calls are queued until a broker answers.
   Status connect(const ClientOptions& options);
 
   // Delivers the current value of every matching topic, then every update, to `handler`.
-  // `on_subscribed` runs once the broker has registered the selector on every shard.
+  // The id is the client's own, valid at once, also while the call waits in the queue;
+  // `on_subscribed` runs once the broker has registered the selector on every shard (or with
+  // the reason it was refused, the client's queue being full among them).
   Subscription subscribe(std::string selector, UpdateHandler handler,
                          StatusHandler on_subscribed = {});
-  void unsubscribe(const Subscription& subscription);
+  Status unsubscribe(const Subscription& subscription);
 
-  // Fire and forget: a refusal (wrong type, bad path) reaches the error listener.
-  void publish(std::string_view path, std::span<const std::byte> value,
-               std::optional<TopicType> type = std::nullopt);
-  void publish(std::string_view path, std::string_view value,
-               std::optional<TopicType> type = std::nullopt);
+  // Fire and forget: a refusal by the broker (wrong type, bad path) reaches the error
+  // listener. The Status is the client's: not ok when the call cannot even be queued
+  // (queue_full, or not_connected with the queue off or the session closed).
+  Status publish(std::string_view path, std::span<const std::byte> value,
+                 std::optional<TopicType> type = std::nullopt);
+  Status publish(std::string_view path, std::string_view value,
+                 std::optional<TopicType> type = std::nullopt);
   // The same, with the broker's verdict.
   std::future<Status> publish_acked(std::string_view path, std::span<const std::byte> value,
                                     std::optional<TopicType> type = std::nullopt);
@@ -263,12 +305,19 @@ class Client {
   // The connection dropped; the client is recovering the session.
   void on_disconnect(std::function<void(const std::string& reason)> listener);
   // The session was resumed on a new connection; `resync` when current values follow
-  // instead of the missed updates (see Update::resync).
+  // instead of the missed updates (see Update::resync), as after a new session.
   void on_reconnect(std::function<void(bool resync)> listener);
+  // Every state change (StateListener). Register it before connect() to see them all.
+  void on_state_change(StateListener listener);
 
   ClientState state() const noexcept;
   bool is_connected() const noexcept;
   std::string session_id() const;
+  // The URL of the server connected to (one of ClientOptions::url's), or "" when none.
+  std::string server() const;
+  // Calls waiting in the client's queue for a connection, and their bytes.
+  std::uint64_t queued_calls() const noexcept;
+  std::uint64_t queued_bytes() const noexcept;
   // Sends everything queued, ends the session and stops the client thread.
   void close();
 
