@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <system_error>
@@ -103,7 +104,6 @@ std::string Broker::start() {
 void Broker::stop() {
   if (impl_->stopped || impl_->threads.empty()) return;
   impl_->stopped = true;
-  for (auto& shard : impl_->shards) shard->request_stop();
   // Out of LISTEN now: the io_uring's pending accept holds the socket until the ring is torn
   // down, which the kernel finishes after we exit; a broker restarted at once on the same
   // port would find it still listening.
@@ -112,6 +112,17 @@ void Broker::stop() {
     ::shutdown(impl_->shm_listen_fd, SHUT_RDWR);
     ::unlink(impl_->options.shm_path.c_str());
   }
+  // Drain: every shard sends what it queued and tells each client what it took, then closes.
+  // All shards must be quiet at once: one may still hand another a delivery.
+  for (auto& shard : impl_->shards) shard->request_drain();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(impl_->options.drain_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    for (auto& shard : impl_->shards) all &= shard->drained();
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& shard : impl_->shards) shard->request_stop();
   for (auto& t : impl_->threads) t.join();
   impl_->authenticator.reset();  // its worker may still wake a shard until here
   for (auto& shard : impl_->shards) shard->release_buffers();

@@ -51,6 +51,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("broker", "shards", o.shards);
   read("broker", "pin_threads", o.pin_threads);
   read("broker", "spin", o.spin);
+  read("broker", "drain_ms", o.drain_ms);
   read("shm", "path", o.shm_path);
   read("shm", "ring_bytes", o.shm_ring_bytes);
   read("shm", "broadcast_bytes", o.shm_broadcast_bytes);

@@ -63,6 +63,39 @@ void Shard::request_stop() {
   if (ready_.load(std::memory_order_acquire)) reactor_->wake();
 }
 
+void Shard::request_drain() {
+  drain_requested_.store(true, std::memory_order_release);
+  if (ready_.load(std::memory_order_acquire)) reactor_->wake();
+}
+
+// One turn of a graceful stop. A publisher is told exactly which of its frames this broker
+// took (the last Received), so that it sends the rest, and only the rest, to the next one;
+// every subscriber gets what was queued for it before the Close, so nothing this broker
+// confirmed is lost with it.
+bool Shard::drain_step() {
+  draining_ = true;
+  bool quiet = !inbound_pending();
+  for (auto& owned : connections_) {
+    Connection* c = owned.get();
+    if (!c || c->closing || !c->session || c->state != ConnectionState::attached) continue;
+    Session& s = *c->session;
+    const bool busy = c->send_in_flight || !c->control_out.empty();
+    if (c->drain_closed) {
+      quiet &= !busy;
+      continue;
+    }
+    if (busy || !s.out.empty()) {
+      quiet = false;
+      continue;
+    }
+    send_control(*c, encoder_.received(s.inbound_seq));
+    send_control(*c, encoder_.close("broker shutting down"));
+    c->drain_closed = true;
+    quiet = false;
+  }
+  return quiet;
+}
+
 void Shard::run(int listen_fd, int shm_listen_fd) {
   BufferPool::thread_pool() = &pool_;
   if (options_.pin_threads) {
@@ -105,6 +138,8 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     }
     flush_sessions();
     wake_peers();
+    if (drain_requested_.load(std::memory_order_relaxed))
+      drained_.store(drain_step(), std::memory_order_release);
 
     int timeout_ms = 0;
     // Asking the shm clients to ring raises their rings' waiting flags: lowered again below,

@@ -267,6 +267,7 @@ struct Connection {
   bool paused = false;           // input held back by mailbox back-pressure
   bool flush_listed = false;
   bool send_failed = false;      // the socket refused a send: nothing more goes out
+  bool drain_closed = false;     // the broker is stopping: the final Received and Close went out
   // The last send left bytes behind (the peer's window or our socket buffer is full): the
   // session is behind, and conflated topics replace their queued updates.
   bool congested = false;
@@ -295,6 +296,10 @@ class Shard final : public transport::ReactorHandler {
   // Unix socket of shared memory) are >= 0 only on shard 0.
   void run(int listen_fd, int shm_listen_fd = -1);
   void request_stop();
+  // Any thread: stop taking input and send every session its queue, then a last Received and
+  // a Close; drained() turns true once that is done and no mailbox holds anything.
+  void request_drain();
+  bool drained() const noexcept { return drained_.load(std::memory_order_acquire); }
   // Any thread: makes the shard run a turn soon (used by the authenticator's worker).
   void wake() { if (ready_.load(std::memory_order_acquire)) reactor_->wake(); }
   // Blocks until the shard's reactor exists (the thread constructs it).
@@ -449,6 +454,10 @@ class Shard final : public transport::ReactorHandler {
   std::unique_ptr<transport::Reactor> reactor_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> drained_{false};
+  bool draining_ = false;  // input is ignored: the client sends it again to the next broker
+  bool drain_step();
   // seq_cst store/fence with the peers' fence/load: Dekker-style "am I asleep" handshake.
   std::atomic<bool> sleeping_{false};
   int listen_fd_ = -1;

@@ -132,6 +132,7 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
 }
 
 void Shard::process_input(Connection& c, std::span<const std::byte> data) {
+  if (draining_) return;  // stopping: what the client sent after our last Received comes again
   if (!accepts_frames(c)) {
     // Handing off or waiting for the session: keep the bytes, in order, for whoever goes on.
     c.assembly.insert(c.assembly.end(), data.begin(), data.end());

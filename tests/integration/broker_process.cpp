@@ -281,18 +281,28 @@ bool BrokerProcess::running() {
 
 ExitStatus BrokerProcess::stop() {
   if (stopped_ || pid_ <= 0) return status_;
-  stopped_ = true;
-  ::kill(pid_, SIGTERM);
-  Child child{pid_, pidfd_};
-  pidfd_ = -1;
-  status_ = wait_exit(child, Clock::now() + config_.stop_timeout);
-  if (stdout_fd_ >= 0) ::close(stdout_fd_);
-  stdout_fd_ = -1;
+  end_with(SIGTERM);
   if (!status_.clean())
     ADD_FAILURE() << "brookd did not stop cleanly on SIGTERM: " << status_.describe()
                   << "\n--- brookd stderr ---\n"
                   << log();
   return status_;
+}
+
+ExitStatus BrokerProcess::crash() {
+  if (stopped_ || pid_ <= 0) return status_;
+  end_with(SIGKILL);
+  return status_;
+}
+
+void BrokerProcess::end_with(int signal) {
+  stopped_ = true;
+  ::kill(pid_, signal);
+  Child child{pid_, pidfd_};
+  pidfd_ = -1;
+  status_ = wait_exit(child, Clock::now() + config_.stop_timeout);
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
+  stdout_fd_ = -1;
 }
 
 std::string BrokerProcess::log() const { return log_path_.empty() ? "" : read_file(log_path_); }

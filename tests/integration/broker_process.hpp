@@ -73,6 +73,8 @@ class BrokerProcess {
   // SIGTERM, then waits up to stop_timeout (SIGKILL after that). Idempotent. Records a test
   // failure unless the exit was clean.
   ExitStatus stop();
+  // SIGKILL, as a crash: waits for the exit; not a test failure. Idempotent with stop().
+  ExitStatus crash();
   // What brookd wrote on stderr so far (counters are printed there when it stops).
   std::string log() const;
   // Per-shard counter `name` from the lines brookd prints on stopping ("shard N: name=V ...").
@@ -84,6 +86,8 @@ class BrokerProcess {
   std::string log_tail(std::size_t bytes = 4000) const;
 
  private:
+  void end_with(int signal);  // sends it, waits for the exit (bounded)
+
   BrokerConfig config_;
   std::string dir_;
   std::string log_path_;

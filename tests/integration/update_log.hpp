@@ -105,6 +105,7 @@ inline Status connect_client_once(Client& client, const std::string& url,
   options.client_name = name;
   options.connect_timeout = std::chrono::seconds(10);
   options.reconnect_timeout = std::chrono::milliseconds(0);
+  options.retries = 0;
   return client.connect(options);
 }
 

@@ -203,6 +203,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // another server): the next attempt opens a new one and rebuilds it (restart_session).
   bool fresh_session = false;
   bool retry_at_once = false;
+  int session_server = -1;  // the server holding our session
+  // Session sequence of each call awaiting an answer: an answer means the broker has every
+  // frame up to it, which need not be sent again after a failover or restart.
+  std::unordered_map<std::uint32_t, std::uint64_t> answer_confirms;
   std::string fresh_session_reason;
 
   // The client's queue: calls made while not connected. Callers reserve room in these
@@ -363,6 +367,19 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
   // Connected, with nothing holding sends back.
   bool live() const { return !recovering && !hold_out && has_session && !stream_closed; }
+
+  void rebase_log(std::uint64_t last_received) {
+    sent_log.rebase(last_received);
+    for (auto& [id, seq] : answer_confirms) seq += last_received;
+  }
+  // Remembers that the frame just logged is confirmed by the answer to `request_id`.
+  void confirm_on_answer(std::uint32_t request_id) { answer_confirms[request_id] = sent_log.last(); }
+  void answered(std::uint32_t request_id) {
+    auto it = answer_confirms.find(request_id);
+    if (it == answer_confirms.end()) return;
+    if (it->second <= sent_log.last()) sent_log.confirm(it->second);
+    answer_confirms.erase(it);
+  }
 
   void set_state(ClientState to, const std::string& reason) {
     const ClientState from = state.exchange(to, std::memory_order_acq_rel);
@@ -717,6 +734,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       begin_recovery(std::move(reason));
       return;
     }
+    if (!has_session && !connect_answered && !session_ended_by_broker && !closing &&
+        options.retries != 0 && options.reconnect_timeout.count() > 0) {
+      // The first connection broke before the broker answered: connect() returns, and the
+      // calls made so far wait in the queue like those of a client that found no server.
+      connect_answered = true;
+      connected_promise.set_value(Status{ErrorCode::none, "recovering: " + reason});
+      begin_recovery(std::move(reason));
+      return;
+    }
     stream_closed = true;
     out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
     if (close_reason.empty()) close_reason = std::move(reason);
@@ -822,6 +848,13 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       return;
     }
     server_index.store(reached, std::memory_order_relaxed);
+    if (has_session && !fresh_session && reached != session_server) {
+      // Sessions live in one broker: another server cannot resume ours.
+      fresh_session = true;
+      fresh_session_reason = "failed over from " +
+                             servers[static_cast<std::size_t>(session_server)].url + " to " +
+                             servers[static_cast<std::size_t>(reached)].url;
+    }
     if (shm) {
       shm_waiting_space = false;
       arm_doorbell();
@@ -868,7 +901,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     hold_out = false;
     if (first_session) {
       has_session = true;
-      sent_log.rebase(m.last_received);  // a named session taken over continues its count
+      rebase_log(m.last_received);  // a named session taken over continues its count
     }
     std::uint64_t missing = 0;
     auto resend = sent_log.frames_after(m.last_received, missing);
@@ -934,6 +967,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     const std::uint64_t forgotten = sent_log.forgotten_unconfirmed();
     auto unconfirmed = sent_log.frames_after(sent_log.first() - 1, missing);
     std::unordered_set<std::uint32_t> resent_ids;
+    answer_confirms.clear();
     for (std::size_t at = 0; at < unconfirmed.size();) {
       auto split = codec::split_frame(unconfirmed.subspan(at), 0xffffffffu);
       if (split.status != codec::SplitStatus::frame) break;  // our own frames: not reached
@@ -947,7 +981,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) again = true, request_id = r->request_id;
       if (!again) continue;  // subscriptions and handlers were registered above; answers are stale
       add(frame);
-      if (request_id != 0) resent_ids.insert(request_id);
+      if (request_id != 0) {
+        resent_ids.insert(request_id);
+        answer_confirms[request_id] = fresh.last();
+      }
     }
     // Calls the old broker had taken but not answered: the answer is lost with the session.
     const std::string lost_answer = "session " + old_id + " was lost before the broker answered";
@@ -968,8 +1005,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       it = pending_requests.erase(it);
       complete(r, failed_response(ErrorCode::session_closed, lost_answer));
     }
-    fresh.rebase(m.last_received);
     sent_log = std::move(fresh);
+    rebase_log(m.last_received);
     aliases.clear();
     for (auto& [path, v] : values) {
       v.held = false;
@@ -1107,6 +1144,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
                      aliases.clear();
                    },
                    [&](const codec::SubscribedMsg& m) {
+                     answered(m.request_id);
                      for (auto& [id, s] : subscriptions)
                        if (s.request_id == m.request_id) {
                          if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
@@ -1141,6 +1179,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   void on_connected(const codec::ConnectedMsg& m) {
     const std::string previous_id = session_id;
     session_id = m.session_id;
+    session_server = server_index.load(std::memory_order_relaxed);
     max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
     if (m.max_frame_bytes != 0) broker_max_frame_bytes.store(m.max_frame_bytes, std::memory_order_relaxed);
     if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
@@ -1154,7 +1193,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     }
     has_session = true;
     // A named session taken over from an earlier process goes on counting from its frames.
-    sent_log.rebase(m.last_received);
+    rebase_log(m.last_received);
     connected.store(true, std::memory_order_release);
     set_state(ClientState::connected, "connected to " + reached_server() + " as " + session_id);
     if (!connect_answered) {
@@ -1220,6 +1259,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   void on_error_frame(const codec::ErrorMsg& m) {
     Status status = error_status(m.code, std::string(m.message));
     if (m.request_id != 0) {
+      answered(m.request_id);
       for (auto it = subscriptions.begin(); it != subscriptions.end(); ++it) {
         if (it->second.request_id != m.request_id) continue;
         auto handler = std::move(it->second.on_subscribed);
@@ -1232,9 +1272,12 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       if (answer(m.request_id, status)) return;
     }
     if (m.request_id == 0) {
-      if (recovering && m.code == ErrorCode::session_not_found && options.retries != 0) {
-        // The broker restarted, or the timeout passed, or this is another server: carry on
-        // in a new session (restart_session), at once.
+      // The broker restarted or the timeout passed: our session is gone (a restarted broker
+      // may have given its number to another session, hence the wrong token). Carry on in a
+      // new session (restart_session), at once; if that is refused too, give up below.
+      const bool gone = m.code == ErrorCode::session_not_found ||
+                        (m.code == ErrorCode::authentication_failed && has_session && !fresh_session);
+      if (recovering && gone && options.retries != 0) {
         fresh_session = true;
         retry_at_once = true;
         fresh_session_reason = status.message;
@@ -1256,6 +1299,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   bool answer(std::uint32_t request_id, Status status) {
+    answered(request_id);
     auto it = requests.find(request_id);
     if (it == requests.end()) return false;
     it->second->set_value(std::move(status));
@@ -1303,6 +1347,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       case K::acked_frame:
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
+        confirm_on_answer(c.request_id);
         break;
       case K::subscribe: {
         auto selector = runtime::Selector::parse(c.text);
@@ -1319,6 +1364,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         for (auto& a : aliases)
           if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
         append_session(encoder.subscribe(request_id, c.text));
+        confirm_on_answer(request_id);
         break;
       }
       case K::unsubscribe: {
@@ -1339,12 +1385,14 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         handler_sticky[c.text] = c.sticky;
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
+        confirm_on_answer(c.request_id);
         break;
       case K::remove_handler:
         request_handlers.erase(c.text);
         handler_sticky.erase(c.text);
         requests.emplace(c.request_id, std::move(c.status_promise));
         append_session(c.frame);
+        confirm_on_answer(c.request_id);
         break;
       case K::request: {
         PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), c.deadline};
@@ -1354,6 +1402,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         }
         pending_requests.emplace(c.request_id, std::move(r));
         append_session(c.frame);
+        confirm_on_answer(c.request_id);
         break;
       }
       case K::ping: {
@@ -1383,6 +1432,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   void on_request_result(const codec::RequestResultMsg& m) {
+    answered(m.request_id);
     auto it = pending_requests.find(m.request_id);
     if (it == pending_requests.end()) return;  // timed out here already
     PendingRequest r = std::move(it->second);
@@ -1401,6 +1451,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         continue;
       }
       PendingRequest r = std::move(it->second);
+      answer_confirms.erase(it->first);
       it = pending_requests.erase(it);
       complete(r, failed_response(ErrorCode::request_timeout, "timeout: no answer in time"));
     }
@@ -1589,7 +1640,7 @@ Status Client::connect(const ClientOptions& options) {
     if (options.retries == 0 || refused) return error_status(ErrorCode::not_connected, failures);
     // Retries allowed: start recovering; calls queue until a server answers.
     impl_->start_recovering = true;
-    impl_->start_reason = "no server reachable yet: " + failures;
+    impl_->start_reason = "recovering: no server reachable yet (" + failures + ")";
     impl_->connect_answered = true;
     impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
     return Status{ErrorCode::none, impl_->start_reason};

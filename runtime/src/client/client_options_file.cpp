@@ -30,7 +30,8 @@ std::string check(const ClientOptions& o) {
 
 }  // namespace
 
-std::string load_client_options(const std::string& path, ClientOptions& o) {
+std::string load_client_options(const std::string& path, ClientOptions& options) {
+  ClientOptions o = options;  // the caller's are changed only when the whole file is good
   toml::table config;
   try {
     config = toml::parse_file(path);
@@ -70,10 +71,12 @@ std::string load_client_options(const std::string& path, ClientOptions& o) {
   millis("close_timeout_ms", o.close_timeout);
   if (!error.empty()) return path + ": " + error;
   if (auto why = check(o); !why.empty()) return path + ": client." + why;
+  options = std::move(o);
   return {};
 }
 
-std::string apply_client_environment(ClientOptions& o) {
+std::string apply_client_environment(ClientOptions& options) {
+  ClientOptions o = options;
   if (const char* url = std::getenv("BROOK_URL"); url && *url) o.url = url;
   auto integer = [](const char* name, std::int64_t& field) -> std::string {
     const char* value = std::getenv(name);
@@ -92,7 +95,9 @@ std::string apply_client_environment(ClientOptions& o) {
                    integer("BROOK_QUEUE_ENTRIES", o.queue_entries),
                    integer("BROOK_QUEUE_BYTES", o.queue_bytes)})
     if (!why.empty()) return why;
-  return check(o);
+  if (auto why = check(o); !why.empty()) return why;
+  options = std::move(o);
+  return {};
 }
 
 }  // namespace brook

@@ -24,6 +24,8 @@ struct BrokerOptions {
   // bytes, with its connection full), or while it is disconnected.
   std::uint64_t conflate_after_bytes = 1u << 20;
   std::uint32_t reconnect_timeout_ms = 60'000;       // when the client does not say
+  // On SIGTERM: how long to send the sessions their queues and last Received before exiting.
+  std::uint32_t drain_ms = 2000;
   std::uint32_t reconnect_timeout_max_ms = 3'600'000; // the most a client may ask for
   std::uint32_t ping_interval_ms = 90'000;           // ping a connection quiet this long
   std::uint32_t connect_timeout_ms = 10'000;         // a new connection must send Connect by then

@@ -1,0 +1,325 @@
+// The fail-safe client against real brokers: a publisher started before its broker, a broker
+// stopped and restarted under a publishing client (every accepted update arrives once, in
+// order), failover along the server list when the first broker is killed, the client's queue
+// refusing calls once full (or when switched off) and losing none it took, and close() going
+// out last, after the queue. A FaultProxy in front of the publisher holds its connection back
+// until the subscriber is in place, so that "every update arrives" is a fact, not a race.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker_process.hpp"
+#include "brook/client/client.hpp"
+#include "fault_proxy.hpp"
+#include "update_log.hpp"
+
+namespace brook::test {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr auto short_wait = std::chrono::seconds(10);
+constexpr auto long_wait = std::chrono::seconds(30);
+
+// A port nobody listens on now (bound, read, closed): the broker started later takes it.
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+BrokerConfig on_port(std::uint16_t port) {
+  BrokerConfig config;
+  config.listen = "127.0.0.1:" + std::to_string(port);
+  return config;
+}
+
+ClientOptions failsafe_options(const std::string& url, const std::string& name) {
+  ClientOptions options;
+  options.url = url;
+  options.client_name = name;
+  options.connect_timeout = short_wait;
+  options.reconnect_delay = milliseconds(50);
+  options.retries = -1;
+  return options;
+}
+
+// Every state change of a client, in order, with its reason.
+class StateLog {
+ public:
+  void listen(Client& client) {
+    client.on_state_change([this](ClientState from, ClientState to, const std::string& reason) {
+      std::lock_guard lock(mutex_);
+      changes_.push_back({from, to, reason});
+      changed_.notify_all();
+    });
+  }
+  struct Change {
+    ClientState from, to;
+    std::string reason;
+  };
+  // True once a change into `to` whose reason contains `text` was seen.
+  bool wait_for(ClientState to, std::string_view text, milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] {
+      for (const auto& c : changes_)
+        if (c.to == to && c.reason.find(text) != std::string::npos) return true;
+      return false;
+    });
+  }
+  std::string describe() const {
+    std::lock_guard lock(mutex_);
+    std::string text;
+    for (const auto& c : changes_)
+      text += std::string(to_string(c.from)) + " -> " + std::string(to_string(c.to)) + " (" + c.reason + ")\n";
+    return text;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Change> changes_;
+};
+
+std::string value_of(std::size_t i) { return "v" + std::to_string(i); }
+
+// The values `log` got for `path`, each once and in order 0..count-1: "" or what is wrong.
+std::string check_exactly_once_in_order(const UpdateLog& log, std::size_t count) {
+  std::size_t next = 0;
+  for (const auto& r : log.entries()) {
+    if (r.value != value_of(next))
+      return "update " + std::to_string(next) + " is '" + r.value + "', expected '" + value_of(next) + "'";
+    ++next;
+  }
+  if (next != count) return "got " + std::to_string(next) + " of " + std::to_string(count) + " updates";
+  return {};
+}
+
+TEST(FailSafeClient, a_publisher_started_before_its_broker_sends_its_queue_once_the_broker_starts) {
+  const std::uint16_t port = free_port();
+  FaultProxy proxy(port);  // the publisher's way in, held shut until the subscriber is ready
+  ASSERT_TRUE(proxy.listening());
+  proxy.refuse_new_connections(true);
+
+  StateLog states;
+  Client publisher;
+  states.listen(publisher);
+  // The proxy takes the connection and resets it at once, as a host whose broker is not up.
+  Status started = publisher.connect(failsafe_options(proxy.url(), "early-publisher"));
+  ASSERT_TRUE(started) << started.message;
+  EXPECT_NE(started.message.find("recovering"), std::string::npos) << started.message;
+  ASSERT_TRUE(states.wait_for(ClientState::recovering, "", short_wait)) << states.describe();
+  EXPECT_EQ(publisher.state(), ClientState::recovering);
+  EXPECT_EQ(publisher.server(), "");
+
+  constexpr std::size_t count = 1000;
+  for (std::size_t i = 0; i < count; ++i) {
+    Status s = publisher.publish("Early/t", value_of(i));
+    ASSERT_TRUE(s) << "publish " << i << ": " << s.message;
+  }
+  // The calls wait in the client's queue (the client thread counts them as it takes them).
+  EXPECT_LE(publisher.queued_calls(), count);
+  // close() goes last: it waits for the queue to go out, so it runs beside the test.
+  std::thread closer([&] { publisher.close(); });
+
+  BrokerProcess broker(on_port(port));
+  BROOK_ASSERT_STARTED(broker);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "early-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Early/t", log));
+  proxy.refuse_new_connections(false);
+
+  closer.join();
+  EXPECT_TRUE(log.wait_for(count, long_wait)) << log.size() << " of " << count;
+  EXPECT_EQ(check_exactly_once_in_order(log, count), "");
+  EXPECT_TRUE(states.wait_for(ClientState::connected, "connected to " + proxy.url(), short_wait)) << states.describe();
+  EXPECT_TRUE(states.wait_for(ClientState::closed, "closed by the client", short_wait)) << states.describe();
+  EXPECT_EQ(publisher.queued_calls(), 0u);
+  subscriber.close();
+  broker.stop();
+}
+
+TEST(FailSafeClient, a_broker_restarted_under_a_publishing_client_loses_and_repeats_no_update) {
+  const std::uint16_t port = free_port();
+  auto first = std::make_unique<BrokerProcess>(on_port(port));
+  BROOK_ASSERT_STARTED(*first);
+  FaultProxy proxy(port);
+  ASSERT_TRUE(proxy.listening());
+
+  UpdateLog log;
+  StateLog subscriber_states;
+  Client subscriber;
+  subscriber_states.listen(subscriber);
+  ASSERT_TRUE(subscriber.connect(failsafe_options(first->url(), "restart-subscriber")));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Restart/t", log));
+
+  StateLog publisher_states;
+  Client publisher;
+  publisher_states.listen(publisher);
+  ASSERT_TRUE(publisher.connect(failsafe_options(proxy.url(), "restart-publisher")));
+  constexpr std::size_t count = 20000;
+  std::atomic<std::size_t> accepted{0};
+  std::thread publishing([&] {
+    for (std::size_t i = 0; i < count; ++i) {
+      Status s = publisher.publish("Restart/t", value_of(i));
+      if (!s) {
+        ADD_FAILURE() << "publish " << i << " refused: " << s.message;
+        return;
+      }
+      accepted.store(i + 1);
+      if (i % 100 == 99) std::this_thread::sleep_for(milliseconds(1));  // a feed, not a flood
+    }
+  });
+  ASSERT_TRUE(log.wait_for(count / 4, long_wait)) << log.size();
+
+  // SIGTERM: the broker sends what it queued and tells the publisher what it took.
+  proxy.refuse_new_connections(true);
+  first->stop();
+  first.reset();
+  const std::size_t accepted_at_stop = accepted.load();
+  BrokerProcess second(on_port(port));
+  BROOK_ASSERT_STARTED(second);
+  // The subscriber comes back first, in a new session, subscribed again.
+  ASSERT_TRUE(subscriber_states.wait_for(ClientState::connected, "new session", long_wait))
+      << subscriber_states.describe();
+  ASSERT_TRUE(round_trip(subscriber)) << "the subscription reached the new broker";
+  proxy.refuse_new_connections(false);
+
+  publishing.join();
+  EXPECT_TRUE(log.wait_for(count, long_wait)) << log.size() << " of " << count;
+  EXPECT_EQ(check_exactly_once_in_order(log, count), "")
+      << "accepted when the broker stopped: " << accepted_at_stop;
+  EXPECT_TRUE(publisher_states.wait_for(ClientState::connected, "new session", short_wait))
+      << publisher_states.describe();
+  publisher.close();
+  subscriber.close();
+  second.stop();
+}
+
+TEST(FailSafeClient, with_two_servers_listed_the_client_fails_over_when_the_first_is_killed) {
+  BrokerProcess first(1), second(1);
+  BROOK_ASSERT_STARTED(first);
+  BROOK_ASSERT_STARTED(second);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, second.url(), "failover-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Failover/t", log));
+
+  StateLog states;
+  Client publisher;
+  states.listen(publisher);
+  ASSERT_TRUE(publisher.connect(failsafe_options(first.url() + "," + second.url(), "failover-publisher")));
+  EXPECT_EQ(publisher.server(), first.url()) << "the list is tried in order";
+  ASSERT_TRUE(await(publisher.publish_acked("Failover/t", bytes_of("on-first"))));
+
+  first.crash();  // kill -9: no drain, no goodbye
+  for (std::size_t i = 0; i < 100; ++i) ASSERT_TRUE(publisher.publish("Failover/t", value_of(i)));
+  ASSERT_TRUE(states.wait_for(ClientState::connected, second.url(), short_wait)) << states.describe();
+  EXPECT_EQ(publisher.server(), second.url());
+  EXPECT_TRUE(log.wait_for(100, short_wait)) << log.size();
+  EXPECT_EQ(check_exactly_once_in_order(log, 100), "") << "the updates made during the failover arrive";
+  EXPECT_NE(states.describe().find("new session"), std::string::npos) << states.describe();
+  publisher.close();
+  subscriber.close();
+  second.stop();
+}
+
+TEST(FailSafeClient, a_full_queue_refuses_calls_with_a_clear_error_and_loses_none_it_took) {
+  const std::uint16_t port = free_port();
+  FaultProxy proxy(port);
+  ASSERT_TRUE(proxy.listening());
+  proxy.refuse_new_connections(true);
+
+  Client publisher;
+  ClientOptions options = failsafe_options(proxy.url(), "full-queue");
+  options.queue_entries = 5;
+  ASSERT_TRUE(publisher.connect(options));
+  for (std::size_t i = 0; i < 5; ++i) ASSERT_TRUE(publisher.publish("Full/t", value_of(i)));
+  Status refused = publisher.publish("Full/t", value_of(5));
+  EXPECT_EQ(refused.code, ErrorCode::queue_full) << refused.message;
+  EXPECT_NE(refused.message.find("queue is full"), std::string::npos) << refused.message;
+  // A subscription is refused the same way, through its handler.
+  std::promise<Status> verdict;
+  Subscription s = publisher.subscribe("Full/other", [](const Update&) {},
+                                       [&](const Status& st) { verdict.set_value(st); });
+  EXPECT_FALSE(s) << "no id for a call that was not taken";
+  auto answer = verdict.get_future();
+  ASSERT_EQ(answer.wait_for(short_wait), std::future_status::ready);
+  EXPECT_EQ(answer.get().code, ErrorCode::queue_full);
+
+  Client bytes_bound;
+  ClientOptions small = failsafe_options(proxy.url(), "byte-bound");
+  small.queue_bytes = 200;
+  ASSERT_TRUE(bytes_bound.connect(small));
+  EXPECT_TRUE(bytes_bound.publish("Full/b", std::string(100, 'x')));
+  EXPECT_EQ(bytes_bound.publish("Full/b", std::string(100, 'y')).code, ErrorCode::queue_full);
+
+  Client no_queue;
+  ClientOptions off = failsafe_options(proxy.url(), "no-queue");
+  off.queue_entries = 0;
+  ASSERT_TRUE(no_queue.connect(off));
+  Status not_connected = no_queue.publish("Full/t", "x");
+  EXPECT_EQ(not_connected.code, ErrorCode::not_connected) << not_connected.message;
+  EXPECT_NE(not_connected.message.find("queue is off"), std::string::npos) << not_connected.message;
+
+  BrokerProcess broker(on_port(port));
+  BROOK_ASSERT_STARTED(broker);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "full-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Full/t", log));
+  proxy.refuse_new_connections(false);
+  EXPECT_TRUE(log.wait_for(5, short_wait)) << log.size();
+  EXPECT_EQ(check_exactly_once_in_order(log, 5), "");
+  // Once connected the queue is empty again and calls go straight out.
+  ASSERT_TRUE(await(publisher.publish_acked("Full/t", bytes_of(value_of(5)))));
+  EXPECT_EQ(publisher.queued_calls(), 0u);
+  EXPECT_TRUE(log.wait_for(6, short_wait));
+  no_queue.close();
+  bytes_bound.close();
+  publisher.close();
+  subscriber.close();
+  broker.stop();
+}
+
+TEST(FailSafeClient, close_while_no_broker_comes_gives_up_after_close_timeout_and_says_what_was_not_sent) {
+  const std::uint16_t port = free_port();
+  Client publisher;
+  ClientOptions options = failsafe_options("tcp://127.0.0.1:" + std::to_string(port), "never-flushed");
+  options.close_timeout = milliseconds(300);
+  ASSERT_TRUE(publisher.connect(options));
+  std::mutex mutex;
+  std::vector<std::string> errors;
+  publisher.on_error([&](const Status& s) {
+    std::lock_guard lock(mutex);
+    errors.push_back(s.message);
+  });
+  for (std::size_t i = 0; i < 3; ++i) ASSERT_TRUE(publisher.publish("Never/t", value_of(i)));
+  const auto start = std::chrono::steady_clock::now();
+  publisher.close();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, milliseconds(300));
+  EXPECT_LT(took, short_wait);
+  EXPECT_EQ(publisher.state(), ClientState::closed);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("3 call(s)"), std::string::npos) << errors[0];
+  EXPECT_EQ(publisher.publish("Never/t", "late").code, ErrorCode::not_connected);
+}
+
+}  // namespace
+}  // namespace brook::test
