@@ -238,6 +238,8 @@ void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
   }
   if (std::holds_alternative<codec::PongMsg>(decoded.message)) return;  // liveness only
   if (std::holds_alternative<codec::CloseMsg>(decoded.message)) {
+    // Every frame before the Close was taken: the client may forget them all (its queue file).
+    if (c.session) send_control(c, encoder_.received(c.session->inbound_seq));
     end_session(*c.session, codec::ErrorCode::none, {});
     return;
   }

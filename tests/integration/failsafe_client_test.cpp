@@ -6,8 +6,14 @@
 // until the subscriber is in place, so that "every update arrives" is a fact, not a race.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <atomic>
 #include <chrono>
@@ -319,6 +325,96 @@ TEST(FailSafeClient, close_while_no_broker_comes_gives_up_after_close_timeout_an
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("3 call(s)"), std::string::npos) << errors[0];
   EXPECT_EQ(publisher.publish("Never/t", "late").code, ErrorCode::not_connected);
+}
+
+
+// A publisher with a persistent queue, killed with kill -9 while its broker is away, started
+// again once the broker is back: every update it had accepted arrives once, in order, under
+// the same session name; a torn tail in its file is dropped and reported, the rest sent.
+TEST(FailSafeClient, a_publisher_killed_while_the_broker_was_away_sends_its_persistent_queue_once_restarted) {
+  const std::uint16_t port = free_port();
+  char dir_pattern[] = "/tmp/brook-failsafe-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_pattern);
+  const std::string queue_path = dir + "/publisher.queue";
+  auto publisher_options = [&] {
+    ClientOptions o = failsafe_options("tcp://127.0.0.1:" + std::to_string(port), "persistent-publisher");
+    o.queue_path = queue_path;
+    o.queue_fsync = QueueFsync::never;  // the page cache survives kill -9
+    o.session_number = 7;
+    return o;
+  };
+  constexpr std::size_t count = 200;
+
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // the first run: no broker; every publish is accepted, then kill -9
+    ::close(ready[0]);
+    Client c;
+    if (!c.connect(publisher_options())) ::_exit(3);
+    for (std::size_t i = 0; i < count; ++i)
+      if (!c.publish("Kept/t", value_of(i))) ::_exit(4);
+    ::write(ready[1], "x", 1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  pollfd wait_ready{ready[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&wait_ready, 1, 10'000), 1) << "the first run did not publish";
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  {
+    // A write torn by the kill: a record header and half a payload.
+    std::FILE* f = std::fopen(queue_path.c_str(), "ab");
+    const unsigned char torn[] = {40, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9, 9};
+    std::fwrite(torn, 1, sizeof torn, f);
+    std::fclose(f);
+  }
+
+  BrokerProcess broker(on_port(port));
+  BROOK_ASSERT_STARTED(broker);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "kept-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Kept/t", log));
+
+  std::mutex mutex;
+  std::vector<std::string> warnings;
+  {
+    Client second_run;
+    second_run.on_error([&](const Status& s) {
+      std::lock_guard lock(mutex);
+      warnings.push_back(s.message);
+    });
+    ASSERT_TRUE(second_run.connect(publisher_options()));
+    EXPECT_EQ(second_run.recovered_calls(), count);
+    EXPECT_EQ(second_run.session_id(), "anonymous/7");
+    EXPECT_TRUE(log.wait_for(count, short_wait)) << log.size();
+    second_run.close();
+  }
+  EXPECT_EQ(check_exactly_once_in_order(log, count), "");
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("persistent queue"), std::string::npos) << warnings[0];
+  }
+  // The broker confirmed them all: a third run has nothing to send again.
+  Client third_run;
+  ASSERT_TRUE(third_run.connect(publisher_options()));
+  EXPECT_EQ(third_run.recovered_calls(), 0u);
+  ASSERT_TRUE(round_trip(subscriber));
+  EXPECT_EQ(log.size(), count) << "nothing arrives twice";
+  third_run.close();
+  subscriber.close();
+  broker.stop();
+  std::remove(queue_path.c_str());
+  std::remove((queue_path + ".compact").c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace

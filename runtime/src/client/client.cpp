@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,6 +27,7 @@
 #include "brook/transport/reactor.hpp"
 #include "shm_client_link.hpp"
 #include "brook/transport/tcp.hpp"
+#include "persistent_queue.hpp"
 #include "sent_log.hpp"
 #include "server_list.hpp"
 
@@ -61,6 +63,10 @@ constexpr int idle_wait_ms = 100;
 constexpr std::uint32_t record_frame = 1;    // payload: one wire frame
 constexpr std::uint32_t record_command = 2;  // payload: a Command* the client thread adopts
 constexpr std::uint32_t record_queued_frame = 3;  // a frame that took room in the client's queue
+// Persistent queue: payload = the frame's record id (8 bytes), then the frame; `queued` as 3.
+constexpr std::uint32_t record_persisted_frame = 4;
+constexpr std::uint32_t record_persisted_queued_frame = 5;
+constexpr std::uint32_t record_void = 6;  // claimed, then the file refused the frame: skipped
 constexpr auto close_linger = std::chrono::seconds(2);
 constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
@@ -117,6 +123,7 @@ struct Command {
   std::shared_ptr<std::promise<Response>> response_promise;
   ResponseHandler response_handler;
   std::chrono::steady_clock::time_point deadline{};
+  std::uint64_t record = 0;  // its record in the persistent queue (0: none)
   // Took room in the client's queue (the caller saw it not connected): `queued_bytes` of it.
   bool queued = false;
   std::size_t queued_bytes = 0;
@@ -207,6 +214,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // Session sequence of each call awaiting an answer: an answer means the broker has every
   // frame up to it, which need not be sent again after a failover or restart.
   std::unordered_map<std::uint32_t, std::uint64_t> answer_confirms;
+
+  // The persistent queue (ClientOptions::queue_path). Callers append under the lock and
+  // commit to the outbox in the same hold, so the file's order is the session's; nobody
+  // waits for outbox room while holding it. The client thread only try_locks it.
+  std::unique_ptr<client_detail::PersistentQueue> queue_file;
+  std::mutex queue_file_mutex;
+  std::uint64_t queue_file_confirmed = 0;  // client thread: the last record confirmed in it
+  std::vector<std::string> queue_file_warnings;  // from opening it, reported on the thread
+  std::uint64_t kept_from_earlier_run = 0;        // calls it held unconfirmed, sent first
   std::string fresh_session_reason;
 
   // The client's queue: calls made while not connected. Callers reserve room in these
@@ -403,6 +419,86 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     committed();
   }
 
+  // Persistent queue, caller side: the frame (written by `fill` at the pointer it is given)
+  // goes to the file and into the outbox in one hold of the lock. Waits for outbox room
+  // without holding it.
+  template <class Fill>
+  Status submit_persisted_frame(std::size_t frame_bytes, bool queued, Fill&& fill) {
+    for (;;) {
+      {
+        std::lock_guard lock(queue_file_mutex);
+        if (auto c = outbox.try_claim(sizeof(std::uint64_t) + frame_bytes)) {
+          std::byte* frame = c.payload + sizeof(std::uint64_t);
+          fill(frame);
+          const std::uint64_t record = queue_file->append({frame, frame_bytes});
+          if (record == 0) {
+            transport::MpscByteRing::commit(c, record_void);
+            committed();
+            return error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
+          }
+          std::memcpy(c.payload, &record, sizeof record);
+          transport::MpscByteRing::commit(c, queued ? record_persisted_queued_frame : record_persisted_frame);
+          committed();
+          return Status::ok();
+        }
+      }
+      if (std::this_thread::get_id() == client_thread_id) {
+        drain_outbox(SIZE_MAX);
+        continue;
+      }
+      if (finished.load(std::memory_order_acquire)) return error_status(ErrorCode::not_connected, "the client is closed");
+      wake_client();
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+  // The same for a call that travels as a Command (an acknowledged one, or a frame larger
+  // than an outbox record).
+  Status submit_persisted_command(Command&& command) {
+    auto* heap = new Command(std::move(command));
+    for (;;) {
+      {
+        std::lock_guard lock(queue_file_mutex);
+        if (auto c = outbox.try_claim(sizeof heap)) {
+          heap->record = queue_file->append(heap->frame);
+          if (heap->record == 0 && !heap->refused)
+            heap->refused = error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
+          std::memcpy(c.payload, &heap, sizeof heap);
+          transport::MpscByteRing::commit(c, record_command);
+          committed();
+          return heap->refused ? *heap->refused : Status::ok();
+        }
+      }
+      if (std::this_thread::get_id() == client_thread_id) {
+        drain_outbox(SIZE_MAX);
+        continue;
+      }
+      if (finished.load(std::memory_order_acquire)) {
+        fail_command(*heap);
+        delete heap;
+        return error_status(ErrorCode::not_connected, "the client is closed");
+      }
+      wake_client();
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  // Client thread: records what the broker confirmed in the file, and syncs it (batch) when
+  // the thread has nothing else to do. Never waits for the lock (`wait` only at the end).
+  void tend_queue_file(bool idle, bool wait = false) {
+    if (!queue_file) return;
+    const std::uint64_t confirmed = sent_log.confirmed_record();
+    const bool confirm = confirmed > queue_file_confirmed;
+    if (!confirm && !(idle && queue_file->needs_sync())) return;
+    std::unique_lock lock(queue_file_mutex, std::defer_lock);
+    if (wait) lock.lock();
+    else if (!lock.try_lock()) return;
+    if (confirm) {
+      queue_file->confirm(confirmed);
+      queue_file_confirmed = confirmed;
+    }
+    if (idle && queue_file->needs_sync()) queue_file->sync();
+  }
+
   void submit_frame(std::span<const std::byte> frame) {
     auto c = claim(frame.size());
     if (!c) return;
@@ -415,13 +511,20 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::size_t drain_outbox(std::size_t max) {
     return outbox.drain(
         [&](std::uint32_t kind, std::span<const std::byte> payload) {
-          if (kind == record_frame || kind == record_queued_frame) {
+          if (kind == record_void) return;
+          if (kind == record_frame || kind == record_queued_frame || kind == record_persisted_frame ||
+              kind == record_persisted_queued_frame) {
+            std::uint64_t record = 0;
+            if (kind == record_persisted_frame || kind == record_persisted_queued_frame) {
+              std::memcpy(&record, payload.data(), sizeof record);
+              payload = payload.subspan(sizeof record);
+            }
             const bool taken = !stream_closed && !closing && !close_when_flushed;
-            if (kind == record_queued_frame) {
+            if (kind == record_queued_frame || kind == record_persisted_queued_frame) {
               if (taken) take_reservation(payload.size());
               else give_back_reservation(1, static_cast<std::int64_t>(payload.size()));
             }
-            if (taken) append_session(payload);
+            if (taken) append_session(payload, record);
             return;
           }
           Command* command;
@@ -436,8 +539,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   // A frame of the session's stream: numbered and kept for resending after a drop.
-  void append_session(std::span<const std::byte> frame) {
-    sent_log.append(frame);
+  void append_session(std::span<const std::byte> frame, std::uint64_t record = 0) {
+    sent_log.append(frame, record);
     // Without a connection the log is the queue: the frames go out from it once connected.
     if (!recovering) out.insert(out.end(), frame.begin(), frame.end());
   }
@@ -480,6 +583,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       r.recv_multishot(fd, 0);
       if (shm) arm_doorbell();
       append(connect_frame(false));
+      // What a persistent queue kept from an earlier run goes first, right behind Connect.
+      std::uint64_t none = 0;
+      auto kept = sent_log.frames_after(0, none);
+      out.insert(out.end(), kept.begin(), kept.end());
       start_send();
     }
     // Runs until close() is asked for and the broker has closed its side (or the linger
@@ -508,6 +615,11 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         if (!shm) ::shutdown(fd, SHUT_WR);
         shut_down_write = true;
       }
+      tend_queue_file(n == 0);
+      if (!queue_file_warnings.empty() && error_listener) {
+        for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+        queue_file_warnings.clear();
+      }
       int timeout = 0;
       if (n == 0) {
         sleeping.store(true, std::memory_order_seq_cst);
@@ -523,6 +635,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
     finished.store(true, std::memory_order_release);
+    tend_queue_file(true, true);
     stream_closed = true;
     drain_outbox(SIZE_MAX);  // fails what was submitted after the close
     reactor.store(nullptr, std::memory_order_release);
@@ -543,6 +656,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
     else wait = std::min(wait, options.ping_interval / 4);
     if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
+    if (queue_file && queue_file->needs_sync()) wait = std::min(wait, milliseconds(10));
     return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
   }
 
@@ -924,8 +1038,50 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     close_if_flushed();
   }
 
+  // Opens the persistent queue and puts what an earlier run left unconfirmed at the head of
+  // the log, so that it goes out first (calls made before connect() were not taken yet).
+  Status open_queue_file() {
+    client_detail::PersistentQueueOptions o;
+    o.fsync = options.queue_fsync == QueueFsync::never    ? client_detail::FsyncPolicy::never
+              : options.queue_fsync == QueueFsync::always ? client_detail::FsyncPolicy::always
+                                                          : client_detail::FsyncPolicy::batch;
+    std::string error;
+    queue_file = client_detail::PersistentQueue::open(options.queue_path, o, error);
+    if (!queue_file) return error_status(ErrorCode::internal, "persistent queue " + options.queue_path + ": " + error);
+    for (const auto& w : queue_file->warnings())
+      queue_file_warnings.push_back("persistent queue " + options.queue_path + ": " + w);
+    std::uint64_t kept = 0;
+    queue_file->for_each_pending([&](std::uint64_t record, std::span<const std::byte> frame) {
+      std::uint32_t request_id = 0;
+      if (replayable(frame, request_id)) {
+        sent_log.append(frame, record);
+        ++kept;
+      }
+      return true;
+    });
+    queue_file_confirmed = queue_file->confirmed_id();
+    kept_from_earlier_run = kept;
+    return Status::ok();
+  }
+
+  // Whether a session frame is sent again in a new session (publishes, topic creations and
+  // requests; subscriptions and handlers are registered from what the client holds), and
+  // its request id.
+  bool replayable(std::span<const std::byte> frame, std::uint32_t& request_id) {
+    auto decoded = decoder.decode(frame);
+    if (auto* p = std::get_if<codec::PublishMsg>(&decoded.message)) request_id = p->request_id;
+    else if (auto* t = std::get_if<codec::CreateTopicMsg>(&decoded.message)) request_id = t->request_id;
+    else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) request_id = r->request_id;
+    else return false;
+    return true;
+  }
+
   void go_live(const std::string& reason) {
     connected.store(true, std::memory_order_release);
+    if (!connect_answered) {  // connect() held back by a first connection that broke
+      connect_answered = true;
+      connected_promise.set_value(Status::ok());
+    }
     give_back_held();
     set_state(ClientState::connected, reason);
   }
@@ -948,8 +1104,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     fresh_session = false;
     SentLog fresh(options.recovery_bytes);
     out.clear();
-    auto add = [&](std::span<const std::byte> frame) {
-      fresh.append(frame);
+    auto add = [&](std::span<const std::byte> frame, std::uint64_t record = 0) {
+      fresh.append(frame, record);
       out.insert(out.end(), frame.begin(), frame.end());
     };
     std::vector<std::uint64_t> ids;
@@ -963,29 +1119,18 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     for (auto& [path, handler] : request_handlers)
       add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
                               handler_sticky[path]));
-    std::uint64_t missing = 0;
     const std::uint64_t forgotten = sent_log.forgotten_unconfirmed();
-    auto unconfirmed = sent_log.frames_after(sent_log.first() - 1, missing);
     std::unordered_set<std::uint32_t> resent_ids;
     answer_confirms.clear();
-    for (std::size_t at = 0; at < unconfirmed.size();) {
-      auto split = codec::split_frame(unconfirmed.subspan(at), 0xffffffffu);
-      if (split.status != codec::SplitStatus::frame) break;  // our own frames: not reached
-      auto frame = unconfirmed.subspan(at, split.size);
-      at += split.size;
-      auto decoded = decoder.decode(frame);
+    sent_log.for_each([&](std::span<const std::byte> frame, std::uint64_t record) {
       std::uint32_t request_id = 0;
-      bool again = false;
-      if (auto* p = std::get_if<codec::PublishMsg>(&decoded.message)) again = true, request_id = p->request_id;
-      else if (auto* t = std::get_if<codec::CreateTopicMsg>(&decoded.message)) again = true, request_id = t->request_id;
-      else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) again = true, request_id = r->request_id;
-      if (!again) continue;  // subscriptions and handlers were registered above; answers are stale
-      add(frame);
+      if (!replayable(frame, request_id)) return;  // registered above, or a stale answer
+      add(frame, record);
       if (request_id != 0) {
         resent_ids.insert(request_id);
         answer_confirms[request_id] = fresh.last();
       }
-    }
+    });
     // Calls the old broker had taken but not answered: the answer is lost with the session.
     const std::string lost_answer = "session " + old_id + " was lost before the broker answered";
     for (auto it = requests.begin(); it != requests.end();) {
@@ -1343,10 +1488,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     }
     if (c.queued) take_reservation(c.queued_bytes);
     switch (c.kind) {
-      case K::frame: append_session(c.frame); break;
+      case K::frame: append_session(c.frame, c.record); break;
       case K::acked_frame:
         requests.emplace(c.request_id, std::move(c.status_promise));
-        append_session(c.frame);
+        append_session(c.frame, c.record);
         confirm_on_answer(c.request_id);
         break;
       case K::subscribe: {
@@ -1623,6 +1768,9 @@ Status Client::connect(const ClientOptions& options) {
   impl_->options = options;
   impl_->servers = std::move(servers);
   impl_->sent_log = SentLog(options.recovery_bytes);
+  if (!options.queue_path.empty()) {
+    if (Status s = impl_->open_queue_file(); !s) return s;
+  }
   impl_->queue_entries_limit.store(options.queue_entries, std::memory_order_relaxed);
   impl_->queue_bytes_limit.store(options.queue_bytes, std::memory_order_relaxed);
   std::string failures;
@@ -1697,12 +1845,20 @@ Status Client::publish(std::string_view path, std::span<const std::byte> value,
   std::size_t bytes = codec::publish_frame_bytes(path.size(), value.size());
   bool queued = false;
   if (Status s = impl_->reserve(bytes, queued); !s) return s;
-  if (bytes > impl_->outbox.max_payload()) {
+  if (impl_->queue_file && bytes + sizeof(std::uint64_t) <= impl_->outbox.max_payload()) {
+    Status s = impl_->submit_persisted_frame(bytes, queued, [&](std::byte* at) {
+      codec::write_publish(at, 0, path, type, value);
+    });
+    if (!s && queued) impl_->give_back_reservation(1, static_cast<std::int64_t>(bytes));
+    return s;
+  }
+  if (bytes > impl_->outbox.max_payload() || impl_->queue_file) {
     Command c;
     c.kind = Command::Kind::frame;
     c.frame = publish_frame(0, path, value, type);
     c.queued = queued;
     c.queued_bytes = bytes;
+    if (impl_->queue_file) return impl_->submit_persisted_command(std::move(c));
     impl_->submit(std::move(c));
     return Status::ok();
   }
@@ -1731,7 +1887,8 @@ std::future<Status> Client::publish_acked(std::string_view path, std::span<const
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
   impl_->reserve_for(c, c.frame.size());
-  impl_->submit(std::move(c));
+  if (impl_->queue_file && !c.refused) impl_->submit_persisted_command(std::move(c));
+  else impl_->submit(std::move(c));
   return result;
 }
 
@@ -1746,7 +1903,8 @@ std::future<Status> Client::create_topic(std::string_view path, const TopicPrope
   c.status_promise = std::make_shared<std::promise<Status>>();
   auto result = c.status_promise->get_future();
   impl_->reserve_for(c, c.frame.size());
-  impl_->submit(std::move(c));
+  if (impl_->queue_file && !c.refused) impl_->submit_persisted_command(std::move(c));
+  else impl_->submit(std::move(c));
   return result;
 }
 
@@ -1803,6 +1961,8 @@ std::string Client::server() const {
 std::uint64_t Client::queued_calls() const noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_entries_used.load(std::memory_order_relaxed)));
 }
+
+std::uint64_t Client::recovered_calls() const noexcept { return impl_->kept_from_earlier_run; }
 
 std::uint64_t Client::queued_bytes() const noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_bytes_used.load(std::memory_order_relaxed)));

@@ -17,6 +17,14 @@ bool parse_integer(std::string_view text, std::int64_t& out) {
   return ec == std::errc{} && end == text.data() + text.size();
 }
 
+bool parse_fsync(std::string_view text, QueueFsync& out) {
+  if (text == "never") out = QueueFsync::never;
+  else if (text == "batch") out = QueueFsync::batch;
+  else if (text == "always") out = QueueFsync::always;
+  else return false;
+  return true;
+}
+
 std::string check(const ClientOptions& o) {
   if (o.retries < -1) return "retries must be -1 (no limit) or more";
   if (o.queue_entries < -1) return "queue_entries must be -1 (no limit) or more";
@@ -69,6 +77,11 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
   millis("connect_timeout_ms", o.connect_timeout);
   millis("ping_interval_ms", o.ping_interval);
   millis("close_timeout_ms", o.close_timeout);
+  text("queue_path", o.queue_path);
+  std::string fsync;
+  text("queue_fsync", fsync);
+  if (!fsync.empty() && !parse_fsync(fsync, o.queue_fsync))
+    error = "client.queue_fsync must be \"never\", \"batch\" or \"always\"";
   if (!error.empty()) return path + ": " + error;
   if (auto why = check(o); !why.empty()) return path + ": client." + why;
   options = std::move(o);
@@ -78,6 +91,9 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
 std::string apply_client_environment(ClientOptions& options) {
   ClientOptions o = options;
   if (const char* url = std::getenv("BROOK_URL"); url && *url) o.url = url;
+  if (const char* path = std::getenv("BROOK_QUEUE_PATH"); path && *path) o.queue_path = path;
+  if (const char* fsync = std::getenv("BROOK_QUEUE_FSYNC"); fsync && *fsync && !parse_fsync(fsync, o.queue_fsync))
+    return std::string("BROOK_QUEUE_FSYNC must be never, batch or always, not '") + fsync + "'";
   auto integer = [](const char* name, std::int64_t& field) -> std::string {
     const char* value = std::getenv(name);
     if (!value || !*value) return {};

@@ -1,10 +1,13 @@
 #pragma once
 // The client's recovery buffer: the session frames it wrote (publish, create topic, subscribe,
 // unsubscribe), numbered from 1 in the order written, kept until the broker confirms it has
-// them (Connected.last_received on a resumption). After a drop, frames_after() gives the bytes
-// to send again, so that nothing the application published is lost or applied twice.
+// them (Received, an answer, Connected.last_received on a resumption). After a drop,
+// frames_after() gives the bytes to send again, so that nothing the application published is
+// lost or applied twice.
 // Bounded: past `limit_bytes`, the oldest frames already handed to the kernel are forgotten;
 // a resumption that needs one of them reports the loss instead of hiding it.
+// With a persistent queue each frame may carry the id of its record in the queue file (0:
+// none); ids grow in log order, so confirmed_record() says how far the file may be confirmed.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -19,17 +22,22 @@ class SentLog {
   explicit SentLog(std::size_t limit_bytes) : limit_(limit_bytes) {}
 
   // Appends one frame; returns its sequence number.
-  std::uint64_t append(std::span<const std::byte> frame) {
+  std::uint64_t append(std::span<const std::byte> frame, std::uint64_t record = 0) {
     bytes_.insert(bytes_.end(), frame.begin(), frame.end());
-    sizes_.push_back(static_cast<std::uint32_t>(frame.size()));
+    entries_.push_back({static_cast<std::uint32_t>(frame.size()), record});
+    if (record != 0) last_record_ = record;
     return ++last_;
   }
   std::uint64_t last() const noexcept { return last_; }
-  std::uint64_t first() const noexcept { return last_ - sizes_.size() + 1; }
+  std::uint64_t first() const noexcept { return last_ - entries_.size() + 1; }
+  bool empty() const noexcept { return entries_.empty(); }
 
   // The broker has every frame up to `sequence`.
   void confirm(std::uint64_t sequence) {
-    while (!sizes_.empty() && first() <= sequence) pop_front();
+    while (!entries_.empty() && first() <= sequence) {
+      if (entries_.front().record != 0) confirmed_record_ = entries_.front().record;
+      pop_front();
+    }
     confirmed_ = std::max(confirmed_, std::min(sequence, last_));
     compact();
   }
@@ -44,10 +52,15 @@ class SentLog {
   std::uint64_t forgotten_unconfirmed() const noexcept {
     return first() - 1 > confirmed_ ? first() - 1 - confirmed_ : 0;
   }
+  // The last queue-file record the broker confirmed (a frame forgotten past the limit is not
+  // confirmed: the file keeps it).
+  std::uint64_t confirmed_record() const noexcept { return confirmed_record_; }
+  std::uint64_t last_record() const noexcept { return last_record_; }
+
   // Forgets the oldest frames, among those up to `written` (handed to the kernel), while the
   // log holds more than its limit.
   void trim(std::uint64_t written) {
-    while (!sizes_.empty() && live_bytes() > limit_ && first() <= written) pop_front();
+    while (!entries_.empty() && live_bytes() > limit_ && first() <= written) pop_front();
     compact();
   }
   // The frames after `sequence`, in order; `missing` is how many of them were forgotten.
@@ -56,15 +69,28 @@ class SentLog {
     std::size_t offset = start_;
     std::uint64_t seq = first();
     if (sequence + 1 < seq) missing = seq - (sequence + 1);
-    for (std::size_t i = 0; i < sizes_.size() && seq <= sequence; ++i, ++seq) offset += sizes_[i];
+    for (std::size_t i = 0; i < entries_.size() && seq <= sequence; ++i, ++seq) offset += entries_[i].size;
     return {bytes_.data() + offset, bytes_.size() - offset};
+  }
+  // Every frame still held, in order, with its record id.
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    std::size_t offset = start_;
+    for (const Entry& e : entries_) {
+      visit(std::span<const std::byte>(bytes_.data() + offset, e.size), e.record);
+      offset += e.size;
+    }
   }
 
  private:
+  struct Entry {
+    std::uint32_t size;
+    std::uint64_t record;
+  };
   std::size_t live_bytes() const noexcept { return bytes_.size() - start_; }
   void pop_front() {
-    start_ += sizes_.front();
-    sizes_.pop_front();
+    start_ += entries_.front().size;
+    entries_.pop_front();
   }
   void compact() {
     // Move the live bytes down only when the dead prefix dominates: amortised O(1) per byte.
@@ -76,9 +102,11 @@ class SentLog {
 
   std::vector<std::byte> bytes_;
   std::size_t start_ = 0;
-  std::deque<std::uint32_t> sizes_;
+  std::deque<Entry> entries_;
   std::uint64_t last_ = 0;
   std::uint64_t confirmed_ = 0;
+  std::uint64_t confirmed_record_ = 0;
+  std::uint64_t last_record_ = 0;
   std::size_t limit_;
 };
 

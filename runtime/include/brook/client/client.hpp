@@ -120,6 +120,13 @@ struct ClientOptions {
   std::int64_t queue_bytes = 64ll << 20;
   // close() while calls wait for a connection gives them this long to go out.
   std::chrono::milliseconds close_timeout{10'000};
+  // A persistent queue: publish() and create_topic() write their frame to this file (an
+  // append-only log of checksummed records; one process at a time) before they return, and
+  // the broker's confirmations are recorded there. A process started again with the same file
+  // sends what the broker never confirmed first, in order: after a kill -9 while the broker
+  // was away, exactly once. A torn or corrupt tail is dropped and reported (on_error).
+  std::string queue_path{};
+  QueueFsync queue_fsync = QueueFsync::batch;
   // Session frames already written to the socket, kept to resend those the broker did not
   // get before a drop. Older ones are forgotten past this size (reported if then needed).
   std::size_t recovery_bytes = 16u << 20;
@@ -134,11 +141,13 @@ struct ClientOptions {
 
 // Reads ClientOptions from a TOML file's [client] table: url, retries, reconnect_delay_ms,
 // reconnect_timeout_ms, connect_timeout_ms, ping_interval_ms, queue_entries, queue_bytes,
-// close_timeout_ms, principal, session_number, client_name. Absent keys keep their value.
+// close_timeout_ms, queue_path, queue_fsync ("never", "batch", "always"), principal,
+// session_number, client_name. Absent keys keep their value.
 // Returns "" or why the file was refused.
 std::string load_client_options(const std::string& path, ClientOptions& options);
 // Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
-// BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES.
+// BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES,
+// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC.
 // Returns "" or which variable is malformed.
 std::string apply_client_environment(ClientOptions& options);
 
@@ -318,6 +327,9 @@ class Client {
   // Calls waiting in the client's queue for a connection, and their bytes.
   std::uint64_t queued_calls() const noexcept;
   std::uint64_t queued_bytes() const noexcept;
+  // Calls the persistent queue held unconfirmed from an earlier run (sent first), known once
+  // connect() returned.
+  std::uint64_t recovered_calls() const noexcept;
   // Sends everything queued, ends the session and stops the client thread.
   void close();
 
