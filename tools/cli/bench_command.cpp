@@ -19,6 +19,7 @@
 #include "brook/runtime/rate_pacer.hpp"
 #include "bench_deltas.hpp"
 #include "bench_requests.hpp"
+#include "bench_queue.hpp"
 #include "bench_sessions.hpp"
 #include "bench_shm.hpp"
 #include "commands.hpp"
@@ -242,9 +243,11 @@ Action add_bench_command(CLI::App& app) {
                   "requests (--handlers echo handlers: latency at --rate, then requests/s flat out) | "
                   "oneway (one-way latency at --rate to --subscribers clients; with the broker's "
                   "CPU per update) | raw-ring (the same between two processes over a shared-memory "
-                  "ring, no broker: the hardware baseline; --rate 0 for throughput)")
+                  "ring, no broker: the hardware baseline; --rate 0 for throughput) | queue (--count "
+                  "updates published into the fail-safe client's queue while its broker is cut off, in "
+                  "memory and persistent with each fsync policy; then the time to flush them)")
       ->required()
-      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests",
+      ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests", "queue",
                              "oneway", "raw-ring"}));
   cmd->add_option("--broker-pid", *broker_pid, "sessions, oneway: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
@@ -272,6 +275,7 @@ Action add_bench_command(CLI::App& app) {
       return run_raw_ring({.payload = args->payload, .count = args->count, .rate = args->rate,
                            .spin = args->spin, .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "resync") return run_resync(args->url, args->count, args->payload, args->json);
+    if (*scenario == "queue") return run_queue(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
     if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);
     if (*scenario == "requests")
