@@ -228,8 +228,13 @@ TEST(FailSafeClient, with_two_servers_listed_the_client_fails_over_when_the_firs
   StateLog states;
   Client publisher;
   states.listen(publisher);
+  // A call made before connect() waits in the queue, and leaves it once connected.
+  publisher.subscribe("Failover/unused", [](const Update&) {});
+  EXPECT_EQ(publisher.queued_calls(), 1u);
   ASSERT_TRUE(publisher.connect(failsafe_options(first.url() + "," + second.url(), "failover-publisher")));
   EXPECT_EQ(publisher.server(), first.url()) << "the list is tried in order";
+  ASSERT_TRUE(round_trip(publisher));
+  EXPECT_EQ(publisher.queued_calls(), 0u);
   ASSERT_TRUE(await(publisher.publish_acked("Failover/t", bytes_of("on-first"))));
 
   first.crash();  // kill -9: no drain, no goodbye
@@ -239,6 +244,7 @@ TEST(FailSafeClient, with_two_servers_listed_the_client_fails_over_when_the_firs
   EXPECT_TRUE(log.wait_for(100, short_wait)) << log.size();
   EXPECT_EQ(check_exactly_once_in_order(log, 100), "") << "the updates made during the failover arrive";
   EXPECT_NE(states.describe().find("new session"), std::string::npos) << states.describe();
+  EXPECT_EQ(publisher.queued_calls(), 0u);
   publisher.close();
   subscriber.close();
   second.stop();

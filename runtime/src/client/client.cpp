@@ -1339,12 +1339,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     has_session = true;
     // A named session taken over from an earlier process goes on counting from its frames.
     rebase_log(m.last_received);
-    connected.store(true, std::memory_order_release);
-    set_state(ClientState::connected, "connected to " + reached_server() + " as " + session_id);
-    if (!connect_answered) {
-      connect_answered = true;
-      connected_promise.set_value(Status::ok());
-    }
+    // The calls made before this answer went out behind Connect: their room is free again.
+    go_live("connected to " + reached_server() + " as " + session_id);
   }
 
   void on_update(const codec::UpdateMsg& m) {
