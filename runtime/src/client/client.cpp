@@ -182,6 +182,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::thread::id client_thread_id;
   // Owned by the client thread; other threads only call wake() through it.
   std::atomic<transport::Reactor*> reactor{nullptr};
+  std::atomic<int> wakers{0};  // callers inside wake_client()
 
   std::promise<Status> connected_promise;
   bool connect_answered = false;
@@ -318,7 +319,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   }
 
   void wake_client() {
-    if (auto* r = reactor.load(std::memory_order_acquire)) r->wake();
+    // seq_cst: pairs with the end of run(), which waits for the count to fall to zero.
+    wakers.fetch_add(1, std::memory_order_seq_cst);
+    if (auto* r = reactor.load(std::memory_order_seq_cst)) r->wake();
+    wakers.fetch_sub(1, std::memory_order_release);
   }
 
   // Caller side: a call made while the client is not connected takes room in the queue.
@@ -638,7 +642,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     tend_queue_file(true, true);
     stream_closed = true;
     drain_outbox(SIZE_MAX);  // fails what was submitted after the close
-    reactor.store(nullptr, std::memory_order_release);
+    // seq_cst: pairs with wake_client(); a caller either sees null or is counted below.
+    reactor.store(nullptr, std::memory_order_seq_cst);
     if (shm) {
       send_in_flight = false;  // ring writes are never in flight
       if (doorbell_armed) r.cancel(transport::Op::read, 1);
@@ -648,6 +653,9 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       for (int i = 0; i < 50 && (recv_armed || send_in_flight || doorbell_armed); ++i)
         r.run_once(*this, 20);
     }
+    // A caller that took the reactor before it was cleared is still ringing its eventfd: the
+    // reactor (and that descriptor) must outlive the call, or the write lands on a reused fd.
+    while (wakers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
   }
 
   int next_wake_ms(std::chrono::steady_clock::time_point now) const {
