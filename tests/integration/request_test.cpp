@@ -707,7 +707,7 @@ TEST(RequestLimits, oversized_request_and_oversized_answer_are_refused_and_sessi
   ASSERT_TRUE(connect_client(requester, broker.url(), "requester"));
   const std::string big(100'000, 'x');
   ASSERT_TRUE(await(
-      handler.add_request_handler("Svc/big", [&big](const Request& request, Responder responder) {
+      handler.add_request_handler("Svc/big", [big](const Request& request, Responder responder) {
         if (request.text() == "big answer")
           responder.respond(big);
         else

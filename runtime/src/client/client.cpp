@@ -179,7 +179,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   std::atomic<bool> finished{false};
   std::atomic<std::uint32_t> next_request_id{1};
   std::atomic<std::uint64_t> next_subscription_id{1};
-  std::thread::id client_thread_id;
+  // Read by callers (am I the client thread?) while the thread starts: atomic.
+  std::atomic<std::thread::id> client_thread_id{};
   // Owned by the client thread; other threads only call wake() through it.
   std::atomic<transport::Reactor*> reactor{nullptr};
   std::atomic<int> wakers{0};  // callers inside wake_client()
@@ -298,7 +299,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   transport::MpscByteRing::Claim claim(std::size_t bytes) {
     for (;;) {
       if (auto c = outbox.try_claim(bytes)) return c;
-      if (std::this_thread::get_id() == client_thread_id) {
+      if (on_client_thread()) {
         drain_outbox(SIZE_MAX);
         continue;
       }
@@ -316,6 +317,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (sleeping.load(std::memory_order_relaxed) &&
         sleeping.exchange(false, std::memory_order_relaxed))
       wake_client();
+  }
+
+  bool on_client_thread() const noexcept {
+    return std::this_thread::get_id() == client_thread_id.load(std::memory_order_acquire);
   }
 
   void wake_client() {
@@ -446,7 +451,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
           return Status::ok();
         }
       }
-      if (std::this_thread::get_id() == client_thread_id) {
+      if (on_client_thread()) {
         drain_outbox(SIZE_MAX);
         continue;
       }
@@ -472,7 +477,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
           return heap->refused ? *heap->refused : Status::ok();
         }
       }
-      if (std::this_thread::get_id() == client_thread_id) {
+      if (on_client_thread()) {
         drain_outbox(SIZE_MAX);
         continue;
       }
@@ -566,7 +571,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
 
   // ---- the client thread -------------------------------------------------------------
   void run() {
-    client_thread_id = std::this_thread::get_id();
+    client_thread_id.store(std::this_thread::get_id(), std::memory_order_release);
     transport::ReactorOptions ro;
     ro.recv_buffer_count = 64;
     ro.recv_buffer_bytes = 65536;
@@ -1991,7 +1996,7 @@ void Client::close() {
     impl_->drain_outbox(SIZE_MAX);
     return;
   }
-  if (std::this_thread::get_id() == impl_->client_thread_id) {
+  if (impl_->on_client_thread()) {
     // From a callback: ask for the close; the owner's close() or destructor joins.
     Command c;
     c.kind = Command::Kind::close;
