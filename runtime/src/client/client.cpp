@@ -299,14 +299,21 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   transport::MpscByteRing::Claim claim(std::size_t bytes) {
     for (;;) {
       if (auto c = outbox.try_claim(bytes)) return c;
-      if (on_client_thread()) {
-        drain_outbox(SIZE_MAX);
-        continue;
-      }
-      if (finished.load(std::memory_order_acquire)) return {};
-      wake_client();
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (!wait_for_room()) return {};
     }
+  }
+
+  // The outbox is full: on the client thread, drain it (never wait for ourselves); elsewhere
+  // wake the client thread and give it a moment. False once the client thread is gone.
+  bool wait_for_room() {
+    if (on_client_thread()) {
+      drain_outbox(SIZE_MAX);
+      return true;
+    }
+    if (finished.load(std::memory_order_acquire)) return false;
+    wake_client();
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    return true;
   }
 
   void committed() {
@@ -451,13 +458,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
           return Status::ok();
         }
       }
-      if (on_client_thread()) {
-        drain_outbox(SIZE_MAX);
-        continue;
-      }
-      if (finished.load(std::memory_order_acquire)) return error_status(ErrorCode::not_connected, "the client is closed");
-      wake_client();
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (!wait_for_room()) return error_status(ErrorCode::not_connected, "the client is closed");
     }
   }
   // The same for a call that travels as a Command (an acknowledged one, or a frame larger
@@ -477,17 +478,11 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
           return heap->refused ? *heap->refused : Status::ok();
         }
       }
-      if (on_client_thread()) {
-        drain_outbox(SIZE_MAX);
-        continue;
-      }
-      if (finished.load(std::memory_order_acquire)) {
+      if (!wait_for_room()) {
         fail_command(*heap);
         delete heap;
         return error_status(ErrorCode::not_connected, "the client is closed");
       }
-      wake_client();
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
 
@@ -1469,7 +1464,9 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
 
   void handle(Command&& c) {
     using K = Command::Kind;
-    if (c.refused) {  // the caller's queue was full or off: only the answer travels
+    if (c.refused) {  // refused before it could be sent: only the answer travels
+      // Room taken before the refusal (the persistent queue's file said no) goes back.
+      if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
       fail_command(c, *c.refused);
       return;
     }
