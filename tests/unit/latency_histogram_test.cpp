@@ -330,9 +330,33 @@ TEST(BenchReport, to_json_is_one_flat_object_with_every_field) {
         {"msgs_per_sec", "9999.75"}, {"mb_per_sec", "0.639984"}, {"rate_target", "10000"},
         {"p50_us", "61.5"},       {"p99_us", "120.25"},      {"p999_us", "480"},
         {"max_us", "1234.567"},   {"min_us", "40.1"},        {"mean_us", "65.4321"},
-        {"subscribers", "50"},    {"broker_cpu_us_per_update", "3.25"},
+        {"subscribers", "50"},    {"broker_cpu_us_per_update", "3.25"}, {"topics", "0"},
     };
     EXPECT_EQ(fields, expected) << json;
+}
+
+TEST(BenchReport, fill_latency_draws_the_curve_from_min_through_the_percentiles_to_max) {
+    LatencyHistogram h;
+    for (std::uint64_t us = 1; us <= 1000; ++us) h.record(us * 1000);
+    BenchResult r;
+    brook::runtime::fill_latency(r, h);
+    ASSERT_EQ(r.curve.size(), std::size(brook::runtime::kCurvePercentiles));
+    EXPECT_EQ(r.curve.front().first, 0.0);
+    EXPECT_NEAR(r.curve.front().second, 1.0, 0.01);
+    EXPECT_EQ(r.curve.back().first, 100.0);
+    EXPECT_NEAR(r.curve.back().second, 1000.0, 10.0);
+    for (std::size_t i = 1; i < r.curve.size(); ++i) {
+        EXPECT_GT(r.curve[i].first, r.curve[i - 1].first);
+        EXPECT_GE(r.curve[i].second, r.curve[i - 1].second);
+    }
+    const std::string json = brook::runtime::to_json(r);
+    EXPECT_NE(json.find(",\"curve\":[[0,"), std::string::npos) << json;
+    EXPECT_EQ(json.back(), '}');
+
+    BenchResult empty;
+    brook::runtime::fill_latency(empty, LatencyHistogram{});
+    EXPECT_TRUE(empty.curve.empty());
+    EXPECT_EQ(brook::runtime::to_json(empty).find("curve"), std::string::npos);
 }
 
 TEST(BenchReport, to_json_escapes_strings_and_writes_null_for_non_finite_numbers) {
@@ -344,7 +368,7 @@ TEST(BenchReport, to_json_escapes_strings_and_writes_null_for_non_finite_numbers
     const std::string json = brook::runtime::to_json(r);
     std::map<std::string, std::string> fields;
     ASSERT_TRUE(parse_flat_json(json, fields)) << json;
-    EXPECT_EQ(fields.size(), 20u);
+    EXPECT_EQ(fields.size(), 21u);
     EXPECT_EQ(fields["msgs_per_sec"], "null");
     EXPECT_EQ(fields["mean_us"], "null");
     EXPECT_EQ(fields["max_us"], "100000000000000000000");

@@ -1,5 +1,5 @@
 // One benchmark run's result and its one-line JSON form, shared by `brook bench` and the peer
-// drivers (bench/nats_peer) so bench/run-e2e can put both systems side by side.
+// drivers (bench/peers, bench/nats_peer) so bench/compare can put the systems side by side.
 //
 // Plain value type; to_json() allocates and is meant for the end of a run, not the hot path.
 #pragma once
@@ -12,6 +12,8 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "brook/runtime/latency_histogram.hpp"
 
@@ -41,7 +43,16 @@ struct BenchResult {
     // system, all its threads; 0 when not measured).
     std::uint32_t subscribers = 0;
     double broker_cpu_us_per_update = 0.0;
+    // Many topics: how many distinct topics the updates were spread over (0: one topic).
+    std::uint64_t topics = 0;
+    // The latency distribution for percentile plots: (percentile, microseconds) pairs from
+    // fill_latency(), empty when latency was not measured. Written as "curve":[[50,12.5],...].
+    std::vector<std::pair<double, double>> curve;
 };
+
+// The percentiles a latency curve is drawn through: 1/(1-p) steps, as HdrHistogram plots them.
+inline constexpr double kCurvePercentiles[] = {0.0,  50.0, 75.0,  90.0,   95.0,   99.0,
+                                               99.5, 99.9, 99.95, 99.99, 99.999, 100.0};
 
 namespace detail {
 
@@ -130,6 +141,19 @@ inline std::string to_json(const BenchResult& r) {
     detail::json_field(out, "mean_us", r.mean_us);
     detail::json_field(out, "subscribers", r.subscribers);
     detail::json_field(out, "broker_cpu_us_per_update", r.broker_cpu_us_per_update);
+    detail::json_field(out, "topics", r.topics);
+    if (!r.curve.empty()) {
+        out += ",\"curve\":[";
+        for (std::size_t i = 0; i < r.curve.size(); ++i) {
+            if (i > 0) out += ',';
+            out += '[';
+            detail::json_number(out, r.curve[i].first);
+            out += ',';
+            detail::json_number(out, r.curve[i].second);
+            out += ']';
+        }
+        out += ']';
+    }
     out += '}';
     return out;
 }
@@ -144,6 +168,12 @@ inline BenchResult& fill_latency(BenchResult& r, const LatencyHistogram& h) {
     r.max_us = us(static_cast<double>(h.max()));
     r.min_us = us(static_cast<double>(h.min()));
     r.mean_us = us(h.mean());
+    r.curve.clear();
+    if (h.count() > 0)
+        for (double p : kCurvePercentiles)
+            r.curve.emplace_back(p, us(static_cast<double>(p >= 100.0 ? h.max()
+                                                           : p <= 0.0 ? h.min()
+                                                                      : h.percentile(p))));
     return r;
 }
 
