@@ -1,11 +1,12 @@
 // brook bench: the end-to-end load generator. Scenarios, each with its own fresh topics (resync
 // and sessions are in bench_sessions.cpp, deltas in bench_deltas.cpp, requests in
-// bench_requests.cpp):
-//   throughput: one publisher -> one subscriber, flat out within an 8 MiB window of what the
+// bench_requests.cpp, queue in bench_queue.cpp, oneway, fanout and raw-ring in bench_shm.cpp,
+// topics in bench_topics.cpp):
+//   throughput: one publisher -> one subscriber, flat out within --window-bytes of what the
 //               subscriber has received; messages/s delivered, losses, order
 //   rtt:        ping-pong through the broker at a fixed rate; latency measured from each
 //               message's intended send time, so a stall shows in every message it delays
-// Each run prints one JSON line (--json) in the format bench/run-e2e collects for every system.
+// Each run prints one JSON line (--json) in the format bench/compare collects for every system.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "bench_queue.hpp"
 #include "bench_sessions.hpp"
 #include "bench_shm.hpp"
+#include "bench_topics.hpp"
 #include "commands.hpp"
 
 namespace brook::cli {
@@ -235,42 +237,67 @@ Action add_bench_command(CLI::App& app) {
   auto handlers = std::make_shared<unsigned>(1);
   auto non_sticky = std::make_shared<bool>(false);
   auto subscribers = std::make_shared<unsigned>(1);
-  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, resync, sessions, deltas or requests");
+  auto topics = std::make_shared<std::uint64_t>(100000);
+  auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, oneway, fanout, topics, "
+                                          "resync, sessions, deltas, requests, queue or raw-ring");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
                   "published) | sessions (broker memory per idle session, --count sessions) | "
                   "deltas (the odds feed at --rate, without and with deltas: bytes and latency) | "
                   "requests (--handlers echo handlers: latency at --rate, then requests/s flat out) | "
                   "oneway (one-way latency at --rate to --subscribers clients; with the broker's "
-                  "CPU per update) | raw-ring (the same between two processes over a shared-memory "
-                  "ring, no broker: the hardware baseline; --rate 0 for throughput) | queue (--count "
+                  "CPU per update) | fanout (the same, to 1000 subscribers by default) | topics "
+                  "(--count updates round --topics topics flat out, to --subscribers clients that "
+                  "each subscribe to all of them with one selector; order per topic) | raw-ring "
+                  "(oneway between two processes over a shared-memory ring, no broker: the "
+                  "hardware baseline; --rate 0 for throughput) | queue (--count "
                   "updates published into the fail-safe client's queue while its broker is cut off, in "
                   "memory and persistent with each fsync policy; then the time to flush them)")
       ->required()
       ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests", "queue",
-                             "oneway", "raw-ring"}));
-  cmd->add_option("--broker-pid", *broker_pid, "sessions, oneway: the brookd to measure (default: the only one)");
+                             "oneway", "fanout", "topics", "raw-ring"}));
+  cmd->add_option("--broker-pid", *broker_pid,
+                  "sessions, oneway, fanout: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
-  cmd->add_option("--payload", args->payload, "value bytes (default 64)");
+  cmd->add_option("--payload", args->payload, "value bytes (default 64; at least 16 for rtt, oneway, "
+                  "fanout and topics)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
-  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; deltas: updates per second; "
-                  "requests: requests per second in the latency phase (default 10000)");
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; oneway, fanout, deltas: "
+                  "updates per second; requests: requests per second in the latency phase "
+                  "(default 10000)");
   cmd->add_option("--handlers", *handlers, "requests: handler sessions on the endpoint (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--non-sticky", *non_sticky, "requests: register the handlers round-robin, not sticky");
-  cmd->add_option("--subscribers", *subscribers, "oneway: subscribing clients (default 1)")
-      ->check(CLI::Range(1, 1000));
+  auto* subscribers_option =
+      cmd->add_option("--subscribers", *subscribers,
+                      "oneway, fanout, topics: subscribing clients (default 1, fanout 1000, topics 4)")
+          ->check(CLI::Range(1, 1000));
+  cmd->add_option("--topics", *topics, "topics: how many topics the updates go round (default 100000)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}));
   cmd->add_option("--window-bytes", args->window_bytes,
-                  "throughput: how far the publisher may run ahead of its subscriber (default 1 MiB)")
+                  "throughput, topics: the bytes the publisher may run ahead of its slowest "
+                  "subscriber (default 1 MiB)")
       ->check(CLI::Range(std::uint64_t{1} << 16, std::uint64_t{1} << 30));
   cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
-  return [args, scenario, broker_pid, handlers, non_sticky, subscribers]() -> int {
-    if (*scenario == "oneway")
-      return run_oneway({.url = args->url, .payload = args->payload, .count = args->count,
-                         .rate = args->rate, .subscribers = *subscribers, .spin = args->spin,
-                         .broker_pid = *broker_pid, .max_seconds = args->max_seconds, .json = args->json});
+  return [args, scenario, broker_pid, handlers, non_sticky, subscribers, subscribers_option,
+          topics]() -> int {
+    // Each scenario's own default when --subscribers is not given.
+    const unsigned subscriber_count = subscribers_option->count() > 0 ? *subscribers
+                                      : *scenario == "fanout"         ? 1000
+                                      : *scenario == "topics"         ? 4
+                                                                      : 1;
+    if (*scenario == "oneway" || *scenario == "fanout")
+      return run_oneway({.scenario = *scenario, .url = args->url, .payload = args->payload,
+                         .count = args->count, .rate = args->rate, .subscribers = subscriber_count,
+                         .spin = args->spin, .broker_pid = *broker_pid,
+                         .max_seconds = args->max_seconds, .json = args->json});
+    if (*scenario == "topics")
+      return run_topics({.url = args->url, .topics = *topics, .subscribers = subscriber_count,
+                         .count = args->count, .payload = args->payload,
+                         .window_bytes = args->window_bytes, .spin = args->spin,
+                         .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "raw-ring")
       return run_raw_ring({.payload = args->payload, .count = args->count, .rate = args->rate,
                            .spin = args->spin, .max_seconds = args->max_seconds, .json = args->json});

@@ -1,11 +1,12 @@
-// brook bench oneway and raw-ring: one-way latency and fan-out through the broker (any URL,
-// shm:// above all), and the hardware baseline they are measured against: the same byte ring
-// between two processes with no broker in between.
+// brook bench oneway, fanout and raw-ring: one-way latency and fan-out through the broker (any
+// URL, shm:// above all), and the hardware baseline they are measured against: the same byte
+// ring between two processes with no broker in between.
 //
 // oneway:   one publisher, --subscribers clients, at --rate updates/s. Each value carries its
 //           intended send time (so a stall delays every later measurement instead of hiding),
 //           and every subscriber checks order and counts. With the broker's pid, its CPU time
 //           per update is reported: the cost of one more subscriber.
+// fanout:   the same measurement under its own name, with a thousand subscribers by default.
 // raw-ring: a child process reads fixed-size records that the parent writes into an SPSC ring
 //           in a memfd, paced (latency) or flat out (--rate 0: throughput); it sleeps on an
 //           eventfd when the ring is empty, or busy-polls with --spin.
@@ -16,9 +17,11 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -77,14 +80,40 @@ struct Receiver {
   std::atomic<std::uint64_t> received{0};
   std::uint64_t expected = 0;
   std::uint64_t out_of_order = 0;
+  std::uint64_t last_ns = 0;  // when the latest update arrived: the end of the measurement
 };
+
+// Each subscriber holds a socket, an io_uring and an eventfd: a thousand of them pass the soft
+// limit of 1024 descriptors many systems start with.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+// Runs `task(i)` for every client index on a few threads: connecting and closing wait for the
+// broker and start or join the client's thread, which one client after the other takes
+// seconds for a thousand.
+template <typename Task>
+void for_each_in_parallel(std::size_t count, Task task) {
+  constexpr std::size_t workers = 16;
+  std::vector<std::thread> threads;
+  for (std::size_t w = 0; w < workers && w < count; ++w)
+    threads.emplace_back([&task, count, w] {
+      for (std::size_t i = w; i < count; i += workers) task(i);
+    });
+  for (auto& thread : threads) thread.join();
+}
 
 }  // namespace
 
 int run_oneway(const OnewayArgs& a) {
+  raise_descriptor_limit();
   char suffix[9];
   std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string topic = std::string("Bench/") + suffix + "/oneway";
+  const std::string topic = std::string("Bench/") + suffix + "/" + a.scenario;
   ClientOptions options;
   options.url = a.url;
   options.client_name = "brook-bench";
@@ -104,37 +133,55 @@ int run_oneway(const OnewayArgs& a) {
     return exit_refused;
   }
 
+  // The subscribers connect (a round trip each, a few at a time), then all subscribe at once
+  // and the confirmations are awaited together.
+  const auto setup_start = clock::now();
   options.spin = a.spin;
   std::vector<std::unique_ptr<Receiver>> receivers;
   std::vector<std::unique_ptr<Client>> subscribers;
+  std::vector<Status> connected(a.subscribers);
   for (unsigned i = 0; i < a.subscribers; ++i) {
     receivers.push_back(std::make_unique<Receiver>());
     subscribers.push_back(std::make_unique<Client>());
-    if (auto s = subscribers.back()->connect(options); !s) {
-      std::fprintf(stderr, "brook bench: subscriber %u: %s\n", i, s.message.c_str());
+  }
+  for_each_in_parallel(a.subscribers,
+                       [&](std::size_t i) { connected[i] = subscribers[i]->connect(options); });
+  for (unsigned i = 0; i < a.subscribers; ++i) {
+    if (!connected[i]) {
+      std::fprintf(stderr, "brook bench: subscriber %u: %s\n", i, connected[i].message.c_str());
       return exit_usage;
     }
-    Receiver* r = receivers.back().get();
+  }
+  std::vector<std::future<Status>> confirmations;
+  for (unsigned i = 0; i < a.subscribers; ++i) {
+    Receiver* r = receivers[i].get();
     auto verdict = std::make_shared<std::promise<Status>>();
-    auto answer = verdict->get_future();
-    subscribers.back()->subscribe(
+    confirmations.push_back(verdict->get_future());
+    subscribers[i]->subscribe(
         topic,
         [r](const Update& u) {
           if (u.value.size() < 16) return;  // the topic's empty first value
           std::uint64_t seq, intended;
           std::memcpy(&seq, u.value.data(), 8);
           std::memcpy(&intended, u.value.data() + 8, 8);
-          r->histogram.record(now_ns() - intended);
+          const std::uint64_t now = now_ns();
+          r->histogram.record(now - intended);
           if (seq != r->expected) ++r->out_of_order;
           r->expected = seq + 1;
-          r->received.fetch_add(1, std::memory_order_release);
+          r->last_ns = now;
+          r->received.fetch_add(1, std::memory_order_release);  // pairs with the acquire in total()
         },
         [verdict](const Status& s) { verdict->set_value(s); });
-    if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready || !answer.get()) {
+  }
+  const auto confirm_by = clock::now() + std::chrono::seconds(10);
+  for (unsigned i = 0; i < a.subscribers; ++i) {
+    if (confirmations[i].wait_until(confirm_by) != std::future_status::ready ||
+        !confirmations[i].get()) {
       std::fprintf(stderr, "brook bench: subscriber %u was not confirmed\n", i);
       return exit_refused;
     }
   }
+  const double setup_seconds = std::chrono::duration<double>(clock::now() - setup_start).count();
 
   const long broker = a.broker_pid > 0 ? a.broker_pid : find_brookd();
   const double cpu_before = broker > 0 ? cpu_seconds(broker) : -1;
@@ -165,33 +212,39 @@ int run_oneway(const OnewayArgs& a) {
       last_progress = clock::now();
     }
   }
-  const double seconds = std::chrono::duration<double>(clock::now() - start).count();
   const double cpu_after = broker > 0 ? cpu_seconds(broker) : -1;
   publisher.close();
-  for (auto& s : subscribers) s->close();  // joins their threads: the receivers are ours now
+  // Joins their threads: the receivers are ours now.
+  for_each_in_parallel(a.subscribers, [&](std::size_t i) { subscribers[i]->close(); });
 
   runtime::BenchResult r;
   r.system = "brook";
-  r.scenario = "oneway";
+  r.scenario = a.scenario;
   r.transport = transport_of(a.url);
   r.payload_bytes = value.size();
   r.subscribers = a.subscribers;
   r.rate_target = a.rate;
   r.sent = expected;
   runtime::LatencyHistogram merged;
+  std::uint64_t last_ns = 0;
   for (auto& receiver : receivers) {
     r.received += receiver->received.load();
     r.out_of_order += receiver->out_of_order;
+    last_ns = std::max(last_ns, receiver->last_ns);
     merged.merge(receiver->histogram);
   }
   r.lost = r.sent > r.received ? r.sent - r.received : 0;
-  r.seconds = seconds;
-  r.msgs_per_sec = seconds > 0 ? static_cast<double>(r.received) / seconds : 0;
+  // From the first intended send to the last delivery: the idle wait for a lost tail is not
+  // part of it.
+  r.seconds = last_ns > ns_of(start) ? static_cast<double>(last_ns - ns_of(start)) / 1e9 : 0;
+  r.msgs_per_sec = r.seconds > 0 ? static_cast<double>(r.received) / r.seconds : 0;
   r.mb_per_sec = r.msgs_per_sec * static_cast<double>(value.size()) / 1e6;
   if (cpu_before >= 0 && cpu_after >= 0 && sent > 0)
     r.broker_cpu_us_per_update = (cpu_after - cpu_before) * 1e6 / static_cast<double>(sent);
   runtime::fill_latency(r, merged);
   report(r, a.json);
+  if (!a.json)
+    std::printf("  %u subscriber(s) connected and subscribed in %.2f s\n", a.subscribers, setup_seconds);
   return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
 }
 

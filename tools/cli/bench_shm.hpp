@@ -1,6 +1,6 @@
 #pragma once
-// brook bench oneway (latency and fan-out through the broker) and raw-ring (the same at the
-// hardware: two processes and a shared-memory ring, no broker): bench_shm.cpp.
+// brook bench oneway and fanout (latency and fan-out through the broker) and raw-ring (the same
+// at the hardware: two processes and a shared-memory ring, no broker): bench_shm.cpp.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -8,6 +8,7 @@
 namespace brook::cli {
 
 struct OnewayArgs {
+  std::string scenario = "oneway";  // the result's name: "fanout" when it is about many subscribers
   std::string url;
   std::size_t payload = 64;
   std::uint64_t count = 100000;
