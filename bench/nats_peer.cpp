@@ -1,20 +1,11 @@
-// nats_peer: the baseline for bench/run-e2e. Runs the scenarios of `brook bench` against a
-// running nats-server through the C client (cnats) and prints one JSON line per run
-// (brook/runtime/bench_report.hpp, system "nats"); diagnostics go to stderr.
+// nats_peer: `brook bench requests` against a running nats-server through the C client (cnats),
+// for bench/compare: request/reply is NATS-specific (reply subjects, queue groups), so it stays
+// out of peer_bench (bench/peers/), which runs the scenarios every peer system shares
+// (throughput, rtt, fanout, topics). Prints one JSON line per run, system "nats"; diagnostics
+// go to stderr.
 //
-//   nats_peer throughput --url nats://127.0.0.1:4222 --payload 64 --count 1000000
-//   nats_peer rtt        --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --count 50000
-//   nats_peer requests   --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --count 50000 --handlers 4
+//   nats_peer requests --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --count 50000 --handlers 4
 //
-// throughput: a publisher connection sends --count messages to "bench.tp" flat out (buffered
-//   Publish, then Flush); a subscriber connection receives them on its own thread and checks
-//   the 8-byte sequence number at the front of each payload. Measured from the first publish
-//   to the last receive.
-// rtt: a responder connection echoes "bench.ping" to "bench.pong". The requester sends ping i
-//   at RatePacer::intended_time(i) (i and that time in the payload) and a receiver thread
-//   records (receive time - intended send time), so a stall is charged to every ping it
-//   delays (no coordinated omission). --rate 0 runs closed-loop: one ping in flight, latency
-//   from the actual send.
 // requests: see run_requests below; its JSON line has the fields of `brook bench requests`.
 // Every wait is bounded: sending stops at --max-seconds, stragglers are awaited for at most
 // --drain-seconds more (and never more than 1 s past --max-seconds).
@@ -40,22 +31,18 @@
 
 namespace {
 
-using brook::runtime::BenchResult;
 using brook::runtime::LatencyHistogram;
 using brook::runtime::RatePacer;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr const char* kThroughputSubject = "bench.tp";
-constexpr const char* kPingSubject = "bench.ping";
-constexpr const char* kPongSubject = "bench.pong";
 constexpr std::int64_t kPollMs = 100;  // NextMsg timeout: how often receivers look at the clock
 
 struct PeerOptions {
     std::string url = "nats://127.0.0.1:4222";
     std::size_t payload_bytes = 64;
     std::uint64_t count = 100'000;
-    double rate_per_sec = 10'000.0;  // rtt only
+    double rate_per_sec = 10'000.0;  // the latency phase
     double max_seconds = 30.0;
     double drain_seconds = 10.0;
 };
@@ -63,7 +50,6 @@ struct PeerOptions {
 std::int64_t to_ns(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
-Clock::time_point from_ns(std::int64_t ns) { return Clock::time_point{std::chrono::nanoseconds{ns}}; }
 double seconds_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
@@ -155,237 +141,6 @@ std::uint64_t read_u64(const char* p) {
     return v;
 }
 void write_u64(char* p, std::uint64_t v) { std::memcpy(p, &v, sizeof v); }
-
-// Shared between the sending (main) thread and a receiving thread. The receiver stops once it
-// has `target` messages or the clock passes `deadline_ns`; the sender lowers `target` to what it
-// really sent and sets `deadline_ns` when it is done.
-struct ReceiveControl {
-    std::atomic<std::uint64_t> target;           // relaxed: a hint, re-read every message
-    std::atomic<std::int64_t> deadline_ns;       // relaxed: same
-    std::atomic<std::uint64_t> received_live{0}; // relaxed: progress for closed-loop rtt only
-    ReceiveControl(std::uint64_t n, Clock::time_point hard_deadline)
-        : target(n), deadline_ns(to_ns(hard_deadline)) {}
-    bool done(std::uint64_t received) const {
-        return received >= target.load(std::memory_order_relaxed) ||
-               to_ns(Clock::now()) >= deadline_ns.load(std::memory_order_relaxed);
-    }
-    void finish_sending(std::uint64_t sent, Clock::time_point wait_until) {
-        target.store(sent, std::memory_order_relaxed);
-        deadline_ns.store(std::min(deadline_ns.load(std::memory_order_relaxed), to_ns(wait_until)),
-                          std::memory_order_relaxed);
-    }
-};
-
-// Filled by the receiving thread, read by main after join() (join orders it).
-struct ReceiveStats {
-    std::uint64_t received = 0;
-    std::uint64_t out_of_order = 0;
-    std::uint64_t slow_consumer_events = 0;
-    Clock::time_point last_receive{};
-    LatencyHistogram latency;  // rtt only
-};
-
-void note_status(natsStatus s, ReceiveStats& st, const char* who) {
-    if (s == NATS_SLOW_CONSUMER) {
-        ++st.slow_consumer_events;  // the client dropped messages: they show up as lost
-    } else {
-        std::fprintf(stderr, "nats_peer: %s: NextMsg: %s\n", who, natsStatus_GetText(s));
-        std::this_thread::sleep_for(10ms);  // closed or reconnecting: do not spin on the error
-    }
-}
-
-void receive_throughput(natsSubscription* sub, const ReceiveControl& ctl, ReceiveStats& st) {
-    std::uint64_t next_seq = 0;
-    while (!ctl.done(st.received)) {
-        natsMsg* msg = nullptr;
-        const natsStatus s = natsSubscription_NextMsg(&msg, sub, kPollMs);
-        if (s == NATS_TIMEOUT) continue;
-        if (s != NATS_OK) {
-            note_status(s, st, "subscriber");
-            continue;
-        }
-        st.last_receive = Clock::now();
-        if (natsMsg_GetDataLength(msg) >= 8) {
-            const std::uint64_t seq = read_u64(natsMsg_GetData(msg));
-            if (seq < next_seq) ++st.out_of_order;
-            else next_seq = seq + 1;
-        }
-        ++st.received;
-        natsMsg_Destroy(msg);
-    }
-}
-
-BenchResult run_throughput(const PeerOptions& o, Clock::time_point run_deadline) {
-    const Connection sub_conn = connect(o, "subscriber", false);
-    const Connection pub_conn = connect(o, "publisher", false);
-    const Subscription sub = subscribe_sync(sub_conn.get(), kThroughputSubject, o);
-
-    ReceiveControl ctl(o.count, run_deadline + 1s);
-    ReceiveStats st;
-    std::thread receiver([&] { receive_throughput(sub.get(), ctl, st); });
-
-    std::vector<char> payload(o.payload_bytes, 0);
-    std::uint64_t sent = 0;
-    bool cut_short = false;
-    const Clock::time_point first_publish = Clock::now();
-    for (std::uint64_t i = 0; i < o.count; ++i) {
-        if ((i & 1023) == 0 && Clock::now() >= run_deadline) {
-            cut_short = true;
-            break;
-        }
-        write_u64(payload.data(), i);
-        const natsStatus s = natsConnection_Publish(pub_conn.get(), kThroughputSubject, payload.data(),
-                                                    static_cast<int>(payload.size()));
-        if (s != NATS_OK) {
-            std::fprintf(stderr, "nats_peer: publish %llu: %s\n", static_cast<unsigned long long>(i),
-                         natsStatus_GetText(s));
-            break;
-        }
-        ++sent;
-    }
-    const auto flush_ms = std::max<std::int64_t>(
-        1, std::chrono::duration_cast<std::chrono::milliseconds>(run_deadline + 1s - Clock::now()).count());
-    const natsStatus fs = natsConnection_FlushTimeout(pub_conn.get(), flush_ms);
-    if (fs != NATS_OK) std::fprintf(stderr, "nats_peer: publisher flush: %s\n", natsStatus_GetText(fs));
-    const auto drain = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.drain_seconds));
-    ctl.finish_sending(sent, Clock::now() + drain);
-    receiver.join();
-    g_tearing_down.store(true, std::memory_order_relaxed);
-
-    BenchResult r;
-    r.system = "nats";
-    r.scenario = "throughput";
-    r.transport = "tcp";
-    r.payload_bytes = o.payload_bytes;
-    r.sent = sent;
-    r.received = st.received;
-    r.lost = sent > st.received ? sent - st.received : 0;
-    r.out_of_order = st.out_of_order;
-    r.seconds = st.received > 0 ? seconds_between(first_publish, st.last_receive) : 0.0;
-    if (r.seconds > 0) {
-        r.msgs_per_sec = static_cast<double>(st.received) / r.seconds;
-        r.mb_per_sec = static_cast<double>(st.received * o.payload_bytes) / r.seconds / 1e6;
-    }
-    if (cut_short) std::fprintf(stderr, "nats_peer: stopped by --max-seconds after %llu messages\n",
-                                static_cast<unsigned long long>(sent));
-    if (st.slow_consumer_events > 0 || dropped(sub.get()) > 0)
-        std::fprintf(stderr, "nats_peer: subscriber was a slow consumer: %llu events, %lld dropped by the client\n",
-                     static_cast<unsigned long long>(st.slow_consumer_events),
-                     static_cast<long long>(dropped(sub.get())));
-    return r;
-}
-
-// Responder side of rtt: runs on the client library's delivery thread for the subscription.
-void echo_ping(natsConnection* nc, natsSubscription*, natsMsg* msg, void*) {
-    const natsStatus s = natsConnection_Publish(nc, kPongSubject, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
-    if (s != NATS_OK) std::fprintf(stderr, "nats_peer: responder publish: %s\n", natsStatus_GetText(s));
-    natsMsg_Destroy(msg);
-}
-
-void receive_pongs(natsSubscription* sub, ReceiveControl& ctl, ReceiveStats& st) {
-    std::uint64_t next_seq = 0;
-    while (!ctl.done(st.received)) {
-        natsMsg* msg = nullptr;
-        const natsStatus s = natsSubscription_NextMsg(&msg, sub, kPollMs);
-        if (s == NATS_TIMEOUT) continue;
-        if (s != NATS_OK) {
-            note_status(s, st, "requester");
-            continue;
-        }
-        const Clock::time_point now = Clock::now();
-        st.last_receive = now;
-        if (natsMsg_GetDataLength(msg) >= 16) {
-            const char* data = natsMsg_GetData(msg);
-            const std::uint64_t seq = read_u64(data);
-            const auto intended = from_ns(static_cast<std::int64_t>(read_u64(data + 8)));
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - intended).count();
-            st.latency.record(ns > 0 ? static_cast<std::uint64_t>(ns) : 0);
-            if (seq < next_seq) ++st.out_of_order;
-            else next_seq = seq + 1;
-        }
-        ++st.received;
-        ctl.received_live.store(st.received, std::memory_order_relaxed);
-        natsMsg_Destroy(msg);
-    }
-}
-
-BenchResult run_rtt(const PeerOptions& o, Clock::time_point run_deadline) {
-    const Connection responder = connect(o, "responder", true);
-    const Connection requester = connect(o, "requester", true);
-
-    natsSubscription* ping_raw = nullptr;
-    check(natsConnection_Subscribe(&ping_raw, responder.get(), kPingSubject, echo_ping, nullptr),
-          "natsConnection_Subscribe (responder)");
-    const Subscription ping_sub(ping_raw);
-    check(natsSubscription_SetPendingLimits(ping_raw, static_cast<int>(std::clamp<std::uint64_t>(o.count, 65'536, INT_MAX)),
-                                            1 << 30),
-          "natsSubscription_SetPendingLimits (responder)");
-    check(natsConnection_Flush(responder.get()), "natsConnection_Flush (responder)");
-    const Subscription pong_sub = subscribe_sync(requester.get(), kPongSubject, o);
-
-    ReceiveControl ctl(o.count, run_deadline + 1s);
-    ReceiveStats st;
-    std::thread receiver([&] { receive_pongs(pong_sub.get(), ctl, st); });
-
-    const bool closed_loop = !(o.rate_per_sec > 0.0);
-    const RatePacer pacer(o.rate_per_sec, Clock::now());
-    std::vector<char> payload(o.payload_bytes, 0);
-    std::uint64_t sent = 0;
-    bool cut_short = false;
-    for (std::uint64_t i = 0; i < o.count && !cut_short; ++i) {
-        if (Clock::now() >= run_deadline) {
-            cut_short = true;
-            break;
-        }
-        const Clock::time_point due = pacer.wait_until_due(i);
-        write_u64(payload.data(), i);
-        write_u64(payload.data() + 8, static_cast<std::uint64_t>(to_ns(due)));
-        const natsStatus s = natsConnection_Publish(requester.get(), kPingSubject, payload.data(),
-                                                    static_cast<int>(payload.size()));
-        if (s != NATS_OK) {
-            std::fprintf(stderr, "nats_peer: ping %llu: %s\n", static_cast<unsigned long long>(i),
-                         natsStatus_GetText(s));
-            break;
-        }
-        ++sent;
-        // Closed loop: wait for this pong (bounded by the run deadline) before the next ping.
-        while (closed_loop && ctl.received_live.load(std::memory_order_relaxed) < sent) {
-            if (Clock::now() >= run_deadline) {
-                cut_short = true;
-                break;
-            }
-            std::this_thread::yield();
-        }
-    }
-    const auto drain = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.drain_seconds));
-    ctl.finish_sending(sent, Clock::now() + drain);
-    receiver.join();
-    g_tearing_down.store(true, std::memory_order_relaxed);
-
-    BenchResult r;
-    r.system = "nats";
-    r.scenario = "rtt";
-    r.transport = "tcp";
-    r.payload_bytes = o.payload_bytes;
-    r.sent = sent;
-    r.received = st.received;
-    r.lost = sent > st.received ? sent - st.received : 0;
-    r.out_of_order = st.out_of_order;
-    r.rate_target = closed_loop ? 0.0 : o.rate_per_sec;
-    r.seconds = st.received > 0 ? seconds_between(pacer.start(), st.last_receive) : 0.0;
-    if (r.seconds > 0) {
-        r.msgs_per_sec = static_cast<double>(st.received) / r.seconds;
-        r.mb_per_sec = static_cast<double>(st.received * o.payload_bytes) / r.seconds / 1e6;
-    }
-    brook::runtime::fill_latency(r, st.latency);
-    if (cut_short) std::fprintf(stderr, "nats_peer: stopped by --max-seconds after %llu pings\n",
-                                static_cast<unsigned long long>(sent));
-    if (st.slow_consumer_events > 0)
-        std::fprintf(stderr, "nats_peer: requester was a slow consumer %llu times\n",
-                     static_cast<unsigned long long>(st.slow_consumer_events));
-    return r;
-}
-
 
 // --- requests ------------------------------------------------------------------------------
 // H responders in one queue group (each on its own connection) echo every request to its
@@ -590,33 +345,23 @@ int run_requests(const PeerOptions& o, unsigned handlers, Clock::time_point run_
 
 int main(int argc, char** argv) {
     const Clock::time_point program_start = Clock::now();
-    CLI::App app{"NATS baseline for bench/run-e2e: prints one JSON line per run (system \"nats\")"};
+    CLI::App app{"NATS request/reply baseline for bench/compare: prints one JSON line per run (system \"nats\")"};
     app.require_subcommand(1);
     PeerOptions o;
     bool json = true;  // accepted for symmetry with `brook bench ... --json`; output is always JSON
-    const auto add_common = [&](CLI::App* cmd) {
-        cmd->add_option("--url", o.url, "nats-server URL")->capture_default_str();
-        cmd->add_option("--payload", o.payload_bytes, "payload bytes per message")->capture_default_str();
-        cmd->add_option("--count", o.count, "messages (throughput) or round trips (rtt)")->capture_default_str();
-        cmd->add_option("--max-seconds", o.max_seconds, "stop sending after this long and report")
-            ->capture_default_str()
-            ->check(CLI::PositiveNumber);
-        cmd->add_option("--drain-seconds", o.drain_seconds, "wait at most this long for stragglers")
-            ->capture_default_str()
-            ->check(CLI::NonNegativeNumber);
-        cmd->add_flag("--json", json, "no-op: output is always one JSON line");
-    };
-    CLI::App* tp = app.add_subcommand("throughput", "1 publisher -> 1 subscriber, flat out");
-    add_common(tp);
-    CLI::App* rtt = app.add_subcommand("rtt", "ping-pong round trips at a fixed rate");
-    add_common(rtt);
-    rtt->add_option("--rate", o.rate_per_sec, "pings per second (0: closed loop, one in flight)")
-        ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
-    CLI::App* req = app.add_subcommand("requests", "request/reply to a queue group: latency at --rate, then flat out");
-    add_common(req);
     unsigned handlers = 1;
     bool non_sticky = false;
+    CLI::App* req = app.add_subcommand("requests", "request/reply to a queue group: latency at --rate, then flat out");
+    req->add_option("--url", o.url, "nats-server URL")->capture_default_str();
+    req->add_option("--payload", o.payload_bytes, "payload bytes per request")->capture_default_str();
+    req->add_option("--count", o.count, "requests in each phase")->capture_default_str();
+    req->add_option("--max-seconds", o.max_seconds, "stop sending after this long and report")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    req->add_option("--drain-seconds", o.drain_seconds, "wait at most this long for stragglers")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    req->add_flag("--json", json, "no-op: output is always one JSON line");
     req->add_option("--rate", o.rate_per_sec, "requests per second in the latency phase")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
@@ -626,7 +371,7 @@ int main(int argc, char** argv) {
     req->add_flag("--non-sticky", non_sticky, "no-op: a queue group is never sticky");
     CLI11_PARSE(app, argc, argv);
 
-    const std::size_t min_payload = rtt->parsed() || req->parsed() ? 16 : 8;  // sequence (+ intended send time)
+    constexpr std::size_t min_payload = 16;  // index + intended send time
     if (o.payload_bytes < min_payload || o.payload_bytes > (64u << 20)) {
         std::fprintf(stderr, "nats_peer: --payload must be in [%zu, 64 MiB]\n", min_payload);
         return 1;
@@ -637,15 +382,7 @@ int main(int argc, char** argv) {
     }
     const auto run_deadline =
         program_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.max_seconds));
-
-    if (req->parsed()) {
-        const int rc = run_requests(o, handlers, run_deadline);
-        nats_Close();
-        return rc;
-    }
-    const BenchResult r = tp->parsed() ? run_throughput(o, run_deadline) : run_rtt(o, run_deadline);
-    std::printf("%s\n", brook::runtime::to_json(r).c_str());
-    std::fflush(stdout);
+    const int rc = run_requests(o, handlers, run_deadline);
     nats_Close();
-    return 0;
+    return rc;
 }
