@@ -1,0 +1,37 @@
+// bench/compare's outputs from the summarised results: the Markdown tables the README shows,
+// the results file (JSON: the run's description, every raw line, the summary), and gnuplot
+// scripts for the plots (latency percentile curves, throughput bars).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "results.hpp"
+
+namespace brook::bench {
+
+// A case's title: "rtt · tcp · 64 B · 10000/s".
+std::string case_title(const CaseSummary& c);
+
+// One table per case: a row per system, a column per metric the case has (median, and the
+// min–max over the runs when there was more than one), the losses, and Brook's ratios to
+// the best peer and to the hardware baseline. `meta` (date, machine, ...) heads it.
+std::string markdown_report(const std::vector<CaseSummary>& cases, const nlohmann::json& meta);
+
+// The results file: {"meta": ..., "summary": [...], "runs": [raw lines], "errors": [...]}.
+nlohmann::json results_document(const std::vector<CaseSummary>& cases, const nlohmann::json& raw_lines,
+                                const std::vector<ParseError>& errors, const nlohmann::json& meta);
+
+struct Plot {
+  std::string name;    // file stem: name.gp, name.dat, name.png
+  std::string script;  // gnuplot, reading name.dat and writing name.png in its directory
+  std::string data;
+};
+
+// Throughput bars for the flat-out cases, one percentile-curve plot per latency case that
+// has curves. Empty when there is nothing to draw.
+std::vector<Plot> plots(const std::vector<CaseSummary>& cases);
+
+}  // namespace brook::bench

@@ -1,0 +1,217 @@
+#include "results.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <set>
+
+namespace brook::bench {
+
+namespace {
+
+using nlohmann::json;
+
+// What makes two lines the same case, in display order. Everything a driver varies.
+constexpr std::string_view identity_fields[] = {"scenario", "transport", "payload_bytes", "rate_target",
+                                                "subscribers", "topics", "handlers",
+                                                "mode", "part"};
+
+std::string number_text(double v) {
+  char buf[64];
+  auto r = v == std::floor(v) && std::fabs(v) < 1e15
+               ? std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v))
+               : std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+std::string identity_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number()) return number_text(v.get<double>());
+  return v.dump();
+}
+
+// The first of `names` that the line has as a number.
+std::uint64_t count_field(const json& line, std::initializer_list<const char*> names) {
+  for (const char* name : names)
+    if (auto it = line.find(name); it != line.end() && it->is_number())
+      return static_cast<std::uint64_t>(std::max(0.0, it->get<double>()));
+  return 0;
+}
+
+RunLine read_line(const json& line) {
+  RunLine r;
+  r.system = line.at("system").get<std::string>();
+  if (auto it = line.find("run"); it != line.end() && it->is_number_integer()) r.run = it->get<int>();
+  for (std::string_view field : identity_fields) {
+    auto it = line.find(std::string(field));
+    if (it == line.end() || it->is_null()) continue;
+    // A zero rate is "flat out", zero or one subscriber and zero topics the plain case: leave
+    // them out of the key
+    // so that drivers that print them and drivers that do not meet in one case.
+    if (it->is_number() && it->get<double>() == 0.0 && field != "payload_bytes") continue;
+    if (field == "subscribers" && it->is_number() && it->get<double>() <= 1.0) continue;
+    // An average (the odds feed's values vary in size) differs run by run: not an identity.
+    if (it->is_number_float() && it->get<double>() != std::floor(it->get<double>())) continue;
+    r.identity.emplace_back(std::string(field), identity_text(*it));
+  }
+  for (const auto& [field, value] : r.identity) {
+    if (!r.case_key.empty()) r.case_key += ' ';
+    r.case_key += field + '=' + value;
+  }
+  for (const MetricInfo& m : known_metrics()) {
+    auto it = line.find(std::string(m.field));
+    // Zero means "not measured" in the drivers' lines (a throughput run has no p50).
+    if (it != line.end() && it->is_number() && it->get<double>() > 0)
+      r.metrics[std::string(m.field)] = it->get<double>();
+  }
+  r.sent = count_field(line, {"sent", "updates"});
+  r.received = count_field(line, {"received", "recovered"});
+  r.lost = count_field(line, {"lost", "missed"});
+  r.disorder = count_field(line, {"out_of_order"}) + count_field(line, {"wrong"}) +
+               count_field(line, {"wrong_values"});
+  if (auto it = line.find("curve"); it != line.end() && it->is_array())
+    for (const json& point : *it)
+      if (point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number())
+        r.curve.emplace_back(point[0].get<double>(), point[1].get<double>());
+  return r;
+}
+
+// The summary's system order: brook first, the peers by name, baselines last.
+bool system_order(const std::string& a, const std::string& b) {
+  auto rank = [](const std::string& s) { return s == "brook" ? 0 : is_baseline(s) ? 2 : 1; };
+  return std::pair(rank(a), a) < std::pair(rank(b), b);
+}
+
+std::optional<Ratio> ratio_against(const CaseSummary& c, const MetricInfo& m, bool baselines) {
+  const SystemSummary* brook = nullptr;
+  const SystemSummary* best = nullptr;
+  for (const SystemSummary& s : c.systems) {
+    auto it = s.metrics.find(std::string(m.field));
+    if (it == s.metrics.end()) continue;
+    if (s.system == "brook") {
+      brook = &s;
+      continue;
+    }
+    if (is_baseline(s.system) != baselines) continue;
+    const double v = it->second.median;
+    if (!best || (m.better == Better::higher ? v > best->metrics.at(std::string(m.field)).median
+                                             : v < best->metrics.at(std::string(m.field)).median))
+      best = &s;
+  }
+  if (!brook || !best) return std::nullopt;
+  const double theirs = best->metrics.at(std::string(m.field)).median;
+  if (theirs <= 0) return std::nullopt;
+  return Ratio{std::string(m.field), best->system, brook->metrics.at(std::string(m.field)).median / theirs};
+}
+
+}  // namespace
+
+const std::vector<MetricInfo>& known_metrics() {
+  static const std::vector<MetricInfo> metrics = {
+      {"msgs_per_sec", "msgs/s", Better::higher},
+      {"requests_per_sec", "requests/s", Better::higher},
+      {"p50_us", "p50 us", Better::lower},
+      {"p99_us", "p99 us", Better::lower},
+      {"p999_us", "p99.9 us", Better::lower},
+      {"max_us", "max us", Better::lower},
+      {"catchup_ms", "catch-up ms", Better::lower},
+      {"bytes_ratio", "full/delta bytes", Better::higher},
+      {"p50_us_delta", "p50 us (deltas)", Better::lower},
+      {"p99_us_delta", "p99 us (deltas)", Better::lower},
+      {"broker_cpu_us_per_update", "broker CPU us/update", Better::lower},
+      {"enqueue_per_sec", "queued calls/s", Better::higher},
+      {"flush_seconds", "flush s", Better::lower},
+  };
+  return metrics;
+}
+
+bool is_baseline(std::string_view system) { return system == "raw-ring"; }
+
+ParsedResults parse_results(std::istream& jsonl) {
+  ParsedResults out;
+  std::string text;
+  std::size_t number = 0;
+  while (std::getline(jsonl, text)) {
+    ++number;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json line = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (line.is_discarded() || !line.is_object()) {
+      out.errors.push_back({number, "not a JSON object"});
+      continue;
+    }
+    auto system = line.find("system");
+    auto scenario = line.find("scenario");
+    if (system == line.end() || !system->is_string() || scenario == line.end() ||
+        !scenario->is_string()) {
+      out.errors.push_back({number, "no \"system\" or \"scenario\" string"});
+      continue;
+    }
+    out.lines.push_back(read_line(line));
+  }
+  return out;
+}
+
+Spread spread_of(std::vector<double> values) {
+  Spread s;
+  s.runs = values.size();
+  if (values.empty()) return s;
+  std::sort(values.begin(), values.end());
+  s.min = values.front();
+  s.max = values.back();
+  const std::size_t mid = values.size() / 2;
+  s.median = values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+  return s;
+}
+
+std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines) {
+  std::vector<CaseSummary> cases;
+  // Cases in the order they first appear: the order bench/compare ran them.
+  for (const RunLine& line : lines) {
+    auto known = std::find_if(cases.begin(), cases.end(),
+                              [&](const CaseSummary& c) { return c.case_key == line.case_key; });
+    if (known == cases.end()) cases.push_back({line.case_key, line.identity, {}, {}, {}});
+  }
+  for (CaseSummary& c : cases) {
+    std::set<std::string, decltype(&system_order)> systems(&system_order);
+    for (const RunLine& line : lines)
+      if (line.case_key == c.case_key) systems.insert(line.system);
+    for (const std::string& system : systems) {
+      SystemSummary s{system, {}, 0, 0, 0, 0, {}};
+      std::map<std::string, std::vector<double>> values;
+      std::vector<const RunLine*> runs;
+      for (const RunLine& line : lines) {
+        if (line.case_key != c.case_key || line.system != system) continue;
+        runs.push_back(&line);
+        for (const auto& [field, v] : line.metrics) values[field].push_back(v);
+        s.sent += line.sent;
+        s.received += line.received;
+        s.lost += line.lost;
+        s.disorder += line.disorder;
+      }
+      for (auto& [field, v] : values) s.metrics[field] = spread_of(std::move(v));
+      // The curve of the run whose p99 is the median one: a typical run, not the best.
+      std::vector<const RunLine*> curved;
+      for (const RunLine* r : runs)
+        if (!r->curve.empty()) curved.push_back(r);
+      if (!curved.empty()) {
+        auto p99 = [](const RunLine* r) {
+          auto it = r->metrics.find("p99_us");
+          return it == r->metrics.end() ? 0.0 : it->second;
+        };
+        std::sort(curved.begin(), curved.end(), [&](auto* a, auto* b) { return p99(a) < p99(b); });
+        s.curve = curved[(curved.size() - 1) / 2]->curve;
+      }
+      c.systems.push_back(std::move(s));
+    }
+    for (const MetricInfo& m : known_metrics()) {
+      if (auto r = ratio_against(c, m, /*baselines=*/false)) c.ratios.push_back(*r);
+      if (auto r = ratio_against(c, m, /*baselines=*/true)) c.baseline_ratios.push_back(*r);
+    }
+  }
+  return cases;
+}
+
+}  // namespace brook::bench

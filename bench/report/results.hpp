@@ -1,0 +1,93 @@
+// bench/compare's results, read back: every JSON line a benchmark driver printed (brook bench,
+// peer_bench, nats_peer), grouped into cases (the same scenario, transport, payload, rate,
+// fan-out, ... for every system), with min/median/max over the runs of each metric, the
+// losses, and Brook's median as a ratio to the best peer's.
+//
+// The drivers' lines differ by scenario (requests and deltas have their own fields), so a
+// line is read by what it has: known identity fields make the case, known metric fields are
+// summarised, everything else is kept only in the raw results.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace brook::bench {
+
+// Whether more of a metric is better (messages/s) or worse (latency).
+enum class Better { higher, lower };
+
+struct MetricInfo {
+  std::string_view field;  // as in the JSON line
+  std::string_view label;  // for tables and plots
+  Better better;
+};
+
+// The metrics summarised, in table order.
+const std::vector<MetricInfo>& known_metrics();
+
+struct RunLine {
+  std::string system;
+  int run = 0;
+  std::string case_key;                      // identity fields, "scenario=rtt transport=tcp ..."
+  std::vector<std::pair<std::string, std::string>> identity;  // in a fixed order
+  std::map<std::string, double> metrics;     // known metric fields present and non-zero
+  std::uint64_t sent = 0, received = 0, lost = 0, disorder = 0;  // disorder: out_of_order + wrong
+  std::vector<std::pair<double, double>> curve;  // (percentile, us), when the line had one
+};
+
+struct ParseError {
+  std::size_t line = 0;  // 1-based
+  std::string reason;
+};
+
+struct ParsedResults {
+  std::vector<RunLine> lines;
+  std::vector<ParseError> errors;  // malformed lines are reported, never silently skipped
+};
+
+ParsedResults parse_results(std::istream& jsonl);
+
+struct Spread {
+  double min = 0, median = 0, max = 0;
+  std::size_t runs = 0;
+};
+
+// Min, median (the mean of the middle two for an even count) and max; all zero when empty.
+Spread spread_of(std::vector<double> values);
+
+struct SystemSummary {
+  std::string system;
+  std::map<std::string, Spread> metrics;  // by field
+  std::uint64_t sent = 0, received = 0, lost = 0, disorder = 0;  // summed over the runs
+  std::vector<std::pair<double, double>> curve;  // of the run with the median p99 (if any)
+};
+
+// Brook's median against the best peer's (or the hardware baseline's): for a higher-better
+// metric brook/best (2.0: twice as many), for a lower-better one brook/best too (0.5: half
+// the latency). `against` names the system compared with.
+struct Ratio {
+  std::string field;
+  std::string against;
+  double value = 0;
+};
+
+struct CaseSummary {
+  std::string case_key;
+  std::vector<std::pair<std::string, std::string>> identity;
+  std::vector<SystemSummary> systems;  // brook first, then the peers by name, baselines last
+  std::vector<Ratio> ratios;           // vs the best peer
+  std::vector<Ratio> baseline_ratios;  // vs a hardware baseline (raw-ring), when present
+};
+
+// Systems that are not messaging peers but the hardware floor Brook is measured against.
+bool is_baseline(std::string_view system);
+
+std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines);
+
+}  // namespace brook::bench

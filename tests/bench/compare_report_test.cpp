@@ -1,0 +1,206 @@
+// bench/compare's report logic: reading the drivers' lines, grouping them into cases, the
+// min/median/max over runs, the ratios to the best peer, and what the table and plots show.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "render.hpp"
+#include "results.hpp"
+
+namespace brook::bench {
+namespace {
+
+ParsedResults parse(const std::string& text) {
+  std::istringstream in(text);
+  return parse_results(in);
+}
+
+const SystemSummary& system_of(const CaseSummary& c, const std::string& name) {
+  for (const SystemSummary& s : c.systems)
+    if (s.system == name) return s;
+  throw std::runtime_error("no system " + name + " in case " + c.case_key);
+}
+
+const Ratio* ratio_of(const std::vector<Ratio>& ratios, const std::string& field) {
+  for (const Ratio& r : ratios)
+    if (r.field == field) return &r;
+  return nullptr;
+}
+
+TEST(CompareReport, spread_is_min_median_max_with_the_mean_of_the_middle_two_for_even_counts) {
+  Spread odd = spread_of({5, 1, 3});
+  EXPECT_EQ(odd.min, 1);
+  EXPECT_EQ(odd.median, 3);
+  EXPECT_EQ(odd.max, 5);
+  EXPECT_EQ(odd.runs, 3u);
+  Spread even = spread_of({4, 1, 2, 10});
+  EXPECT_EQ(even.median, 3);
+  EXPECT_EQ(even.max, 10);
+  Spread none = spread_of({});
+  EXPECT_EQ(none.runs, 0u);
+  EXPECT_EQ(none.median, 0);
+}
+
+TEST(CompareReport, malformed_lines_are_reported_with_their_number_and_the_rest_is_read) {
+  auto parsed = parse(
+      "{\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":100}\n"
+      "\n"
+      "not json at all\n"
+      "{\"scenario\":\"rtt\"}\n"
+      "[1,2]\n"
+      "{\"system\":\"nats\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":50}\n");
+  ASSERT_EQ(parsed.lines.size(), 2u);
+  ASSERT_EQ(parsed.errors.size(), 3u);
+  EXPECT_EQ(parsed.errors[0].line, 3u);
+  EXPECT_EQ(parsed.errors[1].line, 4u);
+  EXPECT_NE(parsed.errors[1].reason.find("system"), std::string::npos);
+  EXPECT_EQ(parsed.errors[2].line, 5u);
+}
+
+TEST(CompareReport, lines_differing_in_payload_or_rate_are_separate_cases_and_zero_means_not_measured) {
+  auto parsed = parse(
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"rtt\",\"transport\":\"tcp\",\"payload_bytes\":64,"
+      "\"rate_target\":10000,\"p50_us\":20,\"p99_us\":40,\"msgs_per_sec\":0,\"subscribers\":0}\n"
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"rtt\",\"transport\":\"tcp\",\"payload_bytes\":1024,"
+      "\"rate_target\":10000,\"p50_us\":25,\"p99_us\":50}\n"
+      "{\"run\":1,\"system\":\"redis\",\"scenario\":\"rtt\",\"transport\":\"tcp\",\"payload_bytes\":64,"
+      "\"rate_target\":10000,\"p50_us\":60,\"p99_us\":90,\"subscribers\":1}\n"
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"rtt\",\"transport\":\"tcp\",\"payload_bytes\":64,"
+      "\"rate_target\":20000,\"p50_us\":30,\"p99_us\":45}\n");
+  ASSERT_TRUE(parsed.errors.empty());
+  auto cases = summarize(parsed.lines);
+  ASSERT_EQ(cases.size(), 3u);
+  // Zero or one subscriber is the plain case: brook's 0 and redis's 1 meet.
+  EXPECT_EQ(cases[0].systems.size(), 2u);
+  EXPECT_EQ(cases[0].case_key, "scenario=rtt transport=tcp payload_bytes=64 rate_target=10000");
+  EXPECT_EQ(system_of(cases[0], "brook").metrics.count("msgs_per_sec"), 0u);
+  EXPECT_EQ(case_title(cases[0]), "rtt · tcp · 64 B · 10000/s");
+  EXPECT_EQ(cases[1].systems.size(), 1u);
+  EXPECT_TRUE(cases[1].ratios.empty()) << "no peer, no ratio";
+}
+
+TEST(CompareReport, ratios_compare_brooks_median_with_the_best_peers_in_the_metrics_direction) {
+  std::string text;
+  auto line = [&](const char* system, int run, double rate, double p50, double p99) {
+    text += "{\"run\":" + std::to_string(run) + ",\"system\":\"" + system +
+            "\",\"scenario\":\"throughput\",\"transport\":\"tcp\",\"payload_bytes\":64,\"msgs_per_sec\":" +
+            std::to_string(rate) + ",\"p50_us\":" + std::to_string(p50) + ",\"p99_us\":" + std::to_string(p99) +
+            ",\"sent\":100,\"received\":99,\"lost\":1,\"out_of_order\":2}\n";
+  };
+  line("nats", 1, 1000, 50, 100);
+  line("brook", 1, 3000, 10, 30);
+  line("brook", 2, 2000, 20, 40);
+  line("brook", 3, 4000, 30, 50);
+  line("redis", 1, 1500, 40, 60);
+  line("raw-ring", 1, 8000, 5, 10);
+  auto cases = summarize(parse(text).lines);
+  ASSERT_EQ(cases.size(), 1u);
+  const CaseSummary& c = cases[0];
+  // Brook first, peers by name, the baseline last.
+  ASSERT_EQ(c.systems.size(), 4u);
+  EXPECT_EQ(c.systems[0].system, "brook");
+  EXPECT_EQ(c.systems[1].system, "nats");
+  EXPECT_EQ(c.systems[2].system, "redis");
+  EXPECT_EQ(c.systems[3].system, "raw-ring");
+  const SystemSummary& brook = c.systems[0];
+  EXPECT_EQ(brook.metrics.at("msgs_per_sec").median, 3000);
+  EXPECT_EQ(brook.metrics.at("msgs_per_sec").min, 2000);
+  EXPECT_EQ(brook.metrics.at("msgs_per_sec").max, 4000);
+  EXPECT_EQ(brook.sent, 300u);
+  EXPECT_EQ(brook.lost, 3u);
+  EXPECT_EQ(brook.disorder, 6u);
+
+  const Ratio* throughput = ratio_of(c.ratios, "msgs_per_sec");
+  ASSERT_NE(throughput, nullptr);
+  EXPECT_EQ(throughput->against, "redis");  // the best peer, not the baseline
+  EXPECT_DOUBLE_EQ(throughput->value, 2.0);
+  const Ratio* p50 = ratio_of(c.ratios, "p50_us");
+  ASSERT_NE(p50, nullptr);
+  EXPECT_EQ(p50->against, "redis");  // lowest latency is best
+  EXPECT_DOUBLE_EQ(p50->value, 0.5);
+  const Ratio* hardware = ratio_of(c.baseline_ratios, "p50_us");
+  ASSERT_NE(hardware, nullptr);
+  EXPECT_EQ(hardware->against, "raw-ring");
+  EXPECT_DOUBLE_EQ(hardware->value, 4.0);
+}
+
+TEST(CompareReport, whole_numbers_read_as_integers_and_averages_do_not_split_cases) {
+  auto cases = summarize(parse(
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"topics\",\"payload_bytes\":64,\"topics\":100000.0,\"subscribers\":4}\n"
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"deltas\",\"payload_bytes\":135.68,\"bytes_ratio\":3.3}\n"
+      "{\"run\":2,\"system\":\"brook\",\"scenario\":\"deltas\",\"payload_bytes\":135.91,\"bytes_ratio\":3.5}\n")
+                             .lines);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(case_title(cases[0]), "topics · 64 B · 4 subscribers · 100000 topics");
+  EXPECT_EQ(case_title(cases[1]), "deltas");
+  EXPECT_EQ(cases[1].systems[0].metrics.at("bytes_ratio").runs, 2u);
+}
+
+TEST(CompareReport, the_plotted_curve_is_the_one_of_the_run_with_the_median_p99) {
+  auto parsed = parse(
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"rtt\",\"rate_target\":1000,\"p99_us\":90,\"curve\":[[50,9],[100,99]]}\n"
+      "{\"run\":2,\"system\":\"brook\",\"scenario\":\"rtt\",\"rate_target\":1000,\"p99_us\":10,\"curve\":[[50,1],[100,11]]}\n"
+      "{\"run\":3,\"system\":\"brook\",\"scenario\":\"rtt\",\"rate_target\":1000,\"p99_us\":50,\"curve\":[[50,5],[100,55]]}\n");
+  auto cases = summarize(parsed.lines);
+  ASSERT_EQ(cases.size(), 1u);
+  const auto& curve = cases[0].systems[0].curve;
+  ASSERT_EQ(curve.size(), 2u);
+  EXPECT_EQ(curve[0], (std::pair<double, double>{50, 5}));
+}
+
+TEST(CompareReport, resync_lines_count_their_updates_recovered_and_missed_as_sent_received_and_lost) {
+  auto cases = summarize(parse("{\"system\":\"brook\",\"scenario\":\"resync\",\"payload_bytes\":64,\"updates\":"
+                               "100000,\"recovered\":99990,\"missed\":10,\"catchup_ms\":42.5}\n")
+                             .lines);
+  ASSERT_EQ(cases.size(), 1u);
+  const SystemSummary& s = cases[0].systems[0];
+  EXPECT_EQ(s.sent, 100000u);
+  EXPECT_EQ(s.received, 99990u);
+  EXPECT_EQ(s.lost, 10u);
+  EXPECT_EQ(s.metrics.at("catchup_ms").median, 42.5);
+}
+
+TEST(CompareReport, markdown_has_a_table_per_case_with_spreads_losses_and_ratios) {
+  auto cases = summarize(parse(
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":2500000,\"sent\":10,\"lost\":0}\n"
+      "{\"run\":2,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":3500000,\"sent\":10,\"lost\":0}\n"
+      "{\"run\":1,\"system\":\"nats\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":1000000,\"sent\":10,\"lost\":1}\n")
+                             .lines);
+  const std::string md = markdown_report(cases, {{"date", "2026-11-22"}, {"machine", "2 cores"}});
+  EXPECT_NE(md.find("Measured 2026-11-22 on 2 cores"), std::string::npos) << md;
+  EXPECT_NE(md.find("#### throughput · 64 B"), std::string::npos) << md;
+  EXPECT_NE(md.find("| brook | 3,000,000 (2,500,000–3,500,000) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| nats | 1,000,000 | 10 | 1 | 0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Brook vs the best peer: msgs/s 3.00x nats."), std::string::npos) << md;
+}
+
+TEST(CompareReport, plots_draw_bars_for_flat_out_cases_and_a_curve_plot_per_latency_case) {
+  auto cases = summarize(parse(
+      "{\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":3000}\n"
+      "{\"system\":\"mqtt\",\"scenario\":\"throughput\",\"payload_bytes\":1024,\"msgs_per_sec\":1000}\n"
+      "{\"system\":\"brook\",\"scenario\":\"rtt\",\"payload_bytes\":64,\"rate_target\":10000,"
+      "\"msgs_per_sec\":10000,\"p50_us\":20,\"curve\":[[0,10],[50,20],[100,90]]}\n"
+      "{\"system\":\"nats\",\"scenario\":\"rtt\",\"payload_bytes\":64,\"rate_target\":10000,"
+      "\"p50_us\":60,\"curve\":[[0,30],[50,60],[100,300]]}\n")
+                             .lines);
+  auto drawn = plots(cases);
+  ASSERT_EQ(drawn.size(), 2u);
+  const Plot& bars = drawn[0];
+  EXPECT_EQ(bars.name, "throughput");
+  // The fixed-rate rtt case is not a throughput bar, though it has a msgs/s.
+  EXPECT_EQ(bars.data.find("rtt"), std::string::npos) << bars.data;
+  // One row per case, a median/min/max triple per system; a system absent from a case is '?'.
+  EXPECT_NE(bars.data.find("\"throughput · 64 B\" 3000 3000 3000 ? ? ?"), std::string::npos) << bars.data;
+  EXPECT_NE(bars.data.find("\"throughput · 1024 B\" ? ? ? 1000 1000 1000"), std::string::npos) << bars.data;
+  EXPECT_NE(bars.script.find("set output 'throughput.png'"), std::string::npos);
+
+  const Plot& curves = drawn[1];
+  EXPECT_EQ(curves.name, "latency-1-rtt-64-B-10000-s");
+  EXPECT_NE(curves.script.find("index 1"), std::string::npos) << "one data block per system";
+  // 50% sits at x = 1/(1-0.5) = 2 and the maximum at 1e6 on the 1/(1-p) axis.
+  EXPECT_NE(curves.data.find("2.000 20.000 50.000"), std::string::npos) << curves.data;
+  EXPECT_NE(curves.data.find("1000000.000 300.000 100.000"), std::string::npos) << curves.data;
+}
+
+}  // namespace
+}  // namespace brook::bench
