@@ -478,7 +478,6 @@ class Shard final : public transport::ReactorHandler {
   BufferPool pool_;
   codec::FrameDecoder decoder_;
   codec::FrameEncoder encoder_;
-  codec::FrameEncoder receipt_encoder_;  // Received reports: encoder_ may hold a frame being built
   codec::DeltaEncoder delta_encoder_;
 
   std::vector<std::unique_ptr<Connection>> connections_;  // by slot

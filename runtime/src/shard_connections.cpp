@@ -446,7 +446,7 @@ void Shard::report_received(Connection& c, Session& s) {
   constexpr std::uint64_t report_every = 256;
   if (s.inbound_seq - s.reported_inbound_seq < report_every) return;
   s.reported_inbound_seq = s.inbound_seq;
-  send_control(c, receipt_encoder_.received(s.inbound_seq));
+  send_control(c, encoder_.received(s.inbound_seq));
 }
 
 void Shard::send_control(Connection& c, std::span<const std::byte> frame) {
