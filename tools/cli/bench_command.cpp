@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <thread>
 
 #include "brook/client/client.hpp"
@@ -24,6 +23,7 @@
 #include "bench_sessions.hpp"
 #include "bench_shm.hpp"
 #include "bench_topics.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 
 namespace brook::cli {
@@ -42,19 +42,6 @@ struct BenchArgs {
   bool spin = false;
   std::uint64_t window_bytes = 1u << 20;
 };
-
-std::uint64_t ns_since_epoch(clock::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
-
-// Short, like the peers' subjects (nats_peer uses "bench.tp"): the path travels in every
-// publish frame.
-std::string unique_suffix() {
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", std::random_device{}());
-  return hex;
-}
 
 bool connect_or_report(Client& c, const std::string& url, bool spin) {
   if (auto s = c.connect({.url = url, .client_name = "brook-bench", .spin = spin}); !s) {
@@ -112,7 +99,7 @@ int run_throughput(const BenchArgs& a) {
     // Reading the clock per message would cost more than the rest of this handler: read it
     // every 1024 messages and on the last one, which ends the measurement.
     if ((n & 1023) == 0 || n == a.count)
-      last_receive_ns.store(static_cast<std::int64_t>(ns_since_epoch(clock::now())),
+      last_receive_ns.store(static_cast<std::int64_t>(ns_of(clock::now())),
                             std::memory_order_relaxed);
     received.store(n, std::memory_order_release);
   });
@@ -134,16 +121,8 @@ int run_throughput(const BenchArgs& a) {
     std::memcpy(payload.data(), &sent, 8);
     publisher.publish(topic, payload, TopicType::binary);
   }
-  // Wait for the tail: until everything arrived, or nothing arrived for 5 s, or the bound.
-  std::uint64_t seen = received.load();
-  auto last_progress = clock::now();
-  while (seen < sent && clock::now() < give_up + std::chrono::seconds(5) &&
-         clock::now() - last_progress < std::chrono::seconds(5)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    std::uint64_t now_seen = received.load(std::memory_order_acquire);
-    if (now_seen != seen) last_progress = clock::now();
-    seen = now_seen;
-  }
+  await_tail([&] { return received.load(std::memory_order_acquire); }, sent,
+             give_up + std::chrono::seconds(5));
   runtime::BenchResult r;
   r.system = "brook";
   r.scenario = "throughput";
@@ -154,7 +133,7 @@ int run_throughput(const BenchArgs& a) {
   r.lost = r.sent > r.received ? r.sent - r.received : 0;
   r.out_of_order = out_of_order.load();
   std::int64_t end_ns = last_receive_ns.load();
-  r.seconds = static_cast<double>(end_ns - static_cast<std::int64_t>(ns_since_epoch(start))) / 1e9;
+  r.seconds = static_cast<double>(end_ns - static_cast<std::int64_t>(ns_of(start))) / 1e9;
   if (r.seconds > 0) {
     r.msgs_per_sec = static_cast<double>(r.received) / r.seconds;
     r.mb_per_sec = r.msgs_per_sec * static_cast<double>(a.payload) / 1e6;
@@ -187,7 +166,7 @@ int run_rtt(const BenchArgs& a) {
         std::uint64_t seq, intended_ns;
         std::memcpy(&seq, u.value.data(), 8);
         std::memcpy(&intended_ns, u.value.data() + 8, 8);
-        histogram.record(ns_since_epoch(clock::now()) - intended_ns);
+        histogram.record(ns_of(clock::now()) - intended_ns);
         if (seq != expected_next) out_of_order.fetch_add(1, std::memory_order_relaxed);
         expected_next = seq + 1;
         received.fetch_add(1, std::memory_order_release);
@@ -201,7 +180,7 @@ int run_rtt(const BenchArgs& a) {
   std::uint64_t sent = 0;
   for (; sent < a.count && clock::now() < give_up; ++sent) {
     auto intended = pacer.wait_until_due(sent);
-    std::uint64_t intended_ns = ns_since_epoch(intended);
+    std::uint64_t intended_ns = ns_of(intended);
     std::memcpy(payload.data(), &sent, 8);
     std::memcpy(payload.data() + 8, &intended_ns, 8);
     requester.publish(ping_topic, payload, TopicType::binary);

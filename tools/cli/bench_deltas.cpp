@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <future>
 #include <memory>
-#include <random>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "brook/runtime/bench_report.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 #include "odds_feed.hpp"
 
@@ -25,11 +25,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr unsigned matches = 16;
 constexpr unsigned feed_seed = 2026;
-
-std::uint64_t ns_of(clock::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 struct PassResult {
   std::uint64_t sent = 0;
@@ -140,9 +135,7 @@ void latency_fields(std::string& out, const char* suffix, const runtime::Latency
 }  // namespace
 
 int run_deltas(const std::string& url, std::uint64_t count, double rate, bool json) {
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string root = std::string("Bench/") + suffix;
+  const std::string root = "Bench/" + unique_suffix();
   PassResult full = run_pass(url, root + "/full", false, count, rate);
   PassResult delta = run_pass(url, root + "/delta", true, count, rate);
   if (!full.ok || !delta.ok) return exit_refused;

@@ -7,13 +7,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <thread>
 #include <vector>
 
 #include "brook/client/client.hpp"
 #include "brook/runtime/bench_report.hpp"
 #include "brook/transport/tcp.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 #include "cut_relay.hpp"
 
@@ -42,9 +42,7 @@ double seconds_since(clock::time_point t) {
 ModeResult run_mode(const std::string& url, std::uint16_t broker_port, const Mode& mode,
                     std::uint64_t count, std::size_t payload, const std::string& dir) {
   ModeResult r;
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string topic = std::string("bench/q/") + mode.name + "/" + suffix;
+  const std::string topic = std::string("bench/q/") + mode.name + "/" + unique_suffix();
 
   Client subscriber;
   std::atomic<std::uint64_t> received{0}, out_of_order{0};

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "brook/runtime/bench_report.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 
 namespace brook::cli {
@@ -28,11 +28,6 @@ constexpr std::uint64_t flat_out_window = 512;
 constexpr auto request_timeout = std::chrono::seconds(10);
 constexpr auto max_send_time = std::chrono::seconds(60);  // per phase
 constexpr auto drain_time = request_timeout + std::chrono::seconds(5);
-
-std::uint64_t ns_of(clock::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 // Request i: its index, its intended send time, then bytes that depend on both, so that an
 // answer carrying another request's payload (or a damaged one) is caught.
@@ -102,9 +97,7 @@ int run_requests(const RequestsBenchArgs& a) {
     std::fprintf(stderr, "brook bench requests: needs --payload >= 16, --handlers >= 1, --count >= 1\n");
     return exit_usage;
   }
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string endpoint = std::string("Bench/") + suffix + "/echo";
+  const std::string endpoint = "Bench/" + unique_suffix() + "/echo";
 
   // Handlers: each its own session, echoing the request and counting what it served.
   std::vector<std::unique_ptr<Client>> handlers;

@@ -11,13 +11,13 @@
 #include <cstring>
 #include <fstream>
 #include <future>
-#include <random>
 #include <thread>
 #include <vector>
 
 #include "brook/client/client.hpp"
 #include "brook/codec/messages.hpp"
 #include "brook/transport/tcp.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 #include "cut_relay.hpp"
 #include "process_stats.hpp"
@@ -47,9 +47,7 @@ int run_resync(const std::string& url, std::uint64_t count, std::size_t payload,
     std::fprintf(stderr, "brook bench: cannot open the relay\n");
     return exit_usage;
   }
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string path = std::string("Bench/resync/") + suffix;
+  const std::string path = "Bench/resync/" + unique_suffix();
 
   Client publisher, subscriber;
   ClientOptions po;

@@ -28,7 +28,6 @@
 #include <cstring>
 #include <future>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -38,6 +37,7 @@
 #include "brook/runtime/rate_pacer.hpp"
 #include "brook/transport/shm_ring.hpp"
 #include "brook/transport/shm_segment.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 #include "process_stats.hpp"
 
@@ -46,15 +46,6 @@ namespace brook::cli {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count());
-}
-std::uint64_t ns_of(clock::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 void report(const runtime::BenchResult& r, bool json) {
   if (json) {
@@ -111,9 +102,7 @@ void for_each_in_parallel(std::size_t count, Task task) {
 
 int run_oneway(const OnewayArgs& a) {
   raise_descriptor_limit();
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string topic = std::string("Bench/") + suffix + "/" + a.scenario;
+  const std::string topic = "Bench/" + unique_suffix() + "/" + a.scenario;
   ClientOptions options;
   options.url = a.url;
   options.client_name = "brook-bench";
@@ -196,22 +185,13 @@ int run_oneway(const OnewayArgs& a) {
     std::memcpy(value.data() + 8, &intended, 8);
     publisher.publish(topic, value, TopicType::binary);
   }
-  // The tail: until everything arrived, or nothing more for 5 s.
   auto total = [&] {
     std::uint64_t n = 0;
     for (auto& r : receivers) n += r->received.load(std::memory_order_acquire);
     return n;
   };
   const std::uint64_t expected = sent * a.subscribers;
-  std::uint64_t seen = total();
-  auto last_progress = clock::now();
-  while (seen < expected && clock::now() - last_progress < std::chrono::seconds(5)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (std::uint64_t now = total(); now != seen) {
-      seen = now;
-      last_progress = clock::now();
-    }
-  }
+  await_tail(total, expected);
   const double cpu_after = broker > 0 ? cpu_seconds(broker) : -1;
   publisher.close();
   // Joins their threads: the receivers are ours now.

@@ -18,12 +18,12 @@
 #include <cstring>
 #include <future>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
 #include "brook/client/client.hpp"
 #include "brook/runtime/bench_report.hpp"
+#include "bench_support.hpp"
 #include "commands.hpp"
 
 namespace brook::cli {
@@ -31,11 +31,6 @@ namespace brook::cli {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-std::uint64_t ns_of(clock::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 // One subscriber's view. Its client's thread alone writes it until that client is closed; the
 // publisher reads `received` meanwhile, for the window and the tail.
@@ -79,9 +74,7 @@ int run_topics(const TopicsArgs& a) {
     std::fprintf(stderr, "brook bench: topics needs at least one topic and one subscriber\n");
     return exit_usage;
   }
-  char suffix[9];
-  std::snprintf(suffix, sizeof suffix, "%08x", std::random_device{}());
-  const std::string root = std::string("Bench/Topics-") + suffix;
+  const std::string root = "Bench/Topics-" + unique_suffix();
   ClientOptions options;
   options.url = a.url;
   options.client_name = "brook-bench";
@@ -201,17 +194,8 @@ int run_topics(const TopicsArgs& a) {
     publisher.publish(path_of(sent % a.topics), value, TopicType::binary);
     ++sent;
   }
-  // The tail: until everything arrived, or nothing more for 5 s.
   const std::uint64_t expected = sent * a.subscribers;
-  std::uint64_t seen = delivered();
-  auto last_progress = clock::now();
-  while (seen < expected && clock::now() - last_progress < std::chrono::seconds(5)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (std::uint64_t now = delivered(); now != seen) {
-      seen = now;
-      last_progress = clock::now();
-    }
-  }
+  await_tail(delivered, expected);
   publisher.close();
   for (auto& s : subscribers) s->close();  // joins their threads: the receivers are ours now
 
