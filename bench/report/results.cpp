@@ -86,25 +86,23 @@ bool system_order(const std::string& a, const std::string& b) {
 }
 
 std::optional<Ratio> ratio_against(const CaseSummary& c, const MetricInfo& m, bool baselines) {
-  const SystemSummary* brook = nullptr;
-  const SystemSummary* best = nullptr;
+  const std::string field(m.field);
+  std::optional<double> ours, best;
+  std::string best_system;
   for (const SystemSummary& s : c.systems) {
-    auto it = s.metrics.find(std::string(m.field));
+    auto it = s.metrics.find(field);
     if (it == s.metrics.end()) continue;
-    if (s.system == "brook") {
-      brook = &s;
-      continue;
-    }
-    if (is_baseline(s.system) != baselines) continue;
     const double v = it->second.median;
-    if (!best || (m.better == Better::higher ? v > best->metrics.at(std::string(m.field)).median
-                                             : v < best->metrics.at(std::string(m.field)).median))
-      best = &s;
+    if (s.system == "brook") {
+      ours = v;
+    } else if (is_baseline(s.system) == baselines &&
+               (!best || (m.better == Better::higher ? v > *best : v < *best))) {
+      best = v;
+      best_system = s.system;
+    }
   }
-  if (!brook || !best) return std::nullopt;
-  const double theirs = best->metrics.at(std::string(m.field)).median;
-  if (theirs <= 0) return std::nullopt;
-  return Ratio{std::string(m.field), best->system, brook->metrics.at(std::string(m.field)).median / theirs};
+  if (!ours || !best || *best <= 0) return std::nullopt;
+  return Ratio{field, best_system, *ours / *best};
 }
 
 }  // namespace
