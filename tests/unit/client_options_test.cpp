@@ -48,7 +48,8 @@ class ClientOptionsFile : public ::testing::Test {
     std::remove(path_.c_str());
     ::rmdir(dir_.c_str());
     for (const char* name : {"BROOK_URL", "BROOK_RETRIES", "BROOK_RECONNECT_DELAY_MS",
-                             "BROOK_PING_INTERVAL_MS", "BROOK_QUEUE_ENTRIES", "BROOK_QUEUE_BYTES"})
+                             "BROOK_PING_INTERVAL_MS", "BROOK_QUEUE_ENTRIES", "BROOK_QUEUE_BYTES",
+                             "BROOK_SEND_FROM_CALLER"})
       ::unsetenv(name);
   }
   void write(const std::string& text) { std::ofstream(path_) << text; }
@@ -70,6 +71,7 @@ close_timeout_ms = 400
 principal = "feed"
 session_number = 3
 client_name = "odds-feed"
+send_from_caller = false
 )");
   ClientOptions o;
   o.credentials = "kept";
@@ -86,6 +88,7 @@ client_name = "odds-feed"
   EXPECT_EQ(o.principal, "feed");
   EXPECT_EQ(o.session_number, 3);
   EXPECT_EQ(o.client_name, "odds-feed");
+  EXPECT_FALSE(o.send_from_caller);
   EXPECT_EQ(o.credentials, "kept");
 }
 
@@ -97,6 +100,8 @@ TEST_F(ClientOptionsFile, wrong_types_bad_values_and_unreadable_files_are_refuse
   EXPECT_NE(load_client_options(path_, o).find("retries must be -1"), std::string::npos);
   write("[client]\nqueue_bytes = -5\n");
   EXPECT_NE(load_client_options(path_, o).find("queue_bytes"), std::string::npos);
+  write("[client]\nsend_from_caller = 1\n");
+  EXPECT_NE(load_client_options(path_, o).find("client.send_from_caller must be true or false"), std::string::npos);
   write("[client\n");
   EXPECT_NE(load_client_options(path_, o).find("cannot read"), std::string::npos);
   EXPECT_NE(load_client_options(dir_ + "/absent.toml", o).find("cannot read"), std::string::npos);
@@ -112,6 +117,7 @@ TEST_F(ClientOptionsFile, the_environment_wins_over_the_file) {
   ::setenv("BROOK_PING_INTERVAL_MS", "1000", 1);
   ::setenv("BROOK_QUEUE_ENTRIES", "0", 1);
   ::setenv("BROOK_QUEUE_BYTES", "4096", 1);
+  ::setenv("BROOK_SEND_FROM_CALLER", "0", 1);
   ASSERT_EQ(apply_client_environment(o), "");
   EXPECT_EQ(o.url, "tcp://127.0.0.1:5,tcp://127.0.0.1:6");
   EXPECT_EQ(o.retries, -1);
@@ -119,6 +125,12 @@ TEST_F(ClientOptionsFile, the_environment_wins_over_the_file) {
   EXPECT_EQ(o.ping_interval.count(), 1000);
   EXPECT_EQ(o.queue_entries, 0);
   EXPECT_EQ(o.queue_bytes, 4096);
+  EXPECT_FALSE(o.send_from_caller);
+  ::setenv("BROOK_SEND_FROM_CALLER", "yes", 1);
+  EXPECT_NE(apply_client_environment(o).find("BROOK_SEND_FROM_CALLER must be"), std::string::npos);
+  ::setenv("BROOK_SEND_FROM_CALLER", "true", 1);
+  ASSERT_EQ(apply_client_environment(o), "");
+  EXPECT_TRUE(o.send_from_caller);
   ::setenv("BROOK_RETRIES", "lots", 1);
   EXPECT_NE(apply_client_environment(o).find("BROOK_RETRIES must be an integer"), std::string::npos);
 }

@@ -44,7 +44,10 @@ struct BenchArgs {
 };
 
 bool connect_or_report(Client& c, const std::string& url, bool spin) {
-  if (auto s = c.connect({.url = url, .client_name = "brook-bench", .spin = spin}); !s) {
+  auto options = bench_client_options(url);
+  if (!options) return false;
+  options->spin = spin;
+  if (auto s = c.connect(*options); !s) {
     std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
     return false;
   }

@@ -103,9 +103,9 @@ void for_each_in_parallel(std::size_t count, Task task) {
 int run_oneway(const OnewayArgs& a) {
   raise_descriptor_limit();
   const std::string topic = "Bench/" + unique_suffix() + "/" + a.scenario;
-  ClientOptions options;
-  options.url = a.url;
-  options.client_name = "brook-bench";
+  auto bench_options = bench_client_options(a.url);
+  if (!bench_options) return exit_usage;
+  ClientOptions options = *bench_options;
   // The publisher's thread sleeps even with --spin: on two cores a spinning publisher, broker
   // and subscriber would take turns on the cores and measure the scheduler.
   Client publisher;

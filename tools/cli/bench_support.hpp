@@ -5,9 +5,12 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
+
+#include "brook/client/client.hpp"
 
 namespace brook::cli {
 
@@ -19,6 +22,20 @@ inline std::string unique_suffix() {
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08x", std::random_device{}());
   return hex;
+}
+
+// A bench client's options: the environment's BROOK_* settings (BROOK_SEND_FROM_CALLER=0
+// measures every call through the client's thread), then the scenario's server. Prints why
+// and returns nullopt when the environment is malformed.
+inline std::optional<ClientOptions> bench_client_options(const std::string& url) {
+  ClientOptions options;
+  if (auto why = apply_client_environment(options); !why.empty()) {
+    std::fprintf(stderr, "brook bench: %s\n", why.c_str());
+    return std::nullopt;
+  }
+  options.url = url;
+  options.client_name = "brook-bench";
+  return options;
 }
 
 // Nanoseconds of steady_clock (CLOCK_MONOTONIC: the same clock in every process here).

@@ -75,9 +75,9 @@ int run_topics(const TopicsArgs& a) {
     return exit_usage;
   }
   const std::string root = "Bench/Topics-" + unique_suffix();
-  ClientOptions options;
-  options.url = a.url;
-  options.client_name = "brook-bench";
+  auto bench_options = bench_client_options(a.url);
+  if (!bench_options) return exit_usage;
+  ClientOptions options = *bench_options;
   // The publisher sleeps even with --spin, as in oneway: spinning clients and a broker would
   // take turns on a small machine's cores.
   Client publisher;

@@ -179,6 +179,11 @@ void Reactor::recycle_buffer(unsigned buffer_id) {
 }
 
 int Reactor::run_once(ReactorHandler& handler, int timeout_ms) {
+  wait(timeout_ms);
+  return process(handler);
+}
+
+void Reactor::wait(int timeout_ms) {
   io_uring_cqe* cqe = nullptr;
   int rc;
   if (timeout_ms < 0) {
@@ -193,7 +198,10 @@ int Reactor::run_once(ReactorHandler& handler, int timeout_ms) {
   }
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
     throw std::system_error(-rc, std::system_category(), "io_uring_submit_and_wait");
+}
 
+int Reactor::process(ReactorHandler& handler) {
+  io_uring_cqe* cqe = nullptr;
   int handled = 0;
   unsigned head;
   io_uring_for_each_cqe(ring_.get(), head, cqe) {

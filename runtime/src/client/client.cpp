@@ -72,6 +72,9 @@ constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the 
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
 // How often request deadlines are checked while requests wait for answers.
 constexpr auto request_timer_resolution = std::chrono::milliseconds(5);
+// A call that follows the previous one sooner than this is part of a burst: it goes through
+// the outbox, gathered with the others into one send, rather than a syscall of its own.
+constexpr std::int64_t burst_gap_ns = 20'000;
 
 template <class... F>
 struct overloaded : F... {
@@ -184,6 +187,15 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // Owned by the client thread; other threads only call wake() through it.
   std::atomic<transport::Reactor*> reactor{nullptr};
   std::atomic<int> wakers{0};  // callers inside wake_client()
+  // Whoever holds this owns the send state (out, sending, sent_log, the socket or ring to the
+  // broker, and the connection flags live() reads): the client thread, except while it waits
+  // in its reactor, when a caller may take it for one direct send (send_directly). Held from
+  // the start: the client thread takes over from connect(), and keeps it once it has ended.
+  std::atomic<bool> send_state_held{true};
+  std::int64_t last_direct_try_ns = 0;  // under send_state_held: when a caller last took it
+  // One writer each (the holder of the send state; the client thread): read by anyone.
+  std::atomic<std::uint64_t> calls_sent_by_caller{0};
+  std::atomic<std::uint64_t> calls_handed_over{0};
 
   std::promise<Status> connected_promise;
   bool connect_answered = false;
@@ -503,6 +515,63 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (idle && queue_file->needs_sync()) queue_file->sync();
   }
 
+  // Client thread: lets callers send directly while it waits, and takes the send state back.
+  void lend_send_state() { send_state_held.store(false, std::memory_order_release); }
+  void take_back_send_state() {
+    // A caller holds it for one non-blocking write: spin briefly, then let it have the core.
+    for (int tries = 0;; ++tries) {
+      if (!send_state_held.load(std::memory_order_relaxed) &&
+          !send_state_held.exchange(true, std::memory_order_acquire))
+        return;
+      if (tries > 64) std::this_thread::yield();
+    }
+  }
+
+  // Caller side: writes one session frame of `bytes` (filled in by `fill`) to the socket or
+  // ring from the caller's own thread, when the client thread is asleep with nothing in hand:
+  // one thread hand-off fewer per call. False when the call must go through the outbox (the
+  // client thread is awake, the call is part of a burst, the connection is not plainly up, or
+  // something sent earlier is still waiting), which keeps each thread's calls in order.
+  template <class Fill>
+  bool send_directly(std::size_t bytes, Fill&& fill) {
+    if (!options.send_from_caller || state.load(std::memory_order_acquire) != ClientState::connected) return false;
+    if (send_state_held.load(std::memory_order_relaxed) || send_state_held.exchange(true, std::memory_order_acquire))
+      return false;
+    const auto now = static_cast<std::int64_t>(now_ns());
+    const bool isolated = now - last_direct_try_ns >= burst_gap_ns;
+    last_direct_try_ns = now;
+    bool taken = false, rest_waits = false;
+    if (isolated && live() && !closing && !close_when_flushed && !queue_file && fd >= 0 && !send_in_flight &&
+        !shm_waiting_space && out.empty() && outbox.empty_hint()) {
+      out.resize(bytes);
+      fill(out.data());
+      sent_log.append(out);
+      rest_waits = !write_out_directly();
+      taken = true;
+      calls_sent_by_caller.store(calls_sent_by_caller.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    send_state_held.store(false, std::memory_order_release);
+    if (rest_waits) wake_client();
+    return taken;
+  }
+
+  // Writes `out` without blocking; what the socket or ring does not take now stays in `out`
+  // for the client thread (and an error is left for its own send to meet). True: all written.
+  bool write_out_directly() {
+    std::size_t written = 0;
+    if (shm) {
+      written = shm->to_broker.write(out);
+      if (written > 0 && shm->to_broker.publish()) shm->ring_broker();
+    } else {
+      const ssize_t n = ::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) written = static_cast<std::size_t>(n);
+    }
+    out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(written));
+    if (!out.empty()) return false;
+    sent_log.trim(sent_log.last());
+    return true;
+  }
+
   void submit_frame(std::span<const std::byte> frame) {
     auto c = claim(frame.size());
     if (!c) return;
@@ -516,6 +585,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     return outbox.drain(
         [&](std::uint32_t kind, std::span<const std::byte> payload) {
           if (kind == record_void) return;
+          calls_handed_over.store(calls_handed_over.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
           if (kind == record_frame || kind == record_queued_frame || kind == record_persisted_frame ||
               kind == record_persisted_queued_frame) {
             std::uint64_t record = 0;
@@ -632,9 +702,12 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         if (options.spin) timeout = 0;
         else if (timeout && shm && (!recovering || hold_out) && !shm_quiet()) timeout = 0;
       }
-      r.run_once(*this, timeout);
+      lend_send_state();
+      r.wait(timeout);
+      take_back_send_state();
       sleeping.store(false, std::memory_order_relaxed);
       if (timeout && shm) shm->from_broker.awake();
+      r.process(*this);
     }
     recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
@@ -1868,6 +1941,10 @@ Status Client::publish(std::string_view path, std::span<const std::byte> value,
     impl_->submit(std::move(c));
     return Status::ok();
   }
+  if (!queued && !impl_->queue_file && impl_->send_directly(bytes, [&](std::byte* at) {
+        codec::write_publish(at, 0, path, type, value);
+      }))
+    return Status::ok();
   // The frame is written straight into the outbox: no allocation, one copy of the value.
   auto claim = impl_->claim(bytes);
   if (!claim) {
@@ -1969,6 +2046,14 @@ std::uint64_t Client::queued_calls() const noexcept {
 }
 
 std::uint64_t Client::recovered_calls() const noexcept { return impl_->kept_from_earlier_run; }
+
+std::uint64_t Client::calls_sent_by_caller() const noexcept {
+  return impl_->calls_sent_by_caller.load(std::memory_order_relaxed);
+}
+
+std::uint64_t Client::calls_handed_to_client_thread() const noexcept {
+  return impl_->calls_handed_over.load(std::memory_order_relaxed);
+}
 
 std::uint64_t Client::queued_bytes() const noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_bytes_used.load(std::memory_order_relaxed)));

@@ -65,6 +65,12 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
     integer(key, v);
     field = std::chrono::milliseconds(v);
   };
+  auto boolean = [&](const char* key, bool& field) {
+    if (auto node = client[key]; node) {
+      if (auto v = node.value_exact<bool>()) field = *v;
+      else error = std::string("client.") + key + " must be true or false";
+    }
+  };
   text("url", o.url);
   text("principal", o.principal);
   text("client_name", o.client_name);
@@ -78,6 +84,7 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
   millis("ping_interval_ms", o.ping_interval);
   millis("close_timeout_ms", o.close_timeout);
   text("queue_path", o.queue_path);
+  boolean("send_from_caller", o.send_from_caller);
   std::string fsync;
   text("queue_fsync", fsync);
   if (!fsync.empty() && !parse_fsync(fsync, o.queue_fsync))
@@ -94,6 +101,12 @@ std::string apply_client_environment(ClientOptions& options) {
   if (const char* path = std::getenv("BROOK_QUEUE_PATH"); path && *path) o.queue_path = path;
   if (const char* fsync = std::getenv("BROOK_QUEUE_FSYNC"); fsync && *fsync && !parse_fsync(fsync, o.queue_fsync))
     return std::string("BROOK_QUEUE_FSYNC must be never, batch or always, not '") + fsync + "'";
+  if (const char* v = std::getenv("BROOK_SEND_FROM_CALLER"); v && *v) {
+    const std::string_view text = v;
+    if (text == "1" || text == "true") o.send_from_caller = true;
+    else if (text == "0" || text == "false") o.send_from_caller = false;
+    else return std::string("BROOK_SEND_FROM_CALLER must be 1, 0, true or false, not '") + v + "'";
+  }
   auto integer = [](const char* name, std::int64_t& field) -> std::string {
     const char* value = std::getenv(name);
     if (!value || !*value) return {};

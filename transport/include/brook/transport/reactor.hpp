@@ -82,6 +82,10 @@ class Reactor {
   // Submits queued operations, waits up to timeout_ms (0 = poll, -1 = forever) for at least
   // one completion, then hands every available completion to `handler`. Returns how many.
   int run_once(ReactorHandler& handler, int timeout_ms);
+  // The two halves of run_once, for a thread that must do something between the wait and
+  // the completions (the client takes back its send state from callers there).
+  void wait(int timeout_ms);
+  int process(ReactorHandler& handler);
 
  private:
   ::io_uring_sqe* next_sqe();
