@@ -187,12 +187,17 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // Owned by the client thread; other threads only call wake() through it.
   std::atomic<transport::Reactor*> reactor{nullptr};
   std::atomic<int> wakers{0};  // callers inside wake_client()
-  // Whoever holds this owns the send state (out, sending, sent_log, the socket or ring to the
-  // broker, and the connection flags live() reads): the client thread, except while it waits
-  // in its reactor, when a caller may take it for one direct send (send_directly). Held from
-  // the start: the client thread takes over from connect(), and keeps it once it has ended.
-  std::atomic<bool> send_state_held{true};
-  std::int64_t last_direct_try_ns = 0;  // under send_state_held: when a caller last took it
+  // Who owns the send state (out, sending, sent_log, the socket or ring to the broker, and the
+  // connection flags live() reads): the client thread, except while it waits in its reactor,
+  // when it is `lent` and a caller may take it for one direct send (send_directly). A caller
+  // that finds its call must be queued `leaves` it for the client thread, so that the rest of
+  // a burst skips it with one load until the client thread has taken it back. Held from the
+  // start: the client thread takes over from connect(), and keeps it once it has ended.
+  enum SendStateOwner : std::uint8_t { send_state_lent, send_state_held, send_state_left };
+  std::atomic<std::uint8_t> send_state_owner{send_state_held};
+  // Under the send state: when a call was last seen (taken by a caller, or drained by the
+  // client thread); a call sooner after it is part of a burst.
+  std::int64_t last_call_ns = 0;
   // One writer each (the holder of the send state; the client thread): read by anyone.
   std::atomic<std::uint64_t> calls_sent_by_caller{0};
   std::atomic<std::uint64_t> calls_handed_over{0};
@@ -515,13 +520,18 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     if (idle && queue_file->needs_sync()) queue_file->sync();
   }
 
-  // Client thread: lets callers send directly while it waits, and takes the send state back.
-  void lend_send_state() { send_state_held.store(false, std::memory_order_release); }
+  // Client thread: lets callers send directly while it waits (`drained`: it just took calls
+  // from the outbox, so the next one may still be part of their burst), and takes it back.
+  void lend_send_state(bool drained) {
+    if (drained) last_call_ns = static_cast<std::int64_t>(now_ns());
+    send_state_owner.store(send_state_lent, std::memory_order_release);
+  }
   void take_back_send_state() {
     // A caller holds it for one non-blocking write: spin briefly, then let it have the core.
     for (int tries = 0;; ++tries) {
-      if (!send_state_held.load(std::memory_order_relaxed) &&
-          !send_state_held.exchange(true, std::memory_order_acquire))
+      std::uint8_t owner = send_state_owner.load(std::memory_order_relaxed);
+      if (owner != send_state_held &&
+          send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
         return;
       if (tries > 64) std::this_thread::yield();
     }
@@ -535,11 +545,13 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   template <class Fill>
   bool send_directly(std::size_t bytes, Fill&& fill) {
     if (!options.send_from_caller || state.load(std::memory_order_acquire) != ClientState::connected) return false;
-    if (send_state_held.load(std::memory_order_relaxed) || send_state_held.exchange(true, std::memory_order_acquire))
+    std::uint8_t owner = send_state_owner.load(std::memory_order_relaxed);
+    if (owner != send_state_lent ||
+        !send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
       return false;
     const auto now = static_cast<std::int64_t>(now_ns());
-    const bool isolated = now - last_direct_try_ns >= burst_gap_ns;
-    last_direct_try_ns = now;
+    const bool isolated = now - last_call_ns >= burst_gap_ns;
+    last_call_ns = now;
     bool taken = false, rest_waits = false;
     if (isolated && live() && !closing && !close_when_flushed && !queue_file && fd >= 0 && !send_in_flight &&
         !shm_waiting_space && out.empty() && outbox.empty_hint()) {
@@ -550,7 +562,10 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       taken = true;
       calls_sent_by_caller.store(calls_sent_by_caller.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
-    send_state_held.store(false, std::memory_order_release);
+    // Queued (or partly written): the client thread will be woken to send it, and takes the
+    // send state back first; until then no other caller need try.
+    const bool done = taken && !rest_waits;
+    send_state_owner.store(done ? send_state_lent : send_state_left, std::memory_order_release);
     if (rest_waits) wake_client();
     return taken;
   }
@@ -702,7 +717,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         if (options.spin) timeout = 0;
         else if (timeout && shm && (!recovering || hold_out) && !shm_quiet()) timeout = 0;
       }
-      lend_send_state();
+      lend_send_state(n > 0);
       r.wait(timeout);
       take_back_send_state();
       sleeping.store(false, std::memory_order_relaxed);
