@@ -160,8 +160,11 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     ++counters_.loop_turns;
     auto turn_ns = now_ns() - turn_start;
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
-    reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
+    const int completions = reactor_->run_once(*this, back_pressured() ? 1 : timeout_ms);
     sleeping_.store(false, std::memory_order_relaxed);
+    // A busy-polling shard with nothing to do lets a thread waiting for its core (a client on
+    // a small machine) run first, rather than holding the core for a whole time slice.
+    if (options_.spin && work == 0 && completions == 0) std::this_thread::yield();
     closing_links_.clear();  // their last doorbell writes, if any, were just submitted
     if (shm_asked) shm_awake();
   }

@@ -722,7 +722,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
       take_back_send_state();
       sleeping.store(false, std::memory_order_relaxed);
       if (timeout && shm) shm->from_broker.awake();
-      r.process(*this);
+      // Busy-polling with nothing to do: let a thread waiting for this core run first.
+      if (r.process(*this) == 0 && options.spin && n == 0) std::this_thread::yield();
     }
     recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
