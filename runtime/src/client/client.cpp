@@ -555,9 +555,18 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     bool taken = false, rest_waits = false;
     if (isolated && live() && !closing && !close_when_flushed && !queue_file && fd >= 0 && !send_in_flight &&
         !shm_waiting_space && out.empty() && outbox.empty_hint()) {
-      out.resize(bytes);
-      fill(out.data());
-      sent_log.append(out);
+      try {
+        out.resize(bytes);
+        fill(out.data());
+        sent_log.append(out);
+      } catch (...) {
+        // Out of memory: nothing was logged or sent. The state goes back to the client
+        // thread as it was (which would otherwise wait for it forever), and the call fails.
+        out.clear();
+        send_state_owner.store(send_state_left, std::memory_order_release);
+        wake_client();
+        throw;
+      }
       rest_waits = !write_out_directly();
       taken = true;
       calls_sent_by_caller.store(calls_sent_by_caller.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -22,9 +22,15 @@ class SentLog {
   explicit SentLog(std::size_t limit_bytes) : limit_(limit_bytes) {}
 
   // Appends one frame; returns its sequence number.
+  // All or nothing: a frame whose bytes could not be stored leaves no entry behind.
   std::uint64_t append(std::span<const std::byte> frame, std::uint64_t record = 0) {
-    bytes_.insert(bytes_.end(), frame.begin(), frame.end());
     entries_.push_back({static_cast<std::uint32_t>(frame.size()), record});
+    try {
+      bytes_.insert(bytes_.end(), frame.begin(), frame.end());
+    } catch (...) {
+      entries_.pop_back();
+      throw;
+    }
     if (record != 0) last_record_ = record;
     return ++last_;
   }
