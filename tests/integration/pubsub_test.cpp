@@ -141,6 +141,47 @@ TEST(PubSub, publishes_ordered_by_a_thread_join_arrive_in_that_order) {
   EXPECT_EQ(first_difference(log.entries(), expected), "");
 }
 
+// A handler that publishes into a full outbox makes the client's thread drain the outbox in
+// the middle of a dispatch, where commands (an acknowledged publish) must wait until the
+// dispatch ends. A plain publish queued behind one must wait too, not overtake it.
+TEST(PubSub, a_publish_queued_behind_an_acknowledged_one_never_overtakes_it_during_a_dispatch) {
+  BrokerProcess broker(1);
+  BROOK_ASSERT_STARTED(broker);
+  UpdateLog log;
+  Client subscriber, trigger;
+  Client publisher(4096);  // an outbox that two 1 KiB publishes fill
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "subscriber"));
+  ASSERT_TRUE(connect_client(trigger, broker.url(), "trigger"));
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Overtake/t", log));
+
+  std::atomic<bool> queued{false}, filled{false};
+  const std::string filler(1024, 'f');
+  // Runs on the publisher's thread: waits until the test thread has queued its two calls,
+  // then publishes into the full outbox, which drains it right here.
+  auto subscribed = std::make_shared<std::promise<Status>>();
+  auto verdict = subscribed->get_future();
+  publisher.subscribe(
+      "Overtake/go",
+      [&](const Update&) {
+        if (filled.exchange(true)) return;
+        eventually([&] { return queued.load(); }, short_wait);
+        for (int i = 0; i < 8; ++i) publisher.publish("Overtake/fill", filler);
+      },
+      [subscribed](const Status& s) { subscribed->set_value(s); });
+  ASSERT_TRUE(await(std::move(verdict)));
+  trigger.publish("Overtake/go", "go");
+  // Queued while the publisher's thread is busy with its first dispatch (or about to be).
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto acked = publisher.publish_acked("Overtake/t", bytes_of("first"));
+  publisher.publish("Overtake/t", "second");
+  queued.store(true);
+  ASSERT_TRUE(await(std::move(acked), long_wait));
+  ASSERT_TRUE(log.wait_for(2, long_wait));
+  ASSERT_TRUE(filled.load());
+  EXPECT_EQ(first_difference(log.entries(), {"first", "second"}), "");
+}
+
 // Connections go to shards round-robin in accept order, and a topic lives on the shard its
 // path hashes to: with 64 topics and two publishers and two subscribers connected in the
 // order below, updates cross between the shards in every direction.

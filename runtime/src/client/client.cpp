@@ -617,6 +617,18 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
               std::memcpy(&record, payload.data(), sizeof record);
               payload = payload.subspan(sizeof record);
             }
+            if (dispatching && !deferred.empty()) {
+              // A command ahead of this frame waits for the dispatch to end: so does the
+              // frame, or a thread's calls would reach the broker out of order.
+              auto frame = std::make_unique<Command>();
+              frame->kind = Command::Kind::frame;
+              frame->frame.assign(payload.begin(), payload.end());
+              frame->record = record;
+              frame->queued = kind == record_queued_frame || kind == record_persisted_queued_frame;
+              frame->queued_bytes = payload.size();
+              deferred.push_back(std::move(frame));
+              return;
+            }
             const bool taken = !stream_closed && !closing && !close_when_flushed;
             if (kind == record_queued_frame || kind == record_persisted_queued_frame) {
               if (taken) take_reservation(payload.size());
@@ -629,7 +641,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
           std::memcpy(&command, payload.data(), sizeof command);
           std::unique_ptr<Command> owned(command);
           // A handler that publishes into a full outbox drains it from inside the dispatch:
-          // commands wait until the dispatch is over, so it never sees its lists change.
+          // commands (and the frames behind them) wait until the dispatch is over, so it
+          // never sees its lists change.
           if (dispatching) deferred.push_back(std::move(owned));
           else handle(std::move(*owned));
         },
