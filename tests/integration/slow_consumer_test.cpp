@@ -80,11 +80,13 @@ TEST(FaultSlowConsumer, subscriber_that_stops_reading_is_closed_while_others_rec
   ASSERT_TRUE(proxy.listening());
 
   UpdateLog slow_log, healthy_log_1, healthy_log_0;
-  SessionEnd slow_end;
+  SessionEnd slow_end, healthy_end_1, healthy_end_0;
   Client slow, healthy_1, healthy_0, publisher;
   // Accept order puts the slow subscriber and healthy_0 on shard 0, the others on shard 1.
   ASSERT_TRUE(connect_client(slow, proxy.url(), "slow-subscriber"));
   slow_end.listen(slow);
+  healthy_end_1.listen(healthy_1);
+  healthy_end_0.listen(healthy_0);
   ASSERT_TRUE(connect_client(healthy_1, broker.url(), "healthy-1"));
   ASSERT_TRUE(connect_client(healthy_0, broker.url(), "healthy-0"));
   ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
@@ -108,10 +110,34 @@ TEST(FaultSlowConsumer, subscriber_that_stops_reading_is_closed_while_others_rec
     else
       publisher.publish("Slow/t", padded_value(i, value_bytes));
   }
-  for (UpdateLog* log : {&healthy_log_1, &healthy_log_0}) {
-    EXPECT_TRUE(log->wait_for(n, long_wait))
-        << "a healthy subscriber received " << log->size() << " of " << n;
-    EXPECT_EQ(gap_or_disorder(log->entries(), value_bytes), "");
+  struct Healthy {
+    const char* name;
+    UpdateLog* log;
+    Client* client;
+    SessionEnd* end;
+  };
+  for (const Healthy& h : {Healthy{"healthy-1 (shard 1)", &healthy_log_1, &healthy_1, &healthy_end_1},
+                           Healthy{"healthy-0 (shard 0)", &healthy_log_0, &healthy_0, &healthy_end_0}}) {
+    if (!h.log->wait_for(n, long_wait)) {
+      // This once stopped at exactly an acknowledged publish's boundary and did not come back:
+      // say whose stream stopped, whether its session ended, and what the broker counted.
+      std::string errors;
+      {
+        std::lock_guard lock(h.end->mutex);
+        for (const Status& e : h.end->errors) errors += e.message + "; ";
+      }
+      const auto closed = h.end->wait(std::chrono::milliseconds(0));
+      const bool connected = h.client->is_connected();
+      broker.stop();
+      FAIL() << h.name << " received " << h.log->size() << " of " << n << " (healthy-1 "
+             << healthy_log_1.size() << ", healthy-0 " << healthy_log_0.size() << "); connected "
+             << connected << "; closed: " << closed.value_or("no")
+             << "; errors: " << (errors.empty() ? "none" : errors) << "; slow_consumer_closes "
+             << broker.counter_total("slow_consumer_closes") << ", publishes "
+             << broker.counter_total("publishes") << "\n"
+             << broker.log_tail(8000);
+    }
+    EXPECT_EQ(gap_or_disorder(h.log->entries(), value_bytes), "");
   }
 
   // Let the stalled bytes through: the subscriber reads what was sent before the close, then
