@@ -43,15 +43,11 @@ struct BenchArgs {
   std::uint64_t window_bytes = 1u << 20;
 };
 
-bool connect_or_report(Client& c, const std::string& url, bool spin) {
+bool connect_bench_client(Client& c, const std::string& url, bool spin) {
   auto options = bench_client_options(url);
   if (!options) return false;
   options->spin = spin;
-  if (auto s = c.connect(*options); !s) {
-    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
-    return false;
-  }
-  return true;
+  return connect_or_report(c, *options);
 }
 
 // Subscribes and waits until the broker has registered the selector on every shard.
@@ -87,7 +83,7 @@ void report(const runtime::BenchResult& r, bool json) {
 int run_throughput(const BenchArgs& a) {
   std::string topic = "Bench/" + unique_suffix();
   Client subscriber, publisher;
-  if (!connect_or_report(subscriber, a.url, a.spin) || !connect_or_report(publisher, a.url, a.spin)) return exit_usage;
+  if (!connect_bench_client(subscriber, a.url, a.spin) || !connect_bench_client(publisher, a.url, a.spin)) return exit_usage;
 
   std::atomic<std::uint64_t> received{0};
   std::atomic<std::uint64_t> out_of_order{0};
@@ -151,7 +147,7 @@ int run_rtt(const BenchArgs& a) {
   std::string base = "Bench/" + unique_suffix();
   std::string ping_topic = base + "/Ping", pong_topic = base + "/Pong";
   Client requester, responder;
-  if (!connect_or_report(requester, a.url, a.spin) || !connect_or_report(responder, a.url, a.spin)) return exit_usage;
+  if (!connect_bench_client(requester, a.url, a.spin) || !connect_bench_client(responder, a.url, a.spin)) return exit_usage;
 
   // The responder publishes every ping straight back from its client thread.
   Client* echo = &responder;

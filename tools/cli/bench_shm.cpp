@@ -109,10 +109,7 @@ int run_oneway(const OnewayArgs& a) {
   // The publisher's thread sleeps even with --spin: on two cores a spinning publisher, broker
   // and subscriber would take turns on the cores and measure the scheduler.
   Client publisher;
-  if (auto s = publisher.connect(options); !s) {
-    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
-    return exit_usage;
-  }
+  if (!connect_or_report(publisher, options)) return exit_usage;
   // Whole values: the transport is measured, not the delta codec.
   TopicProperties properties;
   properties.type = TopicType::binary;

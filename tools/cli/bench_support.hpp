@@ -38,6 +38,15 @@ inline std::optional<ClientOptions> bench_client_options(const std::string& url)
   return options;
 }
 
+// Connects `client`; says why on stderr when it cannot.
+inline bool connect_or_report(Client& client, const ClientOptions& options) {
+  if (auto s = client.connect(options); !s) {
+    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
+    return false;
+  }
+  return true;
+}
+
 // Nanoseconds of steady_clock (CLOCK_MONOTONIC: the same clock in every process here).
 inline std::uint64_t ns_of(bench_clock::time_point t) {
   return static_cast<std::uint64_t>(

@@ -81,10 +81,7 @@ int run_topics(const TopicsArgs& a) {
   // The publisher sleeps even with --spin, as in oneway: spinning clients and a broker would
   // take turns on a small machine's cores.
   Client publisher;
-  if (auto s = publisher.connect(options); !s) {
-    std::fprintf(stderr, "brook bench: %s\n", s.message.c_str());
-    return exit_usage;
-  }
+  if (!connect_or_report(publisher, options)) return exit_usage;
 
   options.spin = a.spin;
   const auto subscribe_start = clock::now();

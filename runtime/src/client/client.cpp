@@ -1979,7 +1979,7 @@ Status Client::publish(std::string_view path, std::span<const std::byte> value,
     impl_->submit(std::move(c));
     return Status::ok();
   }
-  if (!queued && !impl_->queue_file && impl_->send_directly(bytes, [&](std::byte* at) {
+  if (!queued && impl_->send_directly(bytes, [&](std::byte* at) {
         codec::write_publish(at, 0, path, type, value);
       }))
     return Status::ok();
