@@ -11,17 +11,9 @@ namespace {
 constexpr std::size_t staging_bytes = 65536;
 }  // namespace
 
-OutboundQueue::OutboundQueue(const OutboundLimits& limits) : ring_(16), limits_(limits) {}
+OutboundQueue::OutboundQueue(const OutboundLimits& limits) : limits_(limits) {}
 
 OutboundQueue::~OutboundQueue() { clear(); }
-
-void OutboundQueue::grow() {
-  // Grows by doubling while a session's backlog (or recovery window) reaches a new high;
-  // never per message in the steady state.
-  std::vector<OutFrame> bigger(ring_.size() * 2);
-  for (std::uint64_t p = head_; p != tail_; ++p) bigger[p & (bigger.size() - 1)] = at(p);
-  ring_.swap(bigger);
-}
 
 void OutboundQueue::release_frame(std::uint64_t position) noexcept {
   OutFrame& f = at(position);
@@ -45,7 +37,7 @@ const OutFrame* OutboundQueue::replaceable(std::uint64_t sequence) const noexcep
   const std::uint64_t position = sequence - 1;
   if (sequence == 0 || position < in_flight_end_ || position >= tail_) return nullptr;
   if (position == sent_ && sent_partly_ > 0) return nullptr;  // half of it is on the wire
-  return &ring_[position & (ring_.size() - 1)];
+  return &ring_[position];
 }
 
 bool OutboundQueue::replace(std::uint64_t sequence, const OutFrame& frame) {
@@ -58,7 +50,9 @@ bool OutboundQueue::replace(std::uint64_t sequence, const OutFrame& frame) {
 }
 
 void OutboundQueue::push_unbounded(const OutFrame& frame) {
-  if (tail_ - head_ == ring_.size()) grow();
+  // Grows while a session's backlog (or recovery window) reaches a new high; never per
+  // message in the steady state.
+  ring_.prepare(head_, tail_);
   at(tail_++) = frame;
   queued_bytes_ += frame.wire_bytes();
 }

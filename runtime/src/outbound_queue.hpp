@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "brook/runtime/shared_buffer.hpp"
+#include "chunked_ring.hpp"
 
 namespace brook::runtime {
 
@@ -124,15 +125,14 @@ class OutboundQueue {
   std::uint64_t oldest_retained_sequence() const noexcept { return head_ + 1; }
 
  private:
-  void grow();
   void release_frame(std::uint64_t position) noexcept;
   void trim_recovery_window() noexcept;
   void release_staging() noexcept;
-  OutFrame& at(std::uint64_t position) noexcept { return ring_[position & (ring_.size() - 1)]; }
+  OutFrame& at(std::uint64_t position) noexcept { return ring_[position]; }
   std::size_t staging_needed() noexcept;
   void retain_from_staging(std::uint64_t from, std::uint64_t to) noexcept;
 
-  std::vector<OutFrame> ring_;
+  ChunkedRing<OutFrame> ring_;
   SharedBuffer* staging_ = nullptr;  // heads and small bodies of the send in flight
   std::uint64_t head_ = 0;           // oldest retained frame
   std::uint64_t sent_ = 0;           // oldest frame not yet fully sent

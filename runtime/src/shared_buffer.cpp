@@ -28,22 +28,45 @@ BufferPool::~BufferPool() {
   }
 }
 
-void BufferPool::grow(std::uint8_t size_class) {
+std::size_t BufferPool::blocks_per_slab(std::size_t bytes) noexcept {
+  std::size_t size_class = 0;
+  while (size_class + 1 < class_bytes.size() && class_bytes[size_class] < bytes) ++size_class;
   const std::size_t block = sizeof(SharedBuffer) + class_bytes[size_class];
-  const std::size_t count = block >= slab_bytes / 2 ? 1 : (slab_bytes - slab_header_bytes) / block;
-  auto* slab = static_cast<std::byte*>(mi_malloc_aligned(slab_header_bytes + count * block, 64));
+  return block >= slab_bytes / 2 ? 1 : (slab_bytes - slab_header_bytes) / block;
+}
+
+void BufferPool::add_slab(std::uint8_t size_class) {
+  const std::size_t block = sizeof(SharedBuffer) + class_bytes[size_class];
+  const std::size_t bytes = blocks_per_slab(class_bytes[size_class]) * block;
+  auto* slab = static_cast<std::byte*>(mi_malloc_aligned(slab_header_bytes + bytes, 64));
   if (!slab) throw std::bad_alloc();
   *reinterpret_cast<std::byte**>(slab) = slabs_;
   slabs_ = slab;
-  for (std::size_t i = 0; i < count; ++i) {
-    auto* b = new (slab + slab_header_bytes + i * block) SharedBuffer();
-    b->capacity_ = class_bytes[size_class];
-    b->size_class_ = size_class;
-    b->pool_ = this;
-    b->next_free_ = free_[size_class];
-    free_[size_class] = b;
-  }
-  stats_.allocated_blocks += count;
+  carving_[size_class] = {slab + slab_header_bytes, slab + slab_header_bytes + bytes};
+  ++stats_.slabs;
+}
+
+SharedBuffer* BufferPool::carve(std::uint8_t size_class) noexcept {
+  Carving& slab = carving_[size_class];
+  const std::size_t block = sizeof(SharedBuffer) + class_bytes[size_class];
+  if (static_cast<std::size_t>(slab.end - slab.next) < block) return nullptr;
+  auto* b = new (slab.next) SharedBuffer();
+  slab.next += block;
+  b->capacity_ = class_bytes[size_class];
+  b->size_class_ = size_class;
+  b->pool_ = this;
+  ++stats_.allocated_blocks;
+  return b;
+}
+
+SharedBuffer* BufferPool::take_free(std::uint8_t size_class) noexcept {
+  SharedBuffer* b = free_[size_class];
+  if (!b) return nullptr;
+  free_[size_class] = b->next_free_;
+  // The free list is threaded through the blocks themselves, which are often cold by the
+  // time they come back: fetching the next one now hides that miss behind this update's work.
+  if (b->next_free_) __builtin_prefetch(b->next_free_, 1);
+  return b;
 }
 
 SharedBuffer* BufferPool::allocate(std::size_t bytes) {
@@ -59,13 +82,18 @@ SharedBuffer* BufferPool::allocate(std::size_t bytes) {
     b->pool_ = this;
     ++stats_.large_allocations;
   } else {
-    if (!free_[size_class]) collect_remote();
-    if (!free_[size_class]) grow(size_class);
-    b = free_[size_class];
-    free_[size_class] = b->next_free_;
-    // The free list is threaded through the blocks themselves, which are often cold by the
-    // time they come back: fetching the next one now hides that miss behind this update's work.
-    if (b->next_free_) __builtin_prefetch(b->next_free_, 1);
+    // Recycled blocks first, then the rest of the current slab; other threads' returns only
+    // when both are empty (one exchange, not one per allocation), and a new slab last.
+    b = take_free(size_class);
+    if (!b) b = carve(size_class);
+    if (!b) {
+      collect_remote();
+      b = take_free(size_class);
+    }
+    if (!b) {
+      add_slab(size_class);
+      b = carve(size_class);
+    }
   }
   b->size_ = static_cast<std::uint32_t>(bytes);
   // relaxed: the buffer is not shared yet; sharing it later publishes this store.

@@ -302,7 +302,9 @@ void run_broadcast_log_readers(bool stopped_reader) {
   }
   for (std::uint64_t seq = 1; seq <= count; ++seq) {
     publisher.publish("Shm/pin", value(seq));
-    if (seq % 20 == 0) ASSERT_TRUE(round_trip(publisher));  // paced: the readers keep up
+    if (seq % 20 == 0) {
+      ASSERT_TRUE(round_trip(publisher));  // paced: the readers keep up
+    }
   }
   for (auto& log : logs) {
     ASSERT_TRUE(log->wait_for(count, long_wait)) << log->size() << broker.log_tail();

@@ -61,6 +61,29 @@ TEST(SharedBuffer, each_size_class_serves_requests_up_to_its_size) {
   EXPECT_EQ(pool.stats().remote_returns, 0u);
 }
 
+TEST(SharedBuffer, a_slab_is_carved_one_block_per_allocation_not_all_at_once) {
+  BufferPool pool;
+  OwnPool own(pool);
+  SharedBuffer* first = pool.allocate(200);
+  EXPECT_EQ(pool.stats().slabs, 1u);
+  EXPECT_EQ(pool.stats().allocated_blocks, 1u) << "the rest of the slab is left untouched";
+  std::vector<SharedBuffer*> taken{first};
+  const std::size_t per_slab = BufferPool::blocks_per_slab(200);
+  for (std::size_t i = 1; i < per_slab; ++i) {
+    taken.push_back(pool.allocate(200));
+    // Consecutive blocks of the slab, in address order.
+    EXPECT_GT(reinterpret_cast<std::uintptr_t>(taken.back()),
+              reinterpret_cast<std::uintptr_t>(taken[taken.size() - 2]));
+  }
+  EXPECT_EQ(pool.stats().allocated_blocks, per_slab);
+  EXPECT_EQ(pool.stats().slabs, 1u);
+  taken.push_back(pool.allocate(200));
+  EXPECT_EQ(pool.stats().slabs, 2u) << "a used-up slab with nothing returned takes a new one";
+  for (SharedBuffer* b : taken) b->release();
+  EXPECT_EQ(pool.allocate(200), taken.back()) << "returned blocks come before the new slab's rest";
+  taken.back()->release();
+}
+
 TEST(SharedBuffer, a_zero_byte_request_gets_the_smallest_class) {
   BufferPool pool;
   OwnPool own(pool);
@@ -127,12 +150,14 @@ TEST(SharedBuffer, blocks_released_on_the_owning_thread_are_recycled_last_in_fir
   SharedBuffer* a = pool.allocate(1000);
   SharedBuffer* b = pool.allocate(1000);
   SharedBuffer* c = pool.allocate(1000);
-  const auto blocks = pool.stats().allocated_blocks;
   a->release();
   b->release();
   EXPECT_EQ(pool.allocate(1000), b);
   EXPECT_EQ(pool.allocate(1000), a);
-  // Recycling many times over never grows the pool.
+  // Recycling many times over never grows the pool: only the first allocation takes a block
+  // that was never used.
+  pool.allocate(1024)->release();
+  const auto blocks = pool.stats().allocated_blocks;
   for (int i = 0; i < 10'000; ++i) pool.allocate(1024)->release();
   EXPECT_EQ(pool.stats().allocated_blocks, blocks);
   EXPECT_EQ(pool.stats().remote_returns, 0u);
@@ -184,6 +209,8 @@ TEST(SharedBuffer, blocks_released_on_another_thread_come_back_through_collect_r
   EXPECT_EQ(std::count(handed.begin(), handed.end(), fresh), 0);
   EXPECT_EQ(pool.stats().remote_returns, 0u);
   fresh->release();
+  const auto blocks_with_fresh = pool.stats().allocated_blocks;
+  EXPECT_EQ(blocks_with_fresh, blocks + 1);
 
   pool.collect_remote();
   EXPECT_EQ(pool.stats().remote_returns, std::uint64_t{count});
@@ -196,7 +223,7 @@ TEST(SharedBuffer, blocks_released_on_another_thread_come_back_through_collect_r
   for (int i = 0; i < count; ++i) got.push_back(pool.allocate(i % 2 ? 300 : 3000));
   for (SharedBuffer* b : got) EXPECT_EQ(returned.count(b), 1u);
   EXPECT_EQ(std::set<SharedBuffer*>(got.begin(), got.end()).size(), std::size_t{count});
-  EXPECT_EQ(pool.stats().allocated_blocks, blocks);
+  EXPECT_EQ(pool.stats().allocated_blocks, blocks_with_fresh);
   for (SharedBuffer* b : got) b->release();
 }
 
@@ -204,9 +231,10 @@ TEST(SharedBuffer, allocation_collects_remote_returns_when_a_class_runs_dry) {
   BufferPool pool;
   OwnPool own(pool);
   // Take every block of the first slab of the 64 KiB class.
-  std::vector<SharedBuffer*> all{pool.allocate(65536)};
-  const auto slab_blocks = pool.stats().allocated_blocks;
-  for (std::uint64_t i = 1; i < slab_blocks; ++i) all.push_back(pool.allocate(65536));
+  const std::size_t slab_blocks = BufferPool::blocks_per_slab(65536);
+  ASSERT_GT(slab_blocks, 4u);
+  std::vector<SharedBuffer*> all;
+  for (std::size_t i = 0; i < slab_blocks; ++i) all.push_back(pool.allocate(65536));
   ASSERT_EQ(pool.stats().allocated_blocks, slab_blocks);
   SharedBuffer* victim = all[3];
   std::thread([victim] { victim->release(); }).join();
@@ -332,7 +360,7 @@ TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_threa
   EXPECT_EQ(bad_bytes, 0u);
   EXPECT_GT(stats_at_end.remote_returns, 0u) << "the consumer's last releases take the remote path";
   EXPECT_EQ(stats_at_end.large_allocations, (total + 996) / 997);
-  EXPECT_EQ(stats_at_end.allocated_blocks, stats_after_warmup.allocated_blocks)
+  EXPECT_EQ(stats_at_end.slabs, stats_after_warmup.slabs)
       << "the pool grew: released blocks did not come back in time";
   EXPECT_TRUE(every_block_came_back) << "some blocks never returned to their pool";
 }

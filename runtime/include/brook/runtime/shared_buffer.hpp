@@ -49,7 +49,8 @@ class SharedBuffer {
 static_assert(sizeof(SharedBuffer) % 16 == 0, "payload must stay 16-byte aligned");
 
 struct BufferPoolStats {
-  std::uint64_t allocated_blocks = 0;  // blocks carved from slabs, ever
+  std::uint64_t allocated_blocks = 0;  // blocks carved from slabs, ever (as they are first used)
+  std::uint64_t slabs = 0;             // slabs taken from the heap, ever
   std::uint64_t large_allocations = 0; // requests above the largest class (heap)
   std::uint64_t remote_returns = 0;    // blocks returned by other shards
 };
@@ -66,6 +67,8 @@ class BufferPool {
 
   // A buffer of at least `bytes` with one reference held by the caller.
   SharedBuffer* allocate(std::size_t bytes);
+  // How many blocks of the class that holds `bytes` one slab has room for.
+  static std::size_t blocks_per_slab(std::size_t bytes) noexcept;
   // Moves blocks that other threads released back onto the local free lists.
   void collect_remote() noexcept;
   const BufferPoolStats& stats() const noexcept { return stats_; }
@@ -75,10 +78,20 @@ class BufferPool {
 
  private:
   friend class SharedBuffer;
+  // Slabs are carved one block at a time, as allocations need them: threading a whole 1 MiB
+  // slab onto the free list at once faulted in its 256 pages in one go, a stall of a
+  // millisecond on the shard thread each time a recovery window grew by a slab.
+  struct Carving {
+    std::byte* next = nullptr;
+    std::byte* end = nullptr;
+  };
   void give_back(SharedBuffer* block) noexcept;
-  void grow(std::uint8_t size_class);
+  SharedBuffer* take_free(std::uint8_t size_class) noexcept;
+  SharedBuffer* carve(std::uint8_t size_class) noexcept;  // null: the class's slab is used up
+  void add_slab(std::uint8_t size_class);
 
   std::array<SharedBuffer*, class_bytes.size()> free_{};
+  std::array<Carving, class_bytes.size()> carving_{};
   std::atomic<SharedBuffer*> remote_free_{nullptr};
   std::byte* slabs_ = nullptr;  // singly linked through the first word of each slab
   BufferPoolStats stats_;
