@@ -128,6 +128,13 @@ void OutboundQueue::retain_from_staging(std::uint64_t from, std::uint64_t to) no
   for (std::uint64_t p = from; p != to; ++p) {
     OutFrame& f = at(p);
     if (f.staged_body_at == OutFrame::not_staged || !f.body) continue;
+    if (f.body->ref_count_hint() > 1) {
+      // Others hold this body too (every subscriber's window in a fan-out, or the topic's
+      // retained value): keeping it costs the window nothing, while a copy would cost a
+      // block per subscriber, faulted in fresh on the shard thread.
+      f.staged_body_at = OutFrame::not_staged;
+      continue;
+    }
     f.body->release();
     f.body = staging_;
     f.body_offset = f.staged_body_at;
