@@ -297,6 +297,33 @@ TEST_F(RequestCli, req_with_timeout_1_against_a_slow_command_exits_1) {
   EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(4000));
 }
 
+TEST_F(RequestCli, a_command_past_exec_timeout_is_killed_and_its_request_fails) {
+  auto replier = reply({"RequestCli/hung", "--exec", "sleep 30", "--exec-timeout", "0.5"});
+  ASSERT_TRUE(replier->handling()) << replier->describe();
+  auto started = Clock::now();
+  auto result = req({"RequestCli/hung", "hello"});
+  EXPECT_EQ(result.exit_code(), 3) << result.describe();
+  EXPECT_TRUE(contains(result.err, "ran longer than --exec-timeout (0.5 s)")) << result.describe();
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5)) << "the request waited for the command";
+
+  // A command that closes its output and keeps running is caught by the same limit.
+  auto quiet = reply({"RequestCli/quiet", "--exec", "exec >&- 2>&-; sleep 30", "--exec-timeout", "0.5"});
+  ASSERT_TRUE(quiet->handling()) << quiet->describe();
+  auto silent = req({"RequestCli/quiet", "hello"});
+  EXPECT_EQ(silent.exit_code(), 3) << silent.describe();
+  EXPECT_TRUE(contains(silent.err, "--exec-timeout")) << silent.describe();
+
+  // Within the limit, answers are as usual.
+  auto fast = reply({"RequestCli/fast", "--exec", "cat", "--exec-timeout", "5"});
+  ASSERT_TRUE(fast->handling()) << fast->describe();
+  auto answered = req({"RequestCli/fast", "quick"});
+  EXPECT_EQ(answered.exit_code(), 0) << answered.describe();
+  EXPECT_EQ(answered.out, "quick\n") << answered.describe();
+  EXPECT_STOPS_CLEANLY(fast);
+  EXPECT_STOPS_CLEANLY(quiet);
+  EXPECT_STOPS_CLEANLY(replier);
+}
+
 TEST_F(RequestCli, reply_exits_3_when_its_session_closes) {
   // No reconnection: the broker going away closes the session.
   auto replier = reply({"--reconnect-timeout", "0", "RequestCli/gone"});

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,7 +63,9 @@ struct CommandOutput {
 // closes; both may overlap with the workers, which take the mutex to register their commands.
 class CommandRunner {
  public:
-  explicit CommandRunner(std::string command) : command_(std::move(command)) {}
+  // time_limit zero: none.
+  CommandRunner(std::string command, std::chrono::milliseconds time_limit)
+      : command_(std::move(command)), time_limit_(time_limit) {}
   ~CommandRunner() { stop(); }
   CommandRunner(const CommandRunner&) = delete;
   CommandRunner& operator=(const CommandRunner&) = delete;
@@ -142,16 +145,35 @@ class CommandRunner {
     ::fcntl(in[1], F_SETFL, ::fcntl(in[1], F_GETFL) | O_NONBLOCK);
     if (input.empty()) ::close(std::exchange(in[1], -1));
 
+    // The command's end is watched too (a pidfd): one that closes its output and keeps
+    // running still meets the time limit.
+    int ended = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    const auto deadline = std::chrono::steady_clock::now() + time_limit_;
     std::size_t written = 0;
     char buffer[65536];
-    while (in[1] >= 0 || out[0] >= 0 || err[0] >= 0) {
-      pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
-      if (::poll(fds, 3, -1) < 0) {
+    while (in[1] >= 0 || out[0] >= 0 || err[0] >= 0 || ended >= 0) {
+      pollfd fds[4] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}, {ended, POLLIN, 0}};
+      int wait_ms = -1;
+      if (time_limit_.count() > 0) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          char limit[32];
+          std::snprintf(limit, sizeof limit, "%g", static_cast<double>(time_limit_.count()) / 1000);
+          result.problem = std::string("the command ran longer than --exec-timeout (") + limit + " s): killed";
+          ::kill(-pid, SIGKILL);
+          break;
+        }
+        wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 60'000));
+      }
+      if (::poll(fds, 4, wait_ms) < 0) {
         if (errno == EINTR) continue;
         result.problem = std::string("poll: ") + std::strerror(errno);
         ::kill(-pid, SIGKILL);
         break;
       }
+      // It ended: what it printed is still read to the end (its pipes may outlive it, held by
+      // a child it left running).
+      if (ended >= 0 && (fds[3].revents & (POLLIN | POLLHUP | POLLERR))) ::close(std::exchange(ended, -1));
       for (int i = 0; i < 2; ++i) {
         int& fd = i == 0 ? out[0] : err[0];
         if (fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -180,6 +202,7 @@ class CommandRunner {
       }
     }
     close_all();
+    if (ended >= 0) ::close(ended);
 
     // Wait without reaping, forget the group, then reap: until then the group id cannot be
     // reused, so stop() never signals a stranger.
@@ -251,6 +274,7 @@ class CommandRunner {
   }
 
   const std::string command_;
+  const std::chrono::milliseconds time_limit_;
   std::mutex mutex_;
   std::condition_variable reaped_;  // a command left running_
   std::list<Worker> workers_;
@@ -266,6 +290,7 @@ Action add_reply_command(CLI::App& app) {
     bool non_sticky = false;
     std::string path;
     std::optional<std::string> exec;
+    double exec_timeout_s = 60;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("reply", "answer the requests sent to PATH until SIGINT or SIGTERM");
@@ -276,6 +301,10 @@ Action add_reply_command(CLI::App& app) {
   cmd->add_option("--exec", args->exec,
                   "answer with COMMAND's output: run by /bin/sh -c with the payload on stdin; a "
                   "non-zero exit fails the request with its stderr");
+  cmd->add_option("--exec-timeout", args->exec_timeout_s,
+                  "seconds a COMMAND may run (default 60, 0: no limit); past it, its process group "
+                  "is killed and the request fails")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("path", args->path, "the endpoint, e.g. Pricing/Quote")->required();
 
   return [args]() -> int {
@@ -298,7 +327,8 @@ Action add_reply_command(CLI::App& app) {
     }
     // Declared before the client, so that the client (and its handler calls) goes first.
     std::optional<CommandRunner> runner;
-    if (args->exec) runner.emplace(*args->exec);
+    if (args->exec)
+      runner.emplace(*args->exec, std::chrono::milliseconds(static_cast<std::int64_t>(args->exec_timeout_s * 1000)));
     Client client;
     if (auto s = client.connect(options); !s) {
       std::fprintf(stderr, "brook reply: %s\n", s.message.c_str());
