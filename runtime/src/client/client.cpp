@@ -195,6 +195,8 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
   // start: the client thread takes over from connect(), and keeps it once it has ended.
   enum SendStateOwner : std::uint8_t { send_state_lent, send_state_held, send_state_left };
   std::atomic<std::uint8_t> send_state_owner{send_state_held};
+  // The client thread sleeps on send_state_owner (take_back_send_state) and says so here.
+  std::atomic<bool> client_waits_for_send_state{false};
   // Under the send state: when a call was last seen (taken by a caller, or drained by the
   // client thread); a call sooner after it is part of a burst.
   std::int64_t last_call_ns = 0;
@@ -527,14 +529,28 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     send_state_owner.store(send_state_lent, std::memory_order_release);
   }
   void take_back_send_state() {
-    // A caller holds it for one non-blocking write: spin briefly, then let it have the core.
+    // A caller holds it for one non-blocking write: spin briefly. Past that the caller was
+    // preempted mid-write, and a thread that yield-spun here kept it from the core it needed
+    // to finish (on two cores the caller then waited out a whole tick, 4 ms): sleep until
+    // it lets go instead (release_send_state wakes us).
     for (int tries = 0;; ++tries) {
       std::uint8_t owner = send_state_owner.load(std::memory_order_relaxed);
       if (owner != send_state_held &&
           send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
         return;
-      if (tries > 64) std::this_thread::yield();
+      if (tries < 64) continue;
+      // seq_cst, with release_send_state's: either it sees us waiting, or we see it released.
+      client_waits_for_send_state.store(true, std::memory_order_seq_cst);
+      if (send_state_owner.load(std::memory_order_seq_cst) == send_state_held)
+        send_state_owner.wait(send_state_held, std::memory_order_relaxed);
+      client_waits_for_send_state.store(false, std::memory_order_relaxed);
     }
+  }
+  // Caller side: hands the send state on (`lent` for the next caller, `left` for the client
+  // thread), waking the client thread if it fell asleep waiting for it.
+  void release_send_state(std::uint8_t to) {
+    send_state_owner.store(to, std::memory_order_seq_cst);
+    if (client_waits_for_send_state.load(std::memory_order_seq_cst)) send_state_owner.notify_one();
   }
 
   // Caller side: writes one session frame of `bytes` (filled in by `fill`) to the socket or
@@ -563,7 +579,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
         // Out of memory: nothing was logged or sent. The state goes back to the client
         // thread as it was (which would otherwise wait for it forever), and the call fails.
         out.clear();
-        send_state_owner.store(send_state_left, std::memory_order_release);
+        release_send_state(send_state_left);
         wake_client();
         throw;
       }
@@ -574,7 +590,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
     // Queued (or partly written): the client thread will be woken to send it, and takes the
     // send state back first; until then no other caller need try.
     const bool done = taken && !rest_waits;
-    send_state_owner.store(done ? send_state_lent : send_state_left, std::memory_order_release);
+    release_send_state(done ? send_state_lent : send_state_left);
     if (rest_waits) wake_client();
     return taken;
   }
