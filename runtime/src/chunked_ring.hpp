@@ -60,15 +60,17 @@ class ChunkedRing {
     std::vector<std::unique_ptr<T[]>> bigger(directory_.size() * 2);
     const std::size_t new_mask = bigger.size() - 1;
     const std::uint64_t first = head >> shift_, last = (tail - 1) >> shift_;
+    // The tail's chunk shares its slot with the head's when the ring wrapped inside one chunk:
+    // its entries, below the head's index, move to a chunk of their own. Allocated before
+    // anything moves, so that running out of memory leaves the ring as it was.
+    std::unique_ptr<T[]> own;
+    if (last - first == directory_.size()) own = std::make_unique<T[]>(std::size_t{1} << shift_);
     for (std::uint64_t c = first; c <= last; ++c) {
       std::unique_ptr<T[]>& from = directory_[c & old_mask];
       if (from) {
         bigger[c & new_mask] = std::move(from);
         continue;
       }
-      // The tail's chunk shared its slot with the head's (the ring wrapped inside one chunk):
-      // its entries, below the head's index, move to a chunk of their own.
-      auto own = std::make_unique<T[]>(std::size_t{1} << shift_);
       T* shared = bigger[first & new_mask].get();
       for (std::uint64_t p = c << shift_; p != tail; ++p)
         own[p & slot_mask()] = std::move(shared[p & slot_mask()]);

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -161,6 +162,7 @@ class CommandRunner {
           std::snprintf(limit, sizeof limit, "%g", static_cast<double>(time_limit_.count()) / 1000);
           result.problem = std::string("the command ran longer than --exec-timeout (") + limit + " s): killed";
           ::kill(-pid, SIGKILL);
+          ::kill(pid, SIGKILL);  // should the shell have left its group, waitid below still ends
           break;
         }
         wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 60'000));
@@ -304,7 +306,7 @@ Action add_reply_command(CLI::App& app) {
   cmd->add_option("--exec-timeout", args->exec_timeout_s,
                   "seconds a COMMAND may run (default 60, 0: no limit); past it, its process group "
                   "is killed and the request fails")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 1e7));  // up to ~115 days: the deadline stays far from overflow
   cmd->add_option("path", args->path, "the endpoint, e.g. Pricing/Quote")->required();
 
   return [args]() -> int {
@@ -328,7 +330,8 @@ Action add_reply_command(CLI::App& app) {
     // Declared before the client, so that the client (and its handler calls) goes first.
     std::optional<CommandRunner> runner;
     if (args->exec)
-      runner.emplace(*args->exec, std::chrono::milliseconds(static_cast<std::int64_t>(args->exec_timeout_s * 1000)));
+      runner.emplace(*args->exec,  // a limit under a millisecond rounds up, not down to "none"
+                     std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(args->exec_timeout_s * 1000))));
     Client client;
     if (auto s = client.connect(options); !s) {
       std::fprintf(stderr, "brook reply: %s\n", s.message.c_str());
