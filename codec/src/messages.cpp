@@ -238,7 +238,11 @@ std::span<const std::byte> FrameEncoder::finish(std::uint32_t root) {
 std::span<const std::byte> FrameEncoder::connect(std::string_view client_name,
                                                  std::string_view principal,
                                                  std::span<const std::byte> credentials) {
-  return connect(ConnectMsg{wire_version, client_name, principal, credentials});
+  ConnectMsg m;  // the rest (session, token, resume point) at their defaults: a new session
+  m.client_name = client_name;
+  m.principal = principal;
+  m.credentials = credentials;
+  return connect(m);
 }
 
 std::span<const std::byte> FrameEncoder::connect(const ConnectMsg& m) {
@@ -257,7 +261,10 @@ std::span<const std::byte> FrameEncoder::connect(const ConnectMsg& m) {
 
 std::span<const std::byte> FrameEncoder::connected(std::string_view session_id,
                                                    std::uint32_t max_frame_bytes) {
-  return connected(ConnectedMsg{session_id, max_frame_bytes});
+  ConnectedMsg m;
+  m.session_id = session_id;
+  m.max_frame_bytes = max_frame_bytes;
+  return connected(m);
 }
 
 std::span<const std::byte> FrameEncoder::connected(const ConnectedMsg& m) {
