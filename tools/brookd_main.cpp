@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <iostream>
 
+#include "brook/protocol.hpp"
 #include "brook/runtime/broker.hpp"
+#include "brook/version.hpp"
+#include "systemd_notify.hpp"
 
 // Every session is a socket: take the most descriptors the system allows us (the soft limit
 // is often 1024, far below the 10,000 sessions a broker should hold).
@@ -34,6 +37,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pin", no_pin, "do not pin shard threads to cores");
   app.add_option("--shm", shm_path, "Unix socket PATH for shared-memory clients (shm://PATH)");
   app.add_flag("--spin", spin, "shards busy-poll instead of sleeping (lowest latency, a core each)");
+  app.set_version_flag("--version", std::string("brookd ") + BROOK_VERSION_STRING + " (wire protocol " +
+                                        std::to_string(brook::wire_version) + ")");
   CLI11_PARSE(app, argc, argv);
 
   if (!config_path.empty()) {
@@ -74,10 +79,12 @@ int main(int argc, char** argv) {
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   std::fflush(stdout);
   std::fprintf(stderr, "brookd: %u shard(s)\n", broker.shard_count());
+  brook::tools::notify_systemd("READY=1");
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
   std::fprintf(stderr, "brookd: %s received, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  brook::tools::notify_systemd("STOPPING=1");
   broker.stop();
   std::fprintf(stderr, "%s", broker.describe_counters().c_str());
   return 0;

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "../../runtime/src/client/persistent_queue.hpp"
+#include "../../runtime/client/src/persistent_queue.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 
 namespace {

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <memory>
 
-#include "../../runtime/src/outbound_queue.hpp"
+#include "../../runtime/broker/src/outbound_queue.hpp"
 #include "brook/runtime/shared_buffer.hpp"
 
 namespace {

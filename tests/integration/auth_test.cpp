@@ -87,7 +87,7 @@ void expect_refused(const ClientOptions& options, const std::string& who) {
   Client client;
   Status status = client.connect(options);
   EXPECT_FALSE(status) << who << " was let in as " << client.session_id();
-  EXPECT_EQ(codec::to_string(status.code), codec::to_string(ErrorCode::authentication_failed))
+  EXPECT_EQ(brook::to_string(status.code), brook::to_string(ErrorCode::authentication_failed))
       << who << ": '" << status.message << "'";
   EXPECT_EQ(client.state(), ClientState::closed) << who;
 }
@@ -275,7 +275,7 @@ TEST_F(AuthNamedSession, wrong_password_cannot_take_it_over_present_or_away) {
     intruder.subscribe("Auth/c", intruder_log.handler());
     Status status = intruder.connect(login(broker_.url(), "alice", "guess", 5));
     EXPECT_FALSE(status) << "a wrong password resumed " << intruder.session_id();
-    EXPECT_EQ(codec::to_string(status.code), codec::to_string(ErrorCode::authentication_failed))
+    EXPECT_EQ(brook::to_string(status.code), brook::to_string(ErrorCode::authentication_failed))
         << "'" << status.message << "'";
     EXPECT_EQ(intruder_log.size(), 0u) << "the intruder was sent the session's updates";
   }

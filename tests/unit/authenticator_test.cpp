@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../runtime/src/authenticator.hpp"
+#include "../../runtime/broker/src/authenticator.hpp"
 
 namespace brook::runtime {
 namespace {

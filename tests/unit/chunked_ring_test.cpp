@@ -6,7 +6,7 @@
 #include <deque>
 #include <random>
 
-#include "../../runtime/src/chunked_ring.hpp"
+#include "../../runtime/broker/src/chunked_ring.hpp"
 
 namespace {
 

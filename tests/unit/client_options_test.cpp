@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "../../runtime/src/client/server_list.hpp"
+#include "../../runtime/client/src/server_list.hpp"
 #include "brook/client/client.hpp"
 
 namespace brook {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "../../runtime/src/outbound_queue.hpp"
+#include "../../runtime/broker/src/outbound_queue.hpp"
 #include "brook/runtime/shared_buffer.hpp"
 
 namespace brook::runtime {

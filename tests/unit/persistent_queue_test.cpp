@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "../../runtime/src/client/persistent_queue.hpp"
+#include "../../runtime/client/src/persistent_queue.hpp"
 
 namespace brook::client_detail {
 namespace {

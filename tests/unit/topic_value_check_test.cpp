@@ -1,5 +1,5 @@
 // The owner shard's check of published values against their topic's type.
-#include "../../runtime/src/topic_value_check.hpp"
+#include "../../runtime/broker/src/topic_value_check.hpp"
 
 #include <gtest/gtest.h>
 

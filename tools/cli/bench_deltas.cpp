@@ -11,6 +11,7 @@
 
 #include "brook/client/client.hpp"
 #include "brook/codec/delta.hpp"
+#include "brook/codec/frame.hpp"
 #include "brook/runtime/bench_report.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"

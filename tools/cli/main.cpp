@@ -3,12 +3,17 @@
 #include <iostream>
 #include <vector>
 
+#include "brook/protocol.hpp"
+#include "brook/version.hpp"
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"brook: publish, subscribe and measure against a Brook broker"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("brook ") + BROOK_VERSION_STRING + " (wire protocol " +
+                                        std::to_string(brook::wire_version) + ", libbrook-client " +
+                                        brook::library_version() + ")");
   std::vector<std::pair<CLI::App*, brook::cli::Action>> commands;
   auto add = [&](brook::cli::Action (*registrar)(CLI::App&)) {
     std::size_t before = app.get_subcommands({}).size();

@@ -37,7 +37,7 @@ Action add_pub_command(CLI::App& app) {
   return [args]() -> int {
     std::optional<TopicType> type;
     if (!args->type.empty()) {
-      type = codec::parse_topic_type(args->type);
+      type = brook::parse_topic_type(args->type);
       if (!type) {
         std::fprintf(stderr, "brook pub: unknown type '%s'\n", args->type.c_str());
         return exit_usage;

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "brook/client/client.hpp"
+#include "brook/codec/frame.hpp"
 #include "commands.hpp"
 #include "session_args.hpp"
 

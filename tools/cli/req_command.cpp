@@ -22,7 +22,7 @@ namespace {
 
 // "handler failed: oops" whether the library's message carries the code's name or not.
 std::string describe_failure(const Status& status) {
-  std::string code(codec::to_string(status.code));
+  std::string code(brook::to_string(status.code));
   if (status.message.empty()) return code;
   if (status.message.starts_with(code)) return status.message;
   return code + ": " + status.message;
@@ -99,7 +99,7 @@ Action add_req_command(CLI::App& app) {
   return [args]() -> int {
     std::optional<TopicType> type;
     if (!args->type.empty()) {
-      type = codec::parse_topic_type(args->type);
+      type = brook::parse_topic_type(args->type);
       if (!type) {
         std::fprintf(stderr, "brook req: unknown type '%s'\n", args->type.c_str());
         return exit_usage;

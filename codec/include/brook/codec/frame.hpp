@@ -19,11 +19,12 @@
 #include <span>
 #include <string_view>
 
+#include "brook/protocol.hpp"
+
 namespace brook::codec {
 
 static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
 
-inline constexpr std::uint16_t wire_version = 1;
 inline constexpr std::size_t frame_header_bytes = 8;
 inline constexpr std::size_t update_head_bytes = 32;
 inline constexpr std::size_t publish_head_bytes = 16;
@@ -34,53 +35,17 @@ enum class FrameKind : std::uint16_t { control = 1, update = 2, publish = 3, sha
 inline constexpr std::uint16_t max_frame_kind = 4;
 inline constexpr std::size_t shared_update_bytes = update_head_bytes + 16;
 
-enum class TopicType : std::uint8_t { json = 0, string = 1, binary = 2, int64 = 3, float64 = 4 };
-inline constexpr std::uint8_t topic_type_count = 5;
+// The types an application sees (brook/protocol.hpp), by their codec names.
+using brook::ErrorCode;
+using brook::parse_topic_type;
+using brook::to_string;
+using brook::topic_type_count;
+using brook::TopicProperties;
+using brook::TopicType;
+using brook::UpdateEncoding;
+using brook::wire_version;
 // In a publish frame: "whatever type the topic has" (string when the publish creates it).
 inline constexpr std::uint8_t topic_type_unspecified = 0xff;
-
-std::string_view to_string(TopicType type);
-
-// What a topic is, fixed when it is created (explicitly, or by its first publish with these
-// defaults).
-struct TopicProperties {
-  TopicType type = TopicType::string;
-  bool conflate = false;  // a slow subscriber's unsent update is replaced by the newer one
-  bool deltas = true;     // send a delta against the subscriber's value when it is smaller
-  bool retain = true;     // false: an event topic, no current value kept or sent on subscribe
-};
-
-// The body of an update frame: the value itself, or a delta against the subscriber's value
-// at topic_seq - 1 (codec/delta.hpp).
-enum class UpdateEncoding : std::uint8_t { full = 0, delta = 1 };
-// Accepts json, string, binary, int64, double.
-std::optional<TopicType> parse_topic_type(std::string_view text);
-
-// Mirrors brook.wire.ErrorCode; kept here so that nothing outside codec/ sees generated code.
-enum class ErrorCode : std::uint16_t {
-  none = 0,
-  malformed_frame = 1,
-  frame_too_large = 2,
-  unknown_frame = 3,
-  invalid_selector = 4,
-  invalid_path = 5,
-  type_mismatch = 6,
-  invalid_value = 7,
-  not_connected = 8,
-  protocol_version = 9,
-  queue_full = 10,
-  internal = 11,
-  authentication_failed = 12,
-  session_not_found = 13,
-  session_closed = 14,
-  delta_rejected = 15,  // client side: a delta did not apply; the full value was asked for
-  no_handler = 16,
-  handler_gone = 17,
-  handler_failed = 18,
-  request_timeout = 19,
-  too_many_requests = 20,
-};
-std::string_view to_string(ErrorCode code);
 
 // Header flags. A broker frame with `sequenced` belongs to the session's outbound stream and
 // takes the next session sequence number (the client counts them; an update also carries its

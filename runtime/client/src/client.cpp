@@ -142,7 +142,7 @@ Response failed_response(ErrorCode code, std::string message) {
 
 }  // namespace
 
-struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_this<Client::Impl> {
+struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_shared_from_this<Client::Impl> {
   struct LocalSubscription {
     runtime::Selector selector;
     UpdateHandler handler;
@@ -1760,7 +1760,7 @@ struct Client::Impl final : transport::ReactorHandler, std::enable_shared_from_t
 // ---- request/response ---------------------------------------------------------------------
 
 // One request's answer, shared by the copies of its Responder.
-struct Responder::State {
+struct BROOK_LOCAL Responder::State {
   std::weak_ptr<Client::Impl> client;
   std::uint64_t id = 0;
   std::atomic<bool> answered{false};

@@ -21,12 +21,10 @@
 #include <string_view>
 #include <vector>
 
-#include "brook/codec/frame.hpp"
+#include "brook/export.hpp"
+#include "brook/protocol.hpp"
 
 namespace brook {
-
-using codec::ErrorCode;
-using codec::TopicType;
 
 struct Status {
   ErrorCode code = ErrorCode::none;
@@ -36,7 +34,7 @@ struct Status {
 };
 
 // $BROOK_URL, else tcp://127.0.0.1:9090.
-std::string default_url();
+BROOK_API std::string default_url();
 
 enum class ClientState : std::uint8_t {
   connecting,  // before the broker's first answer
@@ -44,7 +42,7 @@ enum class ClientState : std::uint8_t {
   recovering,  // no connection (dropped, or no server reachable yet): polling the servers
   closed,      // dead: the session is over and the client takes no more calls
 };
-std::string_view to_string(ClientState state);
+BROOK_API std::string_view to_string(ClientState state);
 
 // Given to the reconnection strategy after a connection drops and after each failed attempt.
 // The strategy calls reconnect() (now or after a delay) or abort() (closes the session);
@@ -149,15 +147,12 @@ struct ClientOptions {
 // close_timeout_ms, queue_path, queue_fsync ("never", "batch", "always"), principal,
 // session_number, client_name, send_from_caller (true or false). Absent keys keep their value.
 // Returns "" or why the file was refused.
-std::string load_client_options(const std::string& path, ClientOptions& options);
+BROOK_API std::string load_client_options(const std::string& path, ClientOptions& options);
 // Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
 // BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES,
 // BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER (1, 0, true, false).
 // Returns "" or which variable is malformed.
-std::string apply_client_environment(ClientOptions& options);
-
-using codec::TopicProperties;
-using codec::UpdateEncoding;
+BROOK_API std::string apply_client_environment(ClientOptions& options);
 
 // One change of a topic's value: (path, old value, new value, topic sequence). The client keeps
 // each subscribed topic's value and applies the broker's deltas to it, so `value` is always
@@ -215,7 +210,7 @@ struct Request {
 // Answers one request, once: respond() or fail(), from any thread, during the handler call or
 // later. Copies share the one answer; the first call wins, later ones do nothing. When the
 // last copy goes away unanswered, the request fails ("no response").
-class Responder {
+class BROOK_API Responder {
  public:
   void respond(std::span<const std::byte> payload, TopicType type = TopicType::string);
   void respond(std::string_view text, TopicType type = TopicType::string);
@@ -249,7 +244,7 @@ class Subscription {
   std::uint64_t id_ = 0;
 };
 
-class Client {
+class BROOK_API Client {
  public:
   Client();
   explicit Client(std::size_t outbox_bytes);
