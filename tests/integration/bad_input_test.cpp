@@ -382,5 +382,18 @@ TEST_F(FaultBadInput, second_connect_gets_an_error_frame_and_a_close) {
   finish();
 }
 
+TEST_F(FaultBadInput, client_speaking_another_wire_version_is_refused_naming_both_versions) {
+  codec::FrameEncoder encoder;
+  for (std::uint16_t version : {std::uint16_t(0), std::uint16_t(wire_version + 1)}) {
+    auto c = raw(/*greet=*/false);
+    ASSERT_TRUE(c->send_bytes(encoder.connect(codec::ConnectMsg{.protocol_version = version,
+                                                                .client_name = "from-the-future"})));
+    expect_refused_and_closed(*c, {codec::ErrorCode::protocol_version}, "another wire version",
+                              "protocol version " + std::to_string(version) +
+                                  " is not supported (broker speaks " + std::to_string(wire_version));
+  }
+  finish();
+}
+
 }  // namespace
 }  // namespace brook::test
