@@ -125,13 +125,17 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     auto turn_start = now_ns();
     std::size_t work = 0;
     if (overflow_count_) flush_overflow();
-    if (!back_pressured()) work += drain_mailboxes();
+    // Mailboxes are drained on every turn, back-pressured or not; see send_to() for why
+    // this cannot deadlock.
+    work += drain_mailboxes();
     if (!paused_.empty() && !back_pressured()) resume_paused();
     if (!to_resume_.empty() && !back_pressured()) resume_attached();
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
     if (!shm_slots_.empty()) poll_shm();
-    const std::uint64_t now = turn_start;
+    // Read again: the mailboxes just drained may have adopted connections, stamped after
+    // turn_start, which a check against turn_start would find 2^64 ns old and time out.
+    const std::uint64_t now = now_ns();
     if (now >= next_liveness_check_ns_) {
       check_liveness(now);
       next_liveness_check_ns_ = now + liveness_period_ns(options_);
@@ -216,9 +220,23 @@ void Shard::send_to(unsigned shard, const ShardMessage& message) {
     peers_to_wake_ |= std::uint64_t{1} << shard;
     return;
   }
-  // The peer's ring is full: keep order by queueing behind it. While anything waits here the
-  // shard reads no sockets and no mailboxes, which pushes back on the producers (TCP windows
-  // close), so this queue stays bounded by one turn's work.
+  // The peer's ring is full: keep order by queueing behind it, never drop. While anything
+  // waits here the shard is back-pressured: it reads no sockets (TCP windows close towards
+  // its publishers), but it keeps draining its own mailboxes.
+  //
+  // Why that cannot deadlock: draining a mailbox never waits. Handling a record either
+  // finishes locally or produces records for other shards, which go into their rings or
+  // behind them here. So every shard empties its inbound rings at least mailbox_batch
+  // records per turn whatever its peers do, and a full ring A->B always drains on B's next
+  // turn: no cycle of shards can wait on each other. (Before, a back-pressured shard also
+  // stopped draining; two shards whose rings to each other were full then slept for ever.)
+  //
+  // Why this queue stays bounded: new work enters the broker only through socket reads,
+  // which stop here while it is non-empty and on every other shard whose ring to a peer is
+  // full. What is then in flight is finite (frames already read, and the records derived
+  // from them: a publish becomes one deliver per interested shard, a request one answer),
+  // and peers consume it at mailbox_batch per turn, so the queue holds at most what the
+  // records already read can derive.
   pending.push_back(message);
   ++overflow_count_;
   ++counters_.mailbox_overflows;

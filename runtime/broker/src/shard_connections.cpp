@@ -120,7 +120,15 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
     }
     return;
   }
-  if (completion.result == -ECANCELED && c.paused) return;
+  if (completion.result == -ECANCELED) {
+    // Cancelled to pause input. A resume_input() that ran before this completion found the
+    // receive still armed and left re-arming it to us.
+    if (!c.paused) {
+      c.recv_armed = true;
+      reactor_->recv_multishot(c.fd, token_of(c));
+    }
+    return;
+  }
   // EOF or a socket error: the connection is gone; its session (if any) waits for the
   // client to come back. A shm client that is gone reads nothing more from its ring, but
   // what it wrote there before it went (a Close, its last publishes) is read first.

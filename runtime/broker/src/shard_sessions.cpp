@@ -337,6 +337,12 @@ void Shard::abandon(Connection& c) {
   begin_close(c);
 }
 
+namespace {
+// Time from `since` to `now`, zero when `since` is later: a connection adopted, or heard,
+// after `now` was read is not old.
+std::uint64_t elapsed(std::uint64_t now, std::uint64_t since) { return now > since ? now - since : 0; }
+}  // namespace
+
 void Shard::check_liveness(std::uint64_t now) {
   if (!draining_links_.empty()) sweep_draining_links(now);
   const std::uint64_t interval = ms_to_ns(options_.ping_interval_ms);
@@ -345,19 +351,19 @@ void Shard::check_liveness(std::uint64_t now) {
     Connection* c = owned.get();
     if (!c || c->closing) continue;
     if (c->state == ConnectionState::greeting) {
-      if (now - c->last_heard_ns > connect_window)
+      if (elapsed(now, c->last_heard_ns) > connect_window)
         protocol_error(*c, codec::ErrorCode::not_connected,
                        "no connect within " + std::to_string(options_.connect_timeout_ms) + " ms");
       continue;
     }
     if (c->state != ConnectionState::attached) continue;
     if (c->ping_sent_ns != 0) {
-      if (now - c->ping_sent_ns >= interval) {
+      if (elapsed(now, c->ping_sent_ns) >= interval) {
         // No answer for a whole interval: the connection is dead, the session waits.
         ++counters_.ping_timeouts;
         abandon(*c);
       }
-    } else if (now - c->last_heard_ns >= interval) {
+    } else if (elapsed(now, c->last_heard_ns) >= interval) {
       c->ping_sent_ns = now;
       send_control(*c, encoder_.ping(now, now));
     }
