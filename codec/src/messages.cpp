@@ -69,7 +69,7 @@ Decoded decode_control(const fb::Message* msg) {
       return {DecodeError::none,
               ConnectMsg{b->protocol_version(), view(b->client_name()), view(b->principal()),
                          bytes_of(b->credentials()), b->session_number(), bytes_of(b->token()),
-                         b->last_received(), b->reconnect_timeout_ms()}};
+                         b->last_received(), b->reconnect_timeout_ms(), b->new_if_missing()}};
     }
     case fb::Body::Connected: {
       auto b = msg->body_as_Connected();
@@ -256,7 +256,7 @@ std::span<const std::byte> FrameEncoder::connect(const ConnectMsg& m) {
     token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
   BROOK_FINISH(Connect, fb::CreateConnect(*fbb_, m.protocol_version, name, who, creds,
                                           m.session_number, token, m.last_received,
-                                          m.reconnect_timeout_ms));
+                                          m.reconnect_timeout_ms, m.new_if_missing));
 }
 
 std::span<const std::byte> FrameEncoder::connected(std::string_view session_id,

@@ -5,6 +5,8 @@
 // out last, after the queue. A FaultProxy in front of the publisher holds its connection back
 // until the subscriber is in place, so that "every update arrives" is a fact, not a race.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -421,6 +423,73 @@ TEST(FailSafeClient, a_publisher_killed_while_the_broker_was_away_sends_its_pers
   std::remove(queue_path.c_str());
   std::remove((queue_path + ".compact").c_str());
   ::rmdir(dir.c_str());
+}
+
+// A publisher with a persistent queue, killed with kill -9 while connected to a broker that
+// has no credentials file, started again: it resumes its named session with the token its
+// queue file recorded (a name alone would be refused), and its new updates go out in it.
+TEST(FailSafeClient, a_publisher_killed_while_connected_resumes_its_named_session_with_the_recorded_token) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  char dir_pattern[] = "/tmp/brook-failsafe-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_pattern);
+  const std::string queue_path = dir + "/publisher.queue";
+  auto publisher_options = [&] {
+    ClientOptions o = failsafe_options(broker.url(), "persistent-publisher");
+    o.queue_path = queue_path;
+    o.queue_fsync = QueueFsync::never;  // the page cache survives kill -9
+    o.session_number = 9;
+    return o;
+  };
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "token-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Token/t", log));
+
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // the first run: connected, one acknowledged publish, then kill -9
+    ::close(ready[0]);
+    Client c;
+    if (!c.connect(publisher_options())) ::_exit(3);
+    auto verdict = c.publish_acked("Token/t", std::as_bytes(std::span("first", 5)));
+    if (verdict.wait_for(short_wait) != std::future_status::ready || !verdict.get()) ::_exit(4);
+    ::write(ready[1], "x", 1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  pollfd wait_ready{ready[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&wait_ready, 1, 10'000), 1) << "the first run did not publish";
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+
+  // Someone else naming the session, without its token, is refused while it waits.
+  Client thief;
+  ClientOptions by_name = failsafe_options(broker.url(), "thief");
+  by_name.session_number = 9;
+  by_name.retries = 0;
+  EXPECT_FALSE(thief.connect(by_name));
+
+  Client second_run;
+  Status connected = second_run.connect(publisher_options());
+  ASSERT_TRUE(connected) << connected.message;
+  EXPECT_EQ(second_run.session_id(), "anonymous/9");
+  auto verdict = second_run.publish_acked("Token/t", std::as_bytes(std::span("second", 6)));
+  ASSERT_EQ(verdict.wait_for(short_wait), std::future_status::ready);
+  EXPECT_TRUE(verdict.get());
+  EXPECT_TRUE(log.wait_until(
+      [](const std::vector<Received>& entries) { return !entries.empty() && entries.back().value == "second"; },
+      short_wait));
+  second_run.close();
+  subscriber.close();
+  broker.stop();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -774,5 +774,43 @@ TEST(PersistentQueue, a_process_killed_while_appending_leaves_every_frame_it_had
   }
 }
 
+TEST(PersistentQueue, the_last_recorded_session_and_token_survive_reopen_and_rewrite) {
+  TempDir dir;
+  auto options = never_sync();
+  options.drained_truncate_bytes = 4096;
+  std::array<std::byte, PersistentQueue::token_bytes> first{}, second{};
+  first.fill(std::byte{0x11});
+  second.fill(std::byte{0x22});
+  {
+    auto queue = open_queue(dir.file(), options);
+    ASSERT_TRUE(queue);
+    EXPECT_EQ(queue->session_id(), "");
+    append_frames(*queue, 1, 5, size_100);
+    ASSERT_TRUE(queue->remember_session("feed/7", first)) << queue->error();
+    const auto size = queue->file_bytes();
+    ASSERT_TRUE(queue->remember_session("feed/7", first));
+    EXPECT_EQ(queue->file_bytes(), size) << "the same session was recorded twice";
+    ASSERT_TRUE(queue->remember_session("feed/7", second)) << queue->error();
+    append_frames(*queue, 6, 60, size_100);
+  }
+  {
+    auto queue = open_queue(dir.file(), options);
+    ASSERT_TRUE(queue);
+    EXPECT_TRUE(queue->warnings().empty());
+    EXPECT_EQ(queue->session_id(), "feed/7");
+    EXPECT_EQ(queue->session_token(), second);
+    EXPECT_EQ(pending_frames(*queue), expected_frames(1, 60, size_100));
+    // Drained past the threshold: the file is rewritten, and keeps the session.
+    EXPECT_TRUE(queue->confirm(60)) << queue->error();
+    EXPECT_LT(size_on_disk(dir.file()), 4096u);
+  }
+  auto queue = open_queue(dir.file(), options);
+  ASSERT_TRUE(queue);
+  EXPECT_TRUE(queue->warnings().empty());
+  EXPECT_EQ(queue->session_id(), "feed/7");
+  EXPECT_EQ(queue->session_token(), second);
+  EXPECT_EQ(queue->append(frame_for(61)), 61u);
+}
+
 }  // namespace
 }  // namespace brook::client_detail

@@ -243,6 +243,10 @@ struct PendingConnect {
   bool has_token = false;
   std::uint64_t last_received = 0;
   std::uint32_t reconnect_timeout_ms = 0;
+  bool new_if_missing = false;  // with a token: open the named session anew if it is gone
+  // The credentials were checked against the credentials file (never without one): only
+  // then may a named session be taken over without its token.
+  bool verified = false;
 };
 
 enum class ConnectionState : std::uint8_t {
@@ -278,6 +282,9 @@ struct Connection {
   std::vector<std::byte> control_sending;
   std::unique_ptr<PendingConnect> pending;
   std::uint64_t last_heard_ns = 0;
+  // A closing connection still sending its last words (a takeover's reason) is abandoned at
+  // this time if it has not finished (0: never).
+  std::uint64_t abandon_at_ns = 0;
   std::uint64_t ping_sent_ns = 0;  // 0: no ping outstanding
   unsigned handoff_shard = 0;
   ::msghdr msg{};

@@ -22,6 +22,8 @@ namespace brook::runtime {
 namespace {
 
 constexpr std::string_view anonymous_principal = "anonymous";
+// How long a session's old connection has to take the reason it was taken over.
+constexpr std::uint64_t takeover_grace_ns = 200'000'000;
 
 bool valid_principal(std::string_view p) {
   if (p.empty() || p.size() > 128) return false;
@@ -99,6 +101,7 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
   if (pending->has_token) std::memcpy(pending->token.data(), m.token.data(), m.token.size());
   pending->last_received = m.last_received;
   pending->reconnect_timeout_ms = m.reconnect_timeout_ms;
+  pending->new_if_missing = m.new_if_missing;
   c.pending = std::move(pending);
   c.state = ConnectionState::waiting;
   if (!c.pending->has_token && principal == anonymous_principal && !options_.allow_anonymous) {
@@ -122,6 +125,7 @@ void Shard::on_authenticated(std::uint64_t connection_token, bool accepted) {
                    "authentication failed for principal '" + c->pending->principal + "'");
     return;
   }
+  c->pending->verified = true;
   open_session(*c);
 }
 
@@ -138,13 +142,16 @@ void Shard::open_session(Connection& c) {
     ++counters_.refused_requests;
     protocol_error(c, code, message);
   };
+  // A session is resumed only with a proof: its token, or (a takeover by a new login) the
+  // principal's credentials checked against the credentials file. Without that file a
+  // principal is only a name anyone can state, so a name alone never resumes a session.
   if (p.has_token) {
-    if (!s) {
+    if (!s && !(p.new_if_missing && p.session_number > 0)) {
       refuse_connect(codec::ErrorCode::session_not_found,
                      "session " + id + " not found: it was closed or its reconnect timeout passed");
       return;
     }
-    if (!same_token(s->token, p.token)) {
+    if (s && !same_token(s->token, p.token)) {
       refuse_connect(codec::ErrorCode::authentication_failed, "wrong token for session " + id);
       return;
     }
@@ -152,9 +159,12 @@ void Shard::open_session(Connection& c) {
     refuse_connect(codec::ErrorCode::authentication_failed,
                    "session " + id + " was numbered by the broker: resume it with its token");
     return;
-  } else if (s && p.principal == anonymous_principal) {
+  } else if (s && !p.verified) {
     refuse_connect(codec::ErrorCode::authentication_failed,
-                   "session " + id + " exists: an anonymous session is resumed with its token");
+                   "session " + id + " exists: resume it with its token" +
+                       (p.principal == anonymous_principal ? std::string(" (an anonymous session has no other proof)")
+                        : authenticator_ ? std::string()
+                                         : std::string(" (without a credentials file, a principal's name proves nothing)")));
     return;
   }
 
@@ -191,11 +201,22 @@ void Shard::open_session(Connection& c) {
   if (p.reconnect_timeout_ms != 0)
     s->reconnect_timeout_ms = std::min(p.reconnect_timeout_ms, options_.reconnect_timeout_max_ms);
   if (s->connection) {
-    // The broker still holds the session's previous connection (the client saw it drop
-    // first, or it is a blackhole): end it, and attach this one once it is released.
+    // The broker still holds the session's previous connection: end it, and attach this one
+    // once it is released.
     Connection& old = *s->connection;
     s->waiting_connection = token_of(c);
-    abandon(old);
+    if (p.has_token) {
+      // The same client, back before the broker saw its old connection drop (or that one is
+      // a blackhole): nobody to tell.
+      abandon(old);
+      return;
+    }
+    // A new login of the principal takes the session over: the old connection is told why,
+    // so that its client ends rather than resumes, and is given a moment to read it.
+    send_control(old, encoder_.error(codec::ErrorCode::session_closed, 0,
+                                     "taken over by a new login of " + p.principal));
+    begin_close(old);
+    old.abandon_at_ns = now_ns() + takeover_grace_ns;
     return;
   }
   attach(*s, c, true);
@@ -349,6 +370,11 @@ void Shard::check_liveness(std::uint64_t now) {
   const std::uint64_t connect_window = ms_to_ns(options_.connect_timeout_ms);
   for (auto& owned : connections_) {
     Connection* c = owned.get();
+    if (c && c->closing && c->abandon_at_ns != 0 && now >= c->abandon_at_ns) {
+      c->abandon_at_ns = 0;
+      abandon(*c);  // a connection that would not take its last words
+      continue;
+    }
     if (!c || c->closing) continue;
     if (c->state == ConnectionState::greeting) {
       if (elapsed(now, c->last_heard_ns) > connect_window)

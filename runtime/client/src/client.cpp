@@ -245,6 +245,8 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
   std::vector<std::string> queue_file_warnings;  // from opening it, reported on the thread
   std::uint64_t kept_from_earlier_run = 0;        // calls it held unconfirmed, sent first
   std::string fresh_session_reason;
+  // The first Connect resumes the session the persistent queue recorded, with its token.
+  bool resume_with_recorded_token = false;
 
   // The client's queue: calls made while not connected. Callers reserve room in these
   // (reserve()); the client thread gives it back once the calls went out (or failed).
@@ -681,6 +683,12 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     m.credentials = std::as_bytes(std::span(options.credentials));
     m.session_number = resume ? session_number : options.session_number;
     if (resume) m.token = token;
+    if (!resume && std::exchange(resume_with_recorded_token, false)) {
+      // Resume the session an earlier run of this process recorded, or open it anew if the
+      // broker no longer has it.
+      m.token = token;
+      m.new_if_missing = true;
+    }
     m.last_received = received_seq;
     m.reconnect_timeout_ms = static_cast<std::uint32_t>(
         std::clamp<std::int64_t>(options.reconnect_timeout.count(), 1, 0xffffffffLL));
@@ -1196,6 +1204,14 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     });
     queue_file_confirmed = queue_file->confirmed_id();
     kept_from_earlier_run = kept;
+    // A named session this file recorded: the first Connect resumes it with its token, which
+    // is the proof a broker without a credentials file asks for.
+    if (options.session_number > 0 &&
+        queue_file->session_id() == (options.principal.empty() ? std::string("anonymous") : options.principal) +
+                                        "/" + std::to_string(options.session_number)) {
+      std::copy(queue_file->session_token().begin(), queue_file->session_token().end(), token.begin());
+      resume_with_recorded_token = true;
+    }
     return Status::ok();
   }
 
@@ -1465,6 +1481,13 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
     if (auto slash = session_id.rfind('/'); slash != std::string::npos)
       session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
+    if (queue_file && session_number > 0) {
+      std::lock_guard lock(queue_file_mutex);
+      if (!queue_file->remember_session(session_id, token) && error_listener)
+        error_listener(error_status(ErrorCode::internal, "persistent queue " + options.queue_path +
+                                                             ": cannot record the session's token: " +
+                                                             queue_file->error()));
+    }
     received_seq = m.next_sequence - 1;
     if (recovering) {
       if (has_session && (fresh_session || !m.resumed)) restart_session(m, previous_id);

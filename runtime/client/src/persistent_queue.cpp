@@ -22,7 +22,8 @@ constexpr std::size_t file_header_bytes = 16;    // magic, version, reserved
 constexpr std::size_t record_header_bytes = 17;  // length, checksum, kind, id
 constexpr std::size_t checksummed_from = 8;      // kind, id and payload are checksummed
 
-enum class RecordKind : std::uint8_t { frame = 1, confirm = 2, base = 3 };
+enum class RecordKind : std::uint8_t { frame = 1, confirm = 2, base = 3, session = 4 };
+constexpr std::size_t max_session_id_bytes = 512;
 
 // Opening, iterating and rewriting read the file in pieces this large.
 constexpr std::size_t read_chunk_bytes = 1u << 20;
@@ -349,6 +350,12 @@ bool PersistentQueue::load_records(std::uint64_t file_bytes, std::string& error)
       }
       confirmed_id_ = id;
       forget_confirmed_records();
+    } else if (kind == RecordKind::session && id == 0 && length > PersistentQueue::token_bytes &&
+               length <= PersistentQueue::token_bytes + max_session_id_bytes) {
+      const auto payload = record.subspan(record_header_bytes);
+      std::memcpy(session_token_.data(), payload.data(), token_bytes);
+      session_id_.assign(reinterpret_cast<const char*>(payload.data() + token_bytes), length - token_bytes);
+      session_record_bytes_ = record_bytes;
     } else if (kind == RecordKind::base && length == 0) {
       if (offset != file_header_bytes) {
         problem = "is a base record after the start of the file";
@@ -438,6 +445,24 @@ bool PersistentQueue::confirm(std::uint64_t id) {
   return rewrite_if_worthwhile();
 }
 
+bool PersistentQueue::remember_session(std::string_view id, std::span<const std::byte, token_bytes> token) {
+  if (id == session_id_ && std::equal(token.begin(), token.end(), session_token_.begin())) return true;
+  if (failed_) return false;
+  if (id.empty() || id.size() > max_session_id_bytes) {
+    error_ = "a session id of " + std::to_string(id.size()) + " bytes cannot be recorded";
+    return false;
+  }
+  std::vector<std::byte> payload(token_bytes + id.size());
+  std::memcpy(payload.data(), token.data(), token_bytes);
+  std::memcpy(payload.data() + token_bytes, id.data(), id.size());
+  encode_record(record_buffer_, RecordKind::session, 0, payload);
+  if (!write_record(record_buffer_) || !sync_after_write()) return false;
+  session_id_.assign(id);
+  std::copy(token.begin(), token.end(), session_token_.begin());
+  session_record_bytes_ = record_buffer_.size();
+  return true;
+}
+
 bool PersistentQueue::sync() {
   if (failed_) return false;
   return !unsynced_ || fdatasync_or_fail();
@@ -489,7 +514,7 @@ bool PersistentQueue::fdatasync_or_fail() {
 }
 
 std::uint64_t PersistentQueue::dead_bytes() const noexcept {
-  return file_bytes_ - file_header_bytes - pending_record_bytes_;
+  return file_bytes_ - file_header_bytes - pending_record_bytes_ - session_record_bytes_;
 }
 
 bool PersistentQueue::rewrite_if_worthwhile() {
@@ -527,6 +552,13 @@ bool PersistentQueue::rewrite_live_records() {
   out.insert(out.end(), header.begin(), header.end());
   encode_record(record_buffer_, RecordKind::base, confirmed_id_, {});
   out.insert(out.end(), record_buffer_.begin(), record_buffer_.end());
+  if (!session_id_.empty()) {
+    std::vector<std::byte> payload(token_bytes + session_id_.size());
+    std::memcpy(payload.data(), session_token_.data(), token_bytes);
+    std::memcpy(payload.data() + token_bytes, session_id_.data(), session_id_.size());
+    encode_record(record_buffer_, RecordKind::session, 0, payload);
+    out.insert(out.end(), record_buffer_.begin(), record_buffer_.end());
+  }
 
   std::vector<std::uint64_t> new_offsets;
   new_offsets.reserve(pending_count());

@@ -17,6 +17,10 @@
 //                    grow and never pass the highest frame id before them.
 //   kind 3  base     no payload; only as the first record: every id up to `id` was used and
 //                    confirmed, so the next frame is id + 1. A rewritten file starts with one.
+//   kind 4  session  id 0; payload = the session's 16-byte token, then its id (principal/N,
+//                    1 to 512 bytes). The last one names the session the frames belong to,
+//                    so that a restarted process resumes it with its token. A rewritten file
+//                    keeps the last one, right after its base.
 //
 // Appending writes each record with one pwrite at the end of the file. Reading stops at the
 // first record that is cut short, claims more than max_frame_bytes, fails its checksum or
@@ -28,6 +32,7 @@
 // drained_truncate_bytes, or its dead records exceed both compact_bytes and the live ones,
 // the live records are copied into `path.compact`, which then replaces `path` by rename.
 // A crash at any point leaves either the old file or the new one, never a mix.
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +40,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace brook::client_detail {
@@ -88,6 +94,15 @@ class PersistentQueue {
   std::uint64_t confirmed_id() const noexcept { return confirmed_id_; }
   std::uint64_t file_bytes() const noexcept { return file_bytes_; }
 
+  // The session these frames belong to (a named session, principal/N) and its token, as the
+  // last remember_session() left them; an empty id when none was recorded.
+  static constexpr std::size_t token_bytes = 16;
+  const std::string& session_id() const noexcept { return session_id_; }
+  const std::array<std::byte, token_bytes>& session_token() const noexcept { return session_token_; }
+  // Records the session and its token (a no-op when they are already the last recorded).
+  // False with error() set when the write failed.
+  bool remember_session(std::string_view id, std::span<const std::byte, token_bytes> token);
+
   // Appends one frame and returns its id, or 0 with error() set: the frame is over
   // max_frame_bytes, the write failed (disk full: nothing of it stays in the file, and a
   // later append may succeed), or the queue has failed() (now or before; after a failed
@@ -134,6 +149,9 @@ class PersistentQueue {
   std::uint64_t dead_bytes() const noexcept;
   void fail(std::string error);
 
+  std::string session_id_;
+  std::array<std::byte, token_bytes> session_token_{};
+  std::uint64_t session_record_bytes_ = 0;  // the last session record's, counted as live
   std::string path_;
   std::string directory_;
   PersistentQueueOptions options_;

@@ -25,6 +25,7 @@ struct ConnectMsg {
   std::span<const std::byte> token;      // session_token_bytes to resume by token, else empty
   std::uint64_t last_received = 0;       // last session sequence the client received
   std::uint32_t reconnect_timeout_ms = 0;
+  bool new_if_missing = false;  // with a token: open the named session anew if it is gone
 };
 struct ConnectedMsg {
   std::string_view session_id;
