@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "brookd: %u shard(s)\n", broker.shard_count());
+  std::fprintf(stderr, "brookd: %u shard(s), memory budget %llu MiB (limits.max_memory_bytes)\n",
+               broker.shard_count(), (unsigned long long)(broker.memory_budget() >> 20));
   brook::tools::notify_systemd("READY=1");
 
   int signal = 0;

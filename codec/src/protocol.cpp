@@ -44,6 +44,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::handler_failed: return "handler failed";
     case ErrorCode::request_timeout: return "timeout";
     case ErrorCode::too_many_requests: return "too many requests in flight";
+    case ErrorCode::memory_limit: return "broker memory limit reached";
   }
   return "unknown error";
 }

@@ -100,7 +100,9 @@ TEST_F(OutboundQueueTest, push_refuses_at_the_frame_limit_and_the_caller_keeps_t
 }
 
 TEST_F(OutboundQueueTest, push_refuses_at_the_byte_limit_but_a_smaller_frame_still_fits) {
-  OutboundQueue q({1000, 1000, 0, 0});
+  // The limit counts each queued frame's entry too: room for 1000 bytes in 8 frames.
+  constexpr auto entry = OutboundQueue::entry_bytes;
+  OutboundQueue q({1000, static_cast<std::uint32_t>(1000 + 8 * entry), 0, 0});
   Bytes stream;
   for (std::uint32_t i = 0; i < 7; ++i) push(q, frame(32, 100, i), stream);  // 924 bytes
   OutFrame too_big = frame(32, 100, 7);  // would make 1056
@@ -212,7 +214,8 @@ TEST_F(OutboundQueueTest, rewind_resends_the_same_bytes_after_the_last_received_
 
 // Bodies above copy_body_max are referenced by the sends, so the window holds them.
 TEST_F(OutboundQueueTest, rewind_past_the_recovery_window_reports_a_gap) {
-  OutboundQueue q({100, 1 << 20, 3 * 132, 0});
+  // The window counts each retained frame's entry too: room for three 132-byte frames.
+  OutboundQueue q({100, 1 << 20, 3 * (132 + OutboundQueue::entry_bytes), 0});
   Bytes stream;
   std::vector<SharedBuffer*> bodies;
   for (std::uint32_t i = 0; i < 8; ++i) {

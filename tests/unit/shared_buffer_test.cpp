@@ -365,5 +365,37 @@ TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_threa
   EXPECT_TRUE(every_block_came_back) << "some blocks never returned to their pool";
 }
 
+TEST(SharedBuffer, slabs_with_no_block_in_use_go_back_to_the_heap_and_the_pool_still_works) {
+  BufferPool pool;
+  OwnPool own(pool);
+  const std::size_t per_slab = BufferPool::blocks_per_slab(1000);
+  std::vector<SharedBuffer*> taken;
+  for (std::size_t i = 0; i < 3 * per_slab + 1; ++i) taken.push_back(pool.allocate(1000));
+  EXPECT_EQ(pool.stats().slabs, 4u);
+  const std::uint64_t heap = pool.heap_bytes();
+  EXPECT_GE(pool.in_use_bytes(), (3 * per_slab + 1) * 1024);
+  EXPECT_EQ(pool.release_free_slabs(), 0u) << "every slab holds a block in use";
+  // Give back the first two slabs' blocks, one of them through another thread's return.
+  std::thread([&] {
+    for (std::size_t i = 0; i < per_slab; ++i) taken[i]->release();
+  }).join();
+  for (std::size_t i = per_slab; i < 2 * per_slab; ++i) taken[i]->release();
+  pool.collect_remote();
+  EXPECT_EQ(pool.release_free_slabs(), 2u << 20) << "two slabs with nothing in use";
+  EXPECT_EQ(pool.heap_bytes(), heap - (2u << 20));
+  EXPECT_EQ(pool.stats().released_slabs, 2u);
+  // The rest is intact and the pool hands out blocks again, none from a released slab.
+  for (std::size_t i = 2 * per_slab; i < taken.size(); ++i) EXPECT_EQ(taken[i]->capacity(), 1024u);
+  std::vector<SharedBuffer*> again;
+  for (std::size_t i = 0; i < per_slab; ++i) {
+    again.push_back(pool.allocate(1000));
+    std::memset(again.back()->data(), 0x5a, 1000);  // ASan: the memory is the pool's
+  }
+  for (SharedBuffer* b : again) b->release();
+  for (std::size_t i = 2 * per_slab; i < taken.size(); ++i) taken[i]->release();
+  EXPECT_EQ(pool.in_use_bytes(), 0u);
+  EXPECT_GT(pool.release_free_slabs(), 0u);
+}
+
 }  // namespace
 }  // namespace brook::runtime

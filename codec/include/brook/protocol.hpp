@@ -61,6 +61,7 @@ enum class ErrorCode : std::uint16_t {
   handler_failed = 18,
   request_timeout = 19,
   too_many_requests = 20,
+  memory_limit = 21,  // the broker's memory budget is spent: the publish was refused
 };
 // A short phrase: "authentication failed", "no handler", ...
 BROOK_API std::string_view to_string(ErrorCode code);

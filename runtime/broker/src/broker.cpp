@@ -65,6 +65,8 @@ std::string Broker::start() {
 
   auto& mesh = impl_->mesh;
   mesh.shard_count = count;
+  mesh.memory_budget = resolve_memory_budget(o);
+  mesh.memory_used = std::make_unique<MemoryGauge[]>(count);
   if (!o.shm_path.empty()) {
     try {
       for (unsigned i = 0; i < count; ++i) {
@@ -137,6 +139,7 @@ void Broker::stop() {
 std::string Broker::listen_address() const { return impl_->address; }
 
 unsigned Broker::shard_count() const { return impl_->mesh.shard_count; }
+std::uint64_t Broker::memory_budget() const { return impl_->mesh.memory_budget; }
 
 std::string Broker::describe_counters() const {
   std::string s;

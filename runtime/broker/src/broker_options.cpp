@@ -1,9 +1,44 @@
 #include "brook/runtime/broker_options.hpp"
 
 #include <bit>
+#include <fstream>
+#include <sstream>
 #include <toml++/toml.h>
 
 namespace brook::runtime {
+
+namespace {
+// MemTotal from /proc/meminfo, in bytes (0 when unreadable).
+std::uint64_t machine_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  std::uint64_t kib = 0;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemTotal:") return kib * 1024;
+  return 0;
+}
+// The cgroup v2 limit of this process (memory.max), or 0 when there is none.
+std::uint64_t cgroup_memory_limit() {
+  std::ifstream cgroup("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(cgroup, line)) {
+    if (line.rfind("0::", 0) != 0) continue;
+    std::ifstream max("/sys/fs/cgroup" + line.substr(3) + "/memory.max");
+    std::string value;
+    if (max >> value && value != "max") return std::strtoull(value.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+}  // namespace
+
+std::uint64_t resolve_memory_budget(const BrokerOptions& options) {
+  if (options.max_memory_bytes != 0) return options.max_memory_bytes;
+  std::uint64_t available = machine_memory_bytes();
+  if (std::uint64_t limit = cgroup_memory_limit(); limit != 0 && (available == 0 || limit < available))
+    available = limit;
+  if (available == 0) return 1ull << 30;  // nothing to go by: 1 GiB
+  return std::max<std::uint64_t>(available / 2, 64ull << 20);
+}
 
 std::string BrokerOptions::validate() const {
   if (shards > 64) return "shards must be at most 64";
@@ -18,6 +53,8 @@ std::string BrokerOptions::validate() const {
   if (request_timeout_max_ms < 1) return "requests.timeout_max_ms must be at least 1";
   if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
+  if (max_memory_bytes != 0 && max_memory_bytes < (64ull << 20))
+    return "limits.max_memory_bytes must be at least 67108864 (64 MiB), or 0 for half of the machine's memory";
   if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
     return "io.recv_buffer_count must be a power of two up to 32768";
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
@@ -69,6 +106,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   }
   read("limits", "max_frame_bytes", o.max_frame_bytes);
   read("limits", "max_connections_per_shard", o.max_connections_per_shard);
+  read("limits", "max_memory_bytes", o.max_memory_bytes);
   read("session", "queue_max_frames", o.session_queue_max_frames);
   read("session", "queue_max_bytes", o.session_queue_max_bytes);
   read("session", "recovery_bytes", o.session_recovery_bytes);

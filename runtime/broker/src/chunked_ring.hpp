@@ -11,7 +11,8 @@
 //   directory_ (power of two)   ->  chunk (1 << shift_ entries)
 //   position p lives at  directory_[(p >> shift_) & directory mask][p & (chunk - 1)]
 //
-// Chunks stay allocated at the ring's high-water mark, as the vector's capacity did.
+// Chunks stay allocated at the ring's high-water mark until release_unused() frees the ones
+// that hold no live entry (the memory budget calls it when memory runs short).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -25,9 +26,30 @@ class ChunkedRing {
  public:
   explicit ChunkedRing(unsigned initial_shift = 4) : shift_(initial_shift) {
     directory_.push_back(std::make_unique<T[]>(std::size_t{1} << shift_));
+    allocated_chunks_ = 1;
   }
 
   std::size_t capacity() const noexcept { return directory_.size() << shift_; }
+  // Entries in allocated chunks: what the ring's storage really costs, in entries.
+  std::size_t allocated() const noexcept { return allocated_chunks_ << shift_; }
+
+  // Frees every chunk that holds none of the live entries [head, tail) and is not the one the
+  // next push goes to. Returns the entries freed.
+  std::size_t release_unused(std::uint64_t head, std::uint64_t tail) {
+    if (directory_.size() == 1) return 0;  // a single chunk is the whole ring
+    const std::uint64_t first = head >> shift_;
+    const std::uint64_t last = tail >> shift_;  // the tail's chunk stays: it is written next
+    std::size_t freed = 0;
+    for (std::uint64_t c = 0; c < directory_.size(); ++c) {
+      if (!directory_[c]) continue;
+      // The live chunks fill the slots from first's on, circularly, for last - first + 1.
+      if (((c - first) & directory_mask_) <= last - first) continue;
+      directory_[c].reset();
+      --allocated_chunks_;
+      freed += std::size_t{1} << shift_;
+    }
+    return freed;
+  }
 
   T& operator[](std::uint64_t position) noexcept {
     return directory_[(position >> shift_) & directory_mask_][position & slot_mask()];
@@ -40,7 +62,10 @@ class ChunkedRing {
   void prepare(std::uint64_t head, std::uint64_t tail) {
     if (tail - head == capacity()) grow(head, tail);
     std::unique_ptr<T[]>& chunk = directory_[(tail >> shift_) & directory_mask_];
-    if (!chunk) chunk = std::make_unique<T[]>(std::size_t{1} << shift_);
+    if (!chunk) {
+      chunk = std::make_unique<T[]>(std::size_t{1} << shift_);
+      ++allocated_chunks_;
+    }
   }
 
  private:
@@ -64,7 +89,10 @@ class ChunkedRing {
     // its entries, below the head's index, move to a chunk of their own. Allocated before
     // anything moves, so that running out of memory leaves the ring as it was.
     std::unique_ptr<T[]> own;
-    if (last - first == directory_.size()) own = std::make_unique<T[]>(std::size_t{1} << shift_);
+    if (last - first == directory_.size()) {
+      own = std::make_unique<T[]>(std::size_t{1} << shift_);
+      ++allocated_chunks_;
+    }
     for (std::uint64_t c = first; c <= last; ++c) {
       std::unique_ptr<T[]>& from = directory_[c & old_mask];
       if (from) {
@@ -82,6 +110,7 @@ class ChunkedRing {
 
   std::vector<std::unique_ptr<T[]>> directory_;
   std::size_t directory_mask_ = 0;
+  std::size_t allocated_chunks_ = 0;
   unsigned shift_;
 };
 

@@ -11,9 +11,14 @@ namespace {
 constexpr std::size_t staging_bytes = 65536;
 }  // namespace
 
-OutboundQueue::OutboundQueue(const OutboundLimits& limits) : limits_(limits) {}
+OutboundQueue::OutboundQueue(const OutboundLimits& limits) : limits_(limits) {
+  if (limits_.ring_bytes_total) *limits_.ring_bytes_total += ring_bytes();
+}
 
-OutboundQueue::~OutboundQueue() { clear(); }
+OutboundQueue::~OutboundQueue() {
+  clear();
+  if (limits_.ring_bytes_total) *limits_.ring_bytes_total -= ring_bytes();
+}
 
 void OutboundQueue::release_frame(std::uint64_t position) noexcept {
   OutFrame& f = at(position);
@@ -27,8 +32,9 @@ void OutboundQueue::release_staging() noexcept {
 }
 
 bool OutboundQueue::push(const OutFrame& frame) {
-  if (frames() >= limits_.max_frames || queued_bytes_ + frame.wire_bytes() > limits_.max_bytes)
-    return false;
+  // The byte limit counts what a queued frame really costs: its bytes and its entry.
+  const std::uint64_t after = queued_bytes_ + frame.wire_bytes() + (frames() + 1) * entry_bytes;
+  if (frames() >= limits_.max_frames || after > limits_.max_bytes) return false;
   push_unbounded(frame);
   return true;
 }
@@ -52,7 +58,10 @@ bool OutboundQueue::replace(std::uint64_t sequence, const OutFrame& frame) {
 void OutboundQueue::push_unbounded(const OutFrame& frame) {
   // Grows while a session's backlog (or recovery window) reaches a new high; never per
   // message in the steady state.
+  const std::size_t allocated = ring_.allocated();
   ring_.prepare(head_, tail_);
+  if (limits_.ring_bytes_total && ring_.allocated() != allocated)
+    *limits_.ring_bytes_total += (ring_.allocated() - allocated) * entry_bytes;
   at(tail_++) = frame;
   queued_bytes_ += frame.wire_bytes();
 }
@@ -163,10 +172,27 @@ void OutboundQueue::complete(std::size_t bytes) {
 }
 
 void OutboundQueue::trim_recovery_window() noexcept {
-  while (head_ != sent_ && retained_bytes_ > limits_.recovery_bytes) {
+  // Entries count as well: 8 MiB of 40-byte deltas is 200,000 of them, 13 MiB of entries.
+  while (head_ != sent_ && retained_bytes_ + (sent_ - head_) * entry_bytes > limits_.recovery_bytes) {
     retained_bytes_ -= at(head_).wire_bytes();
     release_frame(head_++);
   }
+}
+
+std::uint64_t OutboundQueue::release_unused_ring() {
+  const std::uint64_t freed = ring_.release_unused(head_, tail_) * entry_bytes;
+  if (limits_.ring_bytes_total) *limits_.ring_bytes_total -= freed;
+  return freed;
+}
+
+std::size_t OutboundQueue::forget_retained(std::size_t max_frames) noexcept {
+  std::size_t released = 0;
+  while (head_ != sent_ && released < max_frames) {
+    retained_bytes_ -= at(head_).wire_bytes();
+    release_frame(head_++);
+    ++released;
+  }
+  return released;
 }
 
 void OutboundQueue::abort_send() {

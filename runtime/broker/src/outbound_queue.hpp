@@ -51,10 +51,16 @@ struct OutboundLimits {
   // Bodies up to this size are copied next to their heads in one staging buffer per send:
   // the kernel's cost is per iovec, and for small frames it dwarfs the copy.
   std::uint32_t copy_body_max = 512;
+  // The owner's total of its queues' ring bytes (the memory budget's count), kept up to date
+  // as rings grow and go; null: not counted.
+  std::uint64_t* ring_bytes_total = nullptr;
 };
 
 class OutboundQueue {
  public:
+  // What one entry of the ring costs, counted against the limits with the frame's bytes.
+  static constexpr std::uint64_t entry_bytes = sizeof(OutFrame);
+
   explicit OutboundQueue(const OutboundLimits& limits);
   ~OutboundQueue();
   OutboundQueue(const OutboundQueue&) = delete;
@@ -121,6 +127,14 @@ class OutboundQueue {
   std::size_t frames() const noexcept { return static_cast<std::size_t>(tail_ - sent_); }
   std::uint64_t bytes() const noexcept { return queued_bytes_; }
   std::uint64_t retained_bytes() const noexcept { return retained_bytes_; }
+  std::uint64_t retained_frames() const noexcept { return sent_ - head_; }
+  // The ring's own memory: its entries at their high-water mark.
+  std::uint64_t ring_bytes() const noexcept { return ring_.allocated() * entry_bytes; }
+  // Frees the ring's chunks that hold nothing live (memory pressure); returns the bytes.
+  std::uint64_t release_unused_ring();
+  // Releases up to max_frames of the oldest sent frames (memory pressure: a reconnect then
+  // resyncs instead of replaying); returns how many.
+  std::size_t forget_retained(std::size_t max_frames) noexcept;
   // The sequence of the next frame a send would start with.
   std::uint64_t oldest_unsent_sequence() const noexcept { return sent_ + 1; }
   // The oldest sequence rewind() can still resend from.

@@ -32,7 +32,10 @@ std::uint64_t liveness_period_ns(const BrokerOptions& o) {
 }
 }  // namespace
 
-Shard::~Shard() { release_buffers(); }
+Shard::~Shard() {
+  release_buffers();
+  if (statm_fd_ >= 0) ::close(statm_fd_);
+}
 
 void Shard::release_buffers() {
   for (auto& c : connections_)
@@ -133,6 +136,8 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
     if (!shm_slots_.empty()) poll_shm();
+    check_memory();
+    if (!to_abandon_.empty()) abandon_overdue();
     // Read again: the mailboxes just drained may have adopted connections, stamped after
     // turn_start, which a check against turn_start would find 2^64 ns old and time out.
     const std::uint64_t now = now_ns();
@@ -333,7 +338,7 @@ void Shard::on_completion(const transport::Completion& completion) {
 }
 
 std::string Shard::describe_counters() const {
-  char line[1280];
+  char line[1600];
   std::snprintf(line, sizeof line,
                 "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
@@ -341,7 +346,8 @@ std::string Shard::describe_counters() const {
                 "pool_blocks=%llu sessions_resumed=%llu sessions_closed=%llu resyncs=%llu "
                 "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu "
                 "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
-                "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu",
+                "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
+                "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -367,7 +373,11 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.requests, (unsigned long long)counters_.responses,
                 (unsigned long long)counters_.stray_responses,
                 (unsigned long long)broadcast_.bodies_written(),
-                (unsigned long long)counters_.shared_deliveries);
+                (unsigned long long)counters_.shared_deliveries,
+                (unsigned long long)counters_.memory_sheds,
+                (unsigned long long)counters_.memory_refusals,
+                (unsigned long long)counters_.recovery_trimmed,
+                (unsigned long long)pool_.heap_bytes());
   return line;
 }
 

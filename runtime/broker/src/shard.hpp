@@ -54,8 +54,19 @@ inline std::uint64_t now_ns() {
 class Shard;
 
 // The shards and the rings between them; created before the shard threads start.
+// One shard's memory in use, on a cache line of its own.
+struct alignas(64) MemoryGauge {
+  std::atomic<std::uint64_t> bytes{0};
+};
+
 struct Mesh {
   unsigned shard_count = 0;
+  // The memory budget (limits.max_memory_bytes, resolved) and each shard's count against it.
+  // Each shard stores its own and sums everyone's once per memory check. relaxed: these are
+  // estimates read a millisecond apart, and nothing else is published through them.
+  std::uint64_t memory_budget = 0;
+  std::unique_ptr<MemoryGauge[]> memory_used;
+  MemoryGauge process_rss;  // written by shard 0
   std::vector<std::unique_ptr<transport::SpscRing<ShardMessage>>> rings;  // [from * n + to]
   std::vector<Shard*> shards;
   // Shared memory: one broadcast segment per shard (written by that shard only), and the
@@ -102,6 +113,9 @@ struct ShardCounters {
   std::uint64_t ping_timeouts = 0;
   std::uint64_t loop_turns = 0;
   std::uint64_t longest_turn_ns = 0;
+  std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
+  std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
+  std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
 };
 
 // The topic as its owner shard sees it.
@@ -282,6 +296,7 @@ struct Connection {
   std::vector<std::byte> control_sending;
   std::unique_ptr<PendingConnect> pending;
   std::uint64_t last_heard_ns = 0;
+  std::uint64_t last_sent_ns = 0;  // the last time the peer took bytes (memory: who is stalled)
   // A closing connection still sending its last words (a takeover's reason) is abandoned at
   // this time if it has not finished (0: never).
   std::uint64_t abandon_at_ns = 0;
@@ -389,6 +404,15 @@ class Shard final : public transport::ReactorHandler {
   void start_handoff(Connection& c, unsigned shard);
   void finish_handoff(Connection& c);
   void check_liveness(std::uint64_t now);
+  // A closing connection that has not sent its last words within grace_ns is abandoned.
+  void abandon_after(Connection& c, std::uint64_t grace_ns);
+  void abandon_overdue();
+  // The memory budget (shard_memory.cpp): count, publish, sum, act.
+  void check_memory();
+  std::uint64_t memory_in_use() const noexcept;
+  std::uint64_t resident_bytes();  // the process's, from /proc/self/statm
+  void shed_furthest_behind(std::size_t max_sessions);
+  void apply_queue_limit_policy(Session& s, std::string_view why);
   void abandon(Connection& c);
   void on_authenticated(std::uint64_t connection_token, bool accepted);
   Session* session_for(std::uint64_t token);
@@ -495,12 +519,25 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> to_resume_;  // connections just attached, with input held back
   std::size_t open_connections_ = 0;
 
+  // Every session queue's ring bytes (OutboundLimits::ring_bytes_total); declared before the
+  // sessions, whose queues subtract from it as they go.
+  std::uint64_t ring_bytes_total_ = 0;
   std::vector<std::unique_ptr<Session>> sessions_;  // by slot
   std::vector<std::uint32_t> free_session_slots_;
   std::vector<std::uint32_t> session_generation_;
   std::unordered_map<std::string, std::uint32_t> session_by_id_;
   std::vector<std::uint32_t> overflowed_;  // session slots
   std::uint64_t next_liveness_check_ns_ = 0;
+  std::uint64_t next_memory_check_ns_ = 0;
+  std::uint64_t next_pool_release_ns_ = 0;
+  int statm_fd_ = -1;
+  std::uint64_t held_at_collect_ = 0;  // the most the shard held since mimalloc last collected
+  std::uint64_t next_collect_ns_ = 0;
+  std::vector<std::uint64_t> to_abandon_;  // connection tokens with an abandon_at_ns
+  // Where the whole broker stood at the last memory check.
+  enum class MemoryState : std::uint8_t { normal, pressure, shedding, refusing };
+  MemoryState memory_state_ = MemoryState::normal;
+  std::uint64_t broker_memory_used_ = 0;
 
   // Back-pressure: records that did not fit in a peer's ring wait here, in order.
   std::vector<std::deque<ShardMessage>> overflow_;

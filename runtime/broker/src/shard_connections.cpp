@@ -71,7 +71,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
   c.fd = fd;
   c.slot = slot;
   c.generation = generation;
-  c.last_heard_ns = now_ns();
+  c.last_heard_ns = c.last_sent_ns = now_ns();
   ++open_connections_;
   if (shm) {
     c.shm = std::move(shm);
@@ -260,6 +260,14 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
       overloaded{
           [&](const codec::PublishMsg& m) {
             ++s.inbound_seq;
+            if (memory_state_ == MemoryState::refusing) {
+              ++counters_.memory_refusals;
+              refuse(s, codec::ErrorCode::memory_limit, m.request_id,
+                     "broker memory limit reached (" + std::to_string(broker_memory_used_ >> 20) + " of " +
+                         std::to_string(mesh_.memory_budget >> 20) +
+                         " MiB, limits.max_memory_bytes): publish to '" + std::string(m.path) + "' refused");
+              return;
+            }
             if (s.last_publish_path.empty() || m.path != s.last_publish_path) {
               if (!is_valid_topic_path(m.path)) {
                 refuse(s, codec::ErrorCode::invalid_path, m.request_id,
@@ -435,6 +443,7 @@ void Shard::on_send(Connection& c, int result) {
   counters_.bytes_out += static_cast<std::uint64_t>(result);
   std::size_t bytes = static_cast<std::size_t>(result);
   c.congested = bytes < c.offered_bytes;
+  if (bytes > 0) c.last_sent_ns = now_ns();
   std::size_t control = std::min(bytes, c.control_sending.size());
   if (control < c.control_sending.size()) {
     // The rest of the connection frames goes first next time, ahead of anything newer.
@@ -488,24 +497,27 @@ void Shard::close_slow_consumers() {
   for (std::uint32_t slot : overflowed_) {
     Session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
     if (!s || s->ended) continue;
-    if (options_.queue_limit_policy == QueueLimitPolicy::drop_oldest) {
-      // Memory stays bounded either way; this subscriber keeps its session and gets current
-      // values instead of the backlog it could not take.
-      s->overflowed = false;
-      s->out.drop_unsent();
-      // The requests among the dropped frames fail now rather than at their timeout.
-      fail_served(*s, {}, "handler gone: its session's queue overflowed");
-      enqueue_control(*s, encoder_.resync("queue limit: unsent updates dropped"));
-      resync_subscriptions(*s);
-      continue;
-    }
-    ++counters_.slow_consumer_closes;
-    end_session(*s, codec::ErrorCode::queue_full,
-                "queue limit: outbound queue full (" + std::to_string(s->out.frames()) +
-                    " frames, " + std::to_string(s->out.bytes()) +
-                    " bytes): session closed as a slow consumer");
+    apply_queue_limit_policy(*s, "queue limit: outbound queue full (" + std::to_string(s->out.frames()) +
+                                     " frames, " + std::to_string(s->out.bytes()) + " bytes)");
   }
   overflowed_.clear();
+}
+
+void Shard::apply_queue_limit_policy(Session& s, std::string_view why) {
+  if (options_.queue_limit_policy == QueueLimitPolicy::drop_oldest) {
+    // Memory stays bounded either way; this subscriber keeps its session and gets current
+    // values instead of the backlog it could not take.
+    s.overflowed = false;
+    s.out.drop_unsent();
+    s.out.release_unused_ring();
+    // The requests among the dropped frames fail now rather than at their timeout.
+    fail_served(s, {}, "handler gone: its session's queue was dropped");
+    enqueue_control(s, encoder_.resync(std::string(why) + ": unsent updates dropped"));
+    resync_subscriptions(s);
+    return;
+  }
+  ++counters_.slow_consumer_closes;
+  end_session(s, codec::ErrorCode::queue_full, std::string(why) + ": session closed as a slow consumer");
 }
 
 void Shard::refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,

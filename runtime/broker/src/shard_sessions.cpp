@@ -179,9 +179,10 @@ void Shard::open_session(Connection& c) {
       sessions_.emplace_back();
       session_generation_.push_back(0);
     }
-    sessions_[slot] = std::make_unique<Session>(OutboundLimits{
-        options_.session_queue_max_frames, options_.session_queue_max_bytes,
-        options_.session_recovery_bytes});
+    OutboundLimits limits{options_.session_queue_max_frames, options_.session_queue_max_bytes,
+                          options_.session_recovery_bytes};
+    limits.ring_bytes_total = &ring_bytes_total_;
+    sessions_[slot] = std::make_unique<Session>(limits);
     s = sessions_[slot].get();
     s->slot = slot;
     s->generation = ++session_generation_[slot];
@@ -216,7 +217,7 @@ void Shard::open_session(Connection& c) {
     send_control(old, encoder_.error(codec::ErrorCode::session_closed, 0,
                                      "taken over by a new login of " + p.principal));
     begin_close(old);
-    old.abandon_at_ns = now_ns() + takeover_grace_ns;
+    abandon_after(old, takeover_grace_ns);
     return;
   }
   attach(*s, c, true);
@@ -300,7 +301,12 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   ++counters_.sessions_closed;
   drop_subscriptions(s);
   end_requests(s);
+  // What the session held goes at once, even while its connection still sends the reason (a
+  // stalled consumer may take long to read it): the unsent backlog, the recovery window (an
+  // ended session is never resumed) and the ring chunks they filled.
   s.out.drop_unsent();
+  s.out.forget_retained(SIZE_MAX);
+  s.out.release_unused_ring();
   session_by_id_.erase(s.id);
   if (Connection* c = s.connection) {
     if (code != codec::ErrorCode::none) send_control(*c, encoder_.error(code, 0, reason));
@@ -364,17 +370,29 @@ namespace {
 std::uint64_t elapsed(std::uint64_t now, std::uint64_t since) { return now > since ? now - since : 0; }
 }  // namespace
 
+void Shard::abandon_after(Connection& c, std::uint64_t grace_ns) {
+  if (c.abandon_at_ns != 0) return;
+  c.abandon_at_ns = now_ns() + grace_ns;
+  to_abandon_.push_back(token_of(c));
+}
+
+void Shard::abandon_overdue() {
+  const std::uint64_t now = now_ns();
+  std::erase_if(to_abandon_, [&](std::uint64_t token) {
+    Connection* c = connection_for(token);
+    if (!c || !c->closing) return true;  // released meanwhile
+    if (now < c->abandon_at_ns) return false;
+    abandon(*c);  // a connection that would not take its last words
+    return true;
+  });
+}
+
 void Shard::check_liveness(std::uint64_t now) {
   if (!draining_links_.empty()) sweep_draining_links(now);
   const std::uint64_t interval = ms_to_ns(options_.ping_interval_ms);
   const std::uint64_t connect_window = ms_to_ns(options_.connect_timeout_ms);
   for (auto& owned : connections_) {
     Connection* c = owned.get();
-    if (c && c->closing && c->abandon_at_ns != 0 && now >= c->abandon_at_ns) {
-      c->abandon_at_ns = 0;
-      abandon(*c);  // a connection that would not take its last words
-      continue;
-    }
     if (!c || c->closing) continue;
     if (c->state == ConnectionState::greeting) {
       if (elapsed(now, c->last_heard_ns) > connect_window)

@@ -167,6 +167,7 @@ void Shard::send_shm(Connection& c) {
     return;
   }
   if (written > 0 && ring.publish()) ring_client(c);
+  if (written > 0) c.last_sent_ns = now_ns();
   counters_.bytes_out += written;
   link.waiting_for_space = stopped;
   c.congested = stopped;

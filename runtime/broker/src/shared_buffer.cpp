@@ -2,6 +2,7 @@
 
 #include <mimalloc.h>
 
+#include <algorithm>
 #include <cassert>
 #include <new>
 
@@ -9,8 +10,22 @@ namespace brook::runtime {
 
 namespace {
 constexpr std::uint8_t large_class = 0xff;
-constexpr std::size_t slab_bytes = 1u << 20;  // blocks are carved from 1 MiB slabs
-constexpr std::size_t slab_header_bytes = 16;
+// Blocks are carved from 1 MiB slabs aligned to their size, so that a block finds its slab's
+// header by masking its address: the header counts the slab's blocks in use, and a slab
+// whose count falls to zero can go back to the heap (release_free_slabs).
+constexpr std::size_t slab_bytes = 1u << 20;
+constexpr std::size_t slab_header_bytes = 64;
+
+struct SlabHeader {
+  std::byte* next = nullptr;  // the pool's slabs, singly linked
+  std::uint32_t live = 0;     // blocks handed out and not yet back (owner thread)
+  bool releasing = false;
+};
+static_assert(sizeof(SlabHeader) <= slab_header_bytes);
+
+SlabHeader* slab_of(const void* block) noexcept {
+  return reinterpret_cast<SlabHeader*>(reinterpret_cast<std::uintptr_t>(block) & ~std::uintptr_t{slab_bytes - 1});
+}
 }  // namespace
 
 BufferPool*& BufferPool::thread_pool() noexcept {
@@ -22,7 +37,7 @@ BufferPool::BufferPool() = default;
 
 BufferPool::~BufferPool() {
   while (slabs_) {
-    std::byte* next = *reinterpret_cast<std::byte**>(slabs_);
+    std::byte* next = reinterpret_cast<SlabHeader*>(slabs_)->next;
     mi_free(slabs_);
     slabs_ = next;
   }
@@ -32,18 +47,59 @@ std::size_t BufferPool::blocks_per_slab(std::size_t bytes) noexcept {
   std::size_t size_class = 0;
   while (size_class + 1 < class_bytes.size() && class_bytes[size_class] < bytes) ++size_class;
   const std::size_t block = sizeof(SharedBuffer) + class_bytes[size_class];
-  return block >= slab_bytes / 2 ? 1 : (slab_bytes - slab_header_bytes) / block;
+  return (slab_bytes - slab_header_bytes) / block;
 }
 
 void BufferPool::add_slab(std::uint8_t size_class) {
   const std::size_t block = sizeof(SharedBuffer) + class_bytes[size_class];
   const std::size_t bytes = blocks_per_slab(class_bytes[size_class]) * block;
-  auto* slab = static_cast<std::byte*>(mi_malloc_aligned(slab_header_bytes + bytes, 64));
+  auto* slab = static_cast<std::byte*>(mi_malloc_aligned(slab_bytes, slab_bytes));
   if (!slab) throw std::bad_alloc();
-  *reinterpret_cast<std::byte**>(slab) = slabs_;
+  auto* header = new (slab) SlabHeader();
+  header->next = slabs_;
   slabs_ = slab;
   carving_[size_class] = {slab + slab_header_bytes, slab + slab_header_bytes + bytes};
   ++stats_.slabs;
+  heap_bytes_ += slab_bytes;
+}
+
+std::uint64_t BufferPool::release_free_slabs() {
+  // A slab goes when none of its blocks is in use and none is left to carve: its blocks are
+  // then all on the free lists, which are rebuilt without them. O(slabs + free blocks).
+  bool any = false;
+  for (std::byte* s = slabs_; s; s = reinterpret_cast<SlabHeader*>(s)->next) {
+    auto* header = reinterpret_cast<SlabHeader*>(s);
+    bool carving = false;
+    for (const Carving& c : carving_) carving |= c.end && slab_of(c.end - 1) == header && c.next != c.end;
+    header->releasing = header->live == 0 && !carving;
+    any |= header->releasing;
+  }
+  if (!any) return 0;
+  for (auto& head : free_) {
+    SharedBuffer** link = &head;
+    while (*link) {
+      if (slab_of(*link)->releasing) *link = (*link)->next_free_;
+      else link = &(*link)->next_free_;
+    }
+  }
+  for (Carving& c : carving_)
+    if (c.end && slab_of(c.end - 1)->releasing) c = {};  // a used-up slab's pointers
+  std::uint64_t released = 0;
+  std::byte** link = &slabs_;
+  while (*link) {
+    auto* header = reinterpret_cast<SlabHeader*>(*link);
+    if (!header->releasing) {
+      link = &header->next;
+      continue;
+    }
+    std::byte* slab = *link;
+    *link = header->next;
+    mi_free(slab);
+    released += slab_bytes;
+  }
+  heap_bytes_ -= released;
+  stats_.released_slabs += released / slab_bytes;
+  return released;
 }
 
 SharedBuffer* BufferPool::carve(std::uint8_t size_class) noexcept {
@@ -81,6 +137,8 @@ SharedBuffer* BufferPool::allocate(std::size_t bytes) {
     b->size_class_ = large_class;
     b->pool_ = this;
     ++stats_.large_allocations;
+    in_use_bytes_ += sizeof(SharedBuffer) + bytes;
+    heap_bytes_ += sizeof(SharedBuffer) + bytes;
   } else {
     // Recycled blocks first, then the rest of the current slab; other threads' returns only
     // when both are empty (one exchange, not one per allocation), and a new slab last.
@@ -94,6 +152,8 @@ SharedBuffer* BufferPool::allocate(std::size_t bytes) {
       add_slab(size_class);
       b = carve(size_class);
     }
+    in_use_bytes_ += sizeof(SharedBuffer) + class_bytes[size_class];
+    ++slab_of(b)->live;
   }
   b->size_ = static_cast<std::uint32_t>(bytes);
   // relaxed: the buffer is not shared yet; sharing it later publishes this store.
@@ -103,6 +163,13 @@ SharedBuffer* BufferPool::allocate(std::size_t bytes) {
 
 void BufferPool::give_back(SharedBuffer* block) noexcept {
   if (block->size_class_ == large_class) {
+    const std::uint64_t bytes = sizeof(SharedBuffer) + block->capacity_;
+    if (thread_pool() == this) {
+      in_use_bytes_ -= std::min(in_use_bytes_, bytes);
+      heap_bytes_ -= std::min(heap_bytes_, bytes);
+    } else {
+      remote_large_freed_.fetch_add(bytes, std::memory_order_relaxed);
+    }
     block->~SharedBuffer();
     mi_free(block);
     return;
@@ -110,6 +177,8 @@ void BufferPool::give_back(SharedBuffer* block) noexcept {
   if (thread_pool() == this) {
     block->next_free_ = free_[block->size_class_];
     free_[block->size_class_] = block;
+    in_use_bytes_ -= std::min<std::uint64_t>(in_use_bytes_, sizeof(SharedBuffer) + class_bytes[block->size_class_]);
+    --slab_of(block)->live;
     return;
   }
   // Another thread: push onto the return stack. The owner takes the whole stack at once
@@ -125,13 +194,19 @@ void BufferPool::give_back(SharedBuffer* block) noexcept {
 void BufferPool::collect_remote() noexcept {
   // acquire: pairs with the release CAS in give_back.
   SharedBuffer* list = remote_free_.exchange(nullptr, std::memory_order_acquire);
+  const std::uint64_t large_returned = remote_large_freed_.exchange(0, std::memory_order_relaxed);
+  std::uint64_t returned = large_returned;
   while (list) {
     SharedBuffer* next = list->next_free_;
     list->next_free_ = free_[list->size_class_];
     free_[list->size_class_] = list;
+    returned += sizeof(SharedBuffer) + class_bytes[list->size_class_];
+    --slab_of(list)->live;
     list = next;
     ++stats_.remote_returns;
   }
+  in_use_bytes_ -= std::min(in_use_bytes_, returned);
+  heap_bytes_ -= std::min(heap_bytes_, large_returned);
 }
 
 void SharedBuffer::recycle() noexcept { pool_->give_back(this); }

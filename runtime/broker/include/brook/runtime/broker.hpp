@@ -24,6 +24,8 @@ class Broker {
   // The bound address, e.g. "127.0.0.1:43817" (valid after start()).
   std::string listen_address() const;
   unsigned shard_count() const;
+  // limits.max_memory_bytes as resolved at start (half of the machine's memory by default).
+  std::uint64_t memory_budget() const;
   // One line per shard with its counters, for logs and `brook stat`.
   std::string describe_counters() const;
 

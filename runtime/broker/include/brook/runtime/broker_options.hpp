@@ -40,6 +40,10 @@ struct BrokerOptions {
   std::uint32_t recv_buffer_count = 512;         // provided receive buffers per shard
   std::uint32_t recv_buffer_bytes = 16384;
   std::uint32_t max_connections_per_shard = 65536;
+  // The broker's memory budget: pooled buffers (queued and retained updates, recovery
+  // windows), the queues' bookkeeping and the receive buffers count against it. 0: half of
+  // the machine's memory (or of the cgroup's limit), resolved by resolve_memory_budget().
+  std::uint64_t max_memory_bytes = 0;
   // Shared memory for co-located clients: the Unix socket they connect to ("" = off). A peer
   // is let in when its uid or gid (SO_PEERCRED) is listed; with both lists empty, only
   // processes of the broker's own uid are.
@@ -55,6 +59,10 @@ struct BrokerOptions {
   // An empty string when valid, otherwise what is wrong.
   std::string validate() const;
 };
+
+// max_memory_bytes as configured, or half of the memory this process may use: the machine's
+// (MemTotal) or, when lower, its cgroup's limit (memory.max).
+std::uint64_t resolve_memory_budget(const BrokerOptions& options);
 
 // Reads [broker], [limits], [session], [auth], [requests], [shm], [shards] and [io] from a TOML file into `options`; returns an error text or "".
 std::string load_broker_options(const std::string& path, BrokerOptions& options);

@@ -53,6 +53,7 @@ struct BufferPoolStats {
   std::uint64_t slabs = 0;             // slabs taken from the heap, ever
   std::uint64_t large_allocations = 0; // requests above the largest class (heap)
   std::uint64_t remote_returns = 0;    // blocks returned by other shards
+  std::uint64_t released_slabs = 0;    // slabs given back to the heap
 };
 
 // Owned by one shard thread: only that thread may call allocate() and collect_remote().
@@ -72,6 +73,15 @@ class BufferPool {
   // Moves blocks that other threads released back onto the local free lists.
   void collect_remote() noexcept;
   const BufferPoolStats& stats() const noexcept { return stats_; }
+  // Bytes of this pool's blocks that are held (allocated and not yet back), headers included,
+  // as of the last collect_remote(): what the memory budget counts. Owner thread only.
+  std::uint64_t in_use_bytes() const noexcept { return in_use_bytes_; }
+  // Bytes taken from the heap (slabs and large blocks): what the pool really costs, free
+  // blocks included. The memory budget counts this.
+  std::uint64_t heap_bytes() const noexcept { return heap_bytes_; }
+  // Gives back to the heap every slab none of whose blocks is in use. Returns the bytes.
+  // Owner thread only; costs a walk of the slabs and of the free lists.
+  std::uint64_t release_free_slabs();
 
   // The pool that belongs to the calling thread, if any; set by the thread that owns it.
   static BufferPool*& thread_pool() noexcept;
@@ -95,6 +105,11 @@ class BufferPool {
   std::atomic<SharedBuffer*> remote_free_{nullptr};
   std::byte* slabs_ = nullptr;  // singly linked through the first word of each slab
   BufferPoolStats stats_;
+  std::uint64_t in_use_bytes_ = 0;
+  std::uint64_t heap_bytes_ = 0;
+  // Large blocks freed by other threads: the owner subtracts them in collect_remote().
+  // relaxed: a counter, read by exchange on the owner thread.
+  std::atomic<std::uint64_t> remote_large_freed_{0};
 };
 
 // Owning handle: releases its reference when it goes away.
