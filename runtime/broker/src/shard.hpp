@@ -531,6 +531,7 @@ class Shard final : public transport::ReactorHandler {
   std::uint64_t next_memory_check_ns_ = 0;
   std::uint64_t next_pool_release_ns_ = 0;
   int statm_fd_ = -1;
+  std::uint64_t next_rss_read_ns_ = 0;
   std::uint64_t held_at_collect_ = 0;  // the most the shard held since mimalloc last collected
   std::uint64_t next_collect_ns_ = 0;
   std::vector<std::uint64_t> to_abandon_;  // connection tokens with an abandon_at_ns

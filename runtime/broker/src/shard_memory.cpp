@@ -8,8 +8,9 @@
 //
 // What is counted is what the shard took from the heap, not only what it uses: that is what
 // the process's resident memory is made of. Pools give whole free slabs back to the heap
-// under pressure and, at most every 100 ms, whenever they hold more than 8 MiB unused, so
-// that memory a closed session used is returned once the load is gone.
+// under pressure and, at most once a second, when what they hold unused is over 8 MiB and
+// more than what they use, so that memory a closed session used is returned once the load
+// is gone.
 //
 // A body allocated on one shard and held by another's subscribers counts on the shard that
 // allocated it: only the sum means anything, so every shard acts on the broker's total.
@@ -52,12 +53,14 @@ constexpr std::uint64_t stalled_after_ns = 20'000'000;
 // Free slabs go back to the heap every 10 ms under pressure; otherwise 100 ms later, when a
 // pool holds more than this unused.
 constexpr std::uint64_t pressure_release_period_ns = 10'000'000;
-constexpr std::uint64_t idle_release_delay_ns = 90'000'000;
+constexpr std::uint64_t idle_release_delay_ns = 990'000'000;
 constexpr std::uint64_t pool_slack_bytes = 8ull << 20;
 // mimalloc is asked to return freed memory when a shard's count fell this much, at most this
 // often.
 constexpr std::uint64_t collect_after_drop_bytes = 16ull << 20;
 constexpr std::uint64_t collect_period_ns = 100'000'000;
+// /proc/self/statm is read this often (by shard 0).
+constexpr std::uint64_t rss_read_period_ns = 10'000'000;
 }  // namespace
 
 std::uint64_t Shard::resident_bytes() {
@@ -82,7 +85,11 @@ void Shard::check_memory() {
   if (now < next_memory_check_ns_) return;
   next_memory_check_ns_ = now + memory_check_period_ns;
   if (!mesh_.memory_used || mesh_.memory_budget == 0) return;
-  const bool idle_slack = pool_.heap_bytes() - std::min(pool_.heap_bytes(), pool_.in_use_bytes()) > pool_slack_bytes;
+  // Outside pressure, only slack that outweighs what is in use is given back, and at most
+  // once a second: a pool that breathes with the load keeps its slabs (a slab given back and
+  // taken again costs 256 page faults).
+  const std::uint64_t unused = pool_.heap_bytes() - std::min(pool_.heap_bytes(), pool_.in_use_bytes());
+  const bool idle_slack = unused > pool_slack_bytes && unused > pool_.in_use_bytes();
   if ((memory_state_ != MemoryState::normal && now >= next_pool_release_ns_) ||
       (idle_slack && now >= next_pool_release_ns_ + idle_release_delay_ns)) {
     pool_.release_free_slabs();
@@ -104,7 +111,10 @@ void Shard::check_memory() {
     used += mesh_.memory_used[i].bytes.load(std::memory_order_relaxed);
   // The process's resident memory is the floor: it also holds what no count sees (the
   // allocator's freed pages not yet returned, connection buffers). Shard 0 reads it.
-  if (index_ == 0) mesh_.process_rss.bytes.store(resident_bytes(), std::memory_order_relaxed);
+  if (index_ == 0 && now >= next_rss_read_ns_) {
+    mesh_.process_rss.bytes.store(resident_bytes(), std::memory_order_relaxed);
+    next_rss_read_ns_ = now + rss_read_period_ns;
+  }
   used = std::max(used, mesh_.process_rss.bytes.load(std::memory_order_relaxed));
   broker_memory_used_ = used;
   const std::uint64_t budget = mesh_.memory_budget;
