@@ -493,10 +493,13 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
           heap->record = queue_file->append(heap->frame);
           if (heap->record == 0 && !heap->refused)
             heap->refused = error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
+          // Read before the commit: from then on the client thread owns the command and may
+          // already have deleted it.
+          Status result = heap->refused ? *heap->refused : Status::ok();
           std::memcpy(c.payload, &heap, sizeof heap);
           transport::MpscByteRing::commit(c, record_command);
           committed();
-          return heap->refused ? *heap->refused : Status::ok();
+          return result;
         }
       }
       if (!wait_for_room()) {
