@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -336,6 +337,37 @@ TEST(FailSafeClient, close_while_no_broker_comes_gives_up_after_close_timeout_an
 }
 
 
+// Runs `first_run` in a forked child (a publisher's first life), which calls the `ready` it is
+// given once it has done its part (ready() never returns: the child waits there, its client
+// alive), then kills the child with SIGKILL, as a crash would. Fork while this process has no
+// thread of its own: a multi-threaded fork leaves the child unable to start threads under TSan.
+::testing::AssertionResult run_then_kill(
+    const std::function<void(const std::function<void()>& ready)>& first_run) {
+  int ready[2];
+  if (::pipe(ready) != 0) return ::testing::AssertionFailure() << "pipe failed";
+  const pid_t child = ::fork();
+  if (child < 0) return ::testing::AssertionFailure() << "fork failed";
+  if (child == 0) {
+    ::close(ready[0]);
+    first_run([&] {
+      [[maybe_unused]] auto n = ::write(ready[1], "x", 1);
+      for (;;) ::pause();
+    });
+    ::_exit(3);  // it failed before it was ready
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  pollfd wait_ready{ready[0], POLLIN, 0};
+  const bool done = ::poll(&wait_ready, 1, 10'000) == 1 && ::read(ready[0], &byte, 1) == 1;
+  ::close(ready[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  const bool reaped = ::waitpid(child, &status, 0) == child && WIFSIGNALED(status);
+  if (!done) return ::testing::AssertionFailure() << "the first run did not get through";
+  if (!reaped) return ::testing::AssertionFailure() << "the first run did not die by SIGKILL";
+  return ::testing::AssertionSuccess();
+}
+
 // A publisher with a persistent queue, killed with kill -9 while its broker is away, started
 // again once the broker is back: every update it had accepted arrives once, in order, under
 // the same session name; a torn tail in its file is dropped and reported, the rest sent.
@@ -353,29 +385,14 @@ TEST(FailSafeClient, a_publisher_killed_while_the_broker_was_away_sends_its_pers
   };
   constexpr std::size_t count = 200;
 
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // the first run: no broker; every publish is accepted, then kill -9
-    ::close(ready[0]);
+  // The first run: no broker; every publish is accepted, then kill -9.
+  ASSERT_TRUE(run_then_kill([&](const std::function<void()>& ready) {
     Client c;
-    if (!c.connect(publisher_options())) ::_exit(3);
+    if (!c.connect(publisher_options())) return;
     for (std::size_t i = 0; i < count; ++i)
-      if (!c.publish("Kept/t", value_of(i))) ::_exit(4);
-    ::write(ready[1], "x", 1);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char byte = 0;
-  pollfd wait_ready{ready[0], POLLIN, 0};
-  ASSERT_EQ(::poll(&wait_ready, 1, 10'000), 1) << "the first run did not publish";
-  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
-  ::close(ready[0]);
-  ::kill(child, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status));
+      if (!c.publish("Kept/t", value_of(i))) return;
+    ready();
+  }));
   {
     // A write torn by the kill: a record header and half a payload.
     std::FILE* f = std::fopen(queue_path.c_str(), "ab");
@@ -443,28 +460,13 @@ TEST(FailSafeClient, a_publisher_killed_while_connected_resumes_its_named_sessio
   };
   // The child is forked while this process has no thread of its own (no Client yet): a
   // multi-threaded fork leaves the child unable to start threads under ThreadSanitizer.
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // the first run: connected, one acknowledged publish, then kill -9
-    ::close(ready[0]);
+  // The first run: connected, one acknowledged publish, then kill -9.
+  ASSERT_TRUE(run_then_kill([&](const std::function<void()>& ready) {
     Client c;
-    if (!c.connect(publisher_options())) ::_exit(3);
+    if (!c.connect(publisher_options())) return;
     auto verdict = c.publish_acked("Token/t", std::as_bytes(std::span("first", 5)));
-    if (verdict.wait_for(short_wait) != std::future_status::ready || !verdict.get()) ::_exit(4);
-    ::write(ready[1], "x", 1);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char byte = 0;
-  pollfd wait_ready{ready[0], POLLIN, 0};
-  ASSERT_EQ(::poll(&wait_ready, 1, 10'000), 1) << "the first run did not publish";
-  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
-  ::close(ready[0]);
-  ::kill(child, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
+    if (verdict.wait_for(short_wait) == std::future_status::ready && verdict.get()) ready();
+  }));
 
   UpdateLog log;
   Client subscriber;
