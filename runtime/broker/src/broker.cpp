@@ -1,5 +1,6 @@
 #include "brook/runtime/broker.hpp"
 
+#include <mimalloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,6 +67,11 @@ std::string Broker::start() {
   auto& mesh = impl_->mesh;
   mesh.shard_count = count;
   mesh.memory_budget = resolve_memory_budget(o);
+  // The buffer pools' slabs are the broker's mimalloc memory, and a pool frees a slab only
+  // when it means the memory to go (under pressure, or slack unused for a second). By default
+  // mimalloc decommits freed memory after a delay, checked only when the freeing thread calls
+  // into it again, which an idle shard never does: the memory stayed resident for good.
+  mi_option_set(mi_option_decommit_delay, 0);
   mesh.memory_used = std::make_unique<MemoryGauge[]>(count);
   if (!o.shm_path.empty()) {
     try {
