@@ -129,6 +129,8 @@ Decoded decode_control(const fb::Message* msg) {
       return {DecodeError::none, ResyncMsg{view(msg->body_as_Resync()->reason())}};
     case fb::Body::Refresh:
       return {DecodeError::none, RefreshMsg{msg->body_as_Refresh()->alias()}};
+    case fb::Body::FlowControl:
+      return {DecodeError::none, FlowControlMsg{msg->body_as_FlowControl()->held()}};
     case fb::Body::AddHandler: {
       auto b = msg->body_as_AddHandler();
       return {DecodeError::none, AddHandlerMsg{b->request_id(), view(b->path()), b->sticky()}};
@@ -383,6 +385,11 @@ std::span<const std::byte> FrameEncoder::resync(std::string_view reason) {
   fbb_->Clear();
   auto r = fbb_->CreateString(reason.data(), reason.size());
   BROOK_FINISH(Resync, fb::CreateResync(*fbb_, r));
+}
+
+std::span<const std::byte> FrameEncoder::flow_control(bool held) {
+  fbb_->Clear();
+  BROOK_FINISH(FlowControl, fb::CreateFlowControl(*fbb_, held));
 }
 
 std::span<const std::byte> FrameEncoder::ack(std::uint32_t request_id) {

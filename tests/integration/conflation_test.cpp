@@ -179,7 +179,11 @@ TEST(Conflation, stalled_subscriber_gets_the_latest_values_while_a_healthy_one_g
 TEST(QueueLimitPolicy, drop_oldest_resyncs_a_subscriber_past_the_limit_instead_of_closing_it) {
   BrokerConfig config;
   config.shards = 1;
-  config.config_toml = "[session]\nqueue_max_frames = 64\nqueue_limit_policy = \"drop-oldest\"\n";
+  // Flow control off: it would hold the publisher back while the proxy's socket buffers take
+  // it all, and the queue would never reach its limit (flow_control_test.cpp covers the two
+  // together).
+  config.config_toml = "[session]\nqueue_max_frames = 64\nqueue_limit_policy = \"drop-oldest\"\n"
+                       "[flow]\nhigh_water_bytes = 0\n";
   BrokerProcess broker(config);
   BROOK_ASSERT_STARTED(broker);
   FaultProxy proxy(broker.port());

@@ -57,9 +57,11 @@ void stalled_subscribers_stay_within_the_budget(std::size_t value_bytes) {
   BrokerConfig config = with_shards(2);
   // A session whose connection is gone keeps its backlog for a reconnect until its timeout
   // (60 s by default): that memory is held on purpose. A short timeout lets the stalled
-  // sessions that were not shed end soon after their clients go.
+  // sessions that were not shed end soon after their clients go. Flow control is off: with
+  // it, stalled subscribers are closed after flow.max_stall_ms, before the budget is reached;
+  // the budget is what bounds memory when flow control does not.
   config.config_toml = "[limits]\nmax_memory_bytes = " + std::to_string(budget_bytes) +
-                       "\n[session]\nreconnect_timeout_ms = 200\n";
+                       "\n[session]\nreconnect_timeout_ms = 200\n[flow]\nhigh_water_bytes = 0\n";
   BrokerProcess broker(config);
   BROOK_ASSERT_STARTED(broker);
   const std::uint64_t rss_at_start = rss_bytes(broker.pid());

@@ -14,7 +14,7 @@ namespace brook {
 // The wire protocol's version, sent in every Connect. A broker refuses a client that speaks
 // another one (ErrorCode::protocol_version, naming both). Bumped on incompatible changes
 // only: a new optional field in a control frame keeps the version.
-inline constexpr std::uint16_t wire_version = 1;
+inline constexpr std::uint16_t wire_version = 2;  // 2: the broker sends FlowControl
 
 enum class TopicType : std::uint8_t { json = 0, string = 1, binary = 2, int64 = 3, float64 = 4 };
 inline constexpr std::uint8_t topic_type_count = 5;
@@ -62,6 +62,8 @@ enum class ErrorCode : std::uint16_t {
   request_timeout = 19,
   too_many_requests = 20,
   memory_limit = 21,  // the broker's memory budget is spent: the publish was refused
+  back_pressured = 22,  // client side (try_publish): flow control holds the publisher back,
+                        // or its outbox is full; nothing was sent
 };
 // A short phrase: "authentication failed", "no handler", ...
 BROOK_API std::string_view to_string(ErrorCode code);

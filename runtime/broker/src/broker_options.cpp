@@ -57,6 +57,11 @@ std::string BrokerOptions::validate() const {
     return "limits.max_memory_bytes must be at least 67108864 (64 MiB), or 0 for half of the machine's memory";
   if (!std::has_single_bit(recv_buffer_count) || recv_buffer_count > 32768)
     return "io.recv_buffer_count must be a power of two up to 32768";
+  if (flow_high_water_bytes != 0) {
+    if (flow_low_water_bytes >= flow_high_water_bytes)
+      return "flow.low_water_bytes must be below flow.high_water_bytes";
+    if (flow_max_stall_ms == 0) return "flow.max_stall_ms must be at least 1";
+  }
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
   if (shm_ring_bytes < 4096 || !std::has_single_bit(shm_ring_bytes))
     return "shm.ring_bytes must be a power of two of at least 4096";
@@ -117,6 +122,9 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
     else return "session.queue_limit_policy must be \"close\" or \"drop-oldest\"";
   }
   read("session", "conflate_after_bytes", o.conflate_after_bytes);
+  read("flow", "high_water_bytes", o.flow_high_water_bytes);
+  read("flow", "low_water_bytes", o.flow_low_water_bytes);
+  read("flow", "max_stall_ms", o.flow_max_stall_ms);
   read("session", "reconnect_timeout_ms", o.reconnect_timeout_ms);
   read("session", "reconnect_timeout_max_ms", o.reconnect_timeout_max_ms);
   read("session", "ping_interval_ms", o.ping_interval_ms);

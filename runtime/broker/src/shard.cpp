@@ -137,6 +137,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
     if (!shm_slots_.empty()) poll_shm();
     check_memory();
+    if (!holding_sessions_.empty()) check_flow(now_ns());
     if (!to_abandon_.empty()) abandon_overdue();
     // Read again: the mailboxes just drained may have adopted connections, stamped after
     // turn_start, which a check against turn_start would find 2^64 ns old and time out.
@@ -289,6 +290,8 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::selector_added: on_selector_added(m); break;
     case ShardMessageKind::snapshot: on_snapshot(m); break;
     case ShardMessageKind::deliver: on_deliver(m); break;
+    case ShardMessageKind::flow_hold: on_flow_hold(m); break;
+    case ShardMessageKind::flow_release: on_flow_release(m); break;
     case ShardMessageKind::refresh: on_refresh(from, m); break;
     case ShardMessageKind::current_value: on_current_value(m); break;
     case ShardMessageKind::add_handler: on_add_handler(from, m); break;
@@ -338,7 +341,7 @@ void Shard::on_completion(const transport::Completion& completion) {
 }
 
 std::string Shard::describe_counters() const {
-  char line[1600];
+  char line[1800];
   std::snprintf(line, sizeof line,
                 "shard %u: accepted=%llu closed=%llu frames_in=%llu bytes_in=%llu publishes=%llu "
                 "deliveries=%llu bytes_out=%llu protocol_errors=%llu refused=%llu "
@@ -347,7 +350,8 @@ std::string Shard::describe_counters() const {
                 "handoffs=%llu ping_timeouts=%llu sessions_open=%llu conflated=%llu "
                 "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
                 "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
-                "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu",
+                "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu "
+                "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -377,7 +381,9 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.memory_sheds,
                 (unsigned long long)counters_.memory_refusals,
                 (unsigned long long)counters_.recovery_trimmed,
-                (unsigned long long)pool_.heap_bytes());
+                (unsigned long long)pool_.heap_bytes(),
+                (unsigned long long)counters_.flow_holds, (unsigned long long)counters_.flow_stalls,
+                (unsigned long long)counters_.flow_timeouts);
   return line;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -116,6 +117,34 @@ struct ShardCounters {
   std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
   std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
   std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
+  std::uint64_t flow_holds = 0;          // subscribers that began holding publishers back
+  std::uint64_t flow_stalls = 0;         // publishers held back (episodes, on their shard)
+  std::uint64_t flow_timeouts = 0;       // subscribers given their policy after max_stall_ms
+};
+
+// A publishing session, as a subscriber shard names it (flow control).
+struct PublisherRef {
+  unsigned shard = 0;
+  std::uint64_t token = 0;
+};
+
+// When a subscriber's unsent queue holds its publishers back, and when it lets them go: the
+// configured marks, capped at half the queue's limits in bytes and in frames.
+struct FlowMarks {
+  explicit FlowMarks(const BrokerOptions& o)
+      : high_bytes(std::min(o.flow_high_water_bytes, o.session_queue_max_bytes / 2)),
+        low_bytes(std::min(o.flow_low_water_bytes, high_bytes / 2)),
+        high_frames(o.session_queue_max_frames / 2),
+        low_frames(high_frames / 4) {}
+  bool enabled() const noexcept { return high_bytes != 0; }
+  bool over(const OutboundQueue& q) const noexcept {
+    return q.bytes() >= high_bytes || q.frames() >= high_frames;
+  }
+  bool under(const OutboundQueue& q) const noexcept {
+    return q.bytes() <= low_bytes && q.frames() <= low_frames;
+  }
+  std::uint64_t high_bytes, low_bytes;
+  std::size_t high_frames, low_frames;
 };
 
 // The topic as its owner shard sees it.
@@ -242,6 +271,12 @@ struct Session {
   std::unordered_map<std::uint64_t, ServedRequest> serving;
   std::uint64_t next_serving_id = 1;
   std::unordered_set<std::string> requested_endpoints;
+  // Flow control (shard_flow.cpp). As a subscriber: the publishers it holds back while its
+  // unsent queue is past the high-water mark, and since when. As a publisher: how many
+  // subscribers hold it back; its connection is not read while any does.
+  std::vector<PublisherRef> holding;
+  std::uint64_t holding_since_ns = 0;
+  std::uint32_t held_by = 0;
   bool flush_listed = false;
   bool overflowed = false;           // queue limit reached: closed after this fan-out
   bool ended = false;                // closed: takes no frames, freed with its connection
@@ -343,6 +378,11 @@ class Shard final : public transport::ReactorHandler {
   std::size_t drain_mailboxes();
   void handle_message(unsigned from, const ShardMessage& message);
   bool back_pressured() const noexcept { return overflow_count_ > 0; }
+  // No frames are read from the connection: mailbox back-pressure, or flow control holding
+  // its session back.
+  bool input_stopped(const Connection& c) const noexcept {
+    return back_pressured() || (c.session && c.session->held_by > 0);
+  }
 
   // Connections (shard_connections.cpp).
   void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, ShmLink* link);
@@ -413,6 +453,15 @@ class Shard final : public transport::ReactorHandler {
   std::uint64_t resident_bytes();  // the process's, from /proc/self/statm
   void shed_furthest_behind(std::size_t max_sessions);
   void apply_queue_limit_policy(Session& s, std::string_view why);
+  // Flow control (shard_flow.cpp).
+  void hold_publisher(Session& subscriber, unsigned shard, std::uint64_t token);
+  void release_publishers(Session& subscriber);
+  void after_progress(Session& subscriber) {
+    if (!subscriber.holding.empty() && flow_marks_.under(subscriber.out)) release_publishers(subscriber);
+  }
+  void check_flow(std::uint64_t now);
+  void on_flow_hold(const ShardMessage& m);
+  void on_flow_release(const ShardMessage& m);
   void abandon(Connection& c);
   void on_authenticated(std::uint64_t connection_token, bool accepted);
   Session* session_for(std::uint64_t token);
@@ -433,7 +482,7 @@ class Shard final : public transport::ReactorHandler {
   void on_create_topic(unsigned from, const ShardMessage& message);
   void on_add_selector(unsigned from, const ShardMessage& message);
   void on_remove_selector(unsigned from, const ShardMessage& message);
-  void fan_out(OwnedTopic& topic, SharedBuffer* delta);
+  void fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
   SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
   void on_refresh(unsigned from, const ShardMessage& message);
 
@@ -480,6 +529,7 @@ class Shard final : public transport::ReactorHandler {
 
   unsigned index_;
   const BrokerOptions& options_;
+  const FlowMarks flow_marks_{options_};
   Mesh& mesh_;
   Authenticator* authenticator_;
   std::unique_ptr<transport::Reactor> reactor_;
@@ -527,6 +577,7 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> session_generation_;
   std::unordered_map<std::string, std::uint32_t> session_by_id_;
   std::vector<std::uint32_t> overflowed_;  // session slots
+  std::vector<std::uint32_t> holding_sessions_;  // slots of sessions holding publishers back
   std::uint64_t next_liveness_check_ns_ = 0;
   std::uint64_t next_memory_check_ns_ = 0;
   std::uint64_t next_pool_release_ns_ = 0;

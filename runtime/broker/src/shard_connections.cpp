@@ -146,7 +146,7 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
     c.assembly.insert(c.assembly.end(), data.begin(), data.end());
     return;
   }
-  if (c.paused || back_pressured()) {
+  if (c.paused || input_stopped(c)) {
     c.assembly.insert(c.assembly.end(), data.begin(), data.end());
     if (!c.paused) {
       c.paused = true;
@@ -187,7 +187,7 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
   std::size_t used = process_frames(c, data);
   if (c.closing) return;
   auto rest = data.subspan(used);
-  if (back_pressured() && !rest.empty()) {
+  if (input_stopped(c) && !rest.empty()) {
     process_input(c, rest);  // pauses and keeps the rest
     return;
   }
@@ -200,7 +200,7 @@ bool Shard::accepts_frames(const Connection& c) const noexcept {
 
 std::size_t Shard::process_frames(Connection& c, std::span<const std::byte> bytes) {
   std::size_t used = 0;
-  while (!c.closing && !back_pressured() && accepts_frames(c)) {
+  while (!c.closing && !input_stopped(c) && accepts_frames(c)) {
     auto split = codec::split_frame(bytes.subspan(used), options_.max_frame_bytes);
     if (split.status == codec::SplitStatus::need_more) break;
     if (split.status == codec::SplitStatus::too_large) {
@@ -340,6 +340,8 @@ void Shard::resume_paused() {
   for (std::uint32_t slot : paused) {
     Connection* c = connections_[slot].get();
     if (!c || !c->paused) continue;
+    // Held back by flow control: stays paused, listed again when released.
+    if (!c->closing && c->session && c->session->held_by > 0) continue;
     c->paused = false;
     if (c->closing) {
       maybe_release(*c);
@@ -451,7 +453,10 @@ void Shard::on_send(Connection& c, int result) {
                          c.control_sending.end());
   }
   c.control_sending.clear();
-  if (s) s->out.complete(bytes - control);
+  if (s) {
+    s->out.complete(bytes - control);
+    after_progress(*s);
+  }
   if (!c.control_out.empty() || (s && !s->out.empty())) mark_for_flush(c);
   if (c.closing) maybe_release(c);
 }
@@ -509,6 +514,7 @@ void Shard::apply_queue_limit_policy(Session& s, std::string_view why) {
     // values instead of the backlog it could not take.
     s.overflowed = false;
     s.out.drop_unsent();
+    release_publishers(s);
     s.out.release_unused_ring();
     // The requests among the dropped frames fail now rather than at their timeout.
     fail_served(s, {}, "handler gone: its session's queue was dropped");

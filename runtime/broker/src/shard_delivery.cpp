@@ -165,13 +165,18 @@ void Shard::on_deliver(const ShardMessage& m) {
   std::uint32_t value_users = 0, delta_users = 0;
   const bool conflate = it->second.conflate;
   SharedBodies shared;  // written once, for every shm subscriber here
+  // Updates of conflated topics never hold their publisher back: conflation is how those
+  // keep up with a slow subscriber.
+  const bool flow_control = m.code != 0 && !conflate && flow_marks_.enabled();
   for (const auto& s : it->second.subscribers) {
-    switch (enqueue_update(*sessions_[s.session_slot], *s.binding, conflate, m.b, m.buffer, m.delta,
+    Session& subscriber = *sessions_[s.session_slot];
+    switch (enqueue_update(subscriber, *s.binding, conflate, m.b, m.buffer, m.delta,
                            codec::frame_flag_sequenced, broadcast_.enabled() ? &shared : nullptr)) {
       case QueuedBody::value: ++value_users; break;
       case QueuedBody::delta: ++delta_users; break;
       case QueuedBody::nothing: break;
     }
+    if (flow_control && flow_marks_.over(subscriber.out)) hold_publisher(subscriber, m.code - 1u, m.c);
   }
   hand_over(m.buffer, value_users);
   hand_over(m.delta, delta_users);

@@ -23,7 +23,11 @@ enum class ShardMessageKind : std::uint8_t {
   snapshot,         // owner -> session shard: a = topic key, b = topic seq, c = subscription key,
                     //   buffer = topic's frame (path and current value), flags = has_value
   deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame,
-                    //   delta = the delta from seq b - 1 when one is smaller than the value
+                    //   delta = the delta from seq b - 1 when one is smaller than the value,
+                    //   code = the publisher's shard + 1 (0: none), c = its session token
+  flow_hold,        // subscriber shard -> publisher's shard: a = publisher's session token;
+                    //   stop reading it (flow control)
+  flow_release,     // subscriber shard -> publisher's shard: a = the token; one hold fewer
   refresh,          // session shard -> owner: a = topic key, c = session token, buffer = path
   current_value,    // owner -> session shard: the answer to refresh (a, b, c, buffer as snapshot)
   // Requests (shard_requests.cpp). The endpoint's owner is the shard its path hashes to.

@@ -247,6 +247,7 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   m.ping_interval_ms = options_.ping_interval_ms;
   m.next_sequence = s.out.oldest_unsent_sequence();
   send_control(c, encoder_.connected(m));
+  if (s.held_by > 0) send_control(c, encoder_.flow_control(true));  // still held back
   if (resumed) {
     ++counters_.sessions_resumed;
     announce_handler_presence(s, false);
@@ -279,6 +280,7 @@ void Shard::resync_subscriptions(Session& s) {
 
 void Shard::detach(Session& s) {
   s.connection = nullptr;
+  release_publishers(s);  // a detached session drains nothing: it must not hold a feed
   if (s.ended) {
     free_session(s);
     return;
@@ -301,6 +303,7 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   ++counters_.sessions_closed;
   drop_subscriptions(s);
   end_requests(s);
+  release_publishers(s);
   // What the session held goes at once, even while its connection still sends the reason (a
   // stalled consumer may take long to read it): the unsent backlog, the recovery window (an
   // ended session is never resumed) and the ring chunks they filled.

@@ -81,7 +81,7 @@ void Shard::poll_shm() {
 
 void Shard::read_shm(Connection& c) {
   ShmLink& link = *c.shm;
-  if (c.closing || c.paused || !accepts_frames(c) || back_pressured()) return;
+  if (c.closing || c.paused || !accepts_frames(c) || input_stopped(c)) return;
   std::size_t total = 0;
   bool wake_client = false;
   while (total < shm_read_batch) {
@@ -168,6 +168,7 @@ void Shard::send_shm(Connection& c) {
   }
   if (written > 0 && ring.publish()) ring_client(c);
   if (written > 0) c.last_sent_ns = now_ns();
+  if (written > 0 && s) after_progress(*s);
   counters_.bytes_out += written;
   link.waiting_for_space = stopped;
   c.congested = stopped;
@@ -216,7 +217,8 @@ bool Shard::shm_quiet() {
     Connection* c = connections_[slot].get();
     if (!c || !c->shm || c->closing) continue;
     ShmLink& link = *c->shm;
-    if (!c->paused && accepts_frames(*c) && link.from_client.prepare_to_sleep()) quiet = false;
+    if (!c->paused && accepts_frames(*c) && !input_stopped(*c) && link.from_client.prepare_to_sleep())
+      quiet = false;
     if (link.waiting_for_space && link.to_client.wait_for_space(link.space_needed)) quiet = false;
   }
   return quiet;

@@ -107,7 +107,7 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
                       0, topic->key, topic->seq, key, frame});
     });
   } else {
-    fan_out(*topic, delta);
+    fan_out(*topic, delta, {from, m.a});
   }
   reply(codec::ErrorCode::none, {});
 }
@@ -131,12 +131,15 @@ SharedBuffer* Shard::compute_delta(const OwnedTopic& topic, std::span<const std:
   return delta;
 }
 
-void Shard::fan_out(OwnedTopic& topic, SharedBuffer* delta) {
+void Shard::fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher) {
+  // The publisher travels with the update: a subscriber that falls behind holds it back.
+  const auto publisher_shard = static_cast<std::uint16_t>(publisher.shard + 1);
   for (std::uint64_t mask = topic.interested_mask; mask; mask &= mask - 1) {
     unsigned shard = static_cast<unsigned>(__builtin_ctzll(mask));
     topic.frame->add_ref();
     if (delta) delta->add_ref();
-    send_to(shard, {ShardMessageKind::deliver, 0, 0, 0, topic.key, topic.seq, 0, topic.frame, delta});
+    send_to(shard, {ShardMessageKind::deliver, 0, publisher_shard, 0, topic.key, topic.seq,
+                    publisher.token, topic.frame, delta});
   }
   if (delta) delta->release();  // the one compute_delta gave us
 }

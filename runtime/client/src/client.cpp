@@ -102,6 +102,7 @@ struct Command {
     close_listener,
     disconnect_listener,
     reconnect_listener,
+    flow_listener,
     state_listener,
     add_handler,
     remove_handler,
@@ -120,6 +121,7 @@ struct Command {
   std::function<void(const Status&)> error_listener;
   std::function<void(const std::string&)> close_listener;
   std::function<void(bool)> reconnect_listener;
+  std::function<void(bool)> flow_listener;
   StateListener state_listener;
   RequestHandler request_handler;
   bool sticky = true;
@@ -307,6 +309,10 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
   std::function<void(const std::string&)> close_listener;
   std::function<void(const std::string&)> disconnect_listener;
   std::function<void(bool)> reconnect_listener;
+  std::function<void(bool)> flow_listener;
+  // The broker holds this publisher back (flow control): written by the client thread, read
+  // by try_publish() on any thread.
+  std::atomic<bool> flow_held{false};
   std::string close_reason;
   ErrorCode close_code = ErrorCode::not_connected;  // the broker's, when it ended the session
 
@@ -1029,7 +1035,14 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
       p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
     pings.clear();
     if (disconnect_listener) disconnect_listener(reason);
+    // A hold belongs to a connection: the broker says so again on the next one if it lasts.
+    set_flow_held(false);
     schedule_attempt(std::move(reason));
+  }
+
+  void set_flow_held(bool held) {
+    if (flow_held.exchange(held, std::memory_order_release) == held) return;
+    if (flow_listener) flow_listener(held);
   }
 
   // Asks the strategy what to do after a drop or a failed attempt.
@@ -1456,6 +1469,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
                      if (m.last_received <= sent_log.last()) sent_log.confirm(m.last_received);
                    },
                    [&](const codec::RequestResultMsg& m) { on_request_result(m); },
+                   [&](const codec::FlowControlMsg& m) { set_flow_held(m.held); },
                    [&](const codec::HandleRequestMsg& m) { on_handle_request(m); },
                    [&](const codec::ErrorMsg& m) { on_error_frame(m); },
                    [&](const codec::PongMsg& m) {
@@ -1719,6 +1733,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
       case K::close_listener: close_listener = std::move(c.close_listener); break;
       case K::disconnect_listener: disconnect_listener = std::move(c.close_listener); break;
       case K::reconnect_listener: reconnect_listener = std::move(c.reconnect_listener); break;
+      case K::flow_listener: flow_listener = std::move(c.flow_listener); break;
       case K::state_listener: state_listener = std::move(c.state_listener); break;
       case K::close:
         append(encoder.close("client closed the session"));
@@ -1779,6 +1794,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
     if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);
     if (c.kind == Command::Kind::reconnect_listener) reconnect_listener = std::move(c.reconnect_listener);
+    if (c.kind == Command::Kind::flow_listener) flow_listener = std::move(c.flow_listener);
     if (c.kind == Command::Kind::state_listener) state_listener = std::move(c.state_listener);
   }
 };
@@ -2099,6 +2115,48 @@ void Client::on_disconnect(std::function<void(const std::string&)> listener) {
   c.kind = Command::Kind::disconnect_listener;
   c.close_listener = std::move(listener);
   impl_->submit(std::move(c));
+}
+
+void Client::on_flow_control(std::function<void(bool held)> listener) {
+  Command c;
+  c.kind = Command::Kind::flow_listener;
+  c.flow_listener = std::move(listener);
+  impl_->submit(std::move(c));
+}
+
+bool Client::flow_held() const noexcept { return impl_->flow_held.load(std::memory_order_acquire); }
+
+Status Client::try_publish(std::string_view path, std::span<const std::byte> value,
+                           std::optional<TopicType> type) {
+  if (impl_->flow_held.load(std::memory_order_acquire))
+    return error_status(ErrorCode::back_pressured,
+                        "flow control: the broker holds this publisher back until its subscribers catch up");
+  const std::size_t bytes = codec::publish_frame_bytes(path.size(), value.size());
+  // A persistent queue writes the frame to its file first, and a frame too large for a ring
+  // record is handed over whole: neither waits for the outbox.
+  if (impl_->queue_file || bytes > impl_->outbox.max_payload()) return publish(path, value, type);
+  bool queued = false;
+  if (Status s = impl_->reserve(bytes, queued); !s) return s;
+  if (!queued && impl_->send_directly(bytes, [&](std::byte* at) {
+        codec::write_publish(at, 0, path, type, value);
+      }))
+    return Status::ok();
+  auto claim = impl_->outbox.try_claim(bytes);
+  if (!claim) {
+    if (queued) impl_->give_back_reservation(1, static_cast<std::int64_t>(bytes));
+    impl_->wake_client();
+    return error_status(ErrorCode::back_pressured,
+                        "the client's outbox is full (ClientOptions::outbox_bytes): the network or "
+                        "the broker is slower than this publisher");
+  }
+  codec::write_publish(claim.payload, 0, path, type, value);
+  transport::MpscByteRing::commit(claim, queued ? record_queued_frame : record_frame);
+  impl_->committed();
+  return Status::ok();
+}
+
+Status Client::try_publish(std::string_view path, std::string_view value, std::optional<TopicType> type) {
+  return try_publish(path, std::as_bytes(std::span(value)), type);
 }
 
 void Client::on_reconnect(std::function<void(bool)> listener) {

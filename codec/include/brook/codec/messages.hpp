@@ -102,6 +102,9 @@ struct RequestResultMsg {
 struct ResyncMsg {
   std::string_view reason;
 };
+struct FlowControlMsg {
+  bool held;
+};
 struct AckMsg {
   std::uint32_t request_id;
 };
@@ -156,7 +159,8 @@ using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedM
                              UnsubscribedMsg, CreateTopicMsg, AckMsg, TopicAddMsg, PingMsg, PongMsg,
                              CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg,
                              AddHandlerMsg, RemoveHandlerMsg, RequestMsg, HandleRequestMsg,
-                             ResponseMsg, RequestResultMsg, SharedUpdateMsg, ReceivedMsg>;
+                             ResponseMsg, RequestResultMsg, SharedUpdateMsg, ReceivedMsg,
+                             FlowControlMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -213,6 +217,7 @@ class FrameEncoder {
   std::span<const std::byte> response(const ResponseMsg& m);
   std::span<const std::byte> request_result(const RequestResultMsg& m);
   std::span<const std::byte> resync(std::string_view reason);
+  std::span<const std::byte> flow_control(bool held);
   std::span<const std::byte> ack(std::uint32_t request_id);
   std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);
   std::span<const std::byte> ping(std::uint64_t id, std::uint64_t sent_ns);

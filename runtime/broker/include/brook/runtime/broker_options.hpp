@@ -23,6 +23,15 @@ struct BrokerOptions {
   // Conflated topics replace a subscriber's queued update once it is this far behind (unsent
   // bytes, with its connection full), or while it is disconnected.
   std::uint64_t conflate_after_bytes = 1u << 20;
+  // Flow control: a subscriber whose unsent queue passes the high-water mark holds back the
+  // publishers feeding it (the broker stops reading their connections) until it is under the
+  // low-water mark again. A subscriber that takes nothing for flow_max_stall_ms while holding
+  // them gets the queue-limit policy and lets them go. flow_high_water_bytes = 0: off. The
+  // marks are capped at half the session queue's limits (bytes and frames), so that a queue
+  // never reaches its limit while its subscriber still drains.
+  std::uint64_t flow_high_water_bytes = 1u << 20;
+  std::uint64_t flow_low_water_bytes = 256u << 10;
+  std::uint32_t flow_max_stall_ms = 2000;
   std::uint32_t reconnect_timeout_ms = 60'000;       // when the client does not say
   // On SIGTERM: how long to send the sessions their queues and last Received before exiting.
   std::uint32_t drain_ms = 2000;

@@ -272,6 +272,13 @@ class BROOK_API Client {
                  std::optional<TopicType> type = std::nullopt);
   Status publish(std::string_view path, std::string_view value,
                  std::optional<TopicType> type = std::nullopt);
+  // Never waits: back_pressured (and nothing sent) while flow control holds this publisher
+  // back (flow_held()) or while the client's outbox is full. With a persistent queue, or a
+  // value too large for the outbox, it is publish().
+  Status try_publish(std::string_view path, std::span<const std::byte> value,
+                     std::optional<TopicType> type = std::nullopt);
+  Status try_publish(std::string_view path, std::string_view value,
+                     std::optional<TopicType> type = std::nullopt);
   // The same, with the broker's verdict.
   std::future<Status> publish_acked(std::string_view path, std::span<const std::byte> value,
                                     std::optional<TopicType> type = std::nullopt);
@@ -316,6 +323,11 @@ class BROOK_API Client {
   // The session was resumed on a new connection; `resync` when current values follow
   // instead of the missed updates (see Update::resync), as after a new session.
   void on_reconnect(std::function<void(bool resync)> listener);
+  // Flow control: true when the broker starts holding this publisher back (a subscriber of
+  // what it publishes fell behind; publish() then waits once the outbox is full, try_publish()
+  // returns back_pressured), false when it lets it go. Runs on the client thread.
+  void on_flow_control(std::function<void(bool held)> listener);
+  bool flow_held() const noexcept;
   // Every state change (StateListener). Register it before connect() to see them all.
   void on_state_change(StateListener listener);
 
