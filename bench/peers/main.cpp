@@ -144,9 +144,9 @@ int main(int argc, char** argv) {
                             ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}));
   CLI::Option* window = app.add_option("--window-bytes", o.window_bytes,
                                        "throughput, topics: payload bytes the publisher may be ahead of the "
-                                       "slowest subscriber")
+                                       "slowest subscriber; 0: no window, as fast as the API accepts")
                             ->capture_default_str()
-                            ->check(CLI::Range(std::uint64_t{1} << 10, std::uint64_t{1} << 30));
+                            ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
   app.add_option("--max-seconds", o.max_seconds, "sending stops after this long")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -4,6 +4,7 @@
 #include "scenarios.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -309,6 +310,9 @@ class Window {
 };
 
 std::uint64_t window_messages(const ScenarioOptions& o) {
+  // 0: no window, the publisher goes as fast as the system's API accepts (half the range, so
+  // that progress + window cannot wrap).
+  if (o.window_bytes == 0) return std::numeric_limits<std::uint64_t>::max() / 2;
   return std::max<std::uint64_t>(1, o.window_bytes / o.payload_bytes);
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "brook/client/client.hpp"
@@ -112,7 +113,9 @@ int run_throughput(const BenchArgs& a) {
   // stalls fast producers inside the server). To measure the sustained rate rather than the
   // overflow, the publisher stays at most `window` messages (--window-bytes) ahead of its
   // subscriber. A deeper backlog is slower per message: the queued bodies leave the cache.
-  const std::uint64_t window = std::max<std::uint64_t>(1024, a.window_bytes / (a.payload + 48));
+  const std::uint64_t window = a.window_bytes == 0
+                                   ? std::numeric_limits<std::uint64_t>::max()
+                                   : std::max<std::uint64_t>(1024, a.window_bytes / (a.payload + 48));
   for (; sent < a.count; ++sent) {
     if ((sent & 1023) == 0 && clock::now() >= give_up) break;
     while (sent - received.load(std::memory_order_acquire) > window && clock::now() < give_up)
@@ -254,8 +257,9 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}));
   cmd->add_option("--window-bytes", args->window_bytes,
                   "throughput, topics: the bytes the publisher may run ahead of its slowest "
-                  "subscriber (default 1 MiB)")
-      ->check(CLI::Range(std::uint64_t{1} << 16, std::uint64_t{1} << 30));
+                  "subscriber (default 1 MiB); 0: no window, the publisher goes as fast as "
+                  "publish() accepts (flow control alone keeps the subscriber whole)")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
   cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");

@@ -11,6 +11,7 @@
 #include "bench_topics.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -170,7 +171,8 @@ int run_topics(const TopicsArgs& a) {
   std::vector<std::byte> value(std::max<std::size_t>(a.payload, 16), std::byte{0x5a});
   // Brook closes a subscriber whose queue overflows rather than stall the publisher: the
   // window keeps the run to the rate the slowest subscriber sustains.
-  const std::uint64_t window = std::max<std::uint64_t>(1, a.window_bytes / value.size());
+  const std::uint64_t window = a.window_bytes == 0 ? std::numeric_limits<std::uint64_t>::max()
+                                                  : std::max<std::uint64_t>(1, a.window_bytes / value.size());
   const auto start = clock::now();
   const auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
   std::uint64_t sent = 0;

@@ -46,6 +46,7 @@ void Shard::release_buffers() {
     for (auto& m : queue) release_message(m);
     queue.clear();
   }
+  if (overflow_count_ > 0) mesh_.shards_overflowing.fetch_sub(1, std::memory_order_relaxed);
   overflow_count_ = 0;
   topics_.for_each_match(*Selector::parse("//"), [](std::string_view, OwnedTopic& t) {
     if (t.frame) t.frame->release();
@@ -227,8 +228,10 @@ void Shard::send_to(unsigned shard, const ShardMessage& message) {
     return;
   }
   // The peer's ring is full: keep order by queueing behind it, never drop. While anything
-  // waits here the shard is back-pressured: it reads no sockets (TCP windows close towards
-  // its publishers), but it keeps draining its own mailboxes.
+  // waits here every shard is back-pressured (Mesh::shards_overflowing): none reads sockets
+  // (TCP windows close towards the publishers), but each keeps draining its own mailboxes.
+  // Every shard, because the reads that feed this ring may be another shard's: a publisher's
+  // shard feeds the topic's owner, whose delivers fill the rings to the subscribers' shards.
   //
   // Why that cannot deadlock: draining a mailbox never waits. Handling a record either
   // finishes locally or produces records for other shards, which go into their rings or
@@ -238,13 +241,12 @@ void Shard::send_to(unsigned shard, const ShardMessage& message) {
   // stopped draining; two shards whose rings to each other were full then slept for ever.)
   //
   // Why this queue stays bounded: new work enters the broker only through socket reads,
-  // which stop here while it is non-empty and on every other shard whose ring to a peer is
-  // full. What is then in flight is finite (frames already read, and the records derived
+  // which stop on every shard while it is non-empty. What is then in flight is finite (frames already read, and the records derived
   // from them: a publish becomes one deliver per interested shard, a request one answer),
   // and peers consume it at mailbox_batch per turn, so the queue holds at most what the
   // records already read can derive.
   pending.push_back(message);
-  ++overflow_count_;
+  if (overflow_count_++ == 0) mesh_.shards_overflowing.fetch_add(1, std::memory_order_relaxed);
   ++counters_.mailbox_overflows;
 }
 
@@ -254,7 +256,7 @@ void Shard::flush_overflow() {
     auto& ring = mesh_.ring(index_, shard);
     while (!pending.empty() && ring.try_push(pending.front())) {
       pending.pop_front();
-      --overflow_count_;
+      if (--overflow_count_ == 0) mesh_.shards_overflowing.fetch_sub(1, std::memory_order_relaxed);
       peers_to_wake_ |= std::uint64_t{1} << shard;
     }
     // A peer with a full ring must be awake to empty it.

@@ -68,6 +68,11 @@ struct Mesh {
   std::uint64_t memory_budget = 0;
   std::unique_ptr<MemoryGauge[]> memory_used;
   MemoryGauge process_rss;  // written by shard 0
+  // Shards with records waiting behind a full ring. While any has, no shard reads sockets:
+  // back-pressure must reach the shard whose reads feed the full ring, which may be another
+  // one (a publisher's shard feeds its topic's owner, which feeds the subscribers' shards).
+  // relaxed: a hint read per frame; the rings themselves carry the data.
+  alignas(64) std::atomic<unsigned> shards_overflowing{0};
   std::vector<std::unique_ptr<transport::SpscRing<ShardMessage>>> rings;  // [from * n + to]
   std::vector<Shard*> shards;
   // Shared memory: one broadcast segment per shard (written by that shard only), and the
@@ -377,7 +382,9 @@ class Shard final : public transport::ReactorHandler {
   bool inbound_pending() const;
   std::size_t drain_mailboxes();
   void handle_message(unsigned from, const ShardMessage& message);
-  bool back_pressured() const noexcept { return overflow_count_ > 0; }
+  bool back_pressured() const noexcept {
+    return overflow_count_ > 0 || mesh_.shards_overflowing.load(std::memory_order_relaxed) > 0;
+  }
   // No frames are read from the connection: mailbox back-pressure, or flow control holding
   // its session back.
   bool input_stopped(const Connection& c) const noexcept {
