@@ -178,10 +178,12 @@ void Reactor::recycle_buffer(unsigned buffer_id) {
   io_uring_buf_ring_advance(buffer_ring_, 1);
 }
 
-int Reactor::run_once(ReactorHandler& handler, int timeout_ms) {
-  wait(timeout_ms);
-  return process(handler);
+int Reactor::run_once(ReactorHandler& handler, int timeout_ms, unsigned max_completions) {
+  wait(completions_pending() ? 0 : timeout_ms);
+  return process(handler, max_completions);
 }
+
+bool Reactor::completions_pending() const noexcept { return io_uring_cq_ready(ring_.get()) > 0; }
 
 void Reactor::wait(int timeout_ms) {
   io_uring_cqe* cqe = nullptr;
@@ -200,11 +202,12 @@ void Reactor::wait(int timeout_ms) {
     throw std::system_error(-rc, std::system_category(), "io_uring_submit_and_wait");
 }
 
-int Reactor::process(ReactorHandler& handler) {
+int Reactor::process(ReactorHandler& handler, unsigned max_completions) {
   io_uring_cqe* cqe = nullptr;
   int handled = 0;
   unsigned head;
   io_uring_for_each_cqe(ring_.get(), head, cqe) {
+    if (static_cast<unsigned>(handled) == max_completions) break;
     ++handled;
     Op op = op_of(cqe->user_data);
     Completion c{op, token_of(cqe->user_data), cqe->res, (cqe->flags & IORING_CQE_F_MORE) != 0, {}};

@@ -33,19 +33,22 @@ class ChunkedRing {
   // Entries in allocated chunks: what the ring's storage really costs, in entries.
   std::size_t allocated() const noexcept { return allocated_chunks_ << shift_; }
 
-  // Frees every chunk that holds none of the live entries [head, tail) and is not the one the
-  // next push goes to. Returns the entries freed.
-  std::size_t release_unused(std::uint64_t head, std::uint64_t tail) {
+  std::size_t allocated_chunks() const noexcept { return allocated_chunks_; }
+
+  // Frees every chunk (at most max_chunks) that holds none of the live entries [head, tail)
+  // and is not the one the next push goes to. Returns the entries freed.
+  std::size_t release_unused(std::uint64_t head, std::uint64_t tail, std::size_t max_chunks = SIZE_MAX) {
     if (directory_.size() == 1) return 0;  // a single chunk is the whole ring
     const std::uint64_t first = head >> shift_;
     const std::uint64_t last = tail >> shift_;  // the tail's chunk stays: it is written next
     std::size_t freed = 0;
-    for (std::uint64_t c = 0; c < directory_.size(); ++c) {
+    for (std::uint64_t c = 0; c < directory_.size() && max_chunks > 0; ++c) {
       if (!directory_[c]) continue;
       // The live chunks fill the slots from first's on, circularly, for last - first + 1.
       if (((c - first) & directory_mask_) <= last - first) continue;
       directory_[c].reset();
       --allocated_chunks_;
+      --max_chunks;
       freed += std::size_t{1} << shift_;
     }
     return freed;

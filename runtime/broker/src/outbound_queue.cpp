@@ -56,6 +56,9 @@ bool OutboundQueue::replace(std::uint64_t sequence, const OutFrame& frame) {
 }
 
 void OutboundQueue::push_unbounded(const OutFrame& frame) {
+  // The positions after tail_ still hold abandoned frames: release them before reuse (an
+  // ended session is pushed nothing in the normal course, so this is rare).
+  release_abandoned(SIZE_MAX);
   // Grows while a session's backlog (or recovery window) reaches a new high; never per
   // message in the steady state.
   const std::size_t allocated = ring_.allocated();
@@ -179,8 +182,8 @@ void OutboundQueue::trim_recovery_window() noexcept {
   }
 }
 
-std::uint64_t OutboundQueue::release_unused_ring() {
-  const std::uint64_t freed = ring_.release_unused(head_, tail_) * entry_bytes;
+std::uint64_t OutboundQueue::release_unused_ring(std::size_t max_chunks) {
+  const std::uint64_t freed = ring_.release_unused(head_, std::max(tail_, abandoned_end_), max_chunks) * entry_bytes;
   if (limits_.ring_bytes_total) *limits_.ring_bytes_total -= freed;
   return freed;
 }
@@ -241,8 +244,30 @@ void OutboundQueue::drop_unsent() {
   tail_ = keep_end;
 }
 
+void OutboundQueue::abandon_unsent() noexcept {
+  std::uint64_t keep_end = sent_ + (sent_partly_ > 0 && sent_ != tail_ ? 1 : 0);
+  if (in_flight_end_ > keep_end) keep_end = in_flight_end_;
+  if (keep_end >= tail_) return;
+  if (abandoned_end_ < tail_) abandoned_end_ = tail_;
+  // What stays unsent is the send in flight and a partly sent frame: a few frames to count.
+  queued_bytes_ = 0;
+  for (std::uint64_t p = sent_; p != keep_end; ++p) queued_bytes_ += at(p).wire_bytes();
+  queued_bytes_ -= std::min<std::uint64_t>(queued_bytes_, sent_partly_);
+  tail_ = keep_end;
+}
+
+std::size_t OutboundQueue::release_abandoned(std::size_t max_frames) noexcept {
+  std::size_t released = 0;
+  while (abandoned_end_ > tail_ && released < max_frames) {
+    release_frame(--abandoned_end_);
+    ++released;
+  }
+  return released;
+}
+
 void OutboundQueue::clear() {
   release_staging();
+  release_abandoned(SIZE_MAX);
   for (std::uint64_t p = head_; p != tail_; ++p) release_frame(p);
   head_ = sent_ = in_flight_end_ = tail_;
   sent_partly_ = 0;

@@ -119,6 +119,14 @@ class OutboundQueue {
   bool rewind(std::uint64_t last_received);
   // Releases every unsent frame (not the send in flight). Sequence numbers continue.
   void drop_unsent();
+  // The same at once for a session that ends: the frames leave the queue now, their bodies
+  // are released by release_abandoned() a bounded number at a time (a stalled subscriber may
+  // hold millions). No push may follow until they are all released.
+  void abandon_unsent() noexcept;
+  // Releases up to max_frames abandoned frames; returns how many.
+  std::size_t release_abandoned(std::size_t max_frames) noexcept;
+  // Abandoned or retained frames are left to release.
+  bool holds_frames_to_release() const noexcept { return abandoned_end_ > tail_ || head_ != sent_; }
   // Releases everything; only when no send is in flight. Sequence numbers continue.
   void clear();
 
@@ -130,8 +138,10 @@ class OutboundQueue {
   std::uint64_t retained_frames() const noexcept { return sent_ - head_; }
   // The ring's own memory: its entries at their high-water mark.
   std::uint64_t ring_bytes() const noexcept { return ring_.allocated() * entry_bytes; }
-  // Frees the ring's chunks that hold nothing live (memory pressure); returns the bytes.
-  std::uint64_t release_unused_ring();
+  // Frees the ring's chunks that hold nothing live (memory pressure), at most max_chunks;
+  // returns the bytes.
+  std::uint64_t release_unused_ring(std::size_t max_chunks = SIZE_MAX);
+  std::size_t ring_chunks() const noexcept { return ring_.allocated_chunks(); }
   // Releases up to max_frames of the oldest sent frames (memory pressure: a reconnect then
   // resyncs instead of replaying); returns how many.
   std::size_t forget_retained(std::size_t max_frames) noexcept;
@@ -154,6 +164,7 @@ class OutboundQueue {
   std::uint64_t sent_ = 0;           // oldest frame not yet fully sent
   std::uint64_t in_flight_end_ = 0;  // frames [sent_, in_flight_end_) are in a send
   std::uint64_t tail_ = 0;           // next free position
+  std::uint64_t abandoned_end_ = 0;  // frames [tail_, abandoned_end_) wait for release
   std::size_t sent_partly_ = 0;      // how much of frame sent_ the kernel already took
   std::uint64_t queued_bytes_ = 0;   // unsent, counting the partly sent frame's rest
   std::uint64_t retained_bytes_ = 0;

@@ -446,6 +446,9 @@ class Shard final : public transport::ReactorHandler {
   void detach(Session& s);
   void end_session(Session& s, codec::ErrorCode code, std::string_view reason);
   void free_session(Session& s);
+  // What ended sessions queued or retained is released a bounded number of frames per turn
+  // (a stalled subscriber may hold millions); a session freed before that waits in dying_.
+  std::size_t release_ended_sessions();  // frames released
   void resync(Session& s);
   void resync_subscriptions(Session& s);
   void start_handoff(Connection& c, unsigned shard);
@@ -581,6 +584,8 @@ class Shard final : public transport::ReactorHandler {
   std::uint64_t ring_bytes_total_ = 0;
   std::vector<std::unique_ptr<Session>> sessions_;  // by slot
   std::vector<std::uint32_t> free_session_slots_;
+  std::vector<std::uint64_t> releasing_;  // tokens of ended sessions with frames to release
+  std::vector<std::unique_ptr<Session>> dying_;  // freed, their frames still being released
   std::vector<std::uint32_t> session_generation_;
   std::unordered_map<std::string, std::uint32_t> session_by_id_;
   std::vector<std::uint32_t> overflowed_;  // session slots

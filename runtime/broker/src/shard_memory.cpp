@@ -55,6 +55,8 @@ constexpr std::uint64_t stalled_after_ns = 20'000'000;
 constexpr std::uint64_t pressure_release_period_ns = 10'000'000;
 constexpr std::uint64_t idle_release_delay_ns = 990'000'000;
 constexpr std::uint64_t pool_slack_bytes = 8ull << 20;
+// Free blocks a slab release examines per check: about a millisecond of cold reads.
+constexpr std::size_t pool_blocks_per_check = 16'384;
 // mimalloc is asked to return freed memory when a shard's count fell this much, at most this
 // often.
 constexpr std::uint64_t collect_after_drop_bytes = 16ull << 20;
@@ -90,9 +92,11 @@ void Shard::check_memory() {
   // taken again costs 256 page faults).
   const std::uint64_t unused = pool_.heap_bytes() - std::min(pool_.heap_bytes(), pool_.in_use_bytes());
   const bool idle_slack = unused > pool_slack_bytes && unused > pool_.in_use_bytes();
-  if ((memory_state_ != MemoryState::normal && now >= next_pool_release_ns_) ||
-      (idle_slack && now >= next_pool_release_ns_ + idle_release_delay_ns)) {
-    pool_.release_free_slabs();
+  if (pool_.sweeping()) {
+    pool_.release_free_slabs(pool_blocks_per_check);  // a release under way goes on
+  } else if ((memory_state_ != MemoryState::normal && now >= next_pool_release_ns_) ||
+             (idle_slack && now >= next_pool_release_ns_ + idle_release_delay_ns)) {
+    pool_.release_free_slabs(pool_blocks_per_check);
     next_pool_release_ns_ = now + pressure_release_period_ns;
   }
   const std::uint64_t held = memory_in_use();

@@ -304,12 +304,12 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   drop_subscriptions(s);
   end_requests(s);
   release_publishers(s);
-  // What the session held goes at once, even while its connection still sends the reason (a
+  // What the session held goes now, even while its connection still sends the reason (a
   // stalled consumer may take long to read it): the unsent backlog, the recovery window (an
-  // ended session is never resumed) and the ring chunks they filled.
-  s.out.drop_unsent();
-  s.out.forget_retained(SIZE_MAX);
-  s.out.release_unused_ring();
+  // ended session is never resumed) and the ring chunks they filled. A few turns release it,
+  // a bounded number of frames each (release_ended_sessions).
+  s.out.abandon_unsent();
+  if (s.out.holds_frames_to_release()) releasing_.push_back(session_token(s));
   session_by_id_.erase(s.id);
   if (Connection* c = s.connection) {
     if (code != codec::ErrorCode::none) send_control(*c, encoder_.error(code, 0, reason));
@@ -321,8 +321,36 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
 
 void Shard::free_session(Session& s) {
   std::uint32_t slot = s.slot;
-  sessions_[slot].reset();
+  if (s.ended && s.out.holds_frames_to_release()) dying_.push_back(std::move(sessions_[slot]));
+  else sessions_[slot].reset();
   free_session_slots_.push_back(slot);
+}
+
+std::size_t Shard::release_ended_sessions() {
+  // About a millisecond of reference drops per turn (each body is cold by now), and of
+  // the ring's chunks given back to the heap.
+  constexpr std::size_t frames_per_turn = 8'192;
+  constexpr std::size_t chunks_per_turn = 256;
+  std::size_t budget = frames_per_turn;
+  std::size_t chunks = chunks_per_turn;
+  auto release = [&](Session& s) {
+    budget -= s.out.release_abandoned(budget);
+    budget -= s.out.forget_retained(budget);
+    if (s.out.holds_frames_to_release()) return false;
+    const std::size_t before = s.out.ring_chunks();
+    s.out.release_unused_ring(chunks);
+    chunks -= std::min(chunks, before - s.out.ring_chunks());
+    return s.out.ring_chunks() <= 1;
+  };
+  std::erase_if(dying_, [&](const std::unique_ptr<Session>& s) { return budget > 0 && chunks > 0 && release(*s); });
+  std::erase_if(releasing_, [&](std::uint64_t token) {
+    // session_for() finds no ended session: look it up by slot and generation.
+    const auto slot = static_cast<std::uint32_t>(token & 0xffffffffu);
+    Session* s = slot < sessions_.size() ? sessions_[slot].get() : nullptr;
+    if (!s || s->generation != static_cast<std::uint32_t>(token >> 32)) return true;  // in dying_
+    return budget > 0 && chunks > 0 && release(*s);
+  });
+  return frames_per_turn - budget;
 }
 
 void Shard::start_handoff(Connection& c, unsigned shard) {

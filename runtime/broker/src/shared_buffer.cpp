@@ -63,30 +63,48 @@ void BufferPool::add_slab(std::uint8_t size_class) {
   heap_bytes_ += slab_bytes;
 }
 
-std::uint64_t BufferPool::release_free_slabs() {
+std::uint64_t BufferPool::release_free_slabs(std::size_t max_blocks) {
   // A slab goes when none of its blocks is in use and none is left to carve: its blocks are
-  // then all on the free lists, which are rebuilt without them. O(slabs + free blocks).
-  bool any = false;
-  for (std::byte* s = slabs_; s; s = reinterpret_cast<SlabHeader*>(s)->next) {
-    auto* header = reinterpret_cast<SlabHeader*>(s);
-    bool carving = false;
-    for (const Carving& c : carving_) carving |= c.end && slab_of(c.end - 1) == header && c.next != c.end;
-    header->releasing = header->live == 0 && !carving;
-    any |= header->releasing;
-  }
-  if (!any) return 0;
-  for (auto& head : free_) {
-    SharedBuffer** link = &head;
-    while (*link) {
-      if (slab_of(*link)->releasing) *link = (*link)->next_free_;
-      else link = &(*link)->next_free_;
+  // then all on the free lists. A sweep sets the free lists aside whole and puts back the
+  // blocks of the slabs that stay, max_blocks per call (after a burst the lists hold millions
+  // of cold blocks: one walk of them held a shard for 30 ms). Meanwhile allocations take
+  // what is freed anew or carve; none can reach a releasing slab, whose blocks are all set
+  // aside, so its count stays at zero until the sweep ends and it goes.
+  if (!sweeping_) {
+    bool any = false;
+    for (std::byte* s = slabs_; s; s = reinterpret_cast<SlabHeader*>(s)->next) {
+      auto* header = reinterpret_cast<SlabHeader*>(s);
+      bool carving = false;
+      for (const Carving& c : carving_) carving |= c.end && slab_of(c.end - 1) == header && c.next != c.end;
+      header->releasing = header->live == 0 && !carving;
+      any |= header->releasing;
     }
+    if (!any) return 0;
+    for (Carving& c : carving_)
+      if (c.end && slab_of(c.end - 1)->releasing) c = {};  // a used-up slab's pointers
+    sweep_ = free_;
+    free_ = {};
+    sweeping_ = true;
   }
-  for (Carving& c : carving_)
-    if (c.end && slab_of(c.end - 1)->releasing) c = {};  // a used-up slab's pointers
+  std::size_t examined = 0;
+  for (std::size_t size_class = 0; size_class < sweep_.size(); ++size_class) {
+    SharedBuffer*& rest = sweep_[size_class];
+    while (rest && examined < max_blocks) {
+      SharedBuffer* block = rest;
+      rest = block->next_free_;
+      ++examined;
+      if (slab_of(block)->releasing) continue;
+      block->next_free_ = free_[size_class];
+      free_[size_class] = block;
+    }
+    if (rest) return 0;  // more next time
+  }
+  // Then the slabs go, a few per call: each is 1 MiB handed back to the system (about
+  // 0.1 ms of page-table work).
+  constexpr std::size_t slabs_per_call = 8;
   std::uint64_t released = 0;
   std::byte** link = &slabs_;
-  while (*link) {
+  while (*link && released < slabs_per_call * slab_bytes) {
     auto* header = reinterpret_cast<SlabHeader*>(*link);
     if (!header->releasing) {
       link = &header->next;
@@ -99,6 +117,7 @@ std::uint64_t BufferPool::release_free_slabs() {
   }
   heap_bytes_ -= released;
   stats_.released_slabs += released / slab_bytes;
+  if (released < slabs_per_call * slab_bytes) sweeping_ = false;  // none left
   return released;
 }
 

@@ -80,12 +80,15 @@ class Reactor {
   void wake() noexcept;
 
   // Submits queued operations, waits up to timeout_ms (0 = poll, -1 = forever) for at least
-  // one completion, then hands every available completion to `handler`. Returns how many.
-  int run_once(ReactorHandler& handler, int timeout_ms);
+  // one completion, then hands the available completions, at most `max_completions`, to
+  // `handler`. Returns how many.
+  int run_once(ReactorHandler& handler, int timeout_ms, unsigned max_completions = ~0u);
   // The two halves of run_once, for a thread that must do something between the wait and
   // the completions (the client takes back its send state from callers there).
   void wait(int timeout_ms);
-  int process(ReactorHandler& handler);
+  int process(ReactorHandler& handler, unsigned max_completions = ~0u);
+  // Completions are ready that process() left for the next call.
+  bool completions_pending() const noexcept;
 
  private:
   ::io_uring_sqe* next_sqe();

@@ -79,9 +79,12 @@ class BufferPool {
   // Bytes taken from the heap (slabs and large blocks): what the pool really costs, free
   // blocks included. The memory budget counts this.
   std::uint64_t heap_bytes() const noexcept { return heap_bytes_; }
-  // Gives back to the heap every slab none of whose blocks is in use. Returns the bytes.
-  // Owner thread only; costs a walk of the slabs and of the free lists.
-  std::uint64_t release_free_slabs();
+  // Gives back to the heap every slab none of whose blocks is in use, examining at most
+  // max_blocks free blocks and freeing at most 8 slabs per call: a release may take several
+  // calls (sweeping() until it is done). Returns the bytes this call gave back. Owner thread
+  // only.
+  std::uint64_t release_free_slabs(std::size_t max_blocks = SIZE_MAX);
+  bool sweeping() const noexcept { return sweeping_; }  // a release is under way
 
   // The pool that belongs to the calling thread, if any; set by the thread that owns it.
   static BufferPool*& thread_pool() noexcept;
@@ -101,6 +104,8 @@ class BufferPool {
   void add_slab(std::uint8_t size_class);
 
   std::array<SharedBuffer*, class_bytes.size()> free_{};
+  std::array<SharedBuffer*, class_bytes.size()> sweep_{};  // free lists set aside by a release
+  bool sweeping_ = false;
   std::array<Carving, class_bytes.size()> carving_{};
   std::atomic<SharedBuffer*> remote_free_{nullptr};
   std::byte* slabs_ = nullptr;  // singly linked through the first word of each slab
