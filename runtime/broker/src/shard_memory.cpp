@@ -15,14 +15,14 @@
 // A body allocated on one shard and held by another's subscribers counts on the shard that
 // allocated it: only the sum means anything, so every shard acts on the broker's total.
 //
-//   past 60% of the budget   recovery windows shrink, oldest sent frames first: a client
+//   past 55% of the budget   recovery windows shrink, oldest sent frames first: a client
 //                            that reconnects then gets current values (resync), not a
 //                            replay; pools give their free slabs back
-//   past 70%                 the stalled sessions furthest behind (most unsent bytes, and
+//   past 65%                 the stalled sessions furthest behind (most unsent bytes, and
 //                            nothing taken for 20 ms) are given the queue-limit policy:
 //                            drop-oldest + resync, or closed as slow consumers
-//   past 90%                 publishes are refused (memory_limit) until the broker is back
-//                            under 80%: nothing acknowledged is lost, the publisher is told
+//   past 85%                 publishes are refused (memory_limit) until the broker is back
+//                            under 75%: nothing acknowledged is lost, the publisher is told
 //
 // The thresholds leave room for what a millisecond of flat-out fan-out adds between checks
 // and for what the count leaves out (the allocator's own slack, connection buffers).
@@ -123,9 +123,10 @@ void Shard::check_memory() {
   broker_memory_used_ = used;
   const std::uint64_t budget = mesh_.memory_budget;
   const bool was_refusing = memory_state_ == MemoryState::refusing;
-  if (used >= budget / 10 * 9 || (was_refusing && used >= budget / 10 * 8)) memory_state_ = MemoryState::refusing;
-  else if (used >= budget / 10 * 7) memory_state_ = MemoryState::shedding;
-  else if (used >= budget / 10 * 6) memory_state_ = MemoryState::pressure;
+  const std::uint64_t percent = budget / 100;
+  if (used >= percent * 85 || (was_refusing && used >= percent * 75)) memory_state_ = MemoryState::refusing;
+  else if (used >= percent * 65) memory_state_ = MemoryState::shedding;
+  else if (used >= percent * 55) memory_state_ = MemoryState::pressure;
   else memory_state_ = MemoryState::normal;
   if (memory_state_ == MemoryState::normal) return;
 
