@@ -26,21 +26,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// Counts updates whose values are 1, 2, 3, ... and notes the first one out of order.
-struct InOrderCounter {
-  std::atomic<std::uint64_t> received{0};
-  std::atomic<bool> out_of_order{false};
-  std::uint64_t next = 1;  // the client thread's
-
-  void take(const Update& u) {
-    std::uint64_t n = 0;
-    std::from_chars(u.text().data(), u.text().data() + u.text().size(), n);
-    if (n != next) out_of_order.store(true);
-    next = n + 1;
-    received.fetch_add(1, std::memory_order_release);
-  }
-};
-
 Status subscribe_counting(Client& client, const std::string& selector, InOrderCounter& counter,
                           std::chrono::nanoseconds work_per_update) {
   auto verdict = std::make_shared<std::promise<Status>>();

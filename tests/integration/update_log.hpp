@@ -4,6 +4,10 @@
 // the Client that feeds it, so that the client (and its thread) goes first.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -148,6 +152,33 @@ inline Status await(std::future<Status> answer,
 
 inline std::span<const std::byte> bytes_of(std::string_view text) {
   return std::as_bytes(std::span(text.data(), text.size()));
+}
+
+// Counts updates whose values are the numbers 1, 2, 3, ... and notes any gap or repeat.
+// take() runs on the client's thread; the test's thread reads the atomics.
+struct InOrderCounter {
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<bool> out_of_order{false};
+  std::uint64_t next = 1;
+
+  void take(const Update& u) {
+    std::uint64_t n = 0;
+    std::from_chars(u.text().data(), u.text().data() + u.text().size(), n);
+    if (n != next) out_of_order.store(true);
+    next = n + 1;
+    received.fetch_add(1, std::memory_order_release);
+  }
+};
+
+// Raises the soft limit on open descriptors to the hard one; true if `wanted` fit.
+inline bool raise_descriptor_limit(std::size_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur >= wanted;
 }
 
 }  // namespace brook::test

@@ -17,6 +17,7 @@
 #include "broker_process.hpp"
 #include "brook/codec/messages.hpp"
 #include "brook/transport/tcp.hpp"
+#include "update_log.hpp"
 
 namespace brook::test {
 namespace {
@@ -24,16 +25,6 @@ namespace {
 constexpr std::size_t sessions_per_round = 10'000;
 constexpr std::size_t batch = 500;
 constexpr int rounds = 4;
-
-bool raise_descriptor_limit(std::size_t wanted) {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-  return limit.rlim_cur >= wanted;
-}
 
 // Reads the first frame from each socket; returns how many were Connected within the
 // deadline, and keeps the first few other answers in `others`.

@@ -27,6 +27,7 @@
 #include "brook/transport/reactor.hpp"
 #include "shm_client_link.hpp"
 #include "brook/transport/tcp.hpp"
+#include "client_loop.hpp"
 #include "persistent_queue.hpp"
 #include "sent_log.hpp"
 #include "server_list.hpp"
@@ -144,7 +145,7 @@ Response failed_response(ErrorCode code, std::string message) {
 
 }  // namespace
 
-struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_shared_from_this<Client::Impl> {
+struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_shared_from_this<Client::Impl> {
   struct LocalSubscription {
     runtime::Selector selector;
     UpdateHandler handler;
@@ -174,11 +175,22 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
 
   ClientOptions options;
   int fd = -1;
-  std::thread thread;
+  // The I/O thread this session runs on: a ClientContext's, shared, or one of its own.
+  std::shared_ptr<client_detail::ClientLoop> loop;
+  bool own_loop = false;
+  bool joined = false;  // handed to the loop (connect() got that far)
+  transport::Reactor* io = nullptr;  // the loop's reactor, on the loop thread
+  std::uint64_t token_base = 0;      // | 0: the socket's operations, | 1: the shm doorbell
+  bool tearing_down = false;         // closed: waiting for its operations in flight
+  std::chrono::steady_clock::time_point teardown_deadline{};
+  std::size_t drained_this_turn = 0;
+  std::promise<void> left_promise;
+  std::future<void> left_future = left_promise.get_future();
   // Every call becomes one record here, so the calls of a thread reach the broker in order.
   transport::MpscByteRing outbox;
-  // seq_cst handshake with producers, as in the broker's shards.
-  std::atomic<bool> sleeping{false};
+  // seq_cst handshake with producers, as in the broker's shards: the loop's flag.
+  std::atomic<bool> no_loop_yet{false};
+  std::atomic<bool>* sleeping = &no_loop_yet;
   std::atomic<bool> connected{false};
   std::atomic<ClientState> state{ClientState::connecting};
   std::atomic<bool> finished{false};
@@ -348,8 +360,8 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     std::atomic_thread_fence(std::memory_order_seq_cst);
     // Only the producer that finds the client asleep and clears the flag writes the eventfd:
     // one wake-up per sleep, not one per call until the client thread gets a core.
-    if (sleeping.load(std::memory_order_relaxed) &&
-        sleeping.exchange(false, std::memory_order_relaxed))
+    if (sleeping->load(std::memory_order_relaxed) &&
+        sleeping->exchange(false, std::memory_order_relaxed))
       wake_client();
   }
 
@@ -704,14 +716,11 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     return encoder.connect(m);
   }
 
-  // ---- the client thread -------------------------------------------------------------
-  void run() {
+  // ---- on the loop thread (LoopMember) ---------------------------------------------------
+  void begin(transport::Reactor& r, std::uint64_t base) override {
+    io = &r;
+    token_base = base;
     client_thread_id.store(std::this_thread::get_id(), std::memory_order_release);
-    transport::ReactorOptions ro;
-    ro.recv_buffer_count = 64;
-    ro.recv_buffer_bytes = 65536;
-    ro.sq_entries = 64;
-    transport::Reactor r(ro);
     reactor.store(&r, std::memory_order_release);
     last_heard = std::chrono::steady_clock::now();
     if (start_recovering) {
@@ -724,7 +733,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
       schedule_attempt(start_reason);
     } else {
       recv_armed = true;
-      r.recv_multishot(fd, 0);
+      io->recv_multishot(fd, token_base);
       if (shm) arm_doorbell();
       append(connect_frame(false));
       // What a persistent queue kept from an earlier run goes first, right behind Connect.
@@ -733,73 +742,107 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
       out.insert(out.end(), kept.begin(), kept.end());
       start_send();
     }
-    // Runs until close() is asked for and the broker has closed its side (or the linger
-    // passed); after the session is lost it keeps failing commands until then.
-    while (!(closing && (stream_closed || std::chrono::steady_clock::now() > close_deadline))) {
-      auto now = std::chrono::steady_clock::now();
-      if (close_when_flushed && recovering && now > close_deadline) {
-        closing = true;
-        give_up("closed by the client: no broker took the queued calls within close_timeout");
-      }
-      if (recovering) step_recovery(now);
-      else if (!stream_closed) keep_alive(now);
-      if (!pending_requests.empty()) expire_requests(now);
-      std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
-      if (!send_in_flight && !out.empty()) start_send();
-      // After the calls: a subscription made before connect() is in place before the frames
-      // it matches are read (over TCP they arrive as completions, after this point too).
-      if (shm && (!recovering || hold_out)) {
-        pump_shm();
-        if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
-      }
-      if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
-          !shut_down_write) {
-        // Over shared memory the socket is the liveness signal: the broker takes its EOF for
-        // a client that is gone, so the Close in the ring says it all.
-        if (!shm) ::shutdown(fd, SHUT_WR);
-        shut_down_write = true;
-      }
-      tend_queue_file(n == 0);
-      if (!queue_file_warnings.empty() && error_listener) {
-        for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
-        queue_file_warnings.clear();
-      }
-      int timeout = 0;
-      if (n == 0) {
-        sleeping.store(true, std::memory_order_seq_cst);
-        bool more = !outbox.empty_hint() && out.size() < max_out_bytes;
-        timeout = more ? 0 : next_wake_ms(now);
-        if (options.spin) timeout = 0;
-        else if (timeout && shm && (!recovering || hold_out) && !shm_quiet()) timeout = 0;
-      }
-      lend_send_state(n > 0);
-      r.wait(timeout);
-      take_back_send_state();
-      sleeping.store(false, std::memory_order_relaxed);
-      if (timeout && shm) shm->from_broker.awake();
-      // Busy-polling with nothing to do: let a thread waiting for this core run first.
-      if (r.process(*this) == 0 && options.spin && n == 0) std::this_thread::yield();
+  }
+
+  // Runs until close() is asked for and the broker has closed its side (or the linger
+  // passed); after the session is lost it keeps failing commands until then.
+  int turn() override {
+    drained_this_turn = 0;
+    auto now = std::chrono::steady_clock::now();
+    if (tearing_down) return 10;
+    if (closing && (stream_closed || now > close_deadline)) {
+      tear_down();
+      return 0;
     }
+    if (close_when_flushed && recovering && now > close_deadline) {
+      closing = true;
+      give_up("closed by the client: no broker took the queued calls within close_timeout");
+    }
+    if (recovering) step_recovery(now);
+    else if (!stream_closed) keep_alive(now);
+    if (!pending_requests.empty()) expire_requests(now);
+    std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
+    if (!send_in_flight && !out.empty()) start_send();
+    // After the calls: a subscription made before connect() is in place before the frames
+    // it matches are read (over TCP they arrive as completions, after this point too).
+    if (shm && (!recovering || hold_out)) {
+      pump_shm();
+      if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
+    }
+    if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
+        !shut_down_write) {
+      // Over shared memory the socket is the liveness signal: the broker takes its EOF for
+      // a client that is gone, so the Close in the ring says it all.
+      if (!shm) ::shutdown(fd, SHUT_WR);
+      shut_down_write = true;
+    }
+    tend_queue_file(n == 0);
+    if (!queue_file_warnings.empty() && error_listener) {
+      for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+      queue_file_warnings.clear();
+    }
+    drained_this_turn = n;
+    if (n > 0 || options.spin) return 0;
+    return next_wake_ms(now);
+  }
+
+  bool has_input() override {
+    if (tearing_down) return false;
+    if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
+    return shm && (!recovering || hold_out) && !shm_quiet();
+  }
+
+  void before_wait() override {
+    if (!tearing_down) lend_send_state(drained_this_turn > 0);
+  }
+
+  void after_wait(bool slept) override {
+    if (tearing_down) return;
+    take_back_send_state();
+    if (slept && shm) shm->from_broker.awake();
+  }
+
+  bool spins() const override { return options.spin && !tearing_down; }
+
+  // The session is over: fail what is left, and stop the operations in flight; the loop
+  // lets us go once they have come back (done()).
+  void tear_down() {
     recovering = false;
     end_session(close_reason.empty() ? "closed by the client" : close_reason);
     finished.store(true, std::memory_order_release);
     tend_queue_file(true, true);
     stream_closed = true;
     drain_outbox(SIZE_MAX);  // fails what was submitted after the close
-    // seq_cst: pairs with wake_client(); a caller either sees null or is counted below.
+    // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
     reactor.store(nullptr, std::memory_order_seq_cst);
     if (shm) {
       send_in_flight = false;  // ring writes are never in flight
-      if (doorbell_armed) r.cancel(transport::Op::read, 1);
+      if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
     }
-    if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) {
-      ::shutdown(fd, SHUT_RDWR);
-      for (int i = 0; i < 50 && (recv_armed || send_in_flight || doorbell_armed); ++i)
-        r.run_once(*this, 20);
+    if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) ::shutdown(fd, SHUT_RDWR);
+    teardown_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    tearing_down = true;
+  }
+
+  bool done() override {
+    if (!tearing_down) return false;
+    const bool in_flight = fd >= 0 && (recv_armed || send_in_flight || doorbell_armed);
+    if (in_flight && std::chrono::steady_clock::now() < teardown_deadline) return false;
+    // A caller that took the reactor before it was cleared is still ringing its eventfd.
+    return wakers.load(std::memory_order_seq_cst) == 0;
+  }
+
+  void left() override { left_promise.set_value(); }
+
+  // Caller side (connect): hands the session to its loop, whose thread runs it from now on.
+  void join_loop() {
+    if (!loop) {
+      loop = std::make_shared<client_detail::ClientLoop>(false, 64);
+      own_loop = true;
     }
-    // A caller that took the reactor before it was cleared is still ringing its eventfd: the
-    // reactor (and that descriptor) must outlive the call, or the write lands on a reused fd.
-    while (wakers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    sleeping = &loop->sleeping();
+    joined = true;
+    loop->add(shared_from_this());
   }
 
   int next_wake_ms(std::chrono::steady_clock::time_point now) const {
@@ -848,10 +891,10 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     send_in_flight = true;
-    reactor.load(std::memory_order_relaxed)->sendmsg(fd, &msg, 0);
+    io->sendmsg(fd, &msg, token_base);
   }
 
-  void on_completion(const transport::Completion& c) override {
+  void on_completion(const transport::Completion& c, unsigned) override {
     switch (c.op) {
       case transport::Op::recv:
         if (c.result > 0) {
@@ -864,7 +907,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
           if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed) &&
               (!recovering || hold_out)) {
             recv_armed = true;
-            reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
+            io->recv_multishot(fd, token_base);
           } else {
             // The broker's last frames (the reason it closed) are in the ring, not the socket.
             if (shm && (!recovering || hold_out)) pump_shm();
@@ -911,8 +954,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
   // ---- shared memory ------------------------------------------------------------------
   void arm_doorbell() {
     doorbell_armed = true;
-    reactor.load(std::memory_order_relaxed)
-        ->read(shm->doorbell_in, &shm->doorbell_value, sizeof shm->doorbell_value, 1);
+    io->read(shm->doorbell_in, &shm->doorbell_value, sizeof shm->doorbell_value, token_base | 1);
   }
 
   // A "send" into the ring: what fits goes at once; the rest waits for the broker to read.
@@ -989,7 +1031,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
       if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
       // The attempt's doorbell will never ring: take its read back, or the next attempt
       // would wait for it forever.
-      if (shm && doorbell_armed) reactor.load(std::memory_order_relaxed)->cancel(transport::Op::read, 1);
+      if (shm && doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
       if (hold_out) {
         hold_out = false;
         schedule_attempt(std::move(reason));
@@ -1029,7 +1071,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     if (shm) {
       send_in_flight = false;  // what did not fit in the ring is resent from the log
       shm_waiting_space = false;
-      if (doorbell_armed) reactor.load(std::memory_order_relaxed)->cancel(transport::Op::read, 1);
+      if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
     }
     for (auto& [id, p] : pings)
       p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
@@ -1139,7 +1181,7 @@ struct BROOK_LOCAL Client::Impl final : transport::ReactorHandler, std::enable_s
     sending_offset = 0;
     sending_last_seq = 0;
     recv_armed = true;
-    reactor.load(std::memory_order_relaxed)->recv_multishot(fd, 0);
+    io->recv_multishot(fd, token_base);
     issue_send();
   }
 
@@ -1929,14 +1971,37 @@ std::future<Response> Client::send_request(std::string_view path, std::string_vi
   return send_request(path, std::as_bytes(std::span(text)), timeout, type);
 }
 
+// ---- contexts ------------------------------------------------------------------------------
+
+struct BROOK_LOCAL ClientContext::Impl {
+  // A context's loop has room for many sessions' reads.
+  std::shared_ptr<client_detail::ClientLoop> loop =
+      std::make_shared<client_detail::ClientLoop>(true, 256);
+};
+
+ClientContext::ClientContext() : impl_(std::make_shared<Impl>()) {}
+
+// With no Client running on it, the loop's thread ends now and is waited for; otherwise it
+// goes on until the last of them has closed.
+ClientContext::~ClientContext() {
+  impl_->loop->stop();
+  if (impl_->loop->members() == 0) impl_->loop->join();
+}
+
+std::size_t ClientContext::sessions() const noexcept { return impl_->loop->members(); }
+
 Client::Client() : Client(ClientOptions{}.outbox_bytes) {}
 
 Client::Client(std::size_t outbox_bytes) : impl_(std::make_shared<Impl>(outbox_bytes)) {}
 
+Client::Client(ClientContext& context, std::size_t outbox_bytes) : Client(outbox_bytes) {
+  impl_->loop = context.impl_->loop;
+}
+
 Client::~Client() { close(); }
 
 Status Client::connect(const ClientOptions& options) {
-  if (impl_->thread.joinable()) return error_status(ErrorCode::internal, "already connected");
+  if (impl_->joined) return error_status(ErrorCode::internal, "already connected");
   std::string error;
   auto servers = client_detail::parse_server_list(options.url, error);
   if (servers.empty()) return error_status(ErrorCode::invalid_value, error);
@@ -1965,12 +2030,12 @@ Status Client::connect(const ClientOptions& options) {
     impl_->start_recovering = true;
     impl_->start_reason = "recovering: no server reachable yet (" + failures + ")";
     impl_->connect_answered = true;
-    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->join_loop();
     return Status{ErrorCode::none, impl_->start_reason};
   }
   const std::string reached = impl_->reached_server();
   auto answer = impl_->connected_promise.get_future();
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->join_loop();
   if (answer.wait_for(options.connect_timeout) != std::future_status::ready) {
     close();
     return error_status(ErrorCode::not_connected, "no answer from " + reached);
@@ -2208,7 +2273,7 @@ std::string Client::session_id() const {
 }
 
 void Client::close() {
-  if (!impl_->thread.joinable()) {
+  if (!impl_->joined) {
     // Never connected (or the connect failed before the thread ran): calls made before
     // connect() are still queued; they fail now, on this thread, with `not connected`.
     impl_->stream_closed = true;
@@ -2217,7 +2282,8 @@ void Client::close() {
     return;
   }
   if (impl_->on_client_thread()) {
-    // From a callback: ask for the close; the owner's close() or destructor joins.
+    // From a callback: ask for the close; the loop finishes it (it holds the session until
+    // then), and the owner's close() or destructor waits for it.
     Command c;
     c.kind = Command::Kind::close;
     impl_->submit(std::move(c));
@@ -2226,7 +2292,8 @@ void Client::close() {
   Command c;
   c.kind = Command::Kind::close;
   impl_->submit(std::move(c));
-  impl_->thread.join();
+  impl_->left_future.wait();
+  if (impl_->own_loop) impl_->loop->join();  // its thread ends with its one session
 }
 
 }  // namespace brook

@@ -244,10 +244,34 @@ class Subscription {
   std::uint64_t id_ = 0;
 };
 
+// One I/O thread (and one io_uring) for many Clients: a process that holds a thousand
+// sessions runs them on one thread instead of a thousand. Callbacks of every Client made on
+// a context run on its thread, one at a time: a handler that blocks holds up all of them.
+// Destroying the context after its Clients have closed waits for its thread to end;
+// destroying it while some still run is allowed, and the thread ends after the last of them
+// has closed.
+class BROOK_API ClientContext {
+ public:
+  ClientContext();
+  ~ClientContext();
+  ClientContext(const ClientContext&) = delete;
+  ClientContext& operator=(const ClientContext&) = delete;
+  // Clients running on it (connected, or closing).
+  std::size_t sessions() const noexcept;
+
+ private:
+  friend class Client;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
 class BROOK_API Client {
  public:
+  // A Client of its own: one I/O thread for this session.
   Client();
   explicit Client(std::size_t outbox_bytes);
+  // A Client that runs on `context`'s thread, with the other sessions made on it.
+  explicit Client(ClientContext& context, std::size_t outbox_bytes = ClientOptions{}.outbox_bytes);
   ~Client();  // closes the session if still open
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -1,0 +1,149 @@
+#include "client_loop.hpp"
+
+#include <algorithm>
+#include <climits>
+
+namespace brook::client_detail {
+
+namespace {
+// token = generation (23 bits) << 33 | slot << 1 | kind: 56 bits, what the reactor carries.
+constexpr std::uint64_t generation_mask = (1u << 23) - 1;
+std::uint64_t token_base(std::uint32_t slot, std::uint32_t generation) {
+  return ((generation & generation_mask) << 33) | (std::uint64_t{slot} << 1);
+}
+}  // namespace
+
+ClientLoop::ClientLoop(bool shared, unsigned recv_buffers) : shared_(shared), recv_buffers_(recv_buffers) {}
+
+ClientLoop::~ClientLoop() {
+  stop();
+  if (!thread_.joinable()) return;
+  // The last owner may be the loop thread itself, ending: it cannot wait for itself.
+  if (std::this_thread::get_id() == thread_.get_id()) thread_.detach();
+  else thread_.join();
+}
+
+void ClientLoop::add(std::shared_ptr<LoopMember> member) {
+  {
+    std::lock_guard lock(mutex_);
+    joining_.push_back(std::move(member));
+    joining_hint_.store(true, std::memory_order_release);
+    member_count_.fetch_add(1, std::memory_order_relaxed);
+    if (!started_) {
+      started_ = true;
+      thread_ = std::thread([self = shared_from_this()] { self->run(); });
+      return;
+    }
+  }
+  wake();
+}
+
+void ClientLoop::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake();
+}
+
+void ClientLoop::wake() {
+  // seq_cst: pairs with the end of run(), which waits for the count to fall to zero before
+  // the reactor (and its eventfd) goes.
+  wakers_.fetch_add(1, std::memory_order_seq_cst);
+  if (auto* r = reactor_.load(std::memory_order_seq_cst)) r->wake();
+  wakers_.fetch_sub(1, std::memory_order_release);
+}
+
+void ClientLoop::join() {
+  if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
+}
+
+void ClientLoop::take_joiners() {
+  std::vector<std::shared_ptr<LoopMember>> joining;
+  {
+    std::lock_guard lock(mutex_);
+    joining.swap(joining_);
+    joining_hint_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& member : joining) {
+    std::uint32_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = static_cast<std::uint32_t>(slots_.size());
+      slots_.emplace_back();
+    }
+    Slot& s = slots_[slot];
+    ++s.generation;
+    s.member = std::move(member);
+    s.member->begin(*reactor_.load(std::memory_order_relaxed), token_base(slot, s.generation));
+  }
+}
+
+void ClientLoop::run() {
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
+  transport::ReactorOptions ro;
+  ro.recv_buffer_count = recv_buffers_;
+  ro.recv_buffer_bytes = 65536;
+  ro.sq_entries = 256;
+  transport::Reactor r(ro);
+  reactor_.store(&r, std::memory_order_release);
+  for (;;) {
+    if (joining_hint_.load(std::memory_order_acquire)) take_joiners();
+    int timeout = INT_MAX;
+    bool spin = false;
+    std::size_t live = 0;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+      Slot& s = slots_[i];
+      if (!s.member) continue;
+      if (s.member->done()) {
+        auto gone = std::move(s.member);
+        free_slots_.push_back(i);
+        member_count_.fetch_sub(1, std::memory_order_relaxed);
+        gone->left();
+        continue;
+      }
+      ++live;
+      timeout = std::min(timeout, s.member->turn());
+      spin |= s.member->spins();
+    }
+    if (live == 0) {
+      std::lock_guard lock(mutex_);
+      if (joining_.empty() && (!shared_ || stop_)) break;
+    }
+    // A member that joined (or was asked to leave) while we looked: another turn at once.
+    if (joining_hint_.load(std::memory_order_relaxed)) timeout = 0;
+    if (timeout == INT_MAX) timeout = 100;
+    if (timeout > 0) {
+      sleeping_.store(true, std::memory_order_seq_cst);
+      // A producer that committed before our store saw the flag clear and did not wake us:
+      // look at the members once more (their turn() drained what it could see; joiners too).
+      if (joining_hint_.load(std::memory_order_seq_cst)) timeout = 0;
+      for (Slot& s : slots_)
+        if (timeout > 0 && s.member && s.member->has_input()) timeout = 0;
+    }
+    for (Slot& s : slots_)
+      if (s.member) s.member->before_wait();
+    r.wait(spin ? 0 : timeout);
+    for (Slot& s : slots_)
+      if (s.member) s.member->after_wait(timeout > 0);
+    sleeping_.store(false, std::memory_order_relaxed);
+    if (r.process(*this) == 0 && spin) std::this_thread::yield();
+  }
+  // seq_cst: pairs with wake(); a caller either sees null or is counted below, and the
+  // reactor (with the eventfd it writes) outlives the call.
+  reactor_.store(nullptr, std::memory_order_seq_cst);
+  while (wakers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+}
+
+void ClientLoop::on_completion(const transport::Completion& completion) {
+  const auto slot = static_cast<std::uint32_t>((completion.token >> 1) & 0xffffffffu);
+  const auto generation = static_cast<std::uint32_t>(completion.token >> 33);
+  if (slot >= slots_.size()) return;
+  Slot& s = slots_[slot];
+  if (!s.member || (s.generation & generation_mask) != generation) return;
+  s.member->on_completion(completion, static_cast<unsigned>(completion.token & 1));
+}
+
+}  // namespace brook::client_detail

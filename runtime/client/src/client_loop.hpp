@@ -1,0 +1,103 @@
+#pragma once
+// The client's I/O thread: one io_uring for every session on it. A ClientContext shares one
+// loop between many Clients; a Client made without one gets a loop of its own (one thread
+// per Client, as before contexts).
+//
+// Threads: everything here runs on the loop thread, except add() and wake() (any thread) and
+// the constructor and destructor (the owner's). A member's completions carry its slot and
+// generation in their token, so a late completion never reaches a member that has left.
+//
+// Each turn the loop asks every member to do its work (turn(), which says how long it may
+// wait), lends each its send state for the wait (callers may then write to its socket
+// directly), waits once for all of them, takes the send states back and hands out the
+// completions. A member that has closed and has nothing in flight says done() and leaves.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "brook/transport/reactor.hpp"
+
+namespace brook::client_detail {
+
+class LoopMember {
+ public:
+  virtual ~LoopMember() = default;
+  // Once, when the member joins; `token_base` | 0 and | 1 are its completion tokens.
+  virtual void begin(transport::Reactor& reactor, std::uint64_t token_base) = 0;
+  // Its work for this turn; returns the longest the loop may sleep for it (ms, 0: now).
+  virtual int turn() = 0;
+  // After the loop said it may sleep (sleeping() is set): true if work arrived meanwhile (a
+  // call committed before the flag was up did not wake the loop).
+  virtual bool has_input() = 0;
+  virtual void before_wait() = 0;
+  virtual void after_wait(bool slept) = 0;
+  // A completion of one of its operations; `kind` is the token's low bit.
+  virtual void on_completion(const transport::Completion& completion, unsigned kind) = 0;
+  // Closed, and nothing of it in flight: it leaves the loop.
+  virtual bool done() = 0;
+  // After it left, on the loop thread.
+  virtual void left() = 0;
+  // Busy-poll instead of sleeping (ClientOptions::spin).
+  virtual bool spins() const = 0;
+};
+
+class ClientLoop final : transport::ReactorHandler, public std::enable_shared_from_this<ClientLoop> {
+ public:
+  // `shared`: a context's loop, which runs until destroyed; otherwise the loop ends with its
+  // last member.
+  ClientLoop(bool shared, unsigned recv_buffers);
+  ~ClientLoop();
+  ClientLoop(const ClientLoop&) = delete;
+  ClientLoop& operator=(const ClientLoop&) = delete;
+
+  // Any thread: the member joins at the loop's next turn (the thread starts on the first).
+  // The loop is owned by shared_ptr: its thread holds it while it runs.
+  void add(std::shared_ptr<LoopMember> member);
+  // Any thread: a shared loop ends once it has no member left (its context is gone).
+  void stop();
+  // Any thread: the loop runs a turn soon.
+  void wake();
+  // A producer's handshake with the sleeping loop (seq_cst, as in the broker's shards).
+  std::atomic<bool>& sleeping() noexcept { return sleeping_; }
+  // The loop's thread (default-constructed until it started).
+  std::thread::id thread_id() const noexcept { return thread_id_.load(std::memory_order_acquire); }
+  // The loop's reactor, for wake-ups from other threads; null once the loop has ended.
+  std::atomic<transport::Reactor*>& reactor() noexcept { return reactor_; }
+  // Waits for the loop's thread to end (a private loop ends when its member left); nothing
+  // on the loop thread itself.
+  void join();
+  std::size_t members() const noexcept { return member_count_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    std::shared_ptr<LoopMember> member;
+    std::uint32_t generation = 0;
+  };
+  void run();
+  void take_joiners();
+  void on_completion(const transport::Completion& completion) override;
+
+  const bool shared_;
+  const unsigned recv_buffers_;
+  std::thread thread_;
+  std::mutex mutex_;  // guards joining_, started_, stop_
+  std::vector<std::shared_ptr<LoopMember>> joining_;
+  bool started_ = false;
+  bool stop_ = false;
+  std::atomic<bool> joining_hint_{false};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<std::thread::id> thread_id_{};
+  std::atomic<transport::Reactor*> reactor_{nullptr};
+  std::atomic<int> wakers_{0};
+  std::atomic<std::size_t> member_count_{0};
+  // Loop thread only.
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+};
+
+}  // namespace brook::client_detail
