@@ -786,20 +786,27 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
     return next_wake_ms(now);
   }
 
+  bool wants_turn() override {
+    return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
+           send_state_owner.load(std::memory_order_relaxed) == send_state_left;
+  }
+
   bool has_input() override {
     if (tearing_down) return false;
     if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
     return shm && (!recovering || hold_out) && !shm_quiet();
   }
 
-  void before_wait() override {
+  void lend() override {
     if (!tearing_down) lend_send_state(drained_this_turn > 0);
   }
 
-  void after_wait(bool slept) override {
-    if (tearing_down) return;
-    take_back_send_state();
-    if (slept && shm) shm->from_broker.awake();
+  void take_back() override {
+    if (!tearing_down) take_back_send_state();
+  }
+
+  void after_sleep() override {
+    if (shm && !tearing_down) shm->from_broker.awake();
   }
 
   bool spins() const override { return options.spin && !tearing_down; }

@@ -94,19 +94,30 @@ void ClientLoop::run() {
     int timeout = INT_MAX;
     bool spin = false;
     std::size_t live = 0;
+    const auto now = std::chrono::steady_clock::now();
     for (std::uint32_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
       if (!s.member) continue;
-      if (s.member->done()) {
+      ++live;
+      spin |= s.member->spins();
+      if (!s.touched && now < s.due && !s.member->wants_turn()) {
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(s.due - now).count();
+        timeout = std::min<int>(timeout, static_cast<int>(std::min<std::int64_t>(wait, INT_MAX)));
+        continue;
+      }
+      LoopMember& m = s.take();
+      if (m.done()) {
         auto gone = std::move(s.member);
         free_slots_.push_back(i);
         member_count_.fetch_sub(1, std::memory_order_relaxed);
+        --live;
         gone->left();
         continue;
       }
-      ++live;
-      timeout = std::min(timeout, s.member->turn());
-      spin |= s.member->spins();
+      const int wait = m.turn();
+      s.touched = false;
+      s.due = now + std::chrono::milliseconds(wait);
+      timeout = std::min(timeout, wait);
     }
     if (live == 0) {
       std::lock_guard lock(mutex_);
@@ -118,17 +129,22 @@ void ClientLoop::run() {
     if (timeout > 0) {
       sleeping_.store(true, std::memory_order_seq_cst);
       // A producer that committed before our store saw the flag clear and did not wake us:
-      // look at the members once more (their turn() drained what it could see; joiners too).
+      // look at the members once more (joiners too).
       if (joining_hint_.load(std::memory_order_seq_cst)) timeout = 0;
       for (Slot& s : slots_)
         if (timeout > 0 && s.member && s.member->has_input()) timeout = 0;
     }
-    for (Slot& s : slots_)
-      if (s.member) s.member->before_wait();
-    r.wait(spin ? 0 : timeout);
-    for (Slot& s : slots_)
-      if (s.member) s.member->after_wait(timeout > 0);
+    for (Slot& s : slots_) {
+      if (!s.member || s.lent) continue;
+      s.member->lend();
+      s.lent = true;
+    }
+    const bool sleep = timeout > 0 && !spin;
+    r.wait(sleep ? timeout : 0);
     sleeping_.store(false, std::memory_order_relaxed);
+    if (sleep)
+      for (Slot& s : slots_)
+        if (s.member) s.member->after_sleep();
     if (r.process(*this) == 0 && spin) std::this_thread::yield();
   }
   // seq_cst: pairs with wake(); a caller either sees null or is counted below, and the
@@ -143,7 +159,8 @@ void ClientLoop::on_completion(const transport::Completion& completion) {
   if (slot >= slots_.size()) return;
   Slot& s = slots_[slot];
   if (!s.member || (s.generation & generation_mask) != generation) return;
-  s.member->on_completion(completion, static_cast<unsigned>(completion.token & 1));
+  s.touched = true;
+  s.take().on_completion(completion, static_cast<unsigned>(completion.token & 1));
 }
 
 }  // namespace brook::client_detail

@@ -7,11 +7,15 @@
 // the constructor and destructor (the owner's). A member's completions carry its slot and
 // generation in their token, so a late completion never reaches a member that has left.
 //
-// Each turn the loop asks every member to do its work (turn(), which says how long it may
-// wait), lends each its send state for the wait (callers may then write to its socket
-// directly), waits once for all of them, takes the send states back and hands out the
-// completions. A member that has closed and has nothing in flight says done() and leaves.
+// Each turn the loop asks the members that have something to do (a completion came, a call
+// is waiting, or the time they asked for is up) to do it (turn(), which says how long it
+// may then wait), waits once for all of them and hands out the completions. A member the
+// loop is not working on has lent its send state (callers may then write to its socket
+// directly); the loop takes it back before touching the member. The members with nothing
+// to do cost one look each per turn: a thousand idle sessions do not make a turn slow. A
+// member that has closed and has nothing in flight says done() and leaves.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <future>
@@ -31,11 +35,17 @@ class LoopMember {
   virtual void begin(transport::Reactor& reactor, std::uint64_t token_base) = 0;
   // Its work for this turn; returns the longest the loop may sleep for it (ms, 0: now).
   virtual int turn() = 0;
+  // Cheap, any time: work is waiting that the loop would not otherwise see (calls in its
+  // outbox, a caller's unfinished direct send, a shared-memory ring to poll).
+  virtual bool wants_turn() = 0;
   // After the loop said it may sleep (sleeping() is set): true if work arrived meanwhile (a
   // call committed before the flag was up did not wake the loop).
   virtual bool has_input() = 0;
-  virtual void before_wait() = 0;
-  virtual void after_wait(bool slept) = 0;
+  // The send state: lent to callers while the loop is not working on the member.
+  virtual void lend() = 0;
+  virtual void take_back() = 0;
+  // The loop slept (and woke).
+  virtual void after_sleep() = 0;
   // A completion of one of its operations; `kind` is the token's low bit.
   virtual void on_completion(const transport::Completion& completion, unsigned kind) = 0;
   // Closed, and nothing of it in flight: it leaves the loop.
@@ -77,6 +87,14 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   struct Slot {
     std::shared_ptr<LoopMember> member;
     std::uint32_t generation = 0;
+    bool lent = false;     // its send state is with the callers
+    bool touched = true;   // a completion came (or it just joined): it takes a turn
+    std::chrono::steady_clock::time_point due{};  // the time it asked to be looked at again
+    LoopMember& take() {   // before the loop works on the member
+      if (lent) member->take_back();
+      lent = false;
+      return *member;
+    }
   };
   void run();
   void take_joiners();
