@@ -839,7 +839,10 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
     return wakers.load(std::memory_order_seq_cst) == 0;
   }
 
-  void left() override { left_promise.set_value(); }
+  void left() override {
+    drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
+    left_promise.set_value();
+  }
 
   // Caller side (connect): hands the session to its loop, whose thread runs it from now on.
   void join_loop() {
@@ -2301,6 +2304,10 @@ void Client::close() {
   impl_->submit(std::move(c));
   impl_->left_future.wait();
   if (impl_->own_loop) impl_->loop->join();  // its thread ends with its one session
+  // The session may have ended before this close() was taken (the broker closed it, the
+  // client gave up): what was submitted since fails now, on this thread. Nothing else
+  // reads the outbox any more.
+  impl_->drain_outbox(SIZE_MAX);
 }
 
 }  // namespace brook
