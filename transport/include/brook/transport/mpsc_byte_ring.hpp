@@ -8,6 +8,8 @@
 // Record layout: u64 header = (kind << 32) | length, then `length` payload bytes, padded to 8.
 // kind 0 is reserved (an uncommitted header reads as 0); kind 0xffffffff marks the padding
 // that fills the end of the buffer when a record does not fit before the wrap.
+#include <sys/mman.h>
+
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -26,10 +28,8 @@ class MpscByteRing {
 
   explicit MpscByteRing(std::size_t capacity_bytes)
       : capacity_(std::bit_ceil(std::max<std::size_t>(capacity_bytes, 4096))),
-        buffer_(static_cast<std::byte*>(::operator new(capacity_, std::align_val_t{64}))) {
-    std::memset(buffer_, 0, capacity_);
-  }
-  ~MpscByteRing() { ::operator delete(buffer_, std::align_val_t{64}); }
+        buffer_(zeroed_pages(capacity_)) {}
+  ~MpscByteRing() { ::munmap(buffer_, capacity_); }
   MpscByteRing(const MpscByteRing&) = delete;
   MpscByteRing& operator=(const MpscByteRing&) = delete;
 
@@ -135,6 +135,15 @@ class MpscByteRing {
   }
 
   const std::size_t capacity_;
+  // Fresh anonymous pages read as zero and take no memory until written: a Client's 1 MiB
+  // outbox is resident only as far as its calls have reached (a subscriber that sends little
+  // costs a page or two, where zeroing the buffer made every session cost 1 MiB).
+  static std::byte* zeroed_pages(std::size_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return static_cast<std::byte*>(p);
+  }
+
   std::byte* const buffer_;
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   alignas(64) std::atomic<std::uint64_t> head_{0};
