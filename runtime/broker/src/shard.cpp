@@ -43,6 +43,7 @@ void Shard::release_buffers() {
     if (c && c->fd >= 0) ::close(c->fd);
   connections_.clear();
   sessions_.clear();  // their queues release their frames
+  dying_.clear();     // and those of ended sessions still releasing theirs
   for (auto& queue : overflow_) {
     for (auto& m : queue) release_message(m);
     queue.clear();
