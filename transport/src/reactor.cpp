@@ -146,6 +146,12 @@ void Reactor::sendmsg(int fd, const ::msghdr* msg, std::uint64_t token) {
   io_uring_sqe_set_data64(sqe, pack_user_data(Op::send, token));
 }
 
+void Reactor::send(int fd, const void* data, std::size_t bytes, std::uint64_t token) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_send(sqe, fd, data, bytes, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::send, token));
+}
+
 void Reactor::read(int fd, void* buffer, unsigned bytes, std::uint64_t token) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_read(sqe, fd, buffer, bytes, 0);

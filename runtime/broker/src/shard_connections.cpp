@@ -1,5 +1,5 @@
 // Connections on a shard: multishot receive, frame reassembly, dispatch of inbound frames,
-// one gathered sendmsg per connection per turn, and an orderly close that never frees a
+// one gathered send per connection per turn, and an orderly close that never frees a
 // connection while the kernel still holds one of its buffers.
 #include <sys/socket.h>
 #include <unistd.h>
@@ -420,12 +420,18 @@ void Shard::start_send(Connection& c) {
     n += gathered;
   }
   if (n == 0) return;
-  c.msg = {};
-  c.msg.msg_iov = c.iov.data();
-  c.msg.msg_iovlen = n;
   c.offered_bytes = 0;
   for (std::size_t i = 0; i < n; ++i) c.offered_bytes += c.iov[i].iov_len;
   c.send_in_flight = true;
+  // Small frames are copied into one staging block (OutboundQueue::gather), so a fan-out's
+  // send is usually a single buffer: the cheaper plain send then.
+  if (n == 1) {
+    reactor_->send(c.fd, c.iov[0].iov_base, c.iov[0].iov_len, token_of(c));
+    return;
+  }
+  c.msg = {};
+  c.msg.msg_iov = c.iov.data();
+  c.msg.msg_iovlen = n;
   reactor_->sendmsg(c.fd, &c.msg, token_of(c));
 }
 

@@ -1,10 +1,10 @@
 #pragma once
 // One io_uring per thread: multishot accept, multishot receive into a provided buffer ring,
-// sendmsg, an eventfd for cross-thread wake-ups. Owned by one thread, which must also be the
-// thread that constructs it (SINGLE_ISSUER / DEFER_TASKRUN bind the ring to its creator).
-// Completions are handed to a Handler in batches; every operation carries a 56-bit token
-// chosen by the caller (typically a connection slot and generation), packed with the op code
-// into the SQE's user_data.
+// send and sendmsg, an eventfd for cross-thread wake-ups. Owned by one thread, which must
+// also be the thread that constructs it (SINGLE_ISSUER / DEFER_TASKRUN bind the ring to its
+// creator). Completions are handed to a Handler in batches; every operation carries a 56-bit
+// token chosen by the caller (typically a connection slot and generation), packed with the op
+// code into the SQE's user_data.
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -71,6 +71,9 @@ class Reactor {
   void cancel(Op op, std::uint64_t token);
   // `msg` and what it points to must stay untouched until the send completion arrives.
   void sendmsg(int fd, const ::msghdr* msg, std::uint64_t token);
+  // One contiguous buffer: the kernel need not copy and walk an iovec array (IORING_OP_SEND).
+  // It completes as Op::send, like sendmsg.
+  void send(int fd, const void* data, std::size_t bytes, std::uint64_t token);
 
   // Plain read and write (eventfd doorbells): the buffer must stay put until completion.
   void read(int fd, void* buffer, unsigned bytes, std::uint64_t token);
