@@ -5,13 +5,17 @@
 //   throughput: one publisher -> one subscriber, flat out within --window-bytes of what the
 //               subscriber has received; messages/s delivered, losses, order
 //   rtt:        ping-pong through the broker at a fixed rate; latency measured from each
-//               message's intended send time, so a stall shows in every message it delays
+//               message's intended send time, so a stall shows in every message it delays.
+//               --rate 0: closed loop, each ping sent when the previous pong arrives (from
+//               the requester's callback), latency from its send: what one round trip costs
 // Each run prints one JSON line (--json) in the format bench/compare collects for every system.
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <thread>
 
 #include "brook/client/client.hpp"
@@ -73,9 +77,11 @@ void report(const runtime::BenchResult& r, bool json) {
                 (unsigned long long)r.received, (unsigned long long)r.lost,
                 (unsigned long long)r.out_of_order, r.seconds);
   } else {
-    std::printf("rtt %zu B at %.0f/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us "
+    const std::string pace = r.rate_target > 0 ? "at " + std::to_string(std::llround(r.rate_target)) + "/s"
+                                               : std::string("closed loop");
+    std::printf("rtt %zu B %s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us "
                 "(min %.1f, mean %.1f), %llu sent, %llu lost\n",
-                r.payload_bytes, r.rate_target, r.p50_us, r.p99_us, r.p999_us, r.max_us, r.min_us,
+                r.payload_bytes, pace.c_str(), r.p50_us, r.p99_us, r.p999_us, r.max_us, r.min_us,
                 r.mean_us, (unsigned long long)r.sent, (unsigned long long)r.lost);
   }
   std::fflush(stdout);
@@ -159,6 +165,19 @@ int run_rtt(const BenchArgs& a) {
       }))
     return exit_refused;
 
+  const bool closed_loop = !(a.rate > 0);
+  std::vector<std::byte> payload(std::max<std::size_t>(a.payload, 16), std::byte{0x5a});
+  auto start = clock::now() + std::chrono::milliseconds(10);
+  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  // Closed loop: after the first ping the requester's client thread sends, from its own copy.
+  std::vector<std::byte> next_payload = payload;
+  std::atomic<std::uint64_t> sent{0};
+  auto send_ping = [&](std::vector<std::byte>& bytes, std::uint64_t seq, std::uint64_t intended_ns) {
+    std::memcpy(bytes.data(), &seq, 8);
+    std::memcpy(bytes.data() + 8, &intended_ns, 8);
+    requester.publish(ping_topic, bytes, TopicType::binary);
+  };
+
   runtime::LatencyHistogram histogram;
   std::atomic<std::uint64_t> received{0};
   std::atomic<std::uint64_t> out_of_order{0};
@@ -168,27 +187,47 @@ int run_rtt(const BenchArgs& a) {
         std::uint64_t seq, intended_ns;
         std::memcpy(&seq, u.value.data(), 8);
         std::memcpy(&intended_ns, u.value.data() + 8, 8);
-        histogram.record(ns_of(clock::now()) - intended_ns);
+        const auto now = clock::now();
+        histogram.record(ns_of(now) - intended_ns);
         if (seq != expected_next) out_of_order.fetch_add(1, std::memory_order_relaxed);
         expected_next = seq + 1;
         received.fetch_add(1, std::memory_order_release);
+        if (closed_loop && seq + 1 < a.count && now < give_up) {
+          sent.store(seq + 2, std::memory_order_release);
+          send_ping(next_payload, seq + 1, ns_of(clock::now()));
+        }
       }))
     return exit_refused;
 
-  std::vector<std::byte> payload(std::max<std::size_t>(a.payload, 16), std::byte{0x5a});
-  auto start = clock::now() + std::chrono::milliseconds(10);
-  runtime::RatePacer pacer(a.rate, start);
-  auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
-  std::uint64_t sent = 0;
-  for (; sent < a.count && clock::now() < give_up; ++sent) {
-    auto intended = pacer.wait_until_due(sent);
-    std::uint64_t intended_ns = ns_of(intended);
-    std::memcpy(payload.data(), &sent, 8);
-    std::memcpy(payload.data() + 8, &intended_ns, 8);
-    requester.publish(ping_topic, payload, TopicType::binary);
+  if (closed_loop) {
+    sent.store(1, std::memory_order_release);
+    send_ping(payload, 0, ns_of(clock::now()));
+    // The loop ends itself at --count or --max-seconds; a lost pong would stop it early.
+    std::uint64_t seen = 0;
+    auto quiet_since = clock::now();
+    while (received.load(std::memory_order_acquire) < sent.load(std::memory_order_acquire) ||
+           (sent.load(std::memory_order_acquire) < a.count && clock::now() < give_up)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const std::uint64_t now_received = received.load(std::memory_order_acquire);
+      if (now_received != seen) {
+        seen = now_received;
+        quiet_since = clock::now();
+      } else if (clock::now() - quiet_since > std::chrono::seconds(5)) {
+        break;
+      }
+    }
+  } else {
+    runtime::RatePacer pacer(a.rate, start);
+    std::uint64_t n = 0;
+    for (; n < a.count && clock::now() < give_up; ++n) {
+      auto intended = pacer.wait_until_due(n);
+      send_ping(payload, n, ns_of(intended));
+    }
+    sent.store(n, std::memory_order_release);
   }
   auto wait_end = clock::now() + std::chrono::seconds(5);
-  while (received.load(std::memory_order_acquire) < sent && clock::now() < wait_end)
+  while (received.load(std::memory_order_acquire) < sent.load(std::memory_order_acquire) &&
+         clock::now() < wait_end)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   requester.close();  // joins the client thread: the histogram is ours from here
   responder.close();
@@ -198,7 +237,7 @@ int run_rtt(const BenchArgs& a) {
   r.scenario = "rtt";
   r.transport = transport_of(a.url);
   r.payload_bytes = a.payload;
-  r.sent = sent;
+  r.sent = sent.load();
   r.received = received.load();
   r.lost = r.sent > r.received ? r.sent - r.received : 0;
   r.out_of_order = out_of_order.load();
@@ -243,7 +282,7 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_option("--payload", args->payload, "value bytes (default 64; at least 16 for rtt, oneway, "
                   "fanout and topics)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
-  cmd->add_option("--rate", args->rate, "rtt: round trips started per second; oneway, fanout, deltas: "
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second (0: closed loop, one at a time); oneway, fanout, deltas: "
                   "updates per second; requests: requests per second in the latency phase "
                   "(default 10000)");
   cmd->add_option("--handlers", *handlers, "requests: handler sessions on the endpoint (default 1)")

@@ -126,6 +126,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
   ready_.store(true, std::memory_order_release);
 
+  const std::uint64_t idle_spin_ns = std::uint64_t{options_.idle_spin_us} * 1000;
   // acquire: pairs with the release store in request_stop.
   while (!stop_requested_.load(std::memory_order_acquire)) {
     auto turn_start = now_ns();
@@ -138,7 +139,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (!to_resume_.empty() && !back_pressured()) resume_attached();
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
-    if (!shm_slots_.empty()) poll_shm();
+    const bool shm_input = !shm_slots_.empty() && poll_shm() > 0;
     check_memory();
     if (!holding_sessions_.empty()) check_flow(now_ns());
     if (!to_abandon_.empty()) abandon_overdue();
@@ -160,7 +161,8 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     // Asking the shm clients to ring raises their rings' waiting flags: lowered again below,
     // whether or not the shard then sleeps.
     bool shm_asked = false;
-    if (work == 0 && !back_pressured() && !options_.spin &&
+    const bool spinning = options_.spin || turn_start - last_active_ns_ < idle_spin_ns;
+    if (work == 0 && !back_pressured() && !spinning &&
         (shm_slots_.empty() || (shm_asked = true, shm_quiet()))) {
       // Tell producers we may sleep, then look once more: a record pushed before our store
       // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
@@ -186,9 +188,10 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     const std::uint64_t turn_ns = work_ns + (now_ns() - woken);
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
     sleeping_.store(false, std::memory_order_relaxed);
-    // A busy-polling shard with nothing to do lets a thread waiting for its core (a client on
-    // a small machine) run first, rather than holding the core for a whole time slice.
-    if (options_.spin && work == 0 && completions == 0) std::this_thread::yield();
+    if (work > 0 || completions > 0 || shm_input) last_active_ns_ = now_ns();
+    // A polling shard with nothing to do lets a thread waiting for its core (a client on a
+    // small machine) run first, rather than holding the core for a whole time slice.
+    else if (spinning) std::this_thread::yield();
     closing_links_.clear();  // their last doorbell writes, if any, were just submitted
     if (shm_asked) shm_awake();
   }

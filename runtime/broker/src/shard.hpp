@@ -9,7 +9,7 @@
 //     -> mailbox S->O (or direct when S is the owner O)
 //   owner O: topic seq, retained value, one `deliver` per shard with subscribers
 //   subscriber shard X: one reference per subscribed session into its OutboundQueue
-//     -> one sendmsg per session per loop turn, gathering every queued frame.
+//     -> one send per session per loop turn, gathering every queued frame.
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -419,8 +419,8 @@ class Shard final : public transport::ReactorHandler {
 
   // Shared-memory connections (shard_shm.cpp).
   bool attach_shm(Connection& c, int fd, std::uint8_t flags, ShmLink* link);
-  void poll_shm();
-  void read_shm(Connection& c);
+  std::size_t poll_shm();  // bytes read
+  std::size_t read_shm(Connection& c);
   void send_shm(Connection& c);
   // The oldest broadcast position an shm client may still read (`head` when none).
   std::uint64_t oldest_shared_pin(std::uint64_t head);
@@ -591,6 +591,7 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> overflowed_;  // session slots
   std::vector<std::uint32_t> holding_sessions_;  // slots of sessions holding publishers back
   std::uint64_t next_liveness_check_ns_ = 0;
+  std::uint64_t last_active_ns_ = 0;  // the end of the last turn that had work (idle_spin_us)
   std::uint64_t next_memory_check_ns_ = 0;
   std::uint64_t next_pool_release_ns_ = 0;
   int statm_fd_ = -1;

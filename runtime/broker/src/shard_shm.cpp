@@ -58,13 +58,14 @@ void Shard::forget_shm(Connection& c) {
   }
 }
 
-void Shard::poll_shm() {
+std::size_t Shard::poll_shm() {
   // A copy: reading may end or hand off a connection, which changes the list.
   shm_polling_.assign(shm_slots_.begin(), shm_slots_.end());
+  std::size_t read = 0;
   for (std::uint32_t slot : shm_polling_) {
     Connection* c = connections_[slot].get();
     if (!c || !c->shm) continue;
-    read_shm(*c);
+    read += read_shm(*c);
     if (!c->shm) continue;
     ShmLink& link = *c->shm;
     if (!link.pins.empty()) {
@@ -77,11 +78,12 @@ void Shard::poll_shm() {
       mark_for_flush(*c);
     }
   }
+  return read;
 }
 
-void Shard::read_shm(Connection& c) {
+std::size_t Shard::read_shm(Connection& c) {
   ShmLink& link = *c.shm;
-  if (c.closing || c.paused || !accepts_frames(c) || input_stopped(c)) return;
+  if (c.closing || c.paused || !accepts_frames(c) || input_stopped(c)) return 0;
   std::size_t total = 0;
   bool wake_client = false;
   while (total < shm_read_batch) {
@@ -97,13 +99,14 @@ void Shard::read_shm(Connection& c) {
   if (link.from_client.corrupt()) {
     protocol_error(c, codec::ErrorCode::malformed_frame,
                    "shared memory: the ring's indices are corrupt");
-    return;
+    return total;
   }
-  if (total == 0) return;
+  if (total == 0) return 0;
   counters_.bytes_in += total;
   c.last_heard_ns = now_ns();
   c.ping_sent_ns = 0;
   process_input(c, std::span<const std::byte>(shm_scratch_.data(), total));
+  return total;
 }
 
 // Connection frames first, then the session's: an update whose body is in the broadcast log

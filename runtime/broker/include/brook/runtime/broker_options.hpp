@@ -64,6 +64,10 @@ struct BrokerOptions {
   // Shards busy-poll instead of sleeping in io_uring: the lowest latency for shm clients, at
   // the price of a core per shard.
   bool spin = false;
+  // After a turn with work a shard keeps polling this long before it sleeps: the reply to
+  // what it just delivered (a round trip's second half, the next update of a burst) then
+  // finds it awake, without a wake-up. It yields the core while it polls. 0: sleep at once.
+  std::uint32_t idle_spin_us = 50;
 
   // An empty string when valid, otherwise what is wrong.
   std::string validate() const;
