@@ -164,6 +164,26 @@ void Reactor::write(int fd, const void* buffer, unsigned bytes, std::uint64_t to
   io_uring_sqe_set_data64(sqe, pack_user_data(Op::write, token));
 }
 
+void Reactor::write_file(int fd, const void* data, unsigned bytes, std::uint64_t offset,
+                         std::uint64_t token, bool then_sync) {
+  // Linked SQEs must reach the kernel in one submission: make room for both first.
+  if (then_sync && io_uring_sq_space_left(ring_.get()) < 2) io_uring_submit(ring_.get());
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_write(sqe, fd, data, bytes, offset);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::file_write, token));
+  if (!then_sync) return;
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_sqe* sync = next_sqe();
+  io_uring_prep_fsync(sync, fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sync, pack_user_data(Op::file_sync, token));
+}
+
+void Reactor::sync_file(int fd, std::uint64_t token) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::file_sync, token));
+}
+
 void Reactor::wake() noexcept {
   std::uint64_t one = 1;
   // A full counter (EAGAIN) still wakes the reader, so the result needs no handling.

@@ -355,6 +355,9 @@ void Shard::on_completion(const transport::Completion& completion) {
     case Op::cancel:
     case Op::write:
       break;
+    case Op::file_write:
+    case Op::file_sync:
+      break;  // a journal's; no shard writes one yet (runtime/broker/src/journal_writer.hpp)
   }
 }
 

@@ -20,7 +20,8 @@ struct io_uring_sqe;
 namespace brook::transport {
 
 enum class Op : std::uint8_t {
-  accept = 1, recv = 2, send = 3, wake = 4, cancel = 5, read = 6, write = 7
+  accept = 1, recv = 2, send = 3, wake = 4, cancel = 5, read = 6, write = 7, file_write = 8,
+  file_sync = 9
 };
 
 struct ReactorOptions {
@@ -78,6 +79,13 @@ class Reactor {
   // Plain read and write (eventfd doorbells): the buffer must stay put until completion.
   void read(int fd, void* buffer, unsigned bytes, std::uint64_t token);
   void write(int fd, const void* buffer, unsigned bytes, std::uint64_t token);
+
+  // A file (the journal): `bytes` at `offset`, completing as Op::file_write with the bytes
+  // written; with `then_sync` an fdatasync is linked after it, which runs only if the write
+  // completed in full, and completes as Op::file_sync (-ECANCELED if the write fell short).
+  void write_file(int fd, const void* data, unsigned bytes, std::uint64_t offset,
+                  std::uint64_t token, bool then_sync);
+  void sync_file(int fd, std::uint64_t token);
 
   // Another thread calls wake() to interrupt wait(); it costs one eventfd write.
   void wake() noexcept;

@@ -1,0 +1,191 @@
+#include "journal_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace brook::runtime::journal {
+
+namespace {
+
+bool sync_directory(const std::string& dir, std::string& error) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    error = "cannot sync " + dir + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+JournalWriter::JournalWriter(const WriterOptions& options, std::uint64_t next_lsn)
+    : options_(options), next_lsn_(next_lsn), durable_lsn_(next_lsn - 1) {}
+
+JournalWriter::~JournalWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::unique_ptr<JournalWriter> JournalWriter::open(const WriterOptions& options, const ScanResult& scan,
+                                                   std::string& error) {
+  std::uint64_t next_lsn = scan.last_lsn + 1;
+  if (scan.last_lsn == 0 && !scan.last_segment.empty()) {
+    // Segments, but no record in any: the journal continues where the last one begins.
+    const std::string name = std::filesystem::path(scan.last_segment).filename().string();
+    next_lsn = parse_segment_name(name).value_or(1);
+  }
+  std::unique_ptr<JournalWriter> writer(new JournalWriter(options, next_lsn));
+  const std::string dir = shard_directory(options.data_dir, options.shard);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    error = "cannot create " + dir + ": " + ec.message();
+    return nullptr;
+  }
+  if (scan.last_segment.empty()) {
+    if (!writer->start_segment(next_lsn, error)) return nullptr;
+    return writer;
+  }
+  writer->segment_path_ = scan.last_segment;
+  writer->fd_ = ::open(scan.last_segment.c_str(), O_WRONLY | O_CLOEXEC);
+  if (writer->fd_ < 0) {
+    error = "cannot open " + scan.last_segment + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  writer->segment_offset_ = scan.last_segment_bytes;
+  return writer;
+}
+
+// The header is written and synced, and so is the directory entry, before any record: a
+// crash then leaves either no segment or one whose header checks.
+bool JournalWriter::start_segment(std::uint64_t first_lsn, std::string& error) {
+  const std::string dir = shard_directory(options_.data_dir, options_.shard);
+  segment_path_ = dir + "/" + segment_name(first_lsn);
+  fd_ = ::open(segment_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd_ < 0) {
+    error = "cannot create " + segment_path_ + ": " + std::strerror(errno);
+    return false;
+  }
+  std::byte header[segment_header_bytes];
+  write_segment_header(header, {.shard = options_.shard, .first_lsn = first_lsn});
+  if (::pwrite(fd_, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header) ||
+      ::fdatasync(fd_) != 0) {
+    error = "cannot write " + segment_path_ + ": " + std::strerror(errno);
+    return false;
+  }
+  segment_offset_ = sizeof header;
+  return sync_directory(dir, error);
+}
+
+bool JournalWriter::roll_segment(std::uint64_t first_lsn, std::string& error) {
+  // Synced before the next one exists: only the last segment can be torn.
+  if (::fdatasync(fd_) != 0) {
+    error = "cannot sync " + segment_path_ + ": " + std::strerror(errno);
+    return false;
+  }
+  ::close(fd_);
+  fd_ = -1;
+  return start_segment(first_lsn, error);
+}
+
+std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> payload) {
+  const std::uint64_t lsn = next_lsn_++;
+  if (filling_.empty()) filling_first_lsn_ = lsn;
+  append_record(filling_, lsn, type, payload);
+  filling_last_lsn_ = lsn;
+  return lsn;
+}
+
+void JournalWriter::submit(transport::Reactor& reactor, std::uint64_t now_ns) {
+  if (!failure_.empty() || in_flight_) return;
+  if (!filling_.empty()) {
+    start_write(reactor, now_ns);
+  } else if (written_unsynced_ && now_ns >= next_sync_ns_) {
+    in_flight_ = true;
+    syncing_ = true;
+    writing_.clear();
+    reactor.sync_file(fd_, token);
+  }
+}
+
+void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_ns) {
+  if (segment_offset_ > segment_header_bytes &&
+      segment_offset_ + filling_.size() > options_.segment_bytes) {
+    std::string error;
+    if (!roll_segment(filling_first_lsn_, error)) {
+      fail(error);
+      return;
+    }
+  }
+  writing_.swap(filling_);
+  filling_.clear();
+  writing_last_lsn_ = filling_last_lsn_;
+  written_ = 0;
+  in_flight_ = true;
+  syncing_ = options_.sync == SyncPolicy::always ||
+             (options_.sync == SyncPolicy::interval && now_ns >= next_sync_ns_);
+  reactor.write_file(fd_, writing_.data(), static_cast<unsigned>(writing_.size()), segment_offset_,
+                     token, syncing_);
+}
+
+bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::Completion& c,
+                                  std::uint64_t now_ns) {
+  if (!in_flight_) return false;
+  if (c.op == transport::Op::file_write) {
+    if (c.result < 0) {
+      fail("journal write to " + segment_path_ + " failed: " + std::strerror(-c.result));
+      return false;
+    }
+    written_ += static_cast<std::size_t>(c.result);
+    segment_offset_ += static_cast<std::uint64_t>(c.result);
+    if (written_ < writing_.size()) {
+      if (c.result == 0) {
+        fail("journal write to " + segment_path_ + " wrote nothing (is the disk full?)");
+        return false;
+      }
+      // A short write: its linked sync comes back cancelled, and the rest goes after it.
+      if (!syncing_)
+        reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
+                           segment_offset_, token, false);
+      return false;
+    }
+    if (syncing_) return false;  // durable when the sync returns
+    written_unsynced_ = true;
+    in_flight_ = false;
+    durable_lsn_ = writing_last_lsn_;
+    submit(reactor, now_ns);
+    return true;
+  }
+  if (c.op != transport::Op::file_sync) return false;
+  if (c.result == -ECANCELED && written_ < writing_.size()) {
+    reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
+                       segment_offset_, token, true);
+    return false;
+  }
+  if (c.result < 0) {
+    fail("journal sync of " + segment_path_ + " failed: " + std::strerror(-c.result));
+    return false;
+  }
+  in_flight_ = false;
+  syncing_ = false;
+  written_unsynced_ = false;
+  next_sync_ns_ = now_ns + std::uint64_t{options_.sync_interval_ms} * 1'000'000;
+  const bool moved = !writing_.empty() && durable_lsn_ != writing_last_lsn_;
+  if (!writing_.empty()) durable_lsn_ = writing_last_lsn_;
+  writing_.clear();
+  submit(reactor, now_ns);
+  return moved;
+}
+
+void JournalWriter::fail(std::string why) {
+  in_flight_ = false;
+  syncing_ = false;
+  if (failure_.empty()) failure_ = std::move(why);
+}
+
+}  // namespace brook::runtime::journal

@@ -1,0 +1,96 @@
+#pragma once
+// A shard's side of the journal: records appended during a turn go to disk together, through
+// the shard's own io_uring, as one write and (sync "always") one linked fdatasync: group
+// commit, one device flush per turn however many records the turn made.
+//
+//   append() -> filling_ --submit()--> in flight (one write [+ fdatasync]) --> durable_lsn()
+//
+// One write is in flight at a time; records appended meanwhile wait in `filling_` and go as
+// the next one, so a slow disk batches more per flush instead of queueing flushes. A segment
+// that passes segment_bytes is synced and closed, and the next one begins (with its
+// directory entry synced), so only the last segment can ever be torn by a crash
+// (journal_scan.hpp). Everything runs on the shard's thread.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "brook/transport/reactor.hpp"
+#include "journal_format.hpp"
+#include "journal_scan.hpp"
+
+namespace brook::runtime::journal {
+
+enum class SyncPolicy {
+  always,    // a record is durable once fdatasync has returned after its write
+  interval,  // fdatasync every sync_interval_ms; durable once written (in the page cache)
+  never,     // the kernel writes back when it likes; durable once written
+};
+
+struct WriterOptions {
+  std::string data_dir;
+  unsigned shard = 0;
+  SyncPolicy sync = SyncPolicy::always;
+  std::uint32_t sync_interval_ms = 100;
+  std::uint64_t segment_bytes = 64ull << 20;
+};
+
+class JournalWriter {
+ public:
+  // Continues the journal the scan found (or starts it at lsn 1). Null and `error` set when
+  // the directory or segment cannot be opened.
+  static std::unique_ptr<JournalWriter> open(const WriterOptions& options, const ScanResult& scan,
+                                             std::string& error);
+  ~JournalWriter();
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+
+  // Adds a record to this turn's write; returns its lsn.
+  std::uint64_t append(RecordType type, std::span<const std::byte> payload);
+  // End of a turn: hands what was appended to the kernel, unless a write is in flight (it
+  // goes when that one completes).
+  void submit(transport::Reactor& reactor, std::uint64_t now_ns);
+  // The completion of an operation with this writer's token. Returns true when
+  // durable_lsn() moved.
+  bool on_completion(transport::Reactor& reactor, const transport::Completion& completion,
+                     std::uint64_t now_ns);
+
+  std::uint64_t last_lsn() const noexcept { return next_lsn_ - 1; }
+  // Every record up to this lsn is as safe as the sync policy makes it.
+  std::uint64_t durable_lsn() const noexcept { return durable_lsn_; }
+  // Nothing waits to be written, and nothing is in flight.
+  bool idle() const noexcept { return filling_.empty() && !in_flight_; }
+  // Why the journal stopped (a write or sync failed: a full disk, an I/O error); then no
+  // record is made durable again, and the broker refuses what needs the journal.
+  const std::string& failure() const noexcept { return failure_; }
+
+  static constexpr std::uint64_t token = 0xffffffffffffull;  // the shard's connections never use it
+
+ private:
+  JournalWriter(const WriterOptions& options, std::uint64_t next_lsn);
+  bool start_segment(std::uint64_t first_lsn, std::string& error);
+  bool roll_segment(std::uint64_t first_lsn, std::string& error);
+  void start_write(transport::Reactor& reactor, std::uint64_t now_ns);
+  void fail(std::string why);
+
+  WriterOptions options_;
+  int fd_ = -1;
+  std::string segment_path_;
+  std::uint64_t segment_offset_ = 0;  // where the next write goes
+  std::uint64_t next_lsn_;
+  std::uint64_t durable_lsn_;
+  std::vector<std::byte> filling_;    // records of the turns since the last write
+  std::uint64_t filling_first_lsn_ = 0;
+  std::uint64_t filling_last_lsn_ = 0;
+  std::vector<std::byte> writing_;    // the write in flight
+  std::uint64_t writing_last_lsn_ = 0;
+  std::size_t written_ = 0;           // of writing_, after a short write
+  bool in_flight_ = false;
+  bool syncing_ = false;              // an fdatasync follows the write in flight
+  bool written_unsynced_ = false;     // interval: bytes are written that no sync covered
+  std::uint64_t next_sync_ns_ = 0;
+  std::string failure_;
+};
+
+}  // namespace brook::runtime::journal
