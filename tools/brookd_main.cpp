@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   bool no_pin = false;
   std::string shm_path;
   bool spin = false;
+  std::string data_dir;
   CLI::App app{"brookd: the Brook pub/sub broker"};
   app.add_option("--config", config_path, "TOML configuration file ([broker] table)");
   app.add_option("--listen", listen, "HOST:PORT to accept TCP clients on (port 0 picks one)");
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pin", no_pin, "do not pin shard threads to cores");
   app.add_option("--shm", shm_path, "Unix socket PATH for shared-memory clients (shm://PATH)");
   app.add_flag("--spin", spin, "shards busy-poll instead of sleeping (lowest latency, a core each)");
+  app.add_option("--data-dir", data_dir, "journal topics to DIR: they survive a restart (storage.data_dir)");
   app.set_version_flag("--version", std::string("brookd ") + BROOK_VERSION_STRING + " (wire protocol " +
                                         std::to_string(brook::wire_version) + ")");
   CLI11_PARSE(app, argc, argv);
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   if (no_pin) options.pin_threads = false;
   if (!shm_path.empty()) options.shm_path = shm_path;
   if (spin) options.spin = true;
+  if (!data_dir.empty()) options.data_dir = data_dir;
   if (auto error = options.validate(); !error.empty()) {
     std::cerr << "brookd: " << error << "\n";
     return 2;
@@ -75,6 +78,8 @@ int main(int argc, char** argv) {
     std::cerr << "brookd: " << error << "\n";
     return 1;
   }
+  // Before the listen line, which tells scripts (and tests) the broker is up.
+  if (!options.data_dir.empty()) std::fprintf(stderr, "brookd: %s\n", broker.storage_report().c_str());
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   std::fflush(stdout);

@@ -45,6 +45,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::request_timeout: return "timeout";
     case ErrorCode::too_many_requests: return "too many requests in flight";
     case ErrorCode::memory_limit: return "broker memory limit reached";
+    case ErrorCode::storage_failed: return "broker storage failed";
     case ErrorCode::back_pressured: return "back-pressured";
   }
   return "unknown error";

@@ -64,6 +64,8 @@ enum class ErrorCode : std::uint16_t {
   memory_limit = 21,  // the broker's memory budget is spent: the publish was refused
   back_pressured = 22,  // client side (try_publish): flow control holds the publisher back,
                         // or its outbox is full; nothing was sent
+  storage_failed = 23,  // the broker's journal cannot write (a full disk, an I/O error): the
+                        // publish was refused, or not made durable
 };
 // A short phrase: "authentication failed", "no handler", ...
 BROOK_API std::string_view to_string(ErrorCode code);

@@ -63,6 +63,9 @@ std::string BrokerOptions::validate() const {
       return "flow.low_water_bytes must be below flow.high_water_bytes";
     if (flow_max_stall_ms == 0) return "flow.max_stall_ms must be at least 1";
   }
+  if (storage_sync_interval_ms < 1) return "storage.sync_interval_ms must be at least 1";
+  if (storage_segment_bytes < (64u << 10) || storage_segment_bytes > (1ull << 32))
+    return "storage.segment_bytes must be between 65536 and 4294967296";
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
   if (shm_ring_bytes < 4096 || !std::has_single_bit(shm_ring_bytes))
     return "shm.ring_bytes must be a power of two of at least 4096";
@@ -137,6 +140,16 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("requests", "timeout_max_ms", o.request_timeout_max_ms);
   read("requests", "max_in_flight", o.request_max_in_flight);
   read("shards", "mailbox_capacity", o.mailbox_capacity);
+  read("storage", "data_dir", o.data_dir);
+  if (auto sync = config["storage"]["sync"]) {
+    auto text = sync.value<std::string>();
+    if (text == "always") o.storage_sync = StorageSync::always;
+    else if (text == "interval") o.storage_sync = StorageSync::interval;
+    else if (text == "never") o.storage_sync = StorageSync::never;
+    else return "storage.sync must be \"always\", \"interval\" or \"never\"";
+  }
+  read("storage", "sync_interval_ms", o.storage_sync_interval_ms);
+  read("storage", "segment_bytes", o.storage_segment_bytes);
   read("io", "recv_buffer_count", o.recv_buffer_count);
   read("io", "recv_buffer_bytes", o.recv_buffer_bytes);
   return o.validate();

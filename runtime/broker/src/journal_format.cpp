@@ -64,17 +64,19 @@ std::optional<SegmentHeader> read_segment_header(std::span<const std::byte> byte
 }
 
 void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType type,
-                   std::span<const std::byte> payload) {
+                   std::span<const std::byte> head, std::span<const std::byte> body) {
   const std::size_t at = out.size();
-  out.resize(at + record_header_bytes + payload.size());
+  const std::size_t payload = head.size() + body.size();
+  out.resize(at + record_header_bytes + payload);
   std::byte* r = out.data() + at;
-  put<std::uint32_t>(r, static_cast<std::uint32_t>(payload.size()));
+  put<std::uint32_t>(r, static_cast<std::uint32_t>(payload));
   put<std::uint64_t>(r + 8, lsn);
   put<std::uint16_t>(r + 16, static_cast<std::uint16_t>(type));
   put<std::uint16_t>(r + 18, 0);
   put<std::uint32_t>(r + 20, 0);
-  if (!payload.empty()) std::memcpy(r + record_header_bytes, payload.data(), payload.size());
-  put<std::uint32_t>(r + 4, crc32c({r + 8, record_header_bytes - 8 + payload.size()}));
+  if (!head.empty()) std::memcpy(r + record_header_bytes, head.data(), head.size());
+  if (!body.empty()) std::memcpy(r + record_header_bytes + head.size(), body.data(), body.size());
+  put<std::uint32_t>(r + 4, crc32c({r + 8, record_header_bytes - 8 + payload}));
 }
 
 RecordCheck read_record(std::span<const std::byte> bytes, RecordView& record) noexcept {

@@ -52,9 +52,9 @@ std::uint32_t crc32c(std::span<const std::byte> bytes, std::uint32_t crc = 0) no
 void write_segment_header(std::byte* out, const SegmentHeader& header) noexcept;
 std::optional<SegmentHeader> read_segment_header(std::span<const std::byte> bytes) noexcept;
 
-// Appends one whole record to `out`.
+// Appends one whole record to `out`; its payload is `head` then `body`.
 void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType type,
-                   std::span<const std::byte> payload);
+                   std::span<const std::byte> head, std::span<const std::byte> body = {});
 
 enum class RecordCheck { ok, incomplete, damaged };
 // Reads the record at the start of `bytes`: ok (and `record` filled), incomplete (the bytes

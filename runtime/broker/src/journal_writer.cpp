@@ -93,10 +93,11 @@ bool JournalWriter::roll_segment(std::uint64_t first_lsn, std::string& error) {
   return start_segment(first_lsn, error);
 }
 
-std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> payload) {
+std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> head,
+                                    std::span<const std::byte> body) {
   const std::uint64_t lsn = next_lsn_++;
   if (filling_.empty()) filling_first_lsn_ = lsn;
-  append_record(filling_, lsn, type, payload);
+  append_record(filling_, lsn, type, head, body);
   filling_last_lsn_ = lsn;
   return lsn;
 }

@@ -16,17 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "brook/runtime/broker_options.hpp"
 #include "brook/transport/reactor.hpp"
 #include "journal_format.hpp"
 #include "journal_scan.hpp"
 
 namespace brook::runtime::journal {
 
-enum class SyncPolicy {
-  always,    // a record is durable once fdatasync has returned after its write
-  interval,  // fdatasync every sync_interval_ms; durable once written (in the page cache)
-  never,     // the kernel writes back when it likes; durable once written
-};
+// always: a record is durable once fdatasync has returned after its write; interval:
+// fdatasync every sync_interval_ms, durable once written (in the page cache); never: the
+// kernel writes back when it likes, durable once written.
+using SyncPolicy = StorageSync;
 
 struct WriterOptions {
   std::string data_dir;
@@ -46,8 +46,9 @@ class JournalWriter {
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
 
-  // Adds a record to this turn's write; returns its lsn.
-  std::uint64_t append(RecordType type, std::span<const std::byte> payload);
+  // Adds a record (payload: `head` then `body`) to this turn's write; returns its lsn.
+  std::uint64_t append(RecordType type, std::span<const std::byte> head,
+                       std::span<const std::byte> body = {});
   // End of a turn: hands what was appended to the kernel, unless a write is in flight (it
   // goes when that one completes).
   void submit(transport::Reactor& reactor, std::uint64_t now_ns);

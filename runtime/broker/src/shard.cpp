@@ -80,7 +80,7 @@ void Shard::request_drain() {
 // confirmed is lost with it.
 bool Shard::drain_step() {
   draining_ = true;
-  bool quiet = !inbound_pending();
+  bool quiet = !inbound_pending() && journal_idle();
   for (auto& owned : connections_) {
     Connection* c = owned.get();
     if (!c || c->closing || !c->session || c->state != ConnectionState::attached) continue;
@@ -119,6 +119,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   reactor_ = std::make_unique<transport::Reactor>(ro);
   listen_fd_ = listen_fd;
   if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
+  restore_topics();
   shm_listen_fd_ = shm_listen_fd;
   if (index_ < mesh_.broadcast_logs.size())
     broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_],
@@ -173,6 +174,12 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
           (next_liveness_check_ns_ - std::min(next_liveness_check_ns_, now_ns())) / 1'000'000 + 1);
       timeout_ms = inbound_pending() ? 0 : std::min(idle_wait_ms, until_check_ms);
     }
+    if (journal_) {
+      journal_->submit(*reactor_, now_ns());
+      // The next periodic sync is due within the interval, sleeping or not.
+      if (options_.storage_sync == StorageSync::interval && timeout_ms > 0)
+        timeout_ms = std::min<int>(timeout_ms, static_cast<int>(options_.storage_sync_interval_ms));
+    }
     pool_.collect_remote();
     ++counters_.loop_turns;
     const std::uint64_t work_ns = now_ns() - turn_start;
@@ -194,6 +201,11 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     else if (spinning) std::this_thread::yield();
     closing_links_.clear();  // their last doorbell writes, if any, were just submitted
     if (shm_asked) shm_awake();
+  }
+  // What the journal was given goes to disk before the thread ends: a clean stop loses nothing.
+  for (int i = 0; i < 500 && !journal_idle(); ++i) {
+    journal_->submit(*reactor_, now_ns());
+    reactor_->run_once(*this, 10);
   }
   // The kernel writes into each armed doorbell's link: take them back before the links go.
   for (std::uint32_t slot : shm_slots_)
@@ -357,7 +369,8 @@ void Shard::on_completion(const transport::Completion& completion) {
       break;
     case Op::file_write:
     case Op::file_sync:
-      break;  // a journal's; no shard writes one yet (runtime/broker/src/journal_writer.hpp)
+      on_journal_completion(completion);
+      break;
   }
 }
 

@@ -37,6 +37,8 @@
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
 #include "authenticator.hpp"
+#include "journal_topics.hpp"
+#include "journal_writer.hpp"
 #include "outbound_queue.hpp"
 #include "shard_message.hpp"
 #include "shm_broadcast_log.hpp"
@@ -366,6 +368,10 @@ class Shard final : public transport::ReactorHandler {
   void wake() { if (ready_.load(std::memory_order_acquire)) reactor_->wake(); }
   // Blocks until the shard's reactor exists (the thread constructs it).
   void wait_ready();
+  // Before run(): the journal this shard appends to (--data-dir), and the topics it owns as
+  // the journal left them, which run() restores before the shard takes any connection.
+  void adopt_journal(std::unique_ptr<journal::JournalWriter> writer,
+                     std::vector<journal::RestoredTopic> topics);
   // After the thread has stopped: drop every buffer reference this shard holds. The broker
   // calls it on every shard before destroying any, because a buffer may belong to another
   // shard's pool.
@@ -490,6 +496,18 @@ class Shard final : public transport::ReactorHandler {
   unsigned owner_of(std::string_view path) const;
   void on_publish(unsigned from, const ShardMessage& message);
   void on_create_topic(unsigned from, const ShardMessage& message);
+
+  // The journal (shard_journal.cpp).
+  void restore_topics();
+  // Writes the topic's state as of now; returns the record's lsn.
+  std::uint64_t journal_topic(const OwnedTopic& topic);
+  // The answer to `request_id` from shard `from` waits until `lsn` is durable.
+  void acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
+                                std::uint64_t a);
+  void on_journal_completion(const transport::Completion& completion);
+  // The journal failed: what waited for it is refused with why.
+  void refuse_pending_acks();
+  bool journal_idle() const;
   void on_add_selector(unsigned from, const ShardMessage& message);
   void on_remove_selector(unsigned from, const ShardMessage& message);
   void fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
@@ -613,6 +631,15 @@ class Shard final : public transport::ReactorHandler {
   TopicTree<OwnedTopic> topics_;          // for selector matching
   TopicPathMap<OwnedTopic*> topic_by_path_;  // one hash per publish; tree nodes never move
   const std::string* last_published_path_ = nullptr;  // a key of topic_by_path_
+  std::unique_ptr<journal::JournalWriter> journal_;
+  std::vector<journal::RestoredTopic> restored_;  // until run() restores them
+  struct PendingAck {
+    std::uint64_t lsn;
+    unsigned from;
+    std::uint32_t request_id;
+    std::uint64_t a;
+  };
+  std::deque<PendingAck> pending_acks_;  // in lsn order
   OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here

@@ -4,11 +4,10 @@
 // matching subscriptions (every shard's selectors are registered with every owner) and sends
 // each of those shards one reference per update. Per-topic order holds because every update
 // of a topic passes through this one shard and then through FIFO rings.
-#include <xxhash.h>
-
 #include <cstring>
 
 #include "shard.hpp"
+#include "topic_owner.hpp"
 #include "topic_value_check.hpp"
 
 namespace brook::runtime {
@@ -36,7 +35,7 @@ std::uint8_t snapshot_flags(const OwnedTopic& topic) {
 }  // namespace
 
 unsigned Shard::owner_of(std::string_view path) const {
-  return static_cast<unsigned>(XXH3_64bits(path.data(), path.size()) % mesh_.shard_count);
+  return topic_owner(path, mesh_.shard_count);
 }
 
 void Shard::on_publish(unsigned from, const ShardMessage& m) {
@@ -48,6 +47,11 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
                    m.a, 0, 0, text.empty() ? nullptr : text_buffer(pool_, text)});
   };
 
+  if (journal_ && !journal_->failure().empty()) {
+    frame->release();
+    reply(codec::ErrorCode::storage_failed, "journal: " + journal_->failure());
+    return;
+  }
   // Publishers repeat their topics: the path looked up last is compared first, which is
   // cheaper than hashing it again (topics are never removed, and map nodes never move).
   OwnedTopic* topic = nullptr;
@@ -108,6 +112,11 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     });
   } else {
     fan_out(*topic, delta, {from, m.a});
+  }
+  if (journal_) {
+    const std::uint64_t lsn = journal_topic(*topic);
+    if (m.request_id != 0) acknowledge_when_durable(lsn, from, m.request_id, m.a);
+    return;
   }
   reply(codec::ErrorCode::none, {});
 }
@@ -191,6 +200,16 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
       send_to(shard, {ShardMessageKind::snapshot, snapshot_flags(*topic), 0, 0, topic->key, 0,
                       key, frame});
     });
+    if (journal_) {
+      if (!journal_->failure().empty()) {
+        // The topic is made, for this run: say it will not survive a restart.
+        code = static_cast<std::uint16_t>(codec::ErrorCode::storage_failed);
+        text = text_buffer(pool_, "journal: " + journal_->failure());
+      } else {
+        acknowledge_when_durable(journal_topic(*topic), from, m.request_id, m.a);
+        return;
+      }
+    }
   }
   send_to(from, {ShardMessageKind::reply, 0, code, m.request_id, m.a, 0, 0, text});
 }

@@ -28,8 +28,11 @@ class Broker {
   std::uint64_t memory_budget() const;
   // One line per shard with its counters, for logs and `brook stat`.
   std::string describe_counters() const;
+  // With a data directory: what start() read back from the journal, and what it repaired.
+  std::string storage_report() const;
 
  private:
+  std::string open_journal(unsigned shard_count);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -9,6 +9,13 @@ namespace brook::runtime {
 
 enum class QueueLimitPolicy : std::uint8_t { close, drop_oldest };
 
+// When a journalled update counts as durable (and publish_acked is answered).
+enum class StorageSync : std::uint8_t {
+  always,    // after fdatasync returned: on disk, whatever happens to the machine
+  interval,  // after the write: safe from a crash of brookd; on disk within sync_interval_ms
+  never,     // after the write: safe from a crash of brookd; the kernel writes back when it likes
+};
+
 struct BrokerOptions {
   std::string listen = "127.0.0.1:9090";        // HOST:PORT; port 0 picks a free one
   unsigned shards = 0;                           // 0 = one per core
@@ -64,6 +71,13 @@ struct BrokerOptions {
   // Shards busy-poll instead of sleeping in io_uring: the lowest latency for shm clients, at
   // the price of a core per shard.
   bool spin = false;
+  // The journal (--data-dir): each shard appends its topics' updates to segment files in
+  // DATA_DIR/shard-N, and a restart restores every topic's value and sequence from them.
+  // "" = no journal: a restart loses the topics.
+  std::string data_dir;
+  StorageSync storage_sync = StorageSync::always;
+  std::uint32_t storage_sync_interval_ms = 100;
+  std::uint64_t storage_segment_bytes = 64ull << 20;
   // After a turn with work a shard keeps polling this long before it sleeps: the reply to
   // what it just delivered (a round trip's second half, the next update of a burst) then
   // finds it awake, without a wake-up. It yields the core while it polls. 0: sleep at once.

@@ -1,0 +1,78 @@
+// The owner shard's side of the journal (journal_writer.hpp, journal_topics.hpp): topics come
+// back from it before the shard takes a connection, every update and creation of a topic is
+// appended to it, and the answer to an acknowledged publish waits until the journal has the
+// update durable under the sync policy. Subscribers get an update at once, without waiting
+// for the disk: the journal orders acknowledgements, not deliveries. All on the shard's thread.
+#include <cstring>
+
+#include "shard.hpp"
+
+namespace brook::runtime {
+
+void Shard::adopt_journal(std::unique_ptr<journal::JournalWriter> writer,
+                          std::vector<journal::RestoredTopic> topics) {
+  journal_ = std::move(writer);
+  restored_ = std::move(topics);
+}
+
+void Shard::restore_topics() {
+  for (auto& restored : restored_) {
+    SharedBuffer* frame = pool_.allocate(restored.frame.size());
+    std::memcpy(frame->data(), restored.frame.data(), restored.frame.size());
+    auto publish = codec::read_trusted_publish(frame->data(), frame->size());
+    auto [topic, created] = topics_.try_emplace(publish.path);
+    if (!created) {  // one record per path is restored: cannot happen, but never leak
+      frame->release();
+      continue;
+    }
+    topic_by_path_.emplace(std::string(publish.path), topic);
+    topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
+    topic->properties = {.type = publish.type.value_or(codec::TopicType::string),
+                         .conflate = (restored.property_flags & topic_conflates) != 0,
+                         .deltas = (restored.property_flags & topic_without_deltas) == 0,
+                         .retain = (restored.property_flags & topic_not_retained) == 0};
+    topic->seq = restored.seq;
+    topic->has_value = restored.has_value;
+    topic->frame = frame;
+  }
+  restored_ = {};
+}
+
+std::uint64_t Shard::journal_topic(const OwnedTopic& topic) {
+  const auto head = journal::encode_topic_head(topic.seq, topic_property_flags(topic.properties), topic.has_value);
+  return journal_->append(journal::RecordType::topic, head.bytes, {topic.frame->data(), topic.frame->size()});
+}
+
+void Shard::acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
+                                     std::uint64_t a) {
+  if (lsn <= journal_->durable_lsn() && pending_acks_.empty()) {
+    send_to(from, {ShardMessageKind::reply, 0, 0, request_id, a, 0, 0, nullptr});
+    return;
+  }
+  pending_acks_.push_back({lsn, from, request_id, a});
+}
+
+void Shard::on_journal_completion(const transport::Completion& completion) {
+  if (!journal_) return;
+  journal_->on_completion(*reactor_, completion, now_ns());
+  const std::uint64_t durable = journal_->durable_lsn();
+  while (!pending_acks_.empty() && pending_acks_.front().lsn <= durable) {
+    const PendingAck& ack = pending_acks_.front();
+    send_to(ack.from, {ShardMessageKind::reply, 0, 0, ack.request_id, ack.a, 0, 0, nullptr});
+    pending_acks_.pop_front();
+  }
+  if (!journal_->failure().empty()) refuse_pending_acks();
+}
+
+void Shard::refuse_pending_acks() {
+  for (const PendingAck& ack : pending_acks_)
+    send_to(ack.from, {ShardMessageKind::reply, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
+                       ack.request_id, ack.a, 0, 0, text_buffer(pool_, "journal: " + journal_->failure())});
+  pending_acks_.clear();
+}
+
+bool Shard::journal_idle() const {
+  return !journal_ || (pending_acks_.empty() && (journal_->idle() || !journal_->failure().empty()));
+}
+
+}  // namespace brook::runtime
