@@ -72,6 +72,8 @@ void report(const runtime::BenchResult& r, bool json) {
                 r.payload_bytes, r.msgs_per_sec, r.mb_per_sec, (unsigned long long)r.sent,
                 (unsigned long long)r.received, (unsigned long long)r.lost,
                 (unsigned long long)r.out_of_order, r.seconds);
+    if (r.sessions_closed.value_or(0) > 0)
+      std::printf("  the subscriber's session was closed during the run\n");
   } else {
     std::printf("rtt %zu B at %.0f/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us "
                 "(min %.1f, mean %.1f), %llu sent, %llu lost\n",
@@ -83,7 +85,9 @@ void report(const runtime::BenchResult& r, bool json) {
 
 int run_throughput(const BenchArgs& a) {
   std::string topic = "Bench/" + unique_suffix();
+  SessionWatch watch;  // outlives the clients, whose threads report to it
   Client subscriber, publisher;
+  watch.watch(subscriber, "the subscriber");
   if (!connect_bench_client(subscriber, a.url, a.spin) || !connect_bench_client(publisher, a.url, a.spin)) return exit_usage;
 
   std::atomic<std::uint64_t> received{0};
@@ -140,8 +144,10 @@ int run_throughput(const BenchArgs& a) {
     r.msgs_per_sec = static_cast<double>(r.received) / r.seconds;
     r.mb_per_sec = r.msgs_per_sec * static_cast<double>(a.payload) / 1e6;
   }
+  watch.stop();
   publisher.close();
   subscriber.close();
+  r.sessions_closed = watch.closed();
   report(r, a.json);
   return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
 }
