@@ -308,10 +308,16 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
           "peer's (msgs/s: higher is better; latency and CPU: lower is better).\n\n";
     std::string notes;
     if (meta.contains("brook_shards") && meta["brook_shards"].is_number_integer()) {
+      // server_cores: the cores the server may run on (fewer than the machine's when pinned).
       const auto shards = meta["brook_shards"].get<long long>();
       const auto cores = meta.value("server_cores", 0LL);
+      const auto machine_cores = meta.value("cores", cores);
       notes += "- Brook: " + std::to_string(shards) + (shards == 1 ? " shard" : " shards") +
-               (shards == cores ? " = cores" : " on " + std::to_string(cores) + " cores") + ".\n";
+               (shards == cores ? " = cores" : " on " + std::to_string(cores) + " cores") +
+               (cores < machine_cores ? " it may use (" + std::to_string(cores) + " of " +
+                                            std::to_string(machine_cores) + ")"
+                                      : "") +
+               ".\n";
     }
     for (const auto& [key, label] : {std::pair{"pinning", "Pinning"},
                                      std::pair{"unwindowed_pinning", "No-window throughput"},

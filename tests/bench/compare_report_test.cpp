@@ -269,6 +269,8 @@ TEST(CompareReport, the_header_says_brooks_shards_against_the_cores_and_how_serv
   const std::string md = markdown_report({}, meta);
   EXPECT_NE(md.find("- Brook: 2 shards = cores.\n"), std::string::npos) << md;
   EXPECT_NE(md.find("- Server CPU: utime+stime from /proc/PID/stat.\n"), std::string::npos) << md;
+  const json pinned = {{"brook_shards", 1}, {"server_cores", 1}, {"cores", 2}};
+  EXPECT_NE(markdown_report({}, pinned).find("- Brook: 1 shard = cores it may use (1 of 2).\n"), std::string::npos);
 }
 
 TEST(CompareReport, plots_draw_bars_for_flat_out_cases_and_a_curve_plot_per_latency_case) {
