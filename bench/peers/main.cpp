@@ -99,8 +99,10 @@ void print_line(const BenchResult& r) {
   } else {
     std::printf(": %.0f msgs/s (%.1f MB/s)", r.msgs_per_sec, r.mb_per_sec);
   }
-  std::printf(", %llu sent, %llu received, %llu lost, %llu out of order, %.3f s\n", u(r.sent), u(r.received),
-              u(r.lost), u(r.out_of_order), r.seconds);
+  std::printf(", %llu sent, %llu received, %llu lost, %llu out of order", u(r.sent), u(r.received), u(r.lost),
+              u(r.out_of_order));
+  if (r.sessions_closed) std::printf(", %llu subscriber connections lost", u(*r.sessions_closed));
+  std::printf(", %.3f s\n", r.seconds);
 }
 
 }  // namespace

@@ -225,6 +225,8 @@ class MqttLink final : public PeerLink {
     }
   }
 
+  bool connection_lost() const override { return connection_lost_.load(std::memory_order_relaxed); }
+
  private:
   struct Suback {
     int mid;
@@ -312,6 +314,7 @@ class MqttLink final : public PeerLink {
       if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_misc(mosq_);
     }
     const std::string why = describe(rc);
+    connection_lost_.store(true, std::memory_order_relaxed);
     std::fprintf(stderr, "mqtt link %s: receive loop stopped: %s\n", name_.c_str(), why.c_str());
     std::lock_guard lock(mutex_);
     receive_failure_ = why;
@@ -362,6 +365,7 @@ class MqttLink final : public PeerLink {
   int connack_ = -1;  // constructor's thread only (see connect())
   bool receiver_failed_ = false;  // receive thread only: report the first failure, not each
   pthread_t receive_thread_{};
+  std::atomic<bool> connection_lost_{false};  // relaxed: a flag on its own, set by the receive loop's failure
 
   std::mutex mutex_;  // guards what follows; subacks_ waits on it
   std::condition_variable subacks_;

@@ -64,6 +64,7 @@ class Latch {
 struct ConnectionState {
   std::string name;
   std::atomic<bool> closing{false};  // relaxed: only silences the report of our own disconnect
+  std::atomic<bool> lost{false};     // relaxed: a flag on its own, read by connection_lost()
   std::mutex one_receiver_at_a_time;
   Latch closed;
 };
@@ -110,9 +111,10 @@ void on_async_error(natsConnection*, natsSubscription*, natsStatus err, void* cl
                natsStatus_GetText(err));
 }
 void on_disconnected(natsConnection*, void* closure) {
-  const auto* state = static_cast<ConnectionState*>(closure);
-  if (!state->closing.load(std::memory_order_relaxed))
-    std::fprintf(stderr, "peer_bench: nats link %s: disconnected\n", state->name.c_str());
+  auto* state = static_cast<ConnectionState*>(closure);
+  if (state->closing.load(std::memory_order_relaxed)) return;
+  state->lost.store(true, std::memory_order_relaxed);
+  std::fprintf(stderr, "peer_bench: nats link %s: disconnected\n", state->name.c_str());
 }
 void on_closed(natsConnection*, void* closure) { static_cast<ConnectionState*>(closure)->closed.open(); }
 
@@ -210,6 +212,8 @@ class NatsLink final : public PeerLink {
     }
     return total;
   }
+
+  bool connection_lost() const override { return state_->lost.load(std::memory_order_relaxed); }
 
  private:
   std::unique_ptr<ConnectionState> state_;

@@ -59,6 +59,11 @@ class PeerLink {
   // queue), where the library counts them; they never reach the receiver and so count as lost.
   // The scenarios poll it from the sending thread to stop waiting for them early.
   virtual std::uint64_t dropped() const { return 0; }
+
+  // Whether the connection ended under the link while it was open (the server closed it, say
+  // as a slow consumer): what it would have received after that counts as lost. No backend
+  // reconnects, so a lost connection stays lost. Any thread may ask.
+  virtual bool connection_lost() const { return false; }
 };
 
 // A peer system: its name in results ("nats", "redis", "mqtt"), how it names subjects, and how

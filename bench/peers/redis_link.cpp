@@ -218,6 +218,8 @@ class SubscriberConnection {
   SubscriberConnection(const SubscriberConnection&) = delete;
   SubscriberConnection& operator=(const SubscriberConnection&) = delete;
 
+  bool lost() const { return lost_.load(std::memory_order_relaxed); }
+
   void subscribe(const std::string& subject_or_pattern) {
     const bool pattern = subject_or_pattern.find('*') != std::string::npos;
     char* command = nullptr;
@@ -248,6 +250,7 @@ class SubscriberConnection {
       // Blocking read; the output buffer of this context stays empty, so hiredis never writes.
       if (redisGetReply(context_.get(), &raw) != REDIS_OK) {
         if (stopping_.load(std::memory_order_acquire)) return;  // pairs with the release in ~SubscriberConnection
+        lost_.store(true, std::memory_order_relaxed);
         report_trouble(context_->errstr);
         return;
       }
@@ -299,6 +302,7 @@ class SubscriberConnection {
   std::string name_;
   pthread_t thread_{};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> lost_{false};  // relaxed: a flag on its own; the read ended other than by the destructor
 
   std::mutex mutex_;  // guards the three below, shared by subscribe() and the receive thread
   std::condition_variable confirmed_changed_;
@@ -332,6 +336,8 @@ class RedisLink final : public PeerLink {
   void flush() override {
     if (publisher_) publisher_->flush();
   }
+
+  bool connection_lost() const override { return subscriber_ && subscriber_->lost(); }
 
  private:
   std::string name_;

@@ -241,6 +241,12 @@ void close_links(Subscribers& subs) {
   for_each_on_few_threads(subs.size(), [&](std::size_t i) { subs[i]->link.reset(); });
 }
 
+// Subscriber links whose connection ended under them (asked before they are closed).
+std::uint64_t lost_connections(const Subscribers& subs) {
+  return static_cast<std::uint64_t>(
+      std::count_if(subs.begin(), subs.end(), [](const auto& s) { return s->link && s->link->connection_lost(); }));
+}
+
 // What the client libraries dropped on their own (full receive queues) explains loss: say so.
 std::uint64_t report_drops(const Subscribers& subs, const char* role) {
   std::uint64_t dropped = 0;
@@ -454,11 +460,13 @@ BenchResult run_throughput(const PeerSystem& system, const ScenarioOptions& o) {
                        first_publish_ns);
   await_stragglers(subs, sent, as_duration(o.drain_seconds));
   report_drops(subs, "subscriber");
+  const std::uint64_t closed = lost_connections(subs);
   publisher.reset();
   close_links(subs);
 
   BenchResult r = new_result(system, "throughput", o);
   fill_totals(r, subs, sent, first_publish_ns);
+  r.sessions_closed = closed;
   return r;
 }
 
@@ -508,11 +516,13 @@ BenchResult run_fanout(const PeerSystem& system, const ScenarioOptions& o) {
   const std::uint64_t sent = publish_paced(*publisher, subject, pacer, o);
   await_stragglers(subs, sent, as_duration(o.drain_seconds));
   report_drops(subs, "subscriber");
+  const std::uint64_t closed = lost_connections(subs);
   publisher.reset();
   close_links(subs);
 
   BenchResult r = new_result(system, "fanout", o);
   fill_totals(r, subs, sent, ns_of(pacer.start()));
+  r.sessions_closed = closed;
   r.rate_target = o.rate_per_sec;
   r.subscribers = o.subscribers;
   LatencyHistogram all;
@@ -539,11 +549,13 @@ BenchResult run_topics(const PeerSystem& system, const ScenarioOptions& o) {
       first_publish_ns);
   await_stragglers(subs, sent, as_duration(o.drain_seconds));
   report_drops(subs, "subscriber");
+  const std::uint64_t closed = lost_connections(subs);
   publisher.reset();
   close_links(subs);
 
   BenchResult r = new_result(system, "topics", o);
   fill_totals(r, subs, sent, first_publish_ns);
+  r.sessions_closed = closed;
   r.subscribers = o.subscribers;
   r.topics = o.topics;
   return r;

@@ -44,6 +44,31 @@ std::string spread_text(std::string_view field, const Spread& s) {
   return text;
 }
 
+// 100% only when every message arrived: a loss never rounds up to it.
+std::string percent_text(double fraction) {
+  if (fraction == 1.0) return "100%";
+  if (fraction > 1.0) return fixed(fraction * 100, 2) + "%";
+  return fixed(std::min(fraction * 100, 99.99), 2) + "%";
+}
+
+const SystemSummary* find_system(const CaseSummary& c, std::string_view name) {
+  for (const SystemSummary& s : c.systems)
+    if (s.system == name) return &s;
+  return nullptr;
+}
+
+// Whether a messaging peer (not Brook, not a baseline) has the metric in this case.
+bool a_peer_has(const CaseSummary& c, const std::string& field) {
+  return std::any_of(c.systems.begin(), c.systems.end(), [&](const SystemSummary& s) {
+    return s.system != "brook" && !is_baseline(s.system) && s.metrics.count(field) > 0;
+  });
+}
+
+std::string met_text(const std::optional<bool>& met) {
+  if (!met) return "cannot tell from this run";
+  return *met ? "**met**" : "**not met**";
+}
+
 const MetricInfo* metric_info(std::string_view field) {
   for (const MetricInfo& m : known_metrics())
     if (m.field == field) return &m;
@@ -129,7 +154,7 @@ Plot throughput_bars(const std::vector<const CaseSummary*>& cases) {
     p.data += '\n';
   }
   p.script =
-      "set terminal pngcairo size 1100,520 font 'sans,10'\n"
+      "set terminal pngcairo size 1400,640 font 'sans,10'\n"
       "set output 'throughput.png'\n"
       "set title 'Messages delivered per second (median of the runs; bars: min to max)'\n"
       "set datafile missing '?'\n"
@@ -142,7 +167,8 @@ Plot throughput_bars(const std::vector<const CaseSummary*>& cases) {
       "set grid ytics\n"
       "set key top right\n"
       "set xtics rotate by 20 right noenhanced\n"
-      "set bmargin 9\n";
+      "set bmargin 12\n"
+      "set lmargin 26\n";  // the first case's title, rotated, reaches left of the axis
   p.script += "plot ";
   for (std::size_t i = 0; i < systems.size(); ++i) {
     const std::size_t col = 2 + 3 * i;
@@ -201,11 +227,76 @@ std::string case_title(const CaseSummary& c) {
     else if (field == "subscribers") part = value + " subscribers";
     else if (field == "topics") part = value + " topics";
     else if (field == "handlers") part = value + (value == "1" ? " handler" : " handlers");
+    else if (field == "window") part = value == "none" ? "no window" : "window " + value;
+    else if (field == "client_cpus") part = value == "all" ? "client unpinned" : "client on CPU " + value;
     else part = field + "=" + value;
     if (!title.empty()) title += " · ";
     title += part;
   }
   return title;
+}
+
+std::string section_title(const CaseSummary& c) {
+  const std::string scenario = identity_of(c, "scenario");
+  if (scenario == "throughput") {
+    const std::string window = identity_of(c, "window");
+    if (window == "none")
+      return "Throughput with no application-level window: the publisher as fast as each system's API "
+             "accepts, one subscriber";
+    return "Throughput: one publisher flat out, one subscriber" +
+           (window.empty() ? std::string() : ", the publisher at most " + window + " ahead of it");
+  }
+  if (scenario == "rtt") return "Round trip through the server at a fixed rate";
+  if (scenario == "fanout")
+    return "Fan-out: one publisher at a fixed rate, all subscribers in one process, one-way latency";
+  if (scenario == "topics") return "Many topics: one publisher flat out, wildcard subscribers";
+  if (scenario == "oneway") return "One-way latency and fan-out over shared memory, beside the raw ring";
+  return "Other scenarios";
+}
+
+std::vector<TargetCheck> target_checks(const CaseSummary& c) {
+  std::vector<TargetCheck> out;
+  const SystemSummary* brook = find_system(c, "brook");
+  const std::string scenario = identity_of(c, "scenario");
+  if (scenario == "throughput" && identity_of(c, "window") == "none") {
+    TargetCheck t{"100% delivered, no session closed, ≥2x nats-server msgs/s", "no Brook result", std::nullopt};
+    if (brook) {
+      const std::optional<double> delivered = brook->delivered_fraction();
+      const std::optional<double> ratio = ratio_to(c, "msgs_per_sec", "nats");
+      t.measured = (delivered ? percent_text(*delivered) : std::string("nothing sent")) + " delivered, " +
+                   (brook->sessions_closed ? grouped(static_cast<double>(*brook->sessions_closed)) + " sessions closed"
+                                           : std::string("sessions closed not reported")) +
+                   ", msgs/s " + (ratio ? fixed(*ratio, 2) + "x nats" : std::string("(no nats-server result)"));
+      const bool missed = (delivered && *delivered < 1.0) || brook->lost > 0 ||
+                          brook->sessions_closed.value_or(0) > 0 || (ratio && *ratio < 2.0);
+      if (missed) t.met = false;
+      else if (delivered && brook->sessions_closed && ratio) t.met = true;
+    }
+    out.push_back(std::move(t));
+  }
+  if (scenario == "fanout") {
+    TargetCheck t{"0 lost, one-way p99 ≤ half of the best peer's", "no Brook result", std::nullopt};
+    if (brook) {
+      auto p99 = std::find_if(c.ratios.begin(), c.ratios.end(), [](const Ratio& r) { return r.field == "p99_us"; });
+      const bool has_p99 = p99 != c.ratios.end();
+      t.measured = grouped(static_cast<double>(brook->lost)) + " lost, p99 " +
+                   (has_p99 ? fixed(p99->value, 2) + "x " + p99->against : std::string("(no peer result)"));
+      if (brook->lost > 0 || (has_p99 && p99->value > 0.5)) t.met = false;
+      else if (has_p99) t.met = true;
+    }
+    out.push_back(std::move(t));
+  }
+  if ((scenario == "throughput" || scenario == "fanout") && a_peer_has(c, "server_cpu_us_per_delivery")) {
+    TargetCheck t{"server CPU per delivery ≤ half of redis-server's", "", std::nullopt};
+    if (const std::optional<double> ratio = ratio_to(c, "server_cpu_us_per_delivery", "redis")) {
+      t.measured = fixed(*ratio, 2) + "x redis";
+      t.met = *ratio <= 0.5;
+    } else {
+      t.measured = "no ratio (Brook or redis-server absent, or redis-server under one clock tick)";
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 std::string markdown_report(const std::vector<CaseSummary>& cases, const json& meta) {
@@ -214,15 +305,43 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
     md += "Measured " + meta.value("date", std::string("?")) + " on " + meta.value("machine", std::string("?"));
     if (meta.contains("command")) md += " with `" + meta["command"].get<std::string>() + "`";
     md += ". Medians over the runs, min–max in brackets; ratios are Brook's median over the best "
-          "peer's (msgs/s: higher is better; latency: lower is better).\n\n";
+          "peer's (msgs/s: higher is better; latency and CPU: lower is better).\n\n";
+    std::string notes;
+    if (meta.contains("brook_shards") && meta["brook_shards"].is_number_integer()) {
+      // server_cores: the cores the server may run on (fewer than the machine's when pinned).
+      const auto shards = meta["brook_shards"].get<long long>();
+      const auto cores = meta.value("server_cores", 0LL);
+      const auto machine_cores = meta.value("cores", cores);
+      notes += "- Brook: " + std::to_string(shards) + (shards == 1 ? " shard" : " shards") +
+               (shards == cores ? " = cores" : " on " + std::to_string(cores) + " cores") +
+               (cores < machine_cores ? " it may use (" + std::to_string(cores) + " of " +
+                                            std::to_string(machine_cores) + ")"
+                                      : "") +
+               ".\n";
+    }
+    for (const auto& [key, label] : {std::pair{"pinning", "Pinning"},
+                                     std::pair{"unwindowed_pinning", "No-window throughput"},
+                                     std::pair{"server_cpu", "Server CPU"}})
+      if (meta.contains(key) && meta[key].is_string())
+        notes += std::string("- ") + label + ": " + meta[key].get<std::string>() + ".\n";
+    if (!notes.empty()) md += notes + '\n';
   }
+  std::string section;
   for (const CaseSummary& c : cases) {
+    if (section_title(c) != section) {
+      section = section_title(c);
+      md += "### " + section + "\n\n";
+    }
     const auto metrics = case_metrics(c);
+    const bool watched = std::any_of(c.systems.begin(), c.systems.end(),
+                                     [](const SystemSummary& s) { return s.sessions_closed.has_value(); });
     md += "#### " + case_title(c) + "\n\n| system |";
     for (const MetricInfo* m : metrics) md += " " + std::string(m->label) + " |";
-    md += " sent | lost | out of order |\n|---|";
+    md += " sent | delivered | lost | out of order |";
+    if (watched) md += " sessions closed |";
+    md += "\n|---|";
     for (std::size_t i = 0; i < metrics.size(); ++i) md += "---:|";
-    md += "---:|---:|---:|\n";
+    md += watched ? "---:|---:|---:|---:|---:|\n" : "---:|---:|---:|---:|\n";
     for (const SystemSummary& s : c.systems) {
       md += "| " + s.system + " |";
       for (const MetricInfo* m : metrics) {
@@ -231,12 +350,17 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
         md += it == s.metrics.end() ? std::string("–") : spread_text(m->field, it->second);
         md += " |";
       }
-      md += " " + grouped(static_cast<double>(s.sent)) + " | " + grouped(static_cast<double>(s.lost)) +
-            " | " + grouped(static_cast<double>(s.disorder)) + " |\n";
+      const std::optional<double> delivered = s.delivered_fraction();
+      md += " " + grouped(static_cast<double>(s.sent)) + " | " + (delivered ? percent_text(*delivered) : "–") +
+            " | " + grouped(static_cast<double>(s.lost)) + " | " + grouped(static_cast<double>(s.disorder)) + " |";
+      if (watched) md += " " + (s.sessions_closed ? grouped(static_cast<double>(*s.sessions_closed)) : "–") + " |";
+      md += '\n';
     }
     if (!c.ratios.empty()) md += "\nBrook vs the best peer: " + ratio_text(c.ratios) + ".\n";
     if (!c.baseline_ratios.empty())
       md += "\nBrook vs the hardware baseline: " + ratio_text(c.baseline_ratios) + ".\n";
+    for (const TargetCheck& t : target_checks(c))
+      md += "\nTarget: " + t.target + ". Brook: " + t.measured + ": " + met_text(t.met) + ".\n";
     md += '\n';
   }
   return md;
@@ -251,6 +375,8 @@ json results_document(const std::vector<CaseSummary>& cases, const json& raw_lin
     for (const SystemSummary& s : c.systems) {
       json system = {{"system", s.system}, {"sent", s.sent}, {"received", s.received},
                      {"lost", s.lost}, {"out_of_order", s.disorder}};
+      if (const std::optional<double> delivered = s.delivered_fraction()) system["delivered_fraction"] = *delivered;
+      if (s.sessions_closed) system["sessions_closed"] = *s.sessions_closed;
       for (const auto& [field, spread] : s.metrics)
         system["metrics"][field] = {{"min", spread.min}, {"median", spread.median},
                                     {"max", spread.max}, {"runs", spread.runs}};
@@ -260,6 +386,10 @@ json results_document(const std::vector<CaseSummary>& cases, const json& raw_lin
       entry["brook_vs_best_peer"][r.field] = {{"against", r.against}, {"ratio", r.value}};
     for (const Ratio& r : c.baseline_ratios)
       entry["brook_vs_baseline"][r.field] = {{"against", r.against}, {"ratio", r.value}};
+    for (const TargetCheck& t : target_checks(c))
+      entry["targets"].push_back({{"target", t.target},
+                                  {"brook", t.measured},
+                                  {"met", t.met ? json(*t.met) : json(nullptr)}});
     summary.push_back(entry);
   }
   json errs = json::array();

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,24 @@ namespace brook::bench {
 // A case's title: "rtt · tcp · 64 B · 10000/s".
 std::string case_title(const CaseSummary& c);
 
+// The heading of the group of cases `c` belongs to ("Fan-out: ..."); consecutive cases with the
+// same section share one heading.
+std::string section_title(const CaseSummary& c);
+
+// A target from DESIGN.md's performance list that a case is measured against, and where
+// Brook stands: `met` is empty when the run cannot tell (no Brook, no such peer, nothing
+// measured).
+struct TargetCheck {
+  std::string target;    // "100% delivered, no session closed, ≥2x nats-server msgs/s"
+  std::string measured;  // "100% delivered, 0 sessions closed, msgs/s 2.31x nats"
+  std::optional<bool> met;
+};
+std::vector<TargetCheck> target_checks(const CaseSummary& c);
+
 // One table per case: a row per system, a column per metric the case has (median, and the
 // min–max over the runs when there was more than one), the losses, and Brook's ratios to
-// the best peer and to the hardware baseline. `meta` (date, machine, ...) heads it.
+// the best peer and to the hardware baseline, and the targets it is held to. `meta` (date,
+// machine, Brook's shards, pinning, how server CPU is measured) heads it.
 std::string markdown_report(const std::vector<CaseSummary>& cases, const nlohmann::json& meta);
 
 // The results file: {"meta": ..., "summary": [...], "runs": [raw lines], "errors": [...]}.

@@ -14,9 +14,16 @@ namespace {
 using nlohmann::json;
 
 // What makes two lines the same case, in display order. Everything a driver varies.
+// "window" and "client_cpus" are bench/compare's labels (the throughput publisher's window, the
+// CPUs the driver was confined to), added to the line beside "run".
 constexpr std::string_view identity_fields[] = {"scenario", "transport", "payload_bytes", "rate_target",
                                                 "subscribers", "topics", "handlers",
-                                                "mode", "part"};
+                                                "mode", "part", "window", "client_cpus"};
+
+// The scenarios whose "received" counts every delivery (summed over the subscribers), so that
+// the server's CPU over it is a cost per delivery. Not rtt (a pong counted stands for two
+// deliveries) nor the Brook-only scenarios with their own counts.
+constexpr std::string_view per_delivery_scenarios[] = {"throughput", "fanout", "topics"};
 
 std::string number_text(double v) {
   char buf[64];
@@ -72,6 +79,17 @@ RunLine read_line(const json& line) {
   r.lost = count_field(line, {"lost", "missed"});
   r.disorder = count_field(line, {"out_of_order"}) + count_field(line, {"wrong"}) +
                count_field(line, {"wrong_values"});
+  if (auto it = line.find("sessions_closed"); it != line.end() && it->is_number())
+    r.sessions_closed = static_cast<std::uint64_t>(std::max(0.0, it->get<double>()));
+  // Zero CPU is a measurement here (less than one clock tick), so it is kept, unlike a zero
+  // metric from a driver.
+  const std::string scenario = line.at("scenario").get<std::string>();
+  if (auto it = line.find("server_cpu_s");
+      it != line.end() && it->is_number() && r.received > 0 &&
+      std::find(std::begin(per_delivery_scenarios), std::end(per_delivery_scenarios), scenario) !=
+          std::end(per_delivery_scenarios))
+    r.metrics["server_cpu_us_per_delivery"] =
+        std::max(0.0, it->get<double>()) * 1e6 / static_cast<double>(r.received);
   if (auto it = line.find("curve"); it != line.end() && it->is_array())
     for (const json& point : *it)
       if (point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number())
@@ -120,6 +138,7 @@ const std::vector<MetricInfo>& known_metrics() {
       {"p50_us_delta", "p50 us (deltas)", Better::lower},
       {"p99_us_delta", "p99 us (deltas)", Better::lower},
       {"broker_cpu_us_per_update", "broker CPU us/update", Better::lower},
+      {"server_cpu_us_per_delivery", "server CPU us/delivery", Better::lower},
       {"enqueue_per_sec", "queued calls/s", Better::higher},
       {"flush_seconds", "flush s", Better::lower},
   };
@@ -127,6 +146,24 @@ const std::vector<MetricInfo>& known_metrics() {
 }
 
 bool is_baseline(std::string_view system) { return system == "raw-ring"; }
+
+std::string identity_of(const CaseSummary& c, std::string_view field) {
+  for (const auto& [name, value] : c.identity)
+    if (name == field) return value;
+  return "";
+}
+
+std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system) {
+  std::optional<double> ours, theirs;
+  for (const SystemSummary& s : c.systems) {
+    auto it = s.metrics.find(std::string(field));
+    if (it == s.metrics.end()) continue;
+    if (s.system == "brook") ours = it->second.median;
+    else if (s.system == system) theirs = it->second.median;
+  }
+  if (!ours || !theirs || *theirs <= 0) return std::nullopt;
+  return *ours / *theirs;
+}
 
 ParsedResults parse_results(std::istream& jsonl) {
   ParsedResults out;
@@ -177,7 +214,7 @@ std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines) {
     for (const RunLine& line : lines)
       if (line.case_key == c.case_key) systems.insert(line.system);
     for (const std::string& system : systems) {
-      SystemSummary s{system, {}, 0, 0, 0, 0, {}};
+      SystemSummary s{.system = system};
       std::map<std::string, std::vector<double>> values;
       std::vector<const RunLine*> runs;
       for (const RunLine& line : lines) {
@@ -188,6 +225,7 @@ std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines) {
         s.received += line.received;
         s.lost += line.lost;
         s.disorder += line.disorder;
+        if (line.sessions_closed) s.sessions_closed = s.sessions_closed.value_or(0) + *line.sessions_closed;
       }
       for (auto& [field, v] : values) s.metrics[field] = spread_of(std::move(v));
       // The curve of the run whose p99 is the median one: a typical run, not the best.

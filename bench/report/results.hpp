@@ -5,7 +5,8 @@
 //
 // The drivers' lines differ by scenario (requests and deltas have their own fields), so a
 // line is read by what it has: known identity fields make the case, known metric fields are
-// summarised, everything else is kept only in the raw results.
+// summarised, everything else is kept only in the raw results. One metric is derived: the
+// server's CPU per delivery, from the "server_cpu_s" that bench/compare adds to a line.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,7 @@ struct RunLine {
   std::vector<std::pair<std::string, std::string>> identity;  // in a fixed order
   std::map<std::string, double> metrics;     // known metric fields present and non-zero
   std::uint64_t sent = 0, received = 0, lost = 0, disorder = 0;  // disorder: out_of_order + wrong
+  std::optional<std::uint64_t> sessions_closed;  // when the driver watched for it
   std::vector<std::pair<double, double>> curve;  // (percentile, us), when the line had one
 };
 
@@ -65,7 +67,14 @@ struct SystemSummary {
   std::string system;
   std::map<std::string, Spread> metrics;  // by field
   std::uint64_t sent = 0, received = 0, lost = 0, disorder = 0;  // summed over the runs
+  std::optional<std::uint64_t> sessions_closed;  // summed over the runs that watched for it
   std::vector<std::pair<double, double>> curve;  // of the run with the median p99 (if any)
+
+  // received / sent over the runs (deliveries, for fan-out); empty when nothing was sent.
+  std::optional<double> delivered_fraction() const {
+    if (sent == 0) return std::nullopt;
+    return static_cast<double>(received) / static_cast<double>(sent);
+  }
 };
 
 // Brook's median against the best peer's (or the hardware baseline's): for a higher-better
@@ -87,6 +96,12 @@ struct CaseSummary {
 
 // Systems that are not messaging peers but the hardware floor Brook is measured against.
 bool is_baseline(std::string_view system);
+
+// The identity value of `field` in the case ("" when the case has none).
+std::string identity_of(const CaseSummary& c, std::string_view field);
+
+// Brook's median of `field` over `system`'s; empty when either is missing or the other's is 0.
+std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system);
 
 std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines);
 

@@ -10,6 +10,8 @@
 namespace brook::bench {
 namespace {
 
+using nlohmann::json;
+
 ParsedResults parse(const std::string& text) {
   std::istringstream in(text);
   return parse_results(in);
@@ -162,16 +164,113 @@ TEST(CompareReport, resync_lines_count_their_updates_recovered_and_missed_as_sen
 
 TEST(CompareReport, markdown_has_a_table_per_case_with_spreads_losses_and_ratios) {
   auto cases = summarize(parse(
-      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":2500000,\"sent\":10,\"lost\":0}\n"
-      "{\"run\":2,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":3500000,\"sent\":10,\"lost\":0}\n"
-      "{\"run\":1,\"system\":\"nats\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":1000000,\"sent\":10,\"lost\":1}\n")
+      "{\"run\":1,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":2500000,\"sent\":10,\"received\":10,\"lost\":0}\n"
+      "{\"run\":2,\"system\":\"brook\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":3500000,\"sent\":10,\"received\":10,\"lost\":0}\n"
+      "{\"run\":1,\"system\":\"nats\",\"scenario\":\"throughput\",\"payload_bytes\":64,\"msgs_per_sec\":1000000,\"sent\":10,\"received\":9,\"lost\":1}\n")
                              .lines);
   const std::string md = markdown_report(cases, {{"date", "2026-11-22"}, {"machine", "2 cores"}});
   EXPECT_NE(md.find("Measured 2026-11-22 on 2 cores"), std::string::npos) << md;
   EXPECT_NE(md.find("#### throughput · 64 B"), std::string::npos) << md;
   EXPECT_NE(md.find("| brook | 3,000,000 (2,500,000–3,500,000) |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| nats | 1,000,000 | 10 | 1 | 0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| nats | 1,000,000 | 10 | 90.00% | 1 | 0 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("sessions closed"), std::string::npos) << "no driver watched for closed sessions";
   EXPECT_NE(md.find("Brook vs the best peer: msgs/s 3.00x nats."), std::string::npos) << md;
+}
+
+TEST(CompareReport, server_cpu_per_delivery_is_the_servers_cpu_over_all_deliveries_and_zero_ticks_stay_measured) {
+  auto cases = summarize(parse(
+      "{\"system\":\"brook\",\"scenario\":\"fanout\",\"rate_target\":100,\"subscribers\":1000,"
+      "\"sent\":200000,\"received\":200000,\"server_cpu_s\":0.5}\n"
+      "{\"system\":\"redis\",\"scenario\":\"fanout\",\"rate_target\":100,\"subscribers\":1000,"
+      "\"sent\":200000,\"received\":100000,\"server_cpu_s\":0}\n"
+      "{\"system\":\"brook\",\"scenario\":\"rtt\",\"rate_target\":10000,\"received\":1000,\"server_cpu_s\":0.1}\n")
+                             .lines);
+  ASSERT_EQ(cases.size(), 2u);
+  // 0.5 s over 200,000 deliveries (received counts every subscriber's).
+  EXPECT_DOUBLE_EQ(system_of(cases[0], "brook").metrics.at("server_cpu_us_per_delivery").median, 2.5);
+  // Under one clock tick is a figure (0), not a missing one; it gives no ratio.
+  EXPECT_EQ(system_of(cases[0], "redis").metrics.at("server_cpu_us_per_delivery").median, 0.0);
+  EXPECT_EQ(ratio_of(cases[0].ratios, "server_cpu_us_per_delivery"), nullptr);
+  // A pong stands for two deliveries: rtt gets no per-delivery figure.
+  EXPECT_EQ(system_of(cases[1], "brook").metrics.count("server_cpu_us_per_delivery"), 0u);
+}
+
+TEST(CompareReport, no_window_throughput_is_its_own_case_held_to_delivery_sessions_and_twice_nats) {
+  std::string text;
+  auto line = [&](const char* system, const char* client_cpus, double rate, int received, int closed) {
+    text += std::string("{\"system\":\"") + system + "\",\"scenario\":\"throughput\",\"transport\":\"tcp\"," +
+            "\"payload_bytes\":64,\"window\":\"none\",\"client_cpus\":\"" + client_cpus +
+            "\",\"msgs_per_sec\":" + std::to_string(rate) + ",\"sent\":100,\"received\":" + std::to_string(received) +
+            ",\"lost\":" + std::to_string(100 - received) + ",\"sessions_closed\":" + std::to_string(closed) + "}\n";
+  };
+  line("brook", "all", 3000, 100, 0);
+  line("nats", "all", 1000, 90, 1);
+  line("brook", "1", 1500, 100, 0);
+  line("nats", "1", 1000, 100, 0);
+  text += "{\"system\":\"brook\",\"scenario\":\"throughput\",\"transport\":\"tcp\",\"payload_bytes\":64,"
+          "\"window\":\"1 MiB\",\"msgs_per_sec\":2000,\"sent\":100,\"received\":100}\n";
+  auto cases = summarize(parse(text).lines);
+  ASSERT_EQ(cases.size(), 3u);
+  EXPECT_EQ(case_title(cases[0]), "throughput · tcp · 64 B · no window · client unpinned");
+  EXPECT_EQ(case_title(cases[1]), "throughput · tcp · 64 B · no window · client on CPU 1");
+  EXPECT_EQ(case_title(cases[2]), "throughput · tcp · 64 B · window 1 MiB");
+  EXPECT_EQ(system_of(cases[0], "nats").sessions_closed, 1u);
+
+  auto unpinned = target_checks(cases[0]);
+  ASSERT_EQ(unpinned.size(), 1u);
+  EXPECT_EQ(unpinned[0].met, true);
+  EXPECT_EQ(unpinned[0].measured, "100% delivered, 0 sessions closed, msgs/s 3.00x nats");
+  auto pinned = target_checks(cases[1]);
+  ASSERT_EQ(pinned.size(), 1u);
+  EXPECT_EQ(pinned[0].met, false) << "1.5x nats is short of 2x";
+  EXPECT_TRUE(target_checks(cases[2]).empty()) << "the windowed case has no such target";
+
+  const std::string md = markdown_report(cases, json::object());
+  EXPECT_NE(md.find("### Throughput with no application-level window"), std::string::npos) << md;
+  EXPECT_NE(md.find("| nats | 1,000 | 100 | 90.00% | 10 | 0 | 1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Target: 100% delivered, no session closed, ≥2x nats-server msgs/s. Brook: 100% delivered, "
+                    "0 sessions closed, msgs/s 3.00x nats: **met**."),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("### Throughput: one publisher flat out, one subscriber, the publisher at most 1 MiB ahead of it"),
+            std::string::npos)
+      << md;
+}
+
+TEST(CompareReport, fanout_target_wants_nothing_lost_and_p99_at_most_half_the_best_peers) {
+  auto cases = summarize(parse(
+      "{\"system\":\"brook\",\"scenario\":\"fanout\",\"rate_target\":1000,\"subscribers\":100,"
+      "\"p99_us\":100,\"sent\":1000,\"received\":1000,\"lost\":0,\"server_cpu_s\":0.001}\n"
+      "{\"system\":\"redis\",\"scenario\":\"fanout\",\"rate_target\":1000,\"subscribers\":100,"
+      "\"p99_us\":1000,\"sent\":1000,\"received\":1000,\"lost\":0,\"server_cpu_s\":0.004}\n"
+      "{\"system\":\"brook\",\"scenario\":\"fanout\",\"rate_target\":10000,\"subscribers\":100,"
+      "\"p99_us\":100,\"sent\":1000,\"received\":999,\"lost\":1}\n"
+      "{\"system\":\"nats\",\"scenario\":\"fanout\",\"rate_target\":10000,\"subscribers\":100,"
+      "\"p99_us\":1000,\"sent\":1000,\"received\":1000,\"lost\":0}\n")
+                             .lines);
+  ASSERT_EQ(cases.size(), 2u);
+  auto clean = target_checks(cases[0]);
+  ASSERT_EQ(clean.size(), 2u);
+  EXPECT_EQ(clean[0].measured, "0 lost, p99 0.10x redis");
+  EXPECT_EQ(clean[0].met, true);
+  EXPECT_EQ(clean[1].target, "server CPU per delivery ≤ half of redis-server's");
+  EXPECT_EQ(clean[1].measured, "0.25x redis");
+  EXPECT_EQ(clean[1].met, true);
+  auto lossy = target_checks(cases[1]);
+  ASSERT_EQ(lossy.size(), 1u) << "no CPU figures, no CPU target";
+  EXPECT_EQ(lossy[0].met, false);
+  // A loss never shows as 100% delivered.
+  EXPECT_NE(markdown_report(cases, json::object()).find("| brook | 100 | 1,000 | 99.90% | 1 |"), std::string::npos);
+}
+
+TEST(CompareReport, the_header_says_brooks_shards_against_the_cores_and_how_server_cpu_was_read) {
+  const json meta = {{"date", "2026-11-23"}, {"machine", "2 cores"}, {"brook_shards", 2}, {"server_cores", 2},
+                     {"server_cpu", "utime+stime from /proc/PID/stat"}};
+  const std::string md = markdown_report({}, meta);
+  EXPECT_NE(md.find("- Brook: 2 shards = cores.\n"), std::string::npos) << md;
+  EXPECT_NE(md.find("- Server CPU: utime+stime from /proc/PID/stat.\n"), std::string::npos) << md;
+  const json pinned = {{"brook_shards", 1}, {"server_cores", 1}, {"cores", 2}};
+  EXPECT_NE(markdown_report({}, pinned).find("- Brook: 1 shard = cores it may use (1 of 2).\n"), std::string::npos);
 }
 
 TEST(CompareReport, plots_draw_bars_for_flat_out_cases_and_a_curve_plot_per_latency_case) {

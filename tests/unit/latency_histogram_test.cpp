@@ -318,6 +318,7 @@ TEST(BenchReport, to_json_is_one_flat_object_with_every_field) {
     r.mean_us = 65.4321;
     r.subscribers = 50;
     r.broker_cpu_us_per_update = 3.25;
+    r.sessions_closed = 1;
     const std::string json = brook::runtime::to_json(r);
     EXPECT_EQ(json.find('\n'), std::string::npos);
 
@@ -326,11 +327,13 @@ TEST(BenchReport, to_json_is_one_flat_object_with_every_field) {
     const std::map<std::string, std::string> expected = {
         {"system", "nats"},       {"scenario", "rtt"},       {"transport", "tcp"},
         {"payload_bytes", "64"},  {"sent", "50000"},         {"received", "49999"},
-        {"lost", "1"},            {"out_of_order", "2"},     {"seconds", "5.000123"},
+        {"lost", "1"},            {"delivered_fraction", "0.99998"},
+        {"out_of_order", "2"},    {"seconds", "5.000123"},
         {"msgs_per_sec", "9999.75"}, {"mb_per_sec", "0.639984"}, {"rate_target", "10000"},
         {"p50_us", "61.5"},       {"p99_us", "120.25"},      {"p999_us", "480"},
         {"max_us", "1234.567"},   {"min_us", "40.1"},        {"mean_us", "65.4321"},
         {"subscribers", "50"},    {"broker_cpu_us_per_update", "3.25"}, {"topics", "0"},
+        {"sessions_closed", "1"},
     };
     EXPECT_EQ(fields, expected) << json;
 }

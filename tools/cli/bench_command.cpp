@@ -76,6 +76,8 @@ void report(const runtime::BenchResult& r, bool json) {
                 r.payload_bytes, r.msgs_per_sec, r.mb_per_sec, (unsigned long long)r.sent,
                 (unsigned long long)r.received, (unsigned long long)r.lost,
                 (unsigned long long)r.out_of_order, r.seconds);
+    if (r.sessions_closed.value_or(0) > 0)
+      std::printf("  the subscriber's session was closed during the run\n");
   } else {
     const std::string pace = r.rate_target > 0 ? "at " + std::to_string(std::llround(r.rate_target)) + "/s"
                                                : std::string("closed loop");
@@ -89,7 +91,9 @@ void report(const runtime::BenchResult& r, bool json) {
 
 int run_throughput(const BenchArgs& a) {
   std::string topic = "Bench/" + unique_suffix();
+  SessionWatch watch;  // outlives the clients, whose threads report to it
   Client subscriber, publisher;
+  watch.watch(subscriber, "the subscriber");
   if (!connect_bench_client(subscriber, a.url, a.spin) || !connect_bench_client(publisher, a.url, a.spin)) return exit_usage;
 
   std::atomic<std::uint64_t> received{0};
@@ -146,8 +150,10 @@ int run_throughput(const BenchArgs& a) {
     r.msgs_per_sec = static_cast<double>(r.received) / r.seconds;
     r.mb_per_sec = r.msgs_per_sec * static_cast<double>(a.payload) / 1e6;
   }
+  watch.stop();
   publisher.close();
   subscriber.close();
+  r.sessions_closed = watch.closed();
   report(r, a.json);
   return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
 }

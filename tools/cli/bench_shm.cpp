@@ -126,12 +126,14 @@ int run_oneway(const OnewayArgs& a) {
   // Several subscribers share one I/O thread (a ClientContext), as an application holding
   // many sessions runs them: one thread to wake per update, not one per session.
   ClientContext context;
+  SessionWatch watch;  // outlives the subscribers, whose thread reports to it
   std::vector<std::unique_ptr<Receiver>> receivers;
   std::vector<std::unique_ptr<Client>> subscribers;
   std::vector<Status> connected(a.subscribers);
   for (unsigned i = 0; i < a.subscribers; ++i) {
     receivers.push_back(std::make_unique<Receiver>());
     subscribers.push_back(a.subscribers > 1 ? std::make_unique<Client>(context) : std::make_unique<Client>());
+    watch.watch(*subscribers.back(), "subscriber " + std::to_string(i));
   }
   for_each_in_parallel(a.subscribers,
                        [&](std::size_t i) { connected[i] = subscribers[i]->connect(options); });
@@ -193,6 +195,7 @@ int run_oneway(const OnewayArgs& a) {
   const std::uint64_t expected = sent * a.subscribers;
   await_tail(total, expected);
   const double cpu_after = broker > 0 ? cpu_seconds(broker) : -1;
+  watch.stop();
   publisher.close();
   // Joins their threads: the receivers are ours now.
   for_each_in_parallel(a.subscribers, [&](std::size_t i) { subscribers[i]->close(); });
@@ -205,6 +208,7 @@ int run_oneway(const OnewayArgs& a) {
   r.subscribers = a.subscribers;
   r.rate_target = a.rate;
   r.sent = expected;
+  r.sessions_closed = watch.closed();
   runtime::LatencyHistogram merged;
   std::uint64_t last_ns = 0;
   for (auto& receiver : receivers) {

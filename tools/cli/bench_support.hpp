@@ -2,6 +2,7 @@
 // What every `brook bench` scenario needs besides its own measurement: fresh names, time
 // stamps a subscriber in another thread or process can subtract, and the wait for the last
 // deliveries.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -46,6 +47,29 @@ inline bool connect_or_report(Client& client, const ClientOptions& options) {
   }
   return true;
 }
+
+// Counts the subscriber sessions that ended while a run was on (the broker closed one as a
+// slow consumer, or its recovery gave up) and says why on stderr: a closed session explains
+// what its subscriber lost. Outlives the clients it watches (declare it before them); their
+// threads call it until close() has joined them. Closes after stop() are the bench's own.
+class SessionWatch {
+ public:
+  void watch(Client& client, std::string role) {
+    client.on_close([this, role = std::move(role)](const std::string& reason) {
+      // acquire: pairs with the release in stop(); a close the bench asked for is not counted.
+      if (stopping_.load(std::memory_order_acquire)) return;
+      std::fprintf(stderr, "brook bench: %s's session closed during the run: %s\n", role.c_str(), reason.c_str());
+      closed_.fetch_add(1, std::memory_order_relaxed);  // read after the clients' threads are joined
+    });
+  }
+  // Before the bench closes its clients.
+  void stop() { stopping_.store(true, std::memory_order_release); }
+  std::uint64_t closed() const { return closed_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> closed_{0};
+};
 
 // Nanoseconds of steady_clock (CLOCK_MONOTONIC: the same clock in every process here).
 inline std::uint64_t ns_of(bench_clock::time_point t) {

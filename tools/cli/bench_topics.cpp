@@ -86,12 +86,14 @@ int run_topics(const TopicsArgs& a) {
 
   options.spin = a.spin;
   const auto subscribe_start = clock::now();
+  SessionWatch watch;  // outlives the subscribers, whose threads report to it
   std::vector<std::unique_ptr<TopicReceiver>> receivers;
   std::vector<std::unique_ptr<Client>> subscribers;
   std::vector<std::future<Status>> confirmations;
   for (unsigned i = 0; i < a.subscribers; ++i) {
     receivers.push_back(std::make_unique<TopicReceiver>(a.topics));
     subscribers.push_back(std::make_unique<Client>());
+    watch.watch(*subscribers.back(), "subscriber " + std::to_string(i));
     if (auto s = subscribers.back()->connect(options); !s) {
       std::fprintf(stderr, "brook bench: subscriber %u: %s\n", i, s.message.c_str());
       return exit_usage;
@@ -195,6 +197,7 @@ int run_topics(const TopicsArgs& a) {
   }
   const std::uint64_t expected = sent * a.subscribers;
   await_tail(delivered, expected);
+  watch.stop();
   publisher.close();
   for (auto& s : subscribers) s->close();  // joins their threads: the receivers are ours now
 
@@ -206,6 +209,7 @@ int run_topics(const TopicsArgs& a) {
   r.topics = a.topics;
   r.subscribers = a.subscribers;
   r.sent = expected;
+  r.sessions_closed = watch.closed();
   std::uint64_t last_ns = 0;
   for (auto& receiver : receivers) {
     r.received += receiver->received.load();

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -45,6 +46,9 @@ struct BenchResult {
     double broker_cpu_us_per_update = 0.0;
     // Many topics: how many distinct topics the updates were spread over (0: one topic).
     std::uint64_t topics = 0;
+    // Subscriber sessions (links, for a peer) that the server closed or lost before the run
+    // ended: they explain loss. Empty when the driver does not watch for it (not written).
+    std::optional<std::uint64_t> sessions_closed;
     // The latency distribution for percentile plots: (percentile, microseconds) pairs from
     // fill_latency(), empty when latency was not measured. Written as "curve":[[50,12.5],...].
     std::vector<std::pair<double, double>> curve;
@@ -116,7 +120,8 @@ void json_field(std::string& out, std::string_view key, const T& value) {
 }  // namespace detail
 
 // One flat JSON object on one line (no trailing newline); keys are the field names, in
-// declaration order.
+// declaration order, with "delivered_fraction" (received / sent) after "lost" when anything was
+// sent, and "sessions_closed" only when it was watched.
 inline std::string to_json(const BenchResult& r) {
     std::string out;
     out.reserve(512);
@@ -128,6 +133,9 @@ inline std::string to_json(const BenchResult& r) {
     detail::json_field(out, "sent", r.sent);
     detail::json_field(out, "received", r.received);
     detail::json_field(out, "lost", r.lost);
+    if (r.sent > 0)
+        detail::json_field(out, "delivered_fraction",
+                           static_cast<double>(r.received) / static_cast<double>(r.sent));
     detail::json_field(out, "out_of_order", r.out_of_order);
     detail::json_field(out, "seconds", r.seconds);
     detail::json_field(out, "msgs_per_sec", r.msgs_per_sec);
@@ -142,6 +150,7 @@ inline std::string to_json(const BenchResult& r) {
     detail::json_field(out, "subscribers", r.subscribers);
     detail::json_field(out, "broker_cpu_us_per_update", r.broker_cpu_us_per_update);
     detail::json_field(out, "topics", r.topics);
+    if (r.sessions_closed) detail::json_field(out, "sessions_closed", *r.sessions_closed);
     if (!r.curve.empty()) {
         out += ",\"curve\":[";
         for (std::size_t i = 0; i < r.curve.size(); ++i) {
