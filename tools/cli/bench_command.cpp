@@ -264,6 +264,7 @@ Action add_bench_command(CLI::App& app) {
   auto non_sticky = std::make_shared<bool>(false);
   auto subscribers = std::make_shared<unsigned>(1);
   auto topics = std::make_shared<std::uint64_t>(100000);
+  auto round_trip = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, oneway, fanout, topics, "
                                           "resync, sessions, deltas, requests, queue or raw-ring");
   cmd->add_option("scenario", *scenario,
@@ -305,11 +306,14 @@ Action add_bench_command(CLI::App& app) {
                   "subscriber (default 1 MiB); 0: no window, the publisher goes as fast as "
                   "publish() accepts (flow control alone keeps the subscriber whole)")
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
+  cmd->add_flag("--round-trip", *round_trip,
+                "raw-ring: closed-loop round trips over two rings instead (the next record leaves when "
+                "the previous one is back; --rate does not apply)");
   cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
   return [args, scenario, broker_pid, handlers, non_sticky, subscribers, subscribers_option,
-          topics]() -> int {
+          topics, round_trip]() -> int {
     // Each scenario's own default when --subscribers is not given.
     const unsigned subscriber_count = subscribers_option->count() > 0 ? *subscribers
                                       : *scenario == "fanout"         ? 1000
@@ -327,7 +331,8 @@ Action add_bench_command(CLI::App& app) {
                          .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "raw-ring")
       return run_raw_ring({.payload = args->payload, .count = args->count, .rate = args->rate,
-                           .spin = args->spin, .max_seconds = args->max_seconds, .json = args->json});
+                           .round_trip = *round_trip, .spin = args->spin,
+                           .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "resync") return run_resync(args->url, args->count, args->payload, args->json);
     if (*scenario == "queue") return run_queue(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);

@@ -9,7 +9,10 @@
 // fanout:   the same measurement under its own name, with a thousand subscribers by default.
 // raw-ring: a child process reads fixed-size records that the parent writes into an SPSC ring
 //           in a memfd, paced (latency) or flat out (--rate 0: throughput); it sleeps on an
-//           eventfd when the ring is empty, or busy-polls with --spin.
+//           eventfd when the ring is empty, or busy-polls with --spin. With --round-trip, a
+//           closed loop over two rings: the child writes every record straight back, and the
+//           parent sends the next one only when the previous is back; both sides sleep the same
+//           way (or spin).
 #include "bench_shm.hpp"
 
 #include <fcntl.h>
@@ -57,8 +60,8 @@ void report(const runtime::BenchResult& r, bool json) {
               r.subscribers, (unsigned long long)r.received, (unsigned long long)r.sent,
               (unsigned long long)r.lost, (unsigned long long)r.out_of_order);
   if (r.p50_us > 0)
-    std::printf("  one-way latency us: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", r.p50_us,
-                r.p99_us, r.p999_us, r.max_us);
+    std::printf("  %s latency us: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+                r.scenario == "rtt" ? "round-trip" : "one-way", r.p50_us, r.p99_us, r.p999_us, r.max_us);
   std::printf("  %.0f msgs/s delivered (%.1f MB/s)\n", r.msgs_per_sec, r.mb_per_sec);
   if (r.broker_cpu_us_per_update > 0)
     std::printf("  broker CPU %.2f us per update\n", r.broker_cpu_us_per_update);
@@ -295,9 +298,165 @@ RingSummary read_records(transport::ShmRingReader& reader, std::size_t record, s
   return s;
 }
 
+// Forks a child that runs `body` (its result is the child's exit status, without running this
+// process's exit handlers) and dies with this process. Returns its pid, or -1 after saying why.
+template <class Body>
+pid_t fork_child(Body body) {
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  if (child < 0) std::perror("brook bench: fork");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the writer, spinning or not
+    ::_exit(body());
+  }
+  return child;
+}
+
+// Writes one whole record, yielding while the ring is full, and wakes the reader if it sleeps.
+void write_record(transport::ShmRingWriter& writer, std::span<const std::byte> record, int doorbell) {
+  std::size_t written = 0;
+  while (written < record.size()) {
+    written += writer.write(record.subspan(written));
+    if (written < record.size()) std::this_thread::yield();  // full: the reader catches up
+  }
+  const std::uint64_t one = 1;
+  if (writer.publish()) [[maybe_unused]] auto n = ::write(doorbell, &one, sizeof one);
+}
+
+// Reads one whole record into `out`, sleeping on `doorbell` when the ring is empty (as
+// read_records does) unless `spin`. Asks `give_up()` after every 200 ms asleep, or every 2^20
+// empty looks when spinning; returns false when it says so or the ring is corrupt.
+template <class GiveUp>
+bool read_record(transport::ShmRingReader& reader, std::span<std::byte> out, bool spin, int doorbell,
+                 GiveUp give_up) {
+  std::size_t filled = 0;
+  std::uint32_t empty_looks = 0;
+  while (filled < out.size()) {
+    auto bytes = reader.readable();
+    if (reader.corrupt()) return false;
+    if (bytes.empty()) {
+      if (spin) {
+        if ((++empty_looks & 0xfffff) == 0 && give_up()) return false;
+        continue;
+      }
+      if (!reader.prepare_to_sleep()) {
+        pollfd p{doorbell, POLLIN, 0};
+        if (::poll(&p, 1, 200) > 0) {
+          std::uint64_t ignored;
+          [[maybe_unused]] auto n = ::read(doorbell, &ignored, sizeof ignored);
+        } else if (give_up()) {
+          reader.awake();
+          return false;
+        }
+      }
+      reader.awake();
+      continue;
+    }
+    const std::size_t take = std::min(out.size() - filled, bytes.size());
+    std::memcpy(out.data() + filled, bytes.data(), take);
+    filled += take;
+    reader.consume(take);  // the writer never sleeps for space here: it yields
+  }
+  return true;
+}
+
+// The last record of a round-trip run: the child exits when it reads it.
+constexpr std::uint64_t kStopSequence = ~std::uint64_t{0};
+
+// --round-trip: the parent writes a record into one ring, the child writes it back through
+// the other, and the parent records the round trip before it writes the next.
+int run_raw_ring_round_trip(const RawRingArgs& a) {
+  const std::size_t record = std::max<std::size_t>(a.payload, 16);
+  transport::SharedSegment segment = transport::SharedSegment::create(
+      "brook-bench-ring", transport::session_segment_bytes(a.ring_bytes, a.ring_bytes));
+  auto rings = transport::init_session_segment(segment.bytes(), a.ring_bytes, a.ring_bytes);
+  const int ping_bell = ::eventfd(0, EFD_CLOEXEC);  // the child sleeps on it
+  const int pong_bell = ::eventfd(0, EFD_CLOEXEC);  // the parent sleeps on it
+  if (ping_bell < 0 || pong_bell < 0) {
+    std::perror("brook bench");
+    return exit_usage;
+  }
+  const pid_t parent = ::getpid();
+  const pid_t child = fork_child([&] {
+    transport::ShmRingReader pings(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
+    transport::ShmRingWriter pongs(rings.to_client, rings.to_client_data, rings.to_client_bytes);
+    std::vector<std::byte> buffer(record);
+    const auto parent_gone = [parent] { return ::getppid() != parent; };
+    while (read_record(pings, buffer, a.spin, ping_bell, parent_gone)) {
+      std::uint64_t seq;
+      std::memcpy(&seq, buffer.data(), 8);
+      if (seq == kStopSequence) return 0;
+      write_record(pongs, buffer, pong_bell);
+    }
+    return 1;
+  });
+  if (child < 0) return exit_usage;
+
+  transport::ShmRingWriter pings(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
+  transport::ShmRingReader pongs(rings.to_client, rings.to_client_data, rings.to_client_bytes);
+  std::vector<std::byte> value(record, std::byte{0x5a});
+  std::vector<std::byte> reply(record);
+  runtime::LatencyHistogram histogram;
+  const auto start = clock::now();
+  const auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
+  std::uint64_t sent = 0, received = 0, out_of_order = 0;
+  for (; sent < a.count && clock::now() < give_up; ++sent) {
+    const std::uint64_t sent_ns = now_ns();
+    std::memcpy(value.data(), &sent, 8);
+    std::memcpy(value.data() + 8, &sent_ns, 8);
+    write_record(pings, value, ping_bell);
+    // A reply not back within 10 s is lost, and ends the run: the loop is closed.
+    const auto reply_due = clock::now() + std::chrono::seconds(10);
+    if (!read_record(pongs, reply, a.spin, pong_bell, [&] { return clock::now() > reply_due; })) {
+      std::fprintf(stderr, "brook bench: raw-ring: record %llu did not come back\n", (unsigned long long)sent);
+      ++sent;
+      break;
+    }
+    histogram.record(now_ns() - sent_ns);
+    std::uint64_t seq;
+    std::memcpy(&seq, reply.data(), 8);
+    if (seq != sent) ++out_of_order;
+    ++received;
+  }
+  const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+  std::memcpy(value.data(), &kStopSequence, 8);
+  write_record(pings, value, ping_bell);
+  const auto reap_by = clock::now() + std::chrono::seconds(5);
+  while (::waitpid(child, nullptr, WNOHANG) == 0) {
+    if (clock::now() > reap_by) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::close(ping_bell);
+  ::close(pong_bell);
+
+  runtime::BenchResult r;
+  r.system = "raw-ring";
+  r.scenario = "rtt";
+  r.transport = "shm";
+  r.payload_bytes = record;
+  r.subscribers = 1;
+  r.sent = sent;
+  r.received = received;
+  r.lost = sent - received;
+  r.out_of_order = out_of_order;
+  r.seconds = seconds;
+  if (seconds > 0) {
+    r.msgs_per_sec = static_cast<double>(received) / seconds;
+    r.mb_per_sec = r.msgs_per_sec * static_cast<double>(record) / 1e6;
+  }
+  runtime::fill_latency(r, histogram);
+  report(r, a.json);
+  return r.lost == 0 && r.out_of_order == 0 ? exit_ok : exit_refused;
+}
+
 }  // namespace
 
 int run_raw_ring(const RawRingArgs& a) {
+  if (a.round_trip) return run_raw_ring_round_trip(a);
   const std::size_t record = std::max<std::size_t>(a.payload, 16);
   transport::SharedSegment segment = transport::SharedSegment::create(
       "brook-bench-ring", transport::session_segment_bytes(a.ring_bytes, 4096));
@@ -308,19 +467,13 @@ int run_raw_ring(const RawRingArgs& a) {
     std::perror("brook bench");
     return exit_usage;
   }
-  std::fflush(stdout);
-  const pid_t child = ::fork();
-  if (child < 0) {
-    std::perror("brook bench: fork");
-    return exit_usage;
-  }
-  if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the writer, spinning or not
+  const pid_t child = fork_child([&] {
     transport::ShmRingReader reader(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
     RingSummary s = read_records(reader, record, a.count, a.spin, doorbell);
     [[maybe_unused]] auto n = ::write(results[1], &s, sizeof s);
-    ::_exit(0);
-  }
+    return 0;
+  });
+  if (child < 0) return exit_usage;
   ::close(results[1]);
 
   transport::ShmRingWriter writer(rings.to_broker, rings.to_broker_data, rings.to_broker_bytes);
@@ -330,17 +483,11 @@ int run_raw_ring(const RawRingArgs& a) {
   runtime::RatePacer pacer(a.rate, start);
   auto give_up = start + std::chrono::milliseconds(static_cast<std::int64_t>(a.max_seconds * 1000));
   std::uint64_t sent = 0;
-  const std::uint64_t one = 1;
   for (; sent < a.count && clock::now() < give_up; ++sent) {
     const std::uint64_t intended = pacer.flat_out() ? now_ns() : ns_of(pacer.wait_until_due(sent));
     std::memcpy(value.data(), &sent, 8);
     std::memcpy(value.data() + 8, &intended, 8);
-    std::size_t written = 0;
-    while (written < record) {
-      written += writer.write(std::span(value).subspan(written));
-      if (written < record) std::this_thread::yield();  // full: the reader catches up
-    }
-    if (writer.publish()) [[maybe_unused]] auto n = ::write(doorbell, &one, sizeof one);
+    write_record(writer, value, doorbell);
   }
   RingSummary s;
   pollfd p{results[0], POLLIN, 0};

@@ -25,6 +25,7 @@ struct RawRingArgs {
   std::size_t payload = 64;
   std::uint64_t count = 100000;
   double rate = 10000;  // 0: flat out (throughput)
+  bool round_trip = false;  // closed loop over two rings instead; rate does not apply
   bool spin = false;
   std::size_t ring_bytes = 1 << 20;
   double max_seconds = 60;
