@@ -1492,29 +1492,14 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
                      update.value = *value;
                      on_update(update);
                    },
-                   [&](const codec::TopicAddMsg& m) {
-                     if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
-                     Alias& a = aliases[m.alias];
-                     a.path = m.path;
-                     a.type = m.type;
-                     a.known = true;
-                     a.value = &values[a.path];
-                     rematch(a);
-                   },
+                   [&](const codec::TopicAddMsg& m) { on_topic_add(m); },
                    [&](const codec::ConnectedMsg& m) { on_connected(m); },
                    [&](const codec::ResyncMsg&) {
                      // The broker dropped this session's backlog: aliases start afresh and
                      // every topic's current value follows, flagged Update::resync.
                      aliases.clear();
                    },
-                   [&](const codec::SubscribedMsg& m) {
-                     answered(m.request_id);
-                     for (auto& [id, s] : subscriptions)
-                       if (s.request_id == m.request_id) {
-                         if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
-                         break;
-                       }
-                   },
+                   [&](const codec::SubscribedMsg& m) { on_subscribed(m); },
                    [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
                    [&](const codec::ReceivedMsg& m) {
                      // The broker has these frames: a resumption will never ask for them.
@@ -1681,6 +1666,56 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
       if (s.selector.matches(a.path)) a.subscriptions.push_back(&s);
   }
 
+  void on_topic_add(const codec::TopicAddMsg& m) {
+    if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
+    Alias& a = aliases[m.alias];
+    a.path = m.path;
+    a.type = m.type;
+    a.known = true;
+    a.value = &values[a.path];
+    rematch(a);
+  }
+
+  void on_subscribed(const codec::SubscribedMsg& m) {
+    answered(m.request_id);
+    for (auto& [id, s] : subscriptions)
+      if (s.request_id == m.request_id) {
+        if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
+        break;
+      }
+  }
+
+  void add_subscription(Command& c) {
+    auto selector = runtime::Selector::parse(c.text);
+    std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    if (!selector) {
+      if (c.status_handler)
+        c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
+      return;
+    }
+    auto& added = subscriptions
+                      .emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
+                                                       std::move(c.status_handler), request_id})
+                      .first->second;
+    for (auto& a : aliases)
+      if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
+    append_session(encoder.subscribe(request_id, c.text));
+    confirm_on_answer(request_id);
+  }
+
+  void remove_subscription(std::uint64_t subscription_id) {
+    auto it = subscriptions.find(subscription_id);
+    if (it == subscriptions.end()) return;
+    std::string text = it->second.selector.text();
+    for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
+    subscriptions.erase(it);
+    // The broker keys subscriptions by selector: only the last local one unsubscribes.
+    bool still_used = false;
+    for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
+    if (!still_used)
+      append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
+  }
+
   void handle(Command&& c) {
     using K = Command::Kind;
     if (c.refused) {  // refused before it could be sent: only the answer travels
@@ -1719,37 +1754,8 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
         append_session(c.frame, c.record);
         confirm_on_answer(c.request_id);
         break;
-      case K::subscribe: {
-        auto selector = runtime::Selector::parse(c.text);
-        std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-        if (!selector) {
-          if (c.status_handler)
-            c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
-          break;
-        }
-        auto& added = subscriptions
-                          .emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
-                                                           std::move(c.status_handler), request_id})
-                          .first->second;
-        for (auto& a : aliases)
-          if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
-        append_session(encoder.subscribe(request_id, c.text));
-        confirm_on_answer(request_id);
-        break;
-      }
-      case K::unsubscribe: {
-        auto it = subscriptions.find(c.id);
-        if (it == subscriptions.end()) break;
-        std::string text = it->second.selector.text();
-        for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
-        subscriptions.erase(it);
-        // The broker keys subscriptions by selector: only the last local one unsubscribes.
-        bool still_used = false;
-        for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
-        if (!still_used)
-          append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
-        break;
-      }
+      case K::subscribe: add_subscription(c); break;
+      case K::unsubscribe: remove_subscription(c.id); break;
       case K::add_handler:
         request_handlers[c.text] = std::move(c.request_handler);
         handler_sticky[c.text] = c.sticky;
