@@ -1,38 +1,45 @@
-// The client's thread: one io_uring (the same Reactor as the broker's shards) that drains the
-// command queue, writes frames through one gathered send at a time, and reassembles and
-// dispatches inbound frames to subscription handlers.
+// The client library's public API (Client, ClientContext) and the parts of Client::Impl
+// (client_impl.hpp) not yet in files of their own.
 #include "brook/client/client.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
-#include <cstdio>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <future>
+#include <memory>
 #include <mutex>
-#include <thread>
-#include <unordered_map>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "brook/codec/delta.hpp"
-#include "brook/codec/messages.hpp"
-#include "brook/runtime/selector.hpp"
-#include "brook/transport/mpsc_byte_ring.hpp"
-#include "brook/transport/reactor.hpp"
-#include "shm_client_link.hpp"
 #include "brook/transport/tcp.hpp"
-#include "client_loop.hpp"
-#include "persistent_queue.hpp"
-#include "sent_log.hpp"
+#include "client_send.hpp"
 #include "server_list.hpp"
 
 namespace brook {
+
+using client_detail::Command;
+using client_detail::error_status;
+using client_detail::now_ns;
+using client_detail::failed_response;
+using client_detail::record_frame;
+using client_detail::record_command;
+using client_detail::record_queued_frame;
+using client_detail::record_persisted_frame;
+using client_detail::record_persisted_queued_frame;
+using client_detail::record_void;
 
 std::string_view to_string(ClientState state) {
   switch (state) {
@@ -44,6 +51,11 @@ std::string_view to_string(ClientState state) {
   return "unknown";
 }
 
+std::string default_url() {
+  const char* env = std::getenv("BROOK_URL");
+  return env && *env ? env : "tcp://127.0.0.1:9090";
+}
+
 // Reads the strategy's decision (ReconnectControl's fields are private to the API).
 struct ClientReconnectAccess {
   static ReconnectControl make(unsigned attempt, std::chrono::milliseconds since, std::string reason) {
@@ -53,29 +65,14 @@ struct ClientReconnectAccess {
   static std::chrono::milliseconds delay(const ReconnectControl& c) { return c.after_; }
 };
 
-std::string default_url() {
-  const char* env = std::getenv("BROOK_URL");
-  return env && *env ? env : "tcp://127.0.0.1:9090";
-}
-
 namespace {
 
 constexpr int idle_wait_ms = 100;
-constexpr std::uint32_t record_frame = 1;    // payload: one wire frame
-constexpr std::uint32_t record_command = 2;  // payload: a Command* the client thread adopts
-constexpr std::uint32_t record_queued_frame = 3;  // a frame that took room in the client's queue
-// Persistent queue: payload = the frame's record id (8 bytes), then the frame; `queued` as 3.
-constexpr std::uint32_t record_persisted_frame = 4;
-constexpr std::uint32_t record_persisted_queued_frame = 5;
-constexpr std::uint32_t record_void = 6;  // claimed, then the file refused the frame: skipped
 constexpr auto close_linger = std::chrono::seconds(2);
 constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
 // How often request deadlines are checked while requests wait for answers.
 constexpr auto request_timer_resolution = std::chrono::milliseconds(5);
-// A call that follows the previous one sooner than this is part of a burst: it goes through
-// the outbox, gathered with the others into one send, rather than a syscall of its own.
-constexpr std::int64_t burst_gap_ns = 20'000;
 
 template <class... F>
 struct overloaded : F... {
@@ -84,1778 +81,1387 @@ struct overloaded : F... {
 template <class... F>
 overloaded(F...) -> overloaded<F...>;
 
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
-
-Status error_status(ErrorCode code, std::string message) { return Status{code, std::move(message)}; }
-
-struct Command {
-  enum class Kind : std::uint8_t {
-    frame,        // pre-encoded frame too large for a ring record
-    acked_frame,  // pre-encoded frame whose request id awaits an answer
-    subscribe,
-    unsubscribe,
-    ping,
-    error_listener,
-    close_listener,
-    disconnect_listener,
-    reconnect_listener,
-    flow_listener,
-    state_listener,
-    add_handler,
-    remove_handler,
-    request,
-    close,
-  };
-  Kind kind = Kind::frame;
-  std::vector<std::byte> frame;
-  std::string text;
-  std::uint64_t id = 0;
-  std::uint32_t request_id = 0;
-  UpdateHandler handler;
-  StatusHandler status_handler;
-  std::shared_ptr<std::promise<Status>> status_promise;
-  std::shared_ptr<std::promise<std::chrono::nanoseconds>> ping_promise;
-  std::function<void(const Status&)> error_listener;
-  std::function<void(const std::string&)> close_listener;
-  std::function<void(bool)> reconnect_listener;
-  std::function<void(bool)> flow_listener;
-  StateListener state_listener;
-  RequestHandler request_handler;
-  bool sticky = true;
-  std::shared_ptr<std::promise<Response>> response_promise;
-  ResponseHandler response_handler;
-  std::chrono::steady_clock::time_point deadline{};
-  std::uint64_t record = 0;  // its record in the persistent queue (0: none)
-  // Took room in the client's queue (the caller saw it not connected): `queued_bytes` of it.
-  bool queued = false;
-  std::size_t queued_bytes = 0;
-  // Refused before it was queued: the client thread only reports this to the call's handler.
-  std::optional<Status> refused;
-};
-
-Response failed_response(ErrorCode code, std::string message) {
-  Response r;
-  r.status = Status{code, std::move(message)};
-  return r;
-}
-
 }  // namespace
 
-struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_shared_from_this<Client::Impl> {
-  struct LocalSubscription {
-    runtime::Selector selector;
-    UpdateHandler handler;
-    StatusHandler on_subscribed;
-    std::uint32_t request_id;
-  };
-  // A topic's value as this client holds it: what the next delta applies to, and the old
-  // value handed to the application with the new one. Two buffers, swapped: no allocation
-  // per update once they have grown.
-  struct TopicValue {
-    std::vector<std::byte> current;
-    std::vector<std::byte> next;
-    std::uint64_t topic_seq = 0;
-    bool held = false;           // `current` is the topic's value at topic_seq
-    bool awaiting_full = false;  // a delta failed; the whole value was asked for
-  };
-  struct Alias {
-    std::string path;
-    TopicType type = TopicType::string;
-    bool known = false;
-    TopicValue* value = nullptr;  // node of `values`, by path: survives alias resets
-    // Local subscriptions whose selector matches (map nodes never move, so pointers hold).
-    std::vector<LocalSubscription*> subscriptions;
-  };
-
-  explicit Impl(std::size_t ring_bytes) : outbox(ring_bytes), sent_log(16u << 20) {}
-
-  ClientOptions options;
-  int fd = -1;
-  // The I/O thread this session runs on: a ClientContext's, shared, or one of its own.
-  std::shared_ptr<client_detail::ClientLoop> loop;
-  bool own_loop = false;
-  bool joined = false;  // handed to the loop (connect() got that far)
-  transport::Reactor* io = nullptr;  // the loop's reactor, on the loop thread
-  std::uint64_t token_base = 0;      // | 0: the socket's operations, | 1: the shm doorbell
-  bool tearing_down = false;         // closed: waiting for its operations in flight
-  std::chrono::steady_clock::time_point teardown_deadline{};
-  std::size_t drained_this_turn = 0;
-  std::promise<void> left_promise;
-  std::future<void> left_future = left_promise.get_future();
-  // Every call becomes one record here, so the calls of a thread reach the broker in order.
-  transport::MpscByteRing outbox;
-  // seq_cst handshake with producers, as in the broker's shards: the loop's flag.
-  std::atomic<bool> no_loop_yet{false};
-  std::atomic<bool>* sleeping = &no_loop_yet;
-  std::atomic<bool> connected{false};
-  std::atomic<ClientState> state{ClientState::connecting};
-  std::atomic<bool> finished{false};
-  std::atomic<std::uint32_t> next_request_id{1};
-  std::atomic<std::uint64_t> next_subscription_id{1};
-  // Read by callers (am I the client thread?) while the thread starts: atomic.
-  std::atomic<std::thread::id> client_thread_id{};
-  // Owned by the client thread; other threads only call wake() through it.
-  std::atomic<transport::Reactor*> reactor{nullptr};
-  std::atomic<int> wakers{0};  // callers inside wake_client()
-  // Who owns the send state (out, sending, sent_log, the socket or ring to the broker, and the
-  // connection flags live() reads): the client thread, except while it waits in its reactor,
-  // when it is `lent` and a caller may take it for one direct send (send_directly). A caller
-  // that finds its call must be queued `leaves` it for the client thread, so that the rest of
-  // a burst skips it with one load until the client thread has taken it back. Held from the
-  // start: the client thread takes over from connect(), and keeps it once it has ended.
-  enum SendStateOwner : std::uint8_t { send_state_lent, send_state_held, send_state_left };
-  std::atomic<std::uint8_t> send_state_owner{send_state_held};
-  // The client thread sleeps on send_state_owner (take_back_send_state) and says so here.
-  std::atomic<bool> client_waits_for_send_state{false};
-  // Under the send state: when a call was last seen (taken by a caller, or drained by the
-  // client thread); a call sooner after it is part of a burst.
-  std::int64_t last_call_ns = 0;
-  // One writer each (the holder of the send state; the client thread): read by anyone.
-  std::atomic<std::uint64_t> calls_sent_by_caller{0};
-  std::atomic<std::uint64_t> calls_handed_over{0};
-
-  std::promise<Status> connected_promise;
-  bool connect_answered = false;
-  std::string session_id;  // written on the client thread before `connected` is set
-  // ClientOptions::url, in order; fixed before the thread starts. The one in use, or -1.
-  std::vector<client_detail::ServerAddress> servers;
-  std::atomic<int> server_index{-1};
-  // No server answered connect(): the thread starts recovering, calls wait in the queue.
-  bool start_recovering = false;
-  std::string start_reason;
-  // Shared memory (shm://PATH): frames go through the link's rings instead of `fd`, which is
-  // its Unix socket, watched only for the broker going away.
-  std::unique_ptr<client_detail::ShmClientLink> shm;
-  bool shm_waiting_space = false;  // the ring to the broker was full
-  bool doorbell_armed = false;
-
-  // The session, as the client keeps it across connections.
-  bool has_session = false;
-  bool session_ended_by_broker = false;  // an error without request: no resumption
-  std::int64_t session_number = 0;
-  std::array<std::byte, codec::session_token_bytes> token{};
-  std::uint64_t received_seq = 0;  // sequenced frames received from the broker
-  SentLog sent_log;                // session frames written, until the broker confirms them
-  std::uint64_t sending_last_seq = 0;  // the last session frame in `sending`
-  // The broker no longer has our session (it restarted, the timeout passed, or this is
-  // another server): the next attempt opens a new one and rebuilds it (restart_session).
-  bool fresh_session = false;
-  bool retry_at_once = false;
-  int session_server = -1;  // the server holding our session
-  // Session sequence of each call awaiting an answer: an answer means the broker has every
-  // frame up to it, which need not be sent again after a failover or restart.
-  std::unordered_map<std::uint32_t, std::uint64_t> answer_confirms;
-
-  // The persistent queue (ClientOptions::queue_path). Callers append under the lock and
-  // commit to the outbox in the same hold, so the file's order is the session's; nobody
-  // waits for outbox room while holding it. The client thread only try_locks it.
-  std::unique_ptr<client_detail::PersistentQueue> queue_file;
-  std::mutex queue_file_mutex;
-  std::uint64_t queue_file_confirmed = 0;  // client thread: the last record confirmed in it
-  std::vector<std::string> queue_file_warnings;  // from opening it, reported on the thread
-  std::uint64_t kept_from_earlier_run = 0;        // calls it held unconfirmed, sent first
-  std::string fresh_session_reason;
-  // The first Connect resumes the session the persistent queue recorded, with its token.
-  bool resume_with_recorded_token = false;
-
-  // The client's queue: calls made while not connected. Callers reserve room in these
-  // (reserve()); the client thread gives it back once the calls went out (or failed).
-  std::atomic<std::int64_t> queue_entries_limit{ClientOptions{}.queue_entries};
-  std::atomic<std::int64_t> queue_bytes_limit{ClientOptions{}.queue_bytes};
-  std::atomic<std::int64_t> queue_entries_used{0};
-  std::atomic<std::int64_t> queue_bytes_used{0};
-  std::int64_t held_entries = 0;  // reserved calls the client thread holds until connected
-  std::int64_t held_bytes = 0;
-  bool close_when_flushed = false;  // close() while recovering: after the queue went out
-  std::atomic<bool> close_when_flushed_hint{false};  // the same, for callers
-  StateListener state_listener;
-  std::uint16_t current_flags = 0;  // header flags of the frame being handled
-  bool hold_out = false;           // resuming: nothing but Connect until Connected answers
-  bool recovering = false;
-  std::chrono::steady_clock::time_point disconnected_at{};
-  std::chrono::steady_clock::time_point next_attempt{};
-  unsigned attempt = 0;
-  std::chrono::steady_clock::time_point last_heard{};
-  std::chrono::steady_clock::time_point keepalive_sent{};  // {}: no keepalive ping outstanding
-
-  // Client-thread state.
-  codec::FrameEncoder encoder;
-  codec::FrameDecoder decoder;
-  std::vector<std::byte> out;      // frames waiting for the next send
-  std::vector<std::byte> sending;  // frames the kernel is sending
-  std::size_t sending_offset = 0;
-  bool send_in_flight = false;
-  ::msghdr msg{};
-  ::iovec iov{};
-  std::vector<std::byte> assembly;
-  bool dispatching = false;                        // inside on_bytes
-  std::vector<std::unique_ptr<Command>> deferred;  // commands drained while dispatching
-  bool recv_armed = false;
-  bool closing = false;            // close() asked for: send Close, then wait for EOF
-  bool shut_down_write = false;
-  bool stream_closed = false;
-  std::chrono::steady_clock::time_point close_deadline{};
-  std::unordered_map<std::uint64_t, LocalSubscription> subscriptions;
-  std::unordered_map<std::uint32_t, std::shared_ptr<std::promise<Status>>> requests;
-  std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<std::chrono::nanoseconds>>> pings;
-  std::uint64_t next_ping_id = 1;
-  std::vector<Alias> aliases;
-  // Requests: the handlers this session registered, by endpoint path, and the requests it
-  // sent that have no answer yet.
-  struct PendingRequest {
-    std::shared_ptr<std::promise<Response>> promise;
-    ResponseHandler callback;
-    std::chrono::steady_clock::time_point deadline;
-  };
-  std::unordered_map<std::string, RequestHandler> request_handlers;
-  std::unordered_map<std::string, bool> handler_sticky;  // to register them again
-  std::unordered_map<std::uint32_t, PendingRequest> pending_requests;
-  std::atomic<std::uint32_t> broker_max_frame_bytes{codec::default_max_frame_bytes};
-  std::unordered_map<std::string, TopicValue> values;  // subscribed topics, by path
-  std::size_t max_value_bytes = codec::default_max_frame_bytes;
-  std::function<void(const Status&)> error_listener;
-  std::function<void(const std::string&)> close_listener;
-  std::function<void(const std::string&)> disconnect_listener;
-  std::function<void(bool)> reconnect_listener;
-  std::function<void(bool)> flow_listener;
-  // The broker holds this publisher back (flow control): written by the client thread, read
-  // by try_publish() on any thread.
-  std::atomic<bool> flow_held{false};
-  std::string close_reason;
-  ErrorCode close_code = ErrorCode::not_connected;  // the broker's, when it ended the session
-
-  ~Impl() override {
-    if (fd >= 0) ::close(fd);
-  }
-
-  // Producer side: claims a record, waiting while the ring is full (back-pressure on a
-  // caller that outruns the network). On the client thread itself it drains the ring instead
-  // of waiting for itself.
-  transport::MpscByteRing::Claim claim(std::size_t bytes) {
-    for (;;) {
-      if (auto c = outbox.try_claim(bytes)) return c;
-      if (!wait_for_room()) return {};
-    }
-  }
-
-  // The outbox is full: on the client thread, drain it (never wait for ourselves); elsewhere
-  // wake the client thread and give it a moment. False once the client thread is gone.
-  bool wait_for_room() {
-    if (on_client_thread()) {
-      drain_outbox(SIZE_MAX);
-      return true;
-    }
-    if (finished.load(std::memory_order_acquire)) return false;
-    wake_client();
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+// The outbox is full: on the client thread, drain it (never wait for ourselves); elsewhere
+// wake the client thread and give it a moment. False once the client thread is gone.
+bool Client::Impl::wait_for_room() {
+  if (on_client_thread()) {
+    drain_outbox(SIZE_MAX);
     return true;
   }
+  if (finished.load(std::memory_order_acquire)) return false;
+  wake_client();
+  std::this_thread::sleep_for(std::chrono::microseconds(20));
+  return true;
+}
 
-  void committed() {
-    // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // Only the producer that finds the client asleep and clears the flag writes the eventfd:
-    // one wake-up per sleep, not one per call until the client thread gets a core.
-    if (sleeping->load(std::memory_order_relaxed) &&
-        sleeping->exchange(false, std::memory_order_relaxed))
-      wake_client();
+// Takes room in the client's queue for command `c` of about `bytes` (when not connected);
+// a refusal travels to the call's handler on the client thread, like any other answer.
+bool Client::Impl::reserve_for(Command& c, std::size_t bytes) {
+  Status s = reserve(bytes, c.queued);
+  c.queued_bytes = bytes;
+  if (!s) c.refused = std::move(s);
+  return !c.refused;
+}
+
+void Client::Impl::submit(Command&& command) {
+  if (command.kind == Command::Kind::frame && command.frame.size() <= outbox.max_payload()) {
+    submit_frame(command.frame);
+    return;
   }
-
-  bool on_client_thread() const noexcept {
-    return std::this_thread::get_id() == client_thread_id.load(std::memory_order_acquire);
+  auto* heap = new Command(std::move(command));
+  auto c = claim(sizeof heap);
+  if (!c) {
+    fail_command(*heap);  // the client thread is gone
+    delete heap;
+    return;
   }
+  std::memcpy(c.payload, &heap, sizeof heap);
+  transport::MpscByteRing::commit(c, record_command);
+  committed();
+}
 
-  void wake_client() {
-    // seq_cst: pairs with the end of run(), which waits for the count to fall to zero.
-    wakers.fetch_add(1, std::memory_order_seq_cst);
-    if (auto* r = reactor.load(std::memory_order_seq_cst)) r->wake();
-    wakers.fetch_sub(1, std::memory_order_release);
-  }
+void Client::Impl::submit_frame(std::span<const std::byte> frame) {
+  auto c = claim(frame.size());
+  if (!c) return;
+  std::memcpy(c.payload, frame.data(), frame.size());
+  transport::MpscByteRing::commit(c, record_frame);
+  committed();
+}
 
-  // Caller side: a call made while the client is not connected takes room in the queue.
-  // `queued` says whether it did (the record is then marked, and the client thread gives
-  // the room back once the call went out). A call seen as connected does not count, even if
-  // the connection drops before the client thread takes it: the bound is the callers'.
-  Status reserve(std::size_t bytes, bool& queued) {
-    queued = false;
-    const ClientState s = state.load(std::memory_order_acquire);
-    if (s == ClientState::connected) return Status::ok();
-    if (s == ClientState::closed || finished.load(std::memory_order_acquire) || close_when_flushed_hint.load(std::memory_order_relaxed))
-      return error_status(ErrorCode::not_connected, "the client is closed");
-    const std::int64_t max_entries = queue_entries_limit.load(std::memory_order_relaxed);
-    const std::int64_t max_bytes = queue_bytes_limit.load(std::memory_order_relaxed);
-    if (max_entries == 0 || max_bytes == 0)
-      return error_status(ErrorCode::not_connected,
-                          std::string("not connected (") + std::string(to_string(s)) +
-                              ") and the client's queue is off (queue_entries or queue_bytes 0)");
-    const auto size = static_cast<std::int64_t>(bytes);
-    const std::int64_t entries = queue_entries_used.fetch_add(1, std::memory_order_relaxed) + 1;
-    const std::int64_t total = queue_bytes_used.fetch_add(size, std::memory_order_relaxed) + size;
-    if ((max_entries >= 0 && entries > max_entries) || (max_bytes >= 0 && total > max_bytes)) {
-      queue_entries_used.fetch_sub(1, std::memory_order_relaxed);
-      queue_bytes_used.fetch_sub(size, std::memory_order_relaxed);
-      return error_status(ErrorCode::queue_full,
-                          "the client's queue is full: " + std::to_string(entries - 1) + " calls, " +
-                              std::to_string(total - size) + " bytes wait for a connection (limits: " +
-                              std::to_string(max_entries) + " calls, " + std::to_string(max_bytes) +
-                              " bytes; -1 is none)");
+// The same for a call that travels as a Command (an acknowledged one, or a frame larger
+// than an outbox record).
+Status Client::Impl::submit_persisted_command(Command&& command) {
+  auto* heap = new Command(std::move(command));
+  for (;;) {
+    {
+      std::lock_guard lock(queue_file_mutex);
+      if (auto c = outbox.try_claim(sizeof heap)) {
+        heap->record = queue_file->append(heap->frame);
+        if (heap->record == 0 && !heap->refused)
+          heap->refused = error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
+        // Read before the commit: from then on the client thread owns the command and may
+        // already have deleted it.
+        Status result = heap->refused ? *heap->refused : Status::ok();
+        std::memcpy(c.payload, &heap, sizeof heap);
+        transport::MpscByteRing::commit(c, record_command);
+        committed();
+        return result;
+      }
     }
-    queued = true;
-    return Status::ok();
-  }
-
-  // Takes room in the client's queue for command `c` of about `bytes` (when not connected);
-  // a refusal travels to the call's handler on the client thread, like any other answer.
-  bool reserve_for(Command& c, std::size_t bytes) {
-    Status s = reserve(bytes, c.queued);
-    c.queued_bytes = bytes;
-    if (!s) c.refused = std::move(s);
-    return !c.refused;
-  }
-
-  // Client thread: a reserved call arrived. While not connected it stays held (its room
-  // taken) until the connection it waits for carries it.
-  void take_reservation(std::size_t bytes) {
-    if (live()) {
-      give_back_reservation(1, static_cast<std::int64_t>(bytes));
-      return;
-    }
-    ++held_entries;
-    held_bytes += static_cast<std::int64_t>(bytes);
-  }
-  void give_back_reservation(std::int64_t entries, std::int64_t bytes) {
-    queue_entries_used.fetch_sub(entries, std::memory_order_relaxed);
-    queue_bytes_used.fetch_sub(bytes, std::memory_order_relaxed);
-  }
-  // The held calls went out (on connecting) or failed (on closing).
-  void give_back_held() {
-    give_back_reservation(held_entries, held_bytes);
-    held_entries = held_bytes = 0;
-  }
-  // Connected, with nothing holding sends back.
-  bool live() const { return !recovering && !hold_out && has_session && !stream_closed; }
-
-  void rebase_log(std::uint64_t last_received) {
-    sent_log.rebase(last_received);
-    for (auto& [id, seq] : answer_confirms) seq += last_received;
-  }
-  // Remembers that the frame just logged is confirmed by the answer to `request_id`.
-  void confirm_on_answer(std::uint32_t request_id) { answer_confirms[request_id] = sent_log.last(); }
-  void answered(std::uint32_t request_id) {
-    auto it = answer_confirms.find(request_id);
-    if (it == answer_confirms.end()) return;
-    if (it->second <= sent_log.last()) sent_log.confirm(it->second);
-    answer_confirms.erase(it);
-  }
-
-  void set_state(ClientState to, const std::string& reason) {
-    const ClientState from = state.exchange(to, std::memory_order_acq_rel);
-    if (from != to && state_listener) state_listener(from, to, reason);
-  }
-
-  void submit(Command&& command) {
-    if (command.kind == Command::Kind::frame && command.frame.size() <= outbox.max_payload()) {
-      submit_frame(command.frame);
-      return;
-    }
-    auto* heap = new Command(std::move(command));
-    auto c = claim(sizeof heap);
-    if (!c) {
-      fail_command(*heap);  // the client thread is gone
+    if (!wait_for_room()) {
+      fail_command(*heap);
       delete heap;
-      return;
+      return error_status(ErrorCode::not_connected, "the client is closed");
     }
-    std::memcpy(c.payload, &heap, sizeof heap);
-    transport::MpscByteRing::commit(c, record_command);
-    committed();
   }
+}
 
-  // Persistent queue, caller side: the frame (written by `fill` at the pointer it is given)
-  // goes to the file and into the outbox in one hold of the lock. Waits for outbox room
-  // without holding it.
-  template <class Fill>
-  Status submit_persisted_frame(std::size_t frame_bytes, bool queued, Fill&& fill) {
-    for (;;) {
-      {
-        std::lock_guard lock(queue_file_mutex);
-        if (auto c = outbox.try_claim(sizeof(std::uint64_t) + frame_bytes)) {
-          std::byte* frame = c.payload + sizeof(std::uint64_t);
-          fill(frame);
-          const std::uint64_t record = queue_file->append({frame, frame_bytes});
-          if (record == 0) {
-            transport::MpscByteRing::commit(c, record_void);
-            committed();
-            return error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
-          }
-          std::memcpy(c.payload, &record, sizeof record);
-          transport::MpscByteRing::commit(c, queued ? record_persisted_queued_frame : record_persisted_frame);
-          committed();
-          return Status::ok();
-        }
-      }
-      if (!wait_for_room()) return error_status(ErrorCode::not_connected, "the client is closed");
-    }
+// Writes `out` without blocking; what the socket or ring does not take now stays in `out`
+// for the client thread (and an error is left for its own send to meet). True: all written.
+bool Client::Impl::write_out_directly() {
+  std::size_t written = 0;
+  if (shm) {
+    written = shm->to_broker.write(out);
+    if (written > 0 && shm->to_broker.publish()) shm->ring_broker();
+  } else {
+    const ssize_t n = ::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) written = static_cast<std::size_t>(n);
   }
-  // The same for a call that travels as a Command (an acknowledged one, or a frame larger
-  // than an outbox record).
-  Status submit_persisted_command(Command&& command) {
-    auto* heap = new Command(std::move(command));
-    for (;;) {
-      {
-        std::lock_guard lock(queue_file_mutex);
-        if (auto c = outbox.try_claim(sizeof heap)) {
-          heap->record = queue_file->append(heap->frame);
-          if (heap->record == 0 && !heap->refused)
-            heap->refused = error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
-          // Read before the commit: from then on the client thread owns the command and may
-          // already have deleted it.
-          Status result = heap->refused ? *heap->refused : Status::ok();
-          std::memcpy(c.payload, &heap, sizeof heap);
-          transport::MpscByteRing::commit(c, record_command);
-          committed();
-          return result;
-        }
-      }
-      if (!wait_for_room()) {
-        fail_command(*heap);
-        delete heap;
-        return error_status(ErrorCode::not_connected, "the client is closed");
-      }
-    }
-  }
+  out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(written));
+  if (!out.empty()) return false;
+  sent_log.trim(sent_log.last());
+  return true;
+}
 
-  // Client thread: records what the broker confirmed in the file, and syncs it (batch) when
-  // the thread has nothing else to do. Never waits for the lock (`wait` only at the end).
-  void tend_queue_file(bool idle, bool wait = false) {
-    if (!queue_file) return;
-    const std::uint64_t confirmed = sent_log.confirmed_record();
-    const bool confirm = confirmed > queue_file_confirmed;
-    if (!confirm && !(idle && queue_file->needs_sync())) return;
-    std::unique_lock lock(queue_file_mutex, std::defer_lock);
-    if (wait) lock.lock();
-    else if (!lock.try_lock()) return;
-    if (confirm) {
-      queue_file->confirm(confirmed);
-      queue_file_confirmed = confirmed;
-    }
-    if (idle && queue_file->needs_sync()) queue_file->sync();
-  }
+// Client thread: lets callers send directly while it waits (`drained`: it just took calls
+// from the outbox, so the next one may still be part of their burst), and takes it back.
+void Client::Impl::lend_send_state(bool drained) {
+  if (drained) last_call_ns = static_cast<std::int64_t>(now_ns());
+  send_state_owner.store(send_state_lent, std::memory_order_release);
+}
 
-  // Client thread: lets callers send directly while it waits (`drained`: it just took calls
-  // from the outbox, so the next one may still be part of their burst), and takes it back.
-  void lend_send_state(bool drained) {
-    if (drained) last_call_ns = static_cast<std::int64_t>(now_ns());
-    send_state_owner.store(send_state_lent, std::memory_order_release);
-  }
-  void take_back_send_state() {
-    // A caller holds it for one non-blocking write: spin briefly. Past that the caller was
-    // preempted mid-write, and a thread that yield-spun here kept it from the core it needed
-    // to finish (on two cores the caller then waited out a whole tick, 4 ms): sleep until
-    // it lets go instead (release_send_state wakes us).
-    for (int tries = 0;; ++tries) {
-      std::uint8_t owner = send_state_owner.load(std::memory_order_relaxed);
-      if (owner != send_state_held &&
-          send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
-        return;
-      if (tries < 64) continue;
-      // seq_cst, with release_send_state's: either it sees us waiting, or we see it released.
-      client_waits_for_send_state.store(true, std::memory_order_seq_cst);
-      if (send_state_owner.load(std::memory_order_seq_cst) == send_state_held)
-        send_state_owner.wait(send_state_held, std::memory_order_relaxed);
-      client_waits_for_send_state.store(false, std::memory_order_relaxed);
-    }
-  }
-  // Caller side: hands the send state on (`lent` for the next caller, `left` for the client
-  // thread), waking the client thread if it fell asleep waiting for it.
-  void release_send_state(std::uint8_t to) {
-    send_state_owner.store(to, std::memory_order_seq_cst);
-    if (client_waits_for_send_state.load(std::memory_order_seq_cst)) send_state_owner.notify_one();
-  }
-
-  // Caller side: writes one session frame of `bytes` (filled in by `fill`) to the socket or
-  // ring from the caller's own thread, when the client thread is asleep with nothing in hand:
-  // one thread hand-off fewer per call. False when the call must go through the outbox (the
-  // client thread is awake, the call is part of a burst, the connection is not plainly up, or
-  // something sent earlier is still waiting), which keeps each thread's calls in order.
-  template <class Fill>
-  bool send_directly(std::size_t bytes, Fill&& fill) {
-    if (!options.send_from_caller || state.load(std::memory_order_acquire) != ClientState::connected) return false;
+void Client::Impl::take_back_send_state() {
+  // A caller holds it for one non-blocking write: spin briefly. Past that the caller was
+  // preempted mid-write, and a thread that yield-spun here kept it from the core it needed
+  // to finish (on two cores the caller then waited out a whole tick, 4 ms): sleep until
+  // it lets go instead (release_send_state wakes us).
+  for (int tries = 0;; ++tries) {
     std::uint8_t owner = send_state_owner.load(std::memory_order_relaxed);
-    if (owner != send_state_lent ||
-        !send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
-      return false;
-    const auto now = static_cast<std::int64_t>(now_ns());
-    const bool isolated = now - last_call_ns >= burst_gap_ns;
-    last_call_ns = now;
-    bool taken = false, rest_waits = false;
-    if (isolated && live() && !closing && !close_when_flushed && !queue_file && fd >= 0 && !send_in_flight &&
-        !shm_waiting_space && out.empty() && outbox.empty_hint()) {
-      try {
-        out.resize(bytes);
-        fill(out.data());
-        sent_log.append(out);
-      } catch (...) {
-        // Out of memory: nothing was logged or sent. The state goes back to the client
-        // thread as it was (which would otherwise wait for it forever), and the call fails.
-        out.clear();
-        release_send_state(send_state_left);
-        wake_client();
-        throw;
-      }
-      rest_waits = !write_out_directly();
-      taken = true;
-      calls_sent_by_caller.store(calls_sent_by_caller.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-    // Queued (or partly written): the client thread will be woken to send it, and takes the
-    // send state back first; until then no other caller need try.
-    const bool done = taken && !rest_waits;
-    release_send_state(done ? send_state_lent : send_state_left);
-    if (rest_waits) wake_client();
-    return taken;
+    if (owner != send_state_held &&
+        send_state_owner.compare_exchange_strong(owner, send_state_held, std::memory_order_acquire))
+      return;
+    if (tries < 64) continue;
+    // seq_cst, with release_send_state's: either it sees us waiting, or we see it released.
+    client_waits_for_send_state.store(true, std::memory_order_seq_cst);
+    if (send_state_owner.load(std::memory_order_seq_cst) == send_state_held)
+      send_state_owner.wait(send_state_held, std::memory_order_relaxed);
+    client_waits_for_send_state.store(false, std::memory_order_relaxed);
   }
+}
 
-  // Writes `out` without blocking; what the socket or ring does not take now stays in `out`
-  // for the client thread (and an error is left for its own send to meet). True: all written.
-  bool write_out_directly() {
-    std::size_t written = 0;
-    if (shm) {
-      written = shm->to_broker.write(out);
-      if (written > 0 && shm->to_broker.publish()) shm->ring_broker();
-    } else {
-      const ssize_t n = ::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) written = static_cast<std::size_t>(n);
-    }
-    out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(written));
-    if (!out.empty()) return false;
-    sent_log.trim(sent_log.last());
-    return true;
-  }
-
-  void submit_frame(std::span<const std::byte> frame) {
-    auto c = claim(frame.size());
-    if (!c) return;
-    std::memcpy(c.payload, frame.data(), frame.size());
-    transport::MpscByteRing::commit(c, record_frame);
-    committed();
-  }
-
-  // Consumer side: moves frame records into `out` and runs command records, in order.
-  std::size_t drain_outbox(std::size_t max) {
-    return outbox.drain(
-        [&](std::uint32_t kind, std::span<const std::byte> payload) {
-          if (kind == record_void) return;
-          calls_handed_over.store(calls_handed_over.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-          if (kind == record_frame || kind == record_queued_frame || kind == record_persisted_frame ||
-              kind == record_persisted_queued_frame) {
-            std::uint64_t record = 0;
-            if (kind == record_persisted_frame || kind == record_persisted_queued_frame) {
-              std::memcpy(&record, payload.data(), sizeof record);
-              payload = payload.subspan(sizeof record);
-            }
-            if (dispatching && !deferred.empty()) {
-              // A command ahead of this frame waits for the dispatch to end: so does the
-              // frame, or a thread's calls would reach the broker out of order.
-              auto frame = std::make_unique<Command>();
-              frame->kind = Command::Kind::frame;
-              frame->frame.assign(payload.begin(), payload.end());
-              frame->record = record;
-              frame->queued = kind == record_queued_frame || kind == record_persisted_queued_frame;
-              frame->queued_bytes = payload.size();
-              deferred.push_back(std::move(frame));
-              return;
-            }
-            const bool taken = !stream_closed && !closing && !close_when_flushed;
-            if (kind == record_queued_frame || kind == record_persisted_queued_frame) {
-              if (taken) take_reservation(payload.size());
-              else give_back_reservation(1, static_cast<std::int64_t>(payload.size()));
-            }
-            if (taken) append_session(payload, record);
+// Consumer side: moves frame records into `out` and runs command records, in order.
+std::size_t Client::Impl::drain_outbox(std::size_t max) {
+  return outbox.drain(
+      [&](std::uint32_t kind, std::span<const std::byte> payload) {
+        if (kind == record_void) return;
+        calls_handed_over.store(calls_handed_over.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        if (kind == record_frame || kind == record_queued_frame || kind == record_persisted_frame ||
+            kind == record_persisted_queued_frame) {
+          std::uint64_t record = 0;
+          if (kind == record_persisted_frame || kind == record_persisted_queued_frame) {
+            std::memcpy(&record, payload.data(), sizeof record);
+            payload = payload.subspan(sizeof record);
+          }
+          if (dispatching && !deferred.empty()) {
+            // A command ahead of this frame waits for the dispatch to end: so does the
+            // frame, or a thread's calls would reach the broker out of order.
+            auto frame = std::make_unique<Command>();
+            frame->kind = Command::Kind::frame;
+            frame->frame.assign(payload.begin(), payload.end());
+            frame->record = record;
+            frame->queued = kind == record_queued_frame || kind == record_persisted_queued_frame;
+            frame->queued_bytes = payload.size();
+            deferred.push_back(std::move(frame));
             return;
           }
-          Command* command;
-          std::memcpy(&command, payload.data(), sizeof command);
-          std::unique_ptr<Command> owned(command);
-          // A handler that publishes into a full outbox drains it from inside the dispatch:
-          // commands (and the frames behind them) wait until the dispatch is over, so it
-          // never sees its lists change.
-          if (dispatching) deferred.push_back(std::move(owned));
-          else handle(std::move(*owned));
-        },
-        max);
-  }
-
-  // A frame of the session's stream: numbered and kept for resending after a drop.
-  void append_session(std::span<const std::byte> frame, std::uint64_t record = 0) {
-    sent_log.append(frame, record);
-    // Without a connection the log is the queue: the frames go out from it once connected.
-    if (!recovering) out.insert(out.end(), frame.begin(), frame.end());
-  }
-  // A frame of this connection only (ping, pong, close): never resent.
-  void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
-
-  std::span<const std::byte> connect_frame(bool resume) {
-    codec::ConnectMsg m;
-    m.client_name = options.client_name;
-    m.principal = options.principal;
-    m.credentials = std::as_bytes(std::span(options.credentials));
-    m.session_number = resume ? session_number : options.session_number;
-    if (resume) m.token = token;
-    if (!resume && std::exchange(resume_with_recorded_token, false)) {
-      // Resume the session an earlier run of this process recorded, or open it anew if the
-      // broker no longer has it.
-      m.token = token;
-      m.new_if_missing = true;
-    }
-    m.last_received = received_seq;
-    m.reconnect_timeout_ms = static_cast<std::uint32_t>(
-        std::clamp<std::int64_t>(options.reconnect_timeout.count(), 1, 0xffffffffLL));
-    return encoder.connect(m);
-  }
-
-  // ---- on the loop thread (LoopMember) ---------------------------------------------------
-  void begin(transport::Reactor& r, std::uint64_t base) override {
-    io = &r;
-    token_base = base;
-    client_thread_id.store(std::this_thread::get_id(), std::memory_order_release);
-    reactor.store(&r, std::memory_order_release);
-    last_heard = std::chrono::steady_clock::now();
-    if (start_recovering) {
-      // No server answered connect(): poll them while the calls queue up. The listeners
-      // registered before connect() are in the outbox: take them before the first change.
-      recovering = true;
-      disconnected_at = last_heard;
-      drain_outbox(max_records_per_turn);
-      set_state(ClientState::recovering, start_reason);
-      schedule_attempt(start_reason);
-    } else {
-      recv_armed = true;
-      io->recv_multishot(fd, token_base);
-      if (shm) arm_doorbell();
-      append(connect_frame(false));
-      // What a persistent queue kept from an earlier run goes first, right behind Connect.
-      std::uint64_t none = 0;
-      auto kept = sent_log.frames_after(0, none);
-      out.insert(out.end(), kept.begin(), kept.end());
-      start_send();
-    }
-  }
-
-  // Runs until close() is asked for and the broker has closed its side (or the linger
-  // passed); after the session is lost it keeps failing commands until then.
-  int turn() override {
-    drained_this_turn = 0;
-    auto now = std::chrono::steady_clock::now();
-    if (tearing_down) return 10;
-    if (closing && (stream_closed || now > close_deadline)) {
-      tear_down();
-      return 0;
-    }
-    if (close_when_flushed && recovering && now > close_deadline) {
-      closing = true;
-      give_up("closed by the client: no broker took the queued calls within close_timeout");
-    }
-    if (recovering) step_recovery(now);
-    else if (!stream_closed) keep_alive(now);
-    if (!pending_requests.empty()) expire_requests(now);
-    std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
-    if (!send_in_flight && !out.empty()) start_send();
-    // After the calls: a subscription made before connect() is in place before the frames
-    // it matches are read (over TCP they arrive as completions, after this point too).
-    if (shm && (!recovering || hold_out)) {
-      pump_shm();
-      if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
-    }
-    if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
-        !shut_down_write) {
-      // Over shared memory the socket is the liveness signal: the broker takes its EOF for
-      // a client that is gone, so the Close in the ring says it all.
-      if (!shm) ::shutdown(fd, SHUT_WR);
-      shut_down_write = true;
-    }
-    tend_queue_file(n == 0);
-    if (!queue_file_warnings.empty() && error_listener) {
-      for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
-      queue_file_warnings.clear();
-    }
-    drained_this_turn = n;
-    if (n > 0 || options.spin) return 0;
-    return next_wake_ms(now);
-  }
-
-  bool wants_turn() override {
-    return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
-           send_state_owner.load(std::memory_order_relaxed) == send_state_left;
-  }
-
-  bool has_input() override {
-    if (tearing_down) return false;
-    if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
-    return shm && (!recovering || hold_out) && !shm_quiet();
-  }
-
-  void lend() override {
-    if (!tearing_down) lend_send_state(drained_this_turn > 0);
-  }
-
-  void take_back() override {
-    if (!tearing_down) take_back_send_state();
-  }
-
-  void after_sleep() override {
-    if (shm && !tearing_down) shm->from_broker.awake();
-  }
-
-  bool spins() const override { return options.spin && !tearing_down; }
-
-  // The session is over: fail what is left, and stop the operations in flight; the loop
-  // lets us go once they have come back (done()).
-  void tear_down() {
-    recovering = false;
-    end_session(close_reason.empty() ? "closed by the client" : close_reason);
-    finished.store(true, std::memory_order_release);
-    tend_queue_file(true, true);
-    stream_closed = true;
-    drain_outbox(SIZE_MAX);  // fails what was submitted after the close
-    // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
-    reactor.store(nullptr, std::memory_order_seq_cst);
-    if (shm) {
-      send_in_flight = false;  // ring writes are never in flight
-      if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
-    }
-    if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) ::shutdown(fd, SHUT_RDWR);
-    teardown_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    tearing_down = true;
-  }
-
-  bool done() override {
-    if (!tearing_down) return false;
-    const bool in_flight = fd >= 0 && (recv_armed || send_in_flight || doorbell_armed);
-    if (in_flight && std::chrono::steady_clock::now() < teardown_deadline) return false;
-    // A caller that took the reactor before it was cleared is still ringing its eventfd.
-    return wakers.load(std::memory_order_seq_cst) == 0;
-  }
-
-  void left() override {
-    drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
-    left_promise.set_value();
-  }
-
-  // Caller side (connect): hands the session to its loop, whose thread runs it from now on.
-  void join_loop() {
-    if (!loop) {
-      loop = std::make_shared<client_detail::ClientLoop>(false, 64);
-      own_loop = true;
-    }
-    sleeping = &loop->sleeping();
-    joined = true;
-    loop->add(shared_from_this());
-  }
-
-  int next_wake_ms(std::chrono::steady_clock::time_point now) const {
-    using std::chrono::milliseconds;
-    auto wait = milliseconds(idle_wait_ms);
-    if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
-    else wait = std::min(wait, options.ping_interval / 4);
-    if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
-    if (queue_file && queue_file->needs_sync()) wait = std::min(wait, milliseconds(10));
-    return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
-  }
-
-  // Pings a quiet broker; a ping unanswered for a whole interval means the connection is dead.
-  void keep_alive(std::chrono::steady_clock::time_point now) {
-    if (!has_session || hold_out) return;
-    if (keepalive_sent != std::chrono::steady_clock::time_point{}) {
-      if (now - keepalive_sent >= options.ping_interval) {
-        lost("no answer to a ping within " + std::to_string(options.ping_interval.count()) + " ms");
-        ::shutdown(fd, SHUT_RDWR);
-      }
-      return;
-    }
-    if (now - last_heard >= options.ping_interval) {
-      keepalive_sent = now;
-      append(encoder.ping(0, now_ns()));
-    }
-  }
-
-  void start_send() {
-    if (send_in_flight || out.empty() || stream_closed || fd < 0) return;
-    if (hold_out || recovering) return;
-    sending.swap(out);
-    out.clear();
-    sending_offset = 0;
-    sending_last_seq = sent_log.last();
-    issue_send();
-  }
-
-  void issue_send() {
-    if (shm) {
-      shm_send();
-      return;
-    }
-    iov = {sending.data() + sending_offset, sending.size() - sending_offset};
-    msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    send_in_flight = true;
-    io->sendmsg(fd, &msg, token_base);
-  }
-
-  void on_completion(const transport::Completion& c, unsigned) override {
-    switch (c.op) {
-      case transport::Op::recv:
-        if (c.result > 0) {
-          last_heard = std::chrono::steady_clock::now();
-          keepalive_sent = {};
-          on_bytes(c.data);
-        }
-        if (!c.more) {
-          recv_armed = false;
-          if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed) &&
-              (!recovering || hold_out)) {
-            recv_armed = true;
-            io->recv_multishot(fd, token_base);
-          } else {
-            // The broker's last frames (the reason it closed) are in the ring, not the socket.
-            if (shm && (!recovering || hold_out)) pump_shm();
-            lost(c.result == 0 ? "connection closed by the broker"
-                               : std::string("connection lost: ") + std::strerror(-c.result));
+          const bool taken = !stream_closed && !closing && !close_when_flushed;
+          if (kind == record_queued_frame || kind == record_persisted_queued_frame) {
+            if (taken) take_reservation(payload.size());
+            else give_back_reservation(1, static_cast<std::int64_t>(payload.size()));
           }
+          if (taken) append_session(payload, record);
+          return;
         }
-        break;
-      case transport::Op::send:
-        sent(c.result);
-        break;
-      case transport::Op::read:  // a shm doorbell: the loop reads the ring every turn
-        doorbell_armed = false;
-        if (shm && !finished.load(std::memory_order_relaxed) && (!recovering || hold_out) &&
-            (c.result >= 0 || c.result == -EINTR))
-          arm_doorbell();
-        break;
-      default:
-        break;
-    }
-  }
+        Command* command;
+        std::memcpy(&command, payload.data(), sizeof command);
+        std::unique_ptr<Command> owned(command);
+        // A handler that publishes into a full outbox drains it from inside the dispatch:
+        // commands (and the frames behind them) wait until the dispatch is over, so it
+        // never sees its lists change.
+        if (dispatching) deferred.push_back(std::move(owned));
+        else handle(std::move(*owned));
+      },
+      max);
+}
 
-  void sent(int result) {
-    send_in_flight = false;
-    if (result < 0) {
-      sending.clear();
-      lost(std::string("connection lost: ") + std::strerror(-result));
-      return;
-    }
-    if (recovering && !hold_out) {  // the old socket winding down
-      sending.clear();
-      return;
-    }
-    sending_offset += static_cast<std::size_t>(result);
-    if (sending_offset < sending.size()) {
-      issue_send();
-    } else {
-      sending.clear();
-      sent_log.trim(sending_last_seq);
-      if (!finished.load(std::memory_order_relaxed)) start_send();
-    }
+// Client thread: a reserved call arrived. While not connected it stays held (its room
+// taken) until the connection it waits for carries it.
+void Client::Impl::take_reservation(std::size_t bytes) {
+  if (live()) {
+    give_back_reservation(1, static_cast<std::int64_t>(bytes));
+    return;
   }
+  ++held_entries;
+  held_bytes += static_cast<std::int64_t>(bytes);
+}
 
-  // ---- shared memory ------------------------------------------------------------------
-  void arm_doorbell() {
-    doorbell_armed = true;
-    io->read(shm->doorbell_in, &shm->doorbell_value, sizeof shm->doorbell_value, token_base | 1);
+// The held calls went out (on connecting) or failed (on closing).
+void Client::Impl::give_back_held() {
+  give_back_reservation(held_entries, held_bytes);
+  held_entries = held_bytes = 0;
+}
+
+// A frame of the session's stream: numbered and kept for resending after a drop.
+void Client::Impl::append_session(std::span<const std::byte> frame, std::uint64_t record) {
+  sent_log.append(frame, record);
+  // Without a connection the log is the queue: the frames go out from it once connected.
+  if (!recovering) out.insert(out.end(), frame.begin(), frame.end());
+}
+
+void Client::Impl::start_send() {
+  if (send_in_flight || out.empty() || stream_closed || fd < 0) return;
+  if (hold_out || recovering) return;
+  sending.swap(out);
+  out.clear();
+  sending_offset = 0;
+  sending_last_seq = sent_log.last();
+  issue_send();
+}
+
+void Client::Impl::issue_send() {
+  if (shm) {
+    shm_send();
+    return;
   }
+  iov = {sending.data() + sending_offset, sending.size() - sending_offset};
+  msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  send_in_flight = true;
+  io->sendmsg(fd, &msg, token_base);
+}
 
-  // A "send" into the ring: what fits goes at once; the rest waits for the broker to read.
-  void shm_send() {
-    send_in_flight = true;
-    auto& link = *shm;
-    std::size_t n = link.to_broker.write(std::span(sending).subspan(sending_offset));
-    if (n > 0 && link.to_broker.publish()) link.ring_broker();
-    if (link.to_broker.corrupt()) {
-      protocol_failure("shared memory: the broker's read position is corrupt");
-      return;
-    }
-    if (n == 0) {
-      shm_waiting_space = true;
-      return;
-    }
-    sent(static_cast<int>(n));
+// A "send" into the ring: what fits goes at once; the rest waits for the broker to read.
+void Client::Impl::shm_send() {
+  send_in_flight = true;
+  auto& link = *shm;
+  std::size_t n = link.to_broker.write(std::span(sending).subspan(sending_offset));
+  if (n > 0 && link.to_broker.publish()) link.ring_broker();
+  if (link.to_broker.corrupt()) {
+    protocol_failure("shared memory: the broker's read position is corrupt");
+    return;
   }
-
-  // Reads the broker's frames where they lie in the ring (a frame cut by the wrap is
-  // assembled), then frees them, and resumes a send that was waiting for room.
-  void pump_shm() {
-    bool wake_broker = false;
-    for (int piece = 0; piece < 2 && shm && !stream_closed; ++piece) {
-      auto bytes = shm->from_broker.readable();
-      if (bytes.empty()) break;
-      last_heard = std::chrono::steady_clock::now();
-      keepalive_sent = {};
-      on_bytes(bytes);
-      if (!shm) return;
-      wake_broker |= shm->from_broker.consume(bytes.size());
-    }
-    if (!shm) return;
-    if (wake_broker) shm->ring_broker();
-    if (shm->from_broker.corrupt()) {
-      protocol_failure("shared memory: the broker's ring is corrupt");
-      return;
-    }
-    if (shm_waiting_space && shm->to_broker.writable() > 0) {
-      shm_waiting_space = false;
-      shm_send();
-    }
+  if (n == 0) {
+    shm_waiting_space = true;
+    return;
   }
+  sent(static_cast<int>(n));
+}
 
-  std::optional<std::span<const std::byte>> shared_value(const codec::SharedUpdateMsg& m) const {
-    if (!shm || m.segment >= shm->broadcast_logs.size()) return std::nullopt;
-    auto log = shm->broadcast_logs[m.segment];
-    const std::size_t at = static_cast<std::size_t>(m.position & (log.size() - 1));
-    if (m.value_bytes > log.size() - at) return std::nullopt;
-    // acquire: pairs with the broker's release before it writes over reclaimed bodies.
-    // (A plain load on the read-only mapping: atomic_ref wants a non-const object.)
-    auto reclaimed = std::atomic_ref<std::uint64_t>(
-                         *const_cast<std::uint64_t*>(shm->broadcast_reclaimed[m.segment]))
-                         .load(std::memory_order_acquire);
-    if (m.position < reclaimed) return std::nullopt;  // read too late: the body is gone
-    return log.subspan(at, m.value_bytes);
+void Client::Impl::sent(int result) {
+  send_in_flight = false;
+  if (result < 0) {
+    sending.clear();
+    lost(std::string("connection lost: ") + std::strerror(-result));
+    return;
   }
-
-  // About to sleep: asks the broker to ring. False when there is work already.
-  bool shm_quiet() {
-    if (shm->from_broker.prepare_to_sleep()) return false;
-    return !(shm_waiting_space && shm->to_broker.wait_for_space());
+  if (recovering && !hold_out) {  // the old socket winding down
+    sending.clear();
+    return;
   }
-
-  bool can_recover() const {
-    return has_session && !session_ended_by_broker && !closing && options.retries != 0 &&
-           options.reconnect_timeout.count() > 0 && !finished.load(std::memory_order_relaxed);
-  }
-
-  // The connection is gone (or the attempt to resume failed): recover the session or end it.
-  void lost(std::string reason) {
-    if (stream_closed) return;
-    if (recovering) {
-      if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
-      // The attempt's doorbell will never ring: take its read back, or the next attempt
-      // would wait for it forever.
-      if (shm && doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
-      if (hold_out) {
-        hold_out = false;
-        schedule_attempt(std::move(reason));
-      }
-      return;
-    }
-    if (can_recover()) {
-      begin_recovery(std::move(reason));
-      return;
-    }
-    if (!has_session && !connect_answered && !session_ended_by_broker && !closing &&
-        options.retries != 0 && options.reconnect_timeout.count() > 0) {
-      // The first connection broke before the broker answered: connect() returns, and the
-      // calls made so far wait in the queue like those of a client that found no server.
-      connect_answered = true;
-      connected_promise.set_value(Status{ErrorCode::none, "recovering: " + reason});
-      begin_recovery(std::move(reason));
-      return;
-    }
-    stream_closed = true;
-    out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
-    if (close_reason.empty()) close_reason = std::move(reason);
-    end_session(close_reason);
-  }
-
-  void begin_recovery(std::string reason) {
-    recovering = true;
-    hold_out = false;
-    connected.store(false, std::memory_order_release);
-    server_index.store(-1, std::memory_order_relaxed);
-    set_state(ClientState::recovering, reason);
-    disconnected_at = std::chrono::steady_clock::now();
-    attempt = 0;
-    keepalive_sent = {};
-    assembly.clear();  // a frame cut in half by the drop is resent whole
-    ::shutdown(fd, SHUT_RDWR);  // ends the operations in flight on the old socket
-    if (shm) {
-      send_in_flight = false;  // what did not fit in the ring is resent from the log
-      shm_waiting_space = false;
-      if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
-    }
-    for (auto& [id, p] : pings)
-      p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
-    pings.clear();
-    if (disconnect_listener) disconnect_listener(reason);
-    // A hold belongs to a connection: the broker says so again on the next one if it lasts.
-    set_flow_held(false);
-    schedule_attempt(std::move(reason));
-  }
-
-  void set_flow_held(bool held) {
-    if (flow_held.exchange(held, std::memory_order_release) == held) return;
-    if (flow_listener) flow_listener(held);
-  }
-
-  // Asks the strategy what to do after a drop or a failed attempt.
-  void schedule_attempt(std::string reason) {
-    if (!recovering) return;
-    auto now = std::chrono::steady_clock::now();
-    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - disconnected_at);
-    if (options.retries >= 0 && attempt >= static_cast<std::uint64_t>(options.retries)) {
-      give_up("no connection after " + std::to_string(attempt) + " attempt(s) in " +
-              std::to_string(since.count()) + " ms (retries " + std::to_string(options.retries) +
-              "): " + reason);
-      return;
-    }
-    auto control = ClientReconnectAccess::make(++attempt, since, reason);
-    if (options.reconnect_strategy) {
-      options.reconnect_strategy(control);
-    } else {
-      // A broker that answered but no longer had the session is tried again at once.
-      const bool at_once = attempt == 1 || std::exchange(retry_at_once, false);
-      control.reconnect(at_once ? std::chrono::milliseconds{0} : options.reconnect_delay);
-    }
-    if (ClientReconnectAccess::aborted(control)) {
-      give_up("reconnection aborted after " + std::to_string(attempt) + " attempt(s): " + reason);
-      return;
-    }
-    next_attempt = now + ClientReconnectAccess::delay(control);
-  }
-
-  void give_up(std::string reason) {
-    recovering = false;
-    hold_out = false;
-    close_when_flushed = false;
-    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
-    stream_closed = true;
-    out.clear();
-    if (close_reason.empty()) close_reason = std::move(reason);
-    report_unsent(close_reason);
-    end_session(close_reason);
-  }
-
-  // Nothing is dropped silently: calls that never reached a broker are reported once.
-  void report_unsent(const std::string& reason) {
-    const std::uint64_t unsent =
-        sent_log.last() >= sent_log.first() ? sent_log.last() - sent_log.first() + 1 : 0;
-    give_back_held();
-    if (unsent > 0 && error_listener)
-      error_listener(error_status(ErrorCode::not_connected,
-                                  std::to_string(unsent) + " call(s) the broker never confirmed were "
-                                  "not sent (or may not have arrived): " + reason));
-  }
-
-  void step_recovery(std::chrono::steady_clock::time_point now) {
-    if (recv_armed || send_in_flight || hold_out || doorbell_armed) return;  // still winding down
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
-      shm.reset();
-      assembly.clear();  // the old socket's last, partial frame comes again whole
-    }
-    if (now < next_attempt) return;
-    // One attempt walks the servers in order; the first that takes the connection wins.
-    std::string failures;
-    int reached = -1;
-    bool refused = false;
-    for (std::size_t i = 0; i < servers.size() && reached < 0; ++i) {
-      std::string error;
-      if (open_server(servers[i], error, refused)) reached = static_cast<int>(i);
-      else failures += (failures.empty() ? "" : "; ") + error;
-    }
-    if (reached < 0 && refused && servers.size() == 1) {
-      give_up(failures);  // the only broker refuses us: waiting will not change its mind
-      return;
-    }
-    if (reached < 0) {
-      schedule_attempt(failures);
-      return;
-    }
-    server_index.store(reached, std::memory_order_relaxed);
-    if (has_session && !fresh_session && reached != session_server) {
-      // Sessions live in one broker: another server cannot resume ours.
-      fresh_session = true;
-      fresh_session_reason = "failed over from " +
-                             servers[static_cast<std::size_t>(session_server)].url + " to " +
-                             servers[static_cast<std::size_t>(reached)].url;
-    }
-    if (shm) {
-      shm_waiting_space = false;
-      arm_doorbell();
-    }
-    hold_out = true;
-    last_heard = std::chrono::steady_clock::now();
-    auto frame = connect_frame(has_session && !fresh_session);
-    sending.assign(frame.begin(), frame.end());
-    sending_offset = 0;
-    sending_last_seq = 0;
-    recv_armed = true;
-    io->recv_multishot(fd, token_base);
+  sending_offset += static_cast<std::size_t>(result);
+  if (sending_offset < sending.size()) {
     issue_send();
+  } else {
+    sending.clear();
+    sent_log.trim(sending_last_seq);
+    if (!finished.load(std::memory_order_relaxed)) start_send();
   }
+}
 
-  // Opens a connection to `server` into fd (and shm); false with why not, and `refused` set
-  // when the broker itself said no (retrying would not help).
-  bool open_server(const client_detail::ServerAddress& server, std::string& error, bool& refused) {
-    const int timeout = static_cast<int>(options.connect_timeout.count());
-    if (!server.tcp) {
-      shm = client_detail::ShmClientLink::open(server.shm_path, timeout, error, &refused);
-      if (!shm) return false;
-      fd = shm->release_socket();
-      return true;
+void Client::Impl::rebase_log(std::uint64_t last_received) {
+  sent_log.rebase(last_received);
+  for (auto& [id, seq] : answer_confirms) seq += last_received;
+}
+
+void Client::Impl::answered(std::uint32_t request_id) {
+  auto it = answer_confirms.find(request_id);
+  if (it == answer_confirms.end()) return;
+  if (it->second <= sent_log.last()) sent_log.confirm(it->second);
+  answer_confirms.erase(it);
+}
+
+// Opens the persistent queue and puts what an earlier run left unconfirmed at the head of
+// the log, so that it goes out first (calls made before connect() were not taken yet).
+Status Client::Impl::open_queue_file() {
+  client_detail::PersistentQueueOptions o;
+  o.fsync = options.queue_fsync == QueueFsync::never    ? client_detail::FsyncPolicy::never
+            : options.queue_fsync == QueueFsync::always ? client_detail::FsyncPolicy::always
+                                                        : client_detail::FsyncPolicy::batch;
+  std::string error;
+  queue_file = client_detail::PersistentQueue::open(options.queue_path, o, error);
+  if (!queue_file) return error_status(ErrorCode::internal, "persistent queue " + options.queue_path + ": " + error);
+  for (const auto& w : queue_file->warnings())
+    queue_file_warnings.push_back("persistent queue " + options.queue_path + ": " + w);
+  std::uint64_t kept = 0;
+  queue_file->for_each_pending([&](std::uint64_t record, std::span<const std::byte> frame) {
+    std::uint32_t request_id = 0;
+    if (replayable(frame, request_id)) {
+      sent_log.append(frame, record);
+      ++kept;
     }
-    int nfd = transport::connect_tcp(*server.tcp, timeout);
-    if (nfd < 0) {
-      error = "cannot connect to " + server.url + ": " + std::strerror(-nfd);
-      return false;
-    }
-    fd = nfd;
     return true;
+  });
+  queue_file_confirmed = queue_file->confirmed_id();
+  kept_from_earlier_run = kept;
+  // A named session this file recorded: the first Connect resumes it with its token, which
+  // is the proof a broker without a credentials file asks for.
+  if (options.session_number > 0 &&
+      queue_file->session_id() == (options.principal.empty() ? std::string("anonymous") : options.principal) +
+                                      "/" + std::to_string(options.session_number)) {
+    std::copy(queue_file->session_token().begin(), queue_file->session_token().end(), token.begin());
+    resume_with_recorded_token = true;
   }
+  return Status::ok();
+}
 
-  std::string reached_server() const {
-    const int i = server_index.load(std::memory_order_relaxed);
-    return i >= 0 ? servers[static_cast<std::size_t>(i)].url : std::string("?");
+// Whether a session frame is sent again in a new session (publishes, topic creations and
+// requests; subscriptions and handlers are registered from what the client holds), and
+// its request id.
+bool Client::Impl::replayable(std::span<const std::byte> frame, std::uint32_t& request_id) {
+  auto decoded = decoder.decode(frame);
+  if (auto* p = std::get_if<codec::PublishMsg>(&decoded.message)) request_id = p->request_id;
+  else if (auto* t = std::get_if<codec::CreateTopicMsg>(&decoded.message)) request_id = t->request_id;
+  else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) request_id = r->request_id;
+  else return false;
+  return true;
+}
+
+// Client thread: records what the broker confirmed in the file, and syncs it (batch) when
+// the thread has nothing else to do. Never waits for the lock (`wait` only at the end).
+void Client::Impl::tend_queue_file(bool idle, bool wait) {
+  if (!queue_file) return;
+  const std::uint64_t confirmed = sent_log.confirmed_record();
+  const bool confirm = confirmed > queue_file_confirmed;
+  if (!confirm && !(idle && queue_file->needs_sync())) return;
+  std::unique_lock lock(queue_file_mutex, std::defer_lock);
+  if (wait) lock.lock();
+  else if (!lock.try_lock()) return;
+  if (confirm) {
+    queue_file->confirm(confirmed);
+    queue_file_confirmed = confirmed;
   }
+  if (idle && queue_file->needs_sync()) queue_file->sync();
+}
 
-  // Connected after a drop, or after connect() found no server: send what the broker does
-  // not have, in order, then carry on.
-  void resumed(const codec::ConnectedMsg& m, bool first_session) {
-    recovering = false;
-    hold_out = false;
-    if (first_session) {
-      has_session = true;
-      rebase_log(m.last_received);  // a named session taken over continues its count
+void Client::Impl::set_state(ClientState to, const std::string& reason) {
+  const ClientState from = state.exchange(to, std::memory_order_acq_rel);
+  if (from != to && state_listener) state_listener(from, to, reason);
+}
+
+std::span<const std::byte> Client::Impl::connect_frame(bool resume) {
+  codec::ConnectMsg m;
+  m.client_name = options.client_name;
+  m.principal = options.principal;
+  m.credentials = std::as_bytes(std::span(options.credentials));
+  m.session_number = resume ? session_number : options.session_number;
+  if (resume) m.token = token;
+  if (!resume && std::exchange(resume_with_recorded_token, false)) {
+    // Resume the session an earlier run of this process recorded, or open it anew if the
+    // broker no longer has it.
+    m.token = token;
+    m.new_if_missing = true;
+  }
+  m.last_received = received_seq;
+  m.reconnect_timeout_ms = static_cast<std::uint32_t>(
+      std::clamp<std::int64_t>(options.reconnect_timeout.count(), 1, 0xffffffffLL));
+  return encoder.connect(m);
+}
+
+// Pings a quiet broker; a ping unanswered for a whole interval means the connection is dead.
+void Client::Impl::keep_alive(std::chrono::steady_clock::time_point now) {
+  if (!has_session || hold_out) return;
+  if (keepalive_sent != std::chrono::steady_clock::time_point{}) {
+    if (now - keepalive_sent >= options.ping_interval) {
+      lost("no answer to a ping within " + std::to_string(options.ping_interval.count()) + " ms");
+      ::shutdown(fd, SHUT_RDWR);
     }
-    std::uint64_t missing = 0;
-    auto resend = sent_log.frames_after(m.last_received, missing);
-    // Everything queued is in the log from the first frame the broker lacks on; connection
-    // frames (pings, pongs) of the old connection are stale.
-    out.assign(resend.begin(), resend.end());
-    sent_log.confirm(m.last_received);
-    if (m.resync) {
-      aliases.clear();
-    }
-    go_live(first_session ? "connected to " + reached_server() + " as " + session_id
-                          : "resumed " + session_id + " on " + reached_server());
-    if (missing > 0 && error_listener)
-      error_listener(error_status(ErrorCode::internal,
-                                  std::to_string(missing) +
-                                      " session frame(s) sent before the drop were lost: the "
-                                      "client's recovery buffer (recovery_bytes) was overrun"));
-    if (!first_session && reconnect_listener) reconnect_listener(m.resync);
-    start_send();
-    close_if_flushed();
+    return;
   }
+  if (now - last_heard >= options.ping_interval) {
+    keepalive_sent = now;
+    append(encoder.ping(0, now_ns()));
+  }
+}
 
-  // Opens the persistent queue and puts what an earlier run left unconfirmed at the head of
-  // the log, so that it goes out first (calls made before connect() were not taken yet).
-  Status open_queue_file() {
-    client_detail::PersistentQueueOptions o;
-    o.fsync = options.queue_fsync == QueueFsync::never    ? client_detail::FsyncPolicy::never
-              : options.queue_fsync == QueueFsync::always ? client_detail::FsyncPolicy::always
-                                                          : client_detail::FsyncPolicy::batch;
+bool Client::Impl::can_recover() const {
+  return has_session && !session_ended_by_broker && !closing && options.retries != 0 &&
+         options.reconnect_timeout.count() > 0 && !finished.load(std::memory_order_relaxed);
+}
+
+// The connection is gone (or the attempt to resume failed): recover the session or end it.
+void Client::Impl::lost(std::string reason) {
+  if (stream_closed) return;
+  if (recovering) {
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    // The attempt's doorbell will never ring: take its read back, or the next attempt
+    // would wait for it forever.
+    if (shm && doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
+    if (hold_out) {
+      hold_out = false;
+      schedule_attempt(std::move(reason));
+    }
+    return;
+  }
+  if (can_recover()) {
+    begin_recovery(std::move(reason));
+    return;
+  }
+  if (!has_session && !connect_answered && !session_ended_by_broker && !closing &&
+      options.retries != 0 && options.reconnect_timeout.count() > 0) {
+    // The first connection broke before the broker answered: connect() returns, and the
+    // calls made so far wait in the queue like those of a client that found no server.
+    connect_answered = true;
+    connected_promise.set_value(Status{ErrorCode::none, "recovering: " + reason});
+    begin_recovery(std::move(reason));
+    return;
+  }
+  stream_closed = true;
+  out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
+  if (close_reason.empty()) close_reason = std::move(reason);
+  end_session(close_reason);
+}
+
+void Client::Impl::begin_recovery(std::string reason) {
+  recovering = true;
+  hold_out = false;
+  connected.store(false, std::memory_order_release);
+  server_index.store(-1, std::memory_order_relaxed);
+  set_state(ClientState::recovering, reason);
+  disconnected_at = std::chrono::steady_clock::now();
+  attempt = 0;
+  keepalive_sent = {};
+  assembly.clear();  // a frame cut in half by the drop is resent whole
+  ::shutdown(fd, SHUT_RDWR);  // ends the operations in flight on the old socket
+  if (shm) {
+    send_in_flight = false;  // what did not fit in the ring is resent from the log
+    shm_waiting_space = false;
+    if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
+  }
+  for (auto& [id, p] : pings)
+    p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
+  pings.clear();
+  if (disconnect_listener) disconnect_listener(reason);
+  // A hold belongs to a connection: the broker says so again on the next one if it lasts.
+  set_flow_held(false);
+  schedule_attempt(std::move(reason));
+}
+
+// Asks the strategy what to do after a drop or a failed attempt.
+void Client::Impl::schedule_attempt(std::string reason) {
+  if (!recovering) return;
+  auto now = std::chrono::steady_clock::now();
+  auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - disconnected_at);
+  if (options.retries >= 0 && attempt >= static_cast<std::uint64_t>(options.retries)) {
+    give_up("no connection after " + std::to_string(attempt) + " attempt(s) in " +
+            std::to_string(since.count()) + " ms (retries " + std::to_string(options.retries) +
+            "): " + reason);
+    return;
+  }
+  auto control = ClientReconnectAccess::make(++attempt, since, reason);
+  if (options.reconnect_strategy) {
+    options.reconnect_strategy(control);
+  } else {
+    // A broker that answered but no longer had the session is tried again at once.
+    const bool at_once = attempt == 1 || std::exchange(retry_at_once, false);
+    control.reconnect(at_once ? std::chrono::milliseconds{0} : options.reconnect_delay);
+  }
+  if (ClientReconnectAccess::aborted(control)) {
+    give_up("reconnection aborted after " + std::to_string(attempt) + " attempt(s): " + reason);
+    return;
+  }
+  next_attempt = now + ClientReconnectAccess::delay(control);
+}
+
+void Client::Impl::give_up(std::string reason) {
+  recovering = false;
+  hold_out = false;
+  close_when_flushed = false;
+  if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  stream_closed = true;
+  out.clear();
+  if (close_reason.empty()) close_reason = std::move(reason);
+  report_unsent(close_reason);
+  end_session(close_reason);
+}
+
+// Nothing is dropped silently: calls that never reached a broker are reported once.
+void Client::Impl::report_unsent(const std::string& reason) {
+  const std::uint64_t unsent =
+      sent_log.last() >= sent_log.first() ? sent_log.last() - sent_log.first() + 1 : 0;
+  give_back_held();
+  if (unsent > 0 && error_listener)
+    error_listener(error_status(ErrorCode::not_connected,
+                                std::to_string(unsent) + " call(s) the broker never confirmed were "
+                                "not sent (or may not have arrived): " + reason));
+}
+
+void Client::Impl::step_recovery(std::chrono::steady_clock::time_point now) {
+  if (recv_armed || send_in_flight || hold_out || doorbell_armed) return;  // still winding down
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+    shm.reset();
+    assembly.clear();  // the old socket's last, partial frame comes again whole
+  }
+  if (now < next_attempt) return;
+  // One attempt walks the servers in order; the first that takes the connection wins.
+  std::string failures;
+  int reached = -1;
+  bool refused = false;
+  for (std::size_t i = 0; i < servers.size() && reached < 0; ++i) {
     std::string error;
-    queue_file = client_detail::PersistentQueue::open(options.queue_path, o, error);
-    if (!queue_file) return error_status(ErrorCode::internal, "persistent queue " + options.queue_path + ": " + error);
-    for (const auto& w : queue_file->warnings())
-      queue_file_warnings.push_back("persistent queue " + options.queue_path + ": " + w);
-    std::uint64_t kept = 0;
-    queue_file->for_each_pending([&](std::uint64_t record, std::span<const std::byte> frame) {
-      std::uint32_t request_id = 0;
-      if (replayable(frame, request_id)) {
-        sent_log.append(frame, record);
-        ++kept;
-      }
-      return true;
-    });
-    queue_file_confirmed = queue_file->confirmed_id();
-    kept_from_earlier_run = kept;
-    // A named session this file recorded: the first Connect resumes it with its token, which
-    // is the proof a broker without a credentials file asks for.
-    if (options.session_number > 0 &&
-        queue_file->session_id() == (options.principal.empty() ? std::string("anonymous") : options.principal) +
-                                        "/" + std::to_string(options.session_number)) {
-      std::copy(queue_file->session_token().begin(), queue_file->session_token().end(), token.begin());
-      resume_with_recorded_token = true;
-    }
-    return Status::ok();
+    if (open_server(servers[i], error, refused)) reached = static_cast<int>(i);
+    else failures += (failures.empty() ? "" : "; ") + error;
   }
+  if (reached < 0 && refused && servers.size() == 1) {
+    give_up(failures);  // the only broker refuses us: waiting will not change its mind
+    return;
+  }
+  if (reached < 0) {
+    schedule_attempt(failures);
+    return;
+  }
+  server_index.store(reached, std::memory_order_relaxed);
+  if (has_session && !fresh_session && reached != session_server) {
+    // Sessions live in one broker: another server cannot resume ours.
+    fresh_session = true;
+    fresh_session_reason = "failed over from " +
+                           servers[static_cast<std::size_t>(session_server)].url + " to " +
+                           servers[static_cast<std::size_t>(reached)].url;
+  }
+  if (shm) {
+    shm_waiting_space = false;
+    arm_doorbell();
+  }
+  hold_out = true;
+  last_heard = std::chrono::steady_clock::now();
+  auto frame = connect_frame(has_session && !fresh_session);
+  sending.assign(frame.begin(), frame.end());
+  sending_offset = 0;
+  sending_last_seq = 0;
+  recv_armed = true;
+  io->recv_multishot(fd, token_base);
+  issue_send();
+}
 
-  // Whether a session frame is sent again in a new session (publishes, topic creations and
-  // requests; subscriptions and handlers are registered from what the client holds), and
-  // its request id.
-  bool replayable(std::span<const std::byte> frame, std::uint32_t& request_id) {
-    auto decoded = decoder.decode(frame);
-    if (auto* p = std::get_if<codec::PublishMsg>(&decoded.message)) request_id = p->request_id;
-    else if (auto* t = std::get_if<codec::CreateTopicMsg>(&decoded.message)) request_id = t->request_id;
-    else if (auto* r = std::get_if<codec::RequestMsg>(&decoded.message)) request_id = r->request_id;
-    else return false;
+// Opens a connection to `server` into fd (and shm); false with why not, and `refused` set
+// when the broker itself said no (retrying would not help).
+bool Client::Impl::open_server(const client_detail::ServerAddress& server, std::string& error, bool& refused) {
+  const int timeout = static_cast<int>(options.connect_timeout.count());
+  if (!server.tcp) {
+    shm = client_detail::ShmClientLink::open(server.shm_path, timeout, error, &refused);
+    if (!shm) return false;
+    fd = shm->release_socket();
     return true;
   }
-
-  void go_live(const std::string& reason) {
-    connected.store(true, std::memory_order_release);
-    if (!connect_answered) {  // connect() held back by a first connection that broke
-      connect_answered = true;
-      connected_promise.set_value(Status::ok());
-    }
-    give_back_held();
-    set_state(ClientState::connected, reason);
-  }
-
-  void close_if_flushed() {
-    if (!close_when_flushed) return;
-    close_when_flushed = false;
-    Command c;
-    c.kind = Command::Kind::close;
-    handle(std::move(c));
-  }
-
-  // The broker opened a new session in place of ours: register the subscriptions and request
-  // handlers again from what this client holds, then send the calls the old session's broker
-  // never confirmed (publishes, topic creations, requests), in their order. Updates missed in
-  // between cannot be recovered: the values that follow come flagged resync.
-  void restart_session(const codec::ConnectedMsg& m, const std::string& old_id) {
-    recovering = false;
-    hold_out = false;
-    fresh_session = false;
-    SentLog fresh(options.recovery_bytes);
-    out.clear();
-    auto add = [&](std::span<const std::byte> frame, std::uint64_t record = 0) {
-      fresh.append(frame, record);
-      out.insert(out.end(), frame.begin(), frame.end());
-    };
-    std::vector<std::uint64_t> ids;
-    for (auto& [id, s] : subscriptions) ids.push_back(id);
-    std::sort(ids.begin(), ids.end());
-    for (std::uint64_t id : ids) {
-      LocalSubscription& s = subscriptions.at(id);
-      s.request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-      add(encoder.subscribe(s.request_id, s.selector.text()));
-    }
-    for (auto& [path, handler] : request_handlers)
-      add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
-                              handler_sticky[path]));
-    const std::uint64_t forgotten = sent_log.forgotten_unconfirmed();
-    std::unordered_set<std::uint32_t> resent_ids;
-    answer_confirms.clear();
-    sent_log.for_each([&](std::span<const std::byte> frame, std::uint64_t record) {
-      std::uint32_t request_id = 0;
-      if (!replayable(frame, request_id)) return;  // registered above, or a stale answer
-      add(frame, record);
-      if (request_id != 0) {
-        resent_ids.insert(request_id);
-        answer_confirms[request_id] = fresh.last();
-      }
-    });
-    // Calls the old broker had taken but not answered: the answer is lost with the session.
-    const std::string lost_answer = "session " + old_id + " was lost before the broker answered";
-    for (auto it = requests.begin(); it != requests.end();) {
-      if (resent_ids.count(it->first)) {
-        ++it;
-        continue;
-      }
-      it->second->set_value(error_status(ErrorCode::session_closed, lost_answer));
-      it = requests.erase(it);
-    }
-    for (auto it = pending_requests.begin(); it != pending_requests.end();) {
-      if (resent_ids.count(it->first)) {
-        ++it;
-        continue;
-      }
-      PendingRequest r = std::move(it->second);
-      it = pending_requests.erase(it);
-      complete(r, failed_response(ErrorCode::session_closed, lost_answer));
-    }
-    sent_log = std::move(fresh);
-    rebase_log(m.last_received);
-    aliases.clear();
-    for (auto& [path, v] : values) {
-      v.held = false;
-      v.awaiting_full = true;  // the next value comes whole, flagged resync
-    }
-    go_live("new session " + session_id + " on " + reached_server() + " (" + fresh_session_reason + ")");
-    if (forgotten > 0 && error_listener)
-      error_listener(error_status(ErrorCode::internal,
-                                  std::to_string(forgotten) +
-                                      " call(s) sent before session " + old_id + " was lost may "
-                                      "not have arrived: the client's recovery buffer "
-                                      "(recovery_bytes) no longer held them"));
-    if (reconnect_listener) reconnect_listener(true);
-    start_send();
-    close_if_flushed();
-  }
-
-  void end_session(const std::string& reason) {
-    bool was_connected = connected.exchange(false);
-    server_index.store(-1, std::memory_order_relaxed);
-    give_back_held();
-    const ClientState from = state.exchange(ClientState::closed);
-    bool was_open = from != ClientState::closed;
-    if (was_open && state_listener) state_listener(from, ClientState::closed, reason);
-    if (!connect_answered) {
-      connect_answered = true;
-      connected_promise.set_value(error_status(close_code, reason));
-    }
-    for (auto& [id, p] : requests) p->set_value(error_status(ErrorCode::not_connected, reason));
-    for (auto& [id, r] : pending_requests)
-      complete(r, failed_response(ErrorCode::not_connected, "session closed: " + reason));
-    pending_requests.clear();
-    requests.clear();
-    for (auto& [id, p] : pings)
-      p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
-    pings.clear();
-    if ((was_connected || (was_open && has_session)) && close_listener) close_listener(reason);
-  }
-
-  void on_bytes(std::span<const std::byte> data) {
-    dispatching = true;
-    dispatch_bytes(data);
-    dispatching = false;
-    for (auto& command : deferred) handle(std::move(*command));
-    deferred.clear();
-  }
-
-  void dispatch_bytes(std::span<const std::byte> data) {
-    if (!assembly.empty()) {
-      // Complete the frame cut by the previous buffer's end, copying only its own bytes;
-      // the frames after it are read where they lie.
-      std::size_t want = codec::frame_header_bytes;
-      if (assembly.size() >= codec::frame_header_bytes) {
-        auto split = codec::split_frame(assembly, 0xffffffffu);
-        want = split.status == codec::SplitStatus::need_more ? split.size : assembly.size();
-      }
-      std::size_t take = std::min(want - std::min(want, assembly.size()), data.size());
-      assembly.insert(assembly.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
-      data = data.subspan(take);
-      if (assembly.size() < want) return;
-      if (want == codec::frame_header_bytes && assembly.size() == want) {
-        dispatch_bytes(data);  // now the header is whole: learn the frame's size
-        return;
-      }
-      std::size_t used = dispatch_frames(assembly);
-      assembly.erase(assembly.begin(), assembly.begin() + static_cast<std::ptrdiff_t>(used));
-      if (!assembly.empty() || stream_closed) {
-        assembly.insert(assembly.end(), data.begin(), data.end());
-        return;
-      }
-    }
-    std::size_t used = dispatch_frames(data);
-    assembly.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
-  }
-
-  std::size_t dispatch_frames(std::span<const std::byte> bytes) {
-    std::size_t used = 0;
-    while (!stream_closed) {
-      // The broker's frames are bounded by what it accepts plus the update head.
-      auto split = codec::split_frame(bytes.subspan(used), 0xffffffffu);
-      if (split.status == codec::SplitStatus::need_more) break;
-      if (split.status != codec::SplitStatus::frame) {
-        protocol_failure("malformed frame from the broker");
-        break;
-      }
-      handle_frame(bytes.subspan(used, split.size));
-      used += split.size;
-    }
-    return used;
-  }
-
-  void protocol_failure(std::string reason) {
-    session_ended_by_broker = true;  // a stream we cannot follow cannot be resumed either
-    lost(std::move(reason));
-    ::shutdown(fd, SHUT_RDWR);
-  }
-
-  void handle_frame(std::span<const std::byte> frame) {
-    auto decoded = decoder.decode(frame);
-    if (!decoded.ok()) {
-      protocol_failure("undecodable frame from the broker: " +
-                       std::string(codec::to_string(decoded.error)));
-      return;
-    }
-    current_flags = codec::frame_flags(frame.data());
-    if (current_flags & codec::frame_flag_sequenced) ++received_seq;
-    std::visit(overloaded{
-                   [&](const codec::UpdateMsg& m) { on_update(m); },
-                   [&](const codec::SharedUpdateMsg& m) {
-                     // Read in place from the broadcast segment, which the broker keeps intact
-                     // until we have consumed this frame from our ring.
-                     auto value = shared_value(m);
-                     if (!value) {
-                       protocol_failure("a shared update points outside its broadcast segment, "
-                                        "or to a body already reclaimed");
-                       return;
-                     }
-                     codec::UpdateMsg update = m.update;
-                     update.value = *value;
-                     on_update(update);
-                   },
-                   [&](const codec::TopicAddMsg& m) { on_topic_add(m); },
-                   [&](const codec::ConnectedMsg& m) { on_connected(m); },
-                   [&](const codec::ResyncMsg&) {
-                     // The broker dropped this session's backlog: aliases start afresh and
-                     // every topic's current value follows, flagged Update::resync.
-                     aliases.clear();
-                   },
-                   [&](const codec::SubscribedMsg& m) { on_subscribed(m); },
-                   [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
-                   [&](const codec::ReceivedMsg& m) {
-                     // The broker has these frames: a resumption will never ask for them.
-                     if (m.last_received <= sent_log.last()) sent_log.confirm(m.last_received);
-                   },
-                   [&](const codec::RequestResultMsg& m) { on_request_result(m); },
-                   [&](const codec::FlowControlMsg& m) { set_flow_held(m.held); },
-                   [&](const codec::HandleRequestMsg& m) { on_handle_request(m); },
-                   [&](const codec::ErrorMsg& m) { on_error_frame(m); },
-                   [&](const codec::PongMsg& m) {
-                     if (m.id == 0) return;  // a keepalive: receiving it was the point
-                     auto it = pings.find(m.id);
-                     if (it == pings.end()) return;
-                     it->second->set_value(std::chrono::nanoseconds(now_ns() - m.sent_ns));
-                     pings.erase(it);
-                   },
-                   [&](const codec::CloseMsg& m) { lost("closed by the broker: " + std::string(m.reason)); },
-                   [&](const codec::PingMsg& m) {
-                     append(encoder.pong(m.id, m.sent_ns));
-                     start_send();
-                   },
-                   [&](const auto&) {},
-               },
-               decoded.message);
-  }
-
-  void on_connected(const codec::ConnectedMsg& m) {
-    const std::string previous_id = session_id;
-    session_id = m.session_id;
-    session_server = server_index.load(std::memory_order_relaxed);
-    max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
-    if (m.max_frame_bytes != 0) broker_max_frame_bytes.store(m.max_frame_bytes, std::memory_order_relaxed);
-    if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
-    if (auto slash = session_id.rfind('/'); slash != std::string::npos)
-      session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
-    if (queue_file && session_number > 0) {
-      std::lock_guard lock(queue_file_mutex);
-      if (!queue_file->remember_session(session_id, token) && error_listener)
-        error_listener(error_status(ErrorCode::internal, "persistent queue " + options.queue_path +
-                                                             ": cannot record the session's token: " +
-                                                             queue_file->error()));
-    }
-    received_seq = m.next_sequence - 1;
-    if (recovering) {
-      if (has_session && (fresh_session || !m.resumed)) restart_session(m, previous_id);
-      else resumed(m, !has_session);
-      return;
-    }
-    has_session = true;
-    // A named session taken over from an earlier process goes on counting from its frames.
-    rebase_log(m.last_received);
-    // The calls made before this answer went out behind Connect: their room is free again.
-    go_live("connected to " + reached_server() + " as " + session_id);
-  }
-
-  void on_update(const codec::UpdateMsg& m) {
-    if (m.alias >= aliases.size() || !aliases[m.alias].known) {
-      protocol_failure("update for unknown topic alias " + std::to_string(m.alias));
-      return;
-    }
-    if (m.session_seq != received_seq) {
-      protocol_failure("update with session sequence " + std::to_string(m.session_seq) +
-                       ", expected " + std::to_string(received_seq));
-      return;
-    }
-    Alias& a = aliases[m.alias];
-    TopicValue& v = *a.value;
-    bool resync = (current_flags & codec::frame_flag_resync) != 0;
-    if (m.encoding == codec::UpdateEncoding::delta) {
-      if (!apply_delta(m.alias, v, m)) return;
-    } else {
-      v.next.assign(m.value.begin(), m.value.end());
-      // The first whole value after a failed delta closes the gap the failure opened.
-      resync |= std::exchange(v.awaiting_full, false);
-    }
-    Update u{a.path, a.type, m.topic_seq, m.session_seq, v.next,
-             v.held ? std::span<const std::byte>(v.current) : std::span<const std::byte>{},
-             resync, m.encoding, m.value.size()};
-    v.current.swap(v.next);
-    v.topic_seq = m.topic_seq;
-    v.held = true;
-    // By index: a handler may subscribe, which can grow the list.
-    for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
-      if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
-  }
-
-  // Builds the new value from the held one into v.next. A delta that does not apply is never
-  // handed on: the client asks the broker for the whole value and drops the topic's deltas
-  // until it arrives.
-  bool apply_delta(std::uint32_t alias, TopicValue& v, const codec::UpdateMsg& m) {
-    if (v.awaiting_full) return false;
-    codec::DeltaError error = codec::DeltaError::none;
-    if (v.held && v.topic_seq + 1 == m.topic_seq) {
-      error = codec::apply_delta(v.current, m.value, v.next, max_value_bytes);
-      if (error == codec::DeltaError::none) return true;
-    }
-    v.held = false;
-    v.awaiting_full = true;
-    append_session(encoder.refresh(alias));
-    // A delta without the value it applies to is a race with an unsubscribe, not damage.
-    if (error != codec::DeltaError::none && error_listener)
-      error_listener(error_status(
-          ErrorCode::delta_rejected,
-          "topic '" + aliases[alias].path + "' update " + std::to_string(m.topic_seq) +
-              ": delta refused (" + std::string(codec::to_string(error)) +
-              "); asked the broker for the whole value"));
+  int nfd = transport::connect_tcp(*server.tcp, timeout);
+  if (nfd < 0) {
+    error = "cannot connect to " + server.url + ": " + std::strerror(-nfd);
     return false;
   }
+  fd = nfd;
+  return true;
+}
 
-  void on_error_frame(const codec::ErrorMsg& m) {
-    Status status = error_status(m.code, std::string(m.message));
-    if (m.request_id != 0) {
-      answered(m.request_id);
-      for (auto it = subscriptions.begin(); it != subscriptions.end(); ++it) {
-        if (it->second.request_id != m.request_id) continue;
-        auto handler = std::move(it->second.on_subscribed);
-        for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
-        subscriptions.erase(it);
-        if (handler) handler(status);
-        else if (error_listener) error_listener(status);
-        return;
-      }
-      if (answer(m.request_id, status)) return;
+std::string Client::Impl::reached_server() const {
+  const int i = server_index.load(std::memory_order_relaxed);
+  return i >= 0 ? servers[static_cast<std::size_t>(i)].url : std::string("?");
+}
+
+void Client::Impl::on_connected(const codec::ConnectedMsg& m) {
+  const std::string previous_id = session_id;
+  session_id = m.session_id;
+  session_server = server_index.load(std::memory_order_relaxed);
+  max_value_bytes = std::max<std::size_t>(m.max_frame_bytes, codec::default_max_frame_bytes);
+  if (m.max_frame_bytes != 0) broker_max_frame_bytes.store(m.max_frame_bytes, std::memory_order_relaxed);
+  if (m.token.size() == token.size()) std::memcpy(token.data(), m.token.data(), token.size());
+  if (auto slash = session_id.rfind('/'); slash != std::string::npos)
+    session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
+  if (queue_file && session_number > 0) {
+    std::lock_guard lock(queue_file_mutex);
+    if (!queue_file->remember_session(session_id, token) && error_listener)
+      error_listener(error_status(ErrorCode::internal, "persistent queue " + options.queue_path +
+                                                           ": cannot record the session's token: " +
+                                                           queue_file->error()));
+  }
+  received_seq = m.next_sequence - 1;
+  if (recovering) {
+    if (has_session && (fresh_session || !m.resumed)) restart_session(m, previous_id);
+    else resumed(m, !has_session);
+    return;
+  }
+  has_session = true;
+  // A named session taken over from an earlier process goes on counting from its frames.
+  rebase_log(m.last_received);
+  // The calls made before this answer went out behind Connect: their room is free again.
+  go_live("connected to " + reached_server() + " as " + session_id);
+}
+
+// Connected after a drop, or after connect() found no server: send what the broker does
+// not have, in order, then carry on.
+void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
+  recovering = false;
+  hold_out = false;
+  if (first_session) {
+    has_session = true;
+    rebase_log(m.last_received);  // a named session taken over continues its count
+  }
+  std::uint64_t missing = 0;
+  auto resend = sent_log.frames_after(m.last_received, missing);
+  // Everything queued is in the log from the first frame the broker lacks on; connection
+  // frames (pings, pongs) of the old connection are stale.
+  out.assign(resend.begin(), resend.end());
+  sent_log.confirm(m.last_received);
+  if (m.resync) {
+    aliases.clear();
+  }
+  go_live(first_session ? "connected to " + reached_server() + " as " + session_id
+                        : "resumed " + session_id + " on " + reached_server());
+  if (missing > 0 && error_listener)
+    error_listener(error_status(ErrorCode::internal,
+                                std::to_string(missing) +
+                                    " session frame(s) sent before the drop were lost: the "
+                                    "client's recovery buffer (recovery_bytes) was overrun"));
+  if (!first_session && reconnect_listener) reconnect_listener(m.resync);
+  start_send();
+  close_if_flushed();
+}
+
+void Client::Impl::go_live(const std::string& reason) {
+  connected.store(true, std::memory_order_release);
+  if (!connect_answered) {  // connect() held back by a first connection that broke
+    connect_answered = true;
+    connected_promise.set_value(Status::ok());
+  }
+  give_back_held();
+  set_state(ClientState::connected, reason);
+}
+
+void Client::Impl::close_if_flushed() {
+  if (!close_when_flushed) return;
+  close_when_flushed = false;
+  Command c;
+  c.kind = Command::Kind::close;
+  handle(std::move(c));
+}
+
+// The broker opened a new session in place of ours: register the subscriptions and request
+// handlers again from what this client holds, then send the calls the old session's broker
+// never confirmed (publishes, topic creations, requests), in their order. Updates missed in
+// between cannot be recovered: the values that follow come flagged resync.
+void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::string& old_id) {
+  recovering = false;
+  hold_out = false;
+  fresh_session = false;
+  SentLog fresh(options.recovery_bytes);
+  out.clear();
+  auto add = [&](std::span<const std::byte> frame, std::uint64_t record = 0) {
+    fresh.append(frame, record);
+    out.insert(out.end(), frame.begin(), frame.end());
+  };
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, s] : subscriptions) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (std::uint64_t id : ids) {
+    LocalSubscription& s = subscriptions.at(id);
+    s.request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    add(encoder.subscribe(s.request_id, s.selector.text()));
+  }
+  for (auto& [path, handler] : request_handlers)
+    add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
+                            handler_sticky[path]));
+  const std::uint64_t forgotten = sent_log.forgotten_unconfirmed();
+  std::unordered_set<std::uint32_t> resent_ids;
+  answer_confirms.clear();
+  sent_log.for_each([&](std::span<const std::byte> frame, std::uint64_t record) {
+    std::uint32_t request_id = 0;
+    if (!replayable(frame, request_id)) return;  // registered above, or a stale answer
+    add(frame, record);
+    if (request_id != 0) {
+      resent_ids.insert(request_id);
+      answer_confirms[request_id] = fresh.last();
     }
-    if (m.request_id == 0) {
-      // The broker restarted or the timeout passed: our session is gone (a restarted broker
-      // may have given its number to another session, hence the wrong token). Carry on in a
-      // new session (restart_session), at once; if that is refused too, give up below.
-      const bool gone = m.code == ErrorCode::session_not_found ||
-                        (m.code == ErrorCode::authentication_failed && has_session && !fresh_session);
-      if (recovering && gone && options.retries != 0) {
-        fresh_session = true;
-        retry_at_once = true;
-        fresh_session_reason = status.message;
-        return;
-      }
-      // The broker ends the session after an error that answers no request.
-      session_ended_by_broker = true;
-      if (recovering) {
-        give_up("session lost: " + status.message);
-        if (error_listener) error_listener(status);
-        return;
-      }
-      if (close_reason.empty()) {
-        close_reason = "broker error: " + status.message;
-        close_code = status.code;
-      }
+  });
+  // Calls the old broker had taken but not answered: the answer is lost with the session.
+  const std::string lost_answer = "session " + old_id + " was lost before the broker answered";
+  for (auto it = requests.begin(); it != requests.end();) {
+    if (resent_ids.count(it->first)) {
+      ++it;
+      continue;
     }
-    if (error_listener) error_listener(status);
+    it->second->set_value(error_status(ErrorCode::session_closed, lost_answer));
+    it = requests.erase(it);
   }
-
-  bool answer(std::uint32_t request_id, Status status) {
-    answered(request_id);
-    auto it = requests.find(request_id);
-    if (it == requests.end()) return false;
-    it->second->set_value(std::move(status));
-    requests.erase(it);
-    return true;
-  }
-
-  void rematch(Alias& a) {
-    a.subscriptions.clear();
-    for (auto& [id, s] : subscriptions)
-      if (s.selector.matches(a.path)) a.subscriptions.push_back(&s);
-  }
-
-  void on_topic_add(const codec::TopicAddMsg& m) {
-    if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
-    Alias& a = aliases[m.alias];
-    a.path = m.path;
-    a.type = m.type;
-    a.known = true;
-    a.value = &values[a.path];
-    rematch(a);
-  }
-
-  void on_subscribed(const codec::SubscribedMsg& m) {
-    answered(m.request_id);
-    for (auto& [id, s] : subscriptions)
-      if (s.request_id == m.request_id) {
-        if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
-        break;
-      }
-  }
-
-  void add_subscription(Command& c) {
-    auto selector = runtime::Selector::parse(c.text);
-    std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-    if (!selector) {
-      if (c.status_handler)
-        c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
-      return;
+  for (auto it = pending_requests.begin(); it != pending_requests.end();) {
+    if (resent_ids.count(it->first)) {
+      ++it;
+      continue;
     }
-    auto& added = subscriptions
-                      .emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
-                                                       std::move(c.status_handler), request_id})
-                      .first->second;
-    for (auto& a : aliases)
-      if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
-    append_session(encoder.subscribe(request_id, c.text));
-    confirm_on_answer(request_id);
-  }
-
-  void remove_subscription(std::uint64_t subscription_id) {
-    auto it = subscriptions.find(subscription_id);
-    if (it == subscriptions.end()) return;
-    std::string text = it->second.selector.text();
-    for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
-    subscriptions.erase(it);
-    // The broker keys subscriptions by selector: only the last local one unsubscribes.
-    bool still_used = false;
-    for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
-    if (!still_used)
-      append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
-  }
-
-  void handle(Command&& c) {
-    using K = Command::Kind;
-    if (c.refused) {  // refused before it could be sent: only the answer travels
-      // Room taken before the refusal (the persistent queue's file said no) goes back.
-      if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
-      fail_command(c, *c.refused);
-      return;
-    }
-    if (c.kind == K::close && (closing || close_when_flushed)) return;
-    if (c.kind == K::close && stream_closed) {
-      closing = true;
-      return;
-    }
-    if (c.kind == K::close && recovering) {
-      if (options.retries != 0 && (held_entries > 0 || sent_log.last() >= sent_log.first())) {
-        // Close goes last: after the queued calls, once a broker takes them (or close_timeout).
-        close_when_flushed = true;
-        close_when_flushed_hint.store(true, std::memory_order_relaxed);
-        close_deadline = std::chrono::steady_clock::now() + options.close_timeout;
-        return;
-      }
-      closing = true;
-      give_up("closed by the client");
-      return;
-    }
-    if (stream_closed || closing || close_when_flushed) {
-      if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
-      fail_command(c);
-      return;
-    }
-    if (c.queued) take_reservation(c.queued_bytes);
-    switch (c.kind) {
-      case K::frame: append_session(c.frame, c.record); break;
-      case K::acked_frame:
-        requests.emplace(c.request_id, std::move(c.status_promise));
-        append_session(c.frame, c.record);
-        confirm_on_answer(c.request_id);
-        break;
-      case K::subscribe: add_subscription(c); break;
-      case K::unsubscribe: remove_subscription(c.id); break;
-      case K::add_handler:
-        request_handlers[c.text] = std::move(c.request_handler);
-        handler_sticky[c.text] = c.sticky;
-        requests.emplace(c.request_id, std::move(c.status_promise));
-        append_session(c.frame);
-        confirm_on_answer(c.request_id);
-        break;
-      case K::remove_handler:
-        request_handlers.erase(c.text);
-        handler_sticky.erase(c.text);
-        requests.emplace(c.request_id, std::move(c.status_promise));
-        append_session(c.frame);
-        confirm_on_answer(c.request_id);
-        break;
-      case K::request: {
-        PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), c.deadline};
-        if (c.frame.empty()) {  // refused before sending: the answer is the reason, in `text`
-          complete(r, failed_response(ErrorCode::frame_too_large, std::move(c.text)));
-          break;
-        }
-        pending_requests.emplace(c.request_id, std::move(r));
-        append_session(c.frame);
-        confirm_on_answer(c.request_id);
-        break;
-      }
-      case K::ping: {
-        std::uint64_t id = next_ping_id++;
-        pings.emplace(id, std::move(c.ping_promise));
-        append(encoder.ping(id, now_ns()));
-        break;
-      }
-      case K::error_listener: error_listener = std::move(c.error_listener); break;
-      case K::close_listener: close_listener = std::move(c.close_listener); break;
-      case K::disconnect_listener: disconnect_listener = std::move(c.close_listener); break;
-      case K::reconnect_listener: reconnect_listener = std::move(c.reconnect_listener); break;
-      case K::flow_listener: flow_listener = std::move(c.flow_listener); break;
-      case K::state_listener: state_listener = std::move(c.state_listener); break;
-      case K::close:
-        append(encoder.close("client closed the session"));
-        closing = true;
-        if (close_reason.empty()) close_reason = "closed by the client";
-        close_deadline = std::chrono::steady_clock::now() + close_linger;
-        break;
-    }
-  }
-
-  // ---- requests ------------------------------------------------------------------------
-  static void complete(PendingRequest& r, Response response) {
-    if (r.callback) r.callback(std::move(response));
-    else if (r.promise) r.promise->set_value(std::move(response));
-  }
-
-  void on_request_result(const codec::RequestResultMsg& m) {
-    answered(m.request_id);
-    auto it = pending_requests.find(m.request_id);
-    if (it == pending_requests.end()) return;  // timed out here already
     PendingRequest r = std::move(it->second);
-    pending_requests.erase(it);
-    Response response;
-    response.status = Status{m.code, m.code == ErrorCode::none ? std::string{} : std::string(m.message)};
-    response.type = m.type;
-    response.payload.assign(m.payload.begin(), m.payload.end());
-    complete(r, std::move(response));
+    it = pending_requests.erase(it);
+    complete(r, failed_response(ErrorCode::session_closed, lost_answer));
   }
+  sent_log = std::move(fresh);
+  rebase_log(m.last_received);
+  aliases.clear();
+  for (auto& [path, v] : values) {
+    v.held = false;
+    v.awaiting_full = true;  // the next value comes whole, flagged resync
+  }
+  go_live("new session " + session_id + " on " + reached_server() + " (" + fresh_session_reason + ")");
+  if (forgotten > 0 && error_listener)
+    error_listener(error_status(ErrorCode::internal,
+                                std::to_string(forgotten) +
+                                    " call(s) sent before session " + old_id + " was lost may "
+                                    "not have arrived: the client's recovery buffer "
+                                    "(recovery_bytes) no longer held them"));
+  if (reconnect_listener) reconnect_listener(true);
+  start_send();
+  close_if_flushed();
+}
 
-  void expire_requests(std::chrono::steady_clock::time_point now) {
-    for (auto it = pending_requests.begin(); it != pending_requests.end();) {
-      if (now < it->second.deadline) {
-        ++it;
-        continue;
+void Client::Impl::end_session(const std::string& reason) {
+  bool was_connected = connected.exchange(false);
+  server_index.store(-1, std::memory_order_relaxed);
+  give_back_held();
+  const ClientState from = state.exchange(ClientState::closed);
+  bool was_open = from != ClientState::closed;
+  if (was_open && state_listener) state_listener(from, ClientState::closed, reason);
+  if (!connect_answered) {
+    connect_answered = true;
+    connected_promise.set_value(error_status(close_code, reason));
+  }
+  for (auto& [id, p] : requests) p->set_value(error_status(ErrorCode::not_connected, reason));
+  for (auto& [id, r] : pending_requests)
+    complete(r, failed_response(ErrorCode::not_connected, "session closed: " + reason));
+  pending_requests.clear();
+  requests.clear();
+  for (auto& [id, p] : pings)
+    p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
+  pings.clear();
+  if ((was_connected || (was_open && has_session)) && close_listener) close_listener(reason);
+}
+
+Client::Impl::~Impl() {
+  if (fd >= 0) ::close(fd);
+}
+
+// Caller side (connect): hands the session to its loop, whose thread runs it from now on.
+void Client::Impl::join_loop() {
+  if (!loop) {
+    loop = std::make_shared<client_detail::ClientLoop>(false, 64);
+    own_loop = true;
+  }
+  sleeping = &loop->sleeping();
+  joined = true;
+  loop->add(shared_from_this());
+}
+
+void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
+  io = &r;
+  token_base = base;
+  client_thread_id.store(std::this_thread::get_id(), std::memory_order_release);
+  reactor.store(&r, std::memory_order_release);
+  last_heard = std::chrono::steady_clock::now();
+  if (start_recovering) {
+    // No server answered connect(): poll them while the calls queue up. The listeners
+    // registered before connect() are in the outbox: take them before the first change.
+    recovering = true;
+    disconnected_at = last_heard;
+    drain_outbox(max_records_per_turn);
+    set_state(ClientState::recovering, start_reason);
+    schedule_attempt(start_reason);
+  } else {
+    recv_armed = true;
+    io->recv_multishot(fd, token_base);
+    if (shm) arm_doorbell();
+    append(connect_frame(false));
+    // What a persistent queue kept from an earlier run goes first, right behind Connect.
+    std::uint64_t none = 0;
+    auto kept = sent_log.frames_after(0, none);
+    out.insert(out.end(), kept.begin(), kept.end());
+    start_send();
+  }
+}
+
+// Runs until close() is asked for and the broker has closed its side (or the linger
+// passed); after the session is lost it keeps failing commands until then.
+int Client::Impl::turn() {
+  drained_this_turn = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (tearing_down) return 10;
+  if (closing && (stream_closed || now > close_deadline)) {
+    tear_down();
+    return 0;
+  }
+  if (close_when_flushed && recovering && now > close_deadline) {
+    closing = true;
+    give_up("closed by the client: no broker took the queued calls within close_timeout");
+  }
+  if (recovering) step_recovery(now);
+  else if (!stream_closed) keep_alive(now);
+  if (!pending_requests.empty()) expire_requests(now);
+  std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
+  if (!send_in_flight && !out.empty()) start_send();
+  // After the calls: a subscription made before connect() is in place before the frames
+  // it matches are read (over TCP they arrive as completions, after this point too).
+  if (shm && (!recovering || hold_out)) {
+    pump_shm();
+    if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
+  }
+  if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
+      !shut_down_write) {
+    // Over shared memory the socket is the liveness signal: the broker takes its EOF for
+    // a client that is gone, so the Close in the ring says it all.
+    if (!shm) ::shutdown(fd, SHUT_WR);
+    shut_down_write = true;
+  }
+  tend_queue_file(n == 0);
+  if (!queue_file_warnings.empty() && error_listener) {
+    for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+    queue_file_warnings.clear();
+  }
+  drained_this_turn = n;
+  if (n > 0 || options.spin) return 0;
+  return next_wake_ms(now);
+}
+
+int Client::Impl::next_wake_ms(std::chrono::steady_clock::time_point now) const {
+  using std::chrono::milliseconds;
+  auto wait = milliseconds(idle_wait_ms);
+  if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
+  else wait = std::min(wait, options.ping_interval / 4);
+  if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
+  if (queue_file && queue_file->needs_sync()) wait = std::min(wait, milliseconds(10));
+  return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
+}
+
+bool Client::Impl::wants_turn() {
+  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
+         send_state_owner.load(std::memory_order_relaxed) == send_state_left;
+}
+
+bool Client::Impl::has_input() {
+  if (tearing_down) return false;
+  if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
+  return shm && (!recovering || hold_out) && !shm_quiet();
+}
+
+void Client::Impl::lend() {
+  if (!tearing_down) lend_send_state(drained_this_turn > 0);
+}
+
+void Client::Impl::take_back() {
+  if (!tearing_down) take_back_send_state();
+}
+
+void Client::Impl::after_sleep() {
+  if (shm && !tearing_down) shm->from_broker.awake();
+}
+
+bool Client::Impl::spins() const { return options.spin && !tearing_down; }
+
+void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
+  switch (c.op) {
+    case transport::Op::recv:
+      if (c.result > 0) {
+        last_heard = std::chrono::steady_clock::now();
+        keepalive_sent = {};
+        on_bytes(c.data);
       }
-      PendingRequest r = std::move(it->second);
-      answer_confirms.erase(it->first);
-      it = pending_requests.erase(it);
-      complete(r, failed_response(ErrorCode::request_timeout, "timeout: no answer in time"));
+      if (!c.more) {
+        recv_armed = false;
+        if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed) &&
+            (!recovering || hold_out)) {
+          recv_armed = true;
+          io->recv_multishot(fd, token_base);
+        } else {
+          // The broker's last frames (the reason it closed) are in the ring, not the socket.
+          if (shm && (!recovering || hold_out)) pump_shm();
+          lost(c.result == 0 ? "connection closed by the broker"
+                             : std::string("connection lost: ") + std::strerror(-c.result));
+        }
+      }
+      break;
+    case transport::Op::send:
+      sent(c.result);
+      break;
+    case transport::Op::read:  // a shm doorbell: the loop reads the ring every turn
+      doorbell_armed = false;
+      if (shm && !finished.load(std::memory_order_relaxed) && (!recovering || hold_out) &&
+          (c.result >= 0 || c.result == -EINTR))
+        arm_doorbell();
+      break;
+    default:
+      break;
+  }
+}
+
+// The session is over: fail what is left, and stop the operations in flight; the loop
+// lets us go once they have come back (done()).
+void Client::Impl::tear_down() {
+  recovering = false;
+  end_session(close_reason.empty() ? "closed by the client" : close_reason);
+  finished.store(true, std::memory_order_release);
+  tend_queue_file(true, true);
+  stream_closed = true;
+  drain_outbox(SIZE_MAX);  // fails what was submitted after the close
+  // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
+  reactor.store(nullptr, std::memory_order_seq_cst);
+  if (shm) {
+    send_in_flight = false;  // ring writes are never in flight
+    if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
+  }
+  if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) ::shutdown(fd, SHUT_RDWR);
+  teardown_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  tearing_down = true;
+}
+
+bool Client::Impl::done() {
+  if (!tearing_down) return false;
+  const bool in_flight = fd >= 0 && (recv_armed || send_in_flight || doorbell_armed);
+  if (in_flight && std::chrono::steady_clock::now() < teardown_deadline) return false;
+  // A caller that took the reactor before it was cleared is still ringing its eventfd.
+  return wakers.load(std::memory_order_seq_cst) == 0;
+}
+
+void Client::Impl::left() {
+  drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
+  left_promise.set_value();
+}
+
+void Client::Impl::handle(Command&& c) {
+  using K = Command::Kind;
+  if (c.refused) {  // refused before it could be sent: only the answer travels
+    // Room taken before the refusal (the persistent queue's file said no) goes back.
+    if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
+    fail_command(c, *c.refused);
+    return;
+  }
+  if (c.kind == K::close && (closing || close_when_flushed)) return;
+  if (c.kind == K::close && stream_closed) {
+    closing = true;
+    return;
+  }
+  if (c.kind == K::close && recovering) {
+    if (options.retries != 0 && (held_entries > 0 || sent_log.last() >= sent_log.first())) {
+      // Close goes last: after the queued calls, once a broker takes them (or close_timeout).
+      close_when_flushed = true;
+      close_when_flushed_hint.store(true, std::memory_order_relaxed);
+      close_deadline = std::chrono::steady_clock::now() + options.close_timeout;
+      return;
+    }
+    closing = true;
+    give_up("closed by the client");
+    return;
+  }
+  if (stream_closed || closing || close_when_flushed) {
+    if (c.queued) give_back_reservation(1, static_cast<std::int64_t>(c.queued_bytes));
+    fail_command(c);
+    return;
+  }
+  if (c.queued) take_reservation(c.queued_bytes);
+  switch (c.kind) {
+    case K::frame: append_session(c.frame, c.record); break;
+    case K::acked_frame:
+      requests.emplace(c.request_id, std::move(c.status_promise));
+      append_session(c.frame, c.record);
+      confirm_on_answer(c.request_id);
+      break;
+    case K::subscribe: add_subscription(c); break;
+    case K::unsubscribe: remove_subscription(c.id); break;
+    case K::add_handler:
+      request_handlers[c.text] = std::move(c.request_handler);
+      handler_sticky[c.text] = c.sticky;
+      requests.emplace(c.request_id, std::move(c.status_promise));
+      append_session(c.frame);
+      confirm_on_answer(c.request_id);
+      break;
+    case K::remove_handler:
+      request_handlers.erase(c.text);
+      handler_sticky.erase(c.text);
+      requests.emplace(c.request_id, std::move(c.status_promise));
+      append_session(c.frame);
+      confirm_on_answer(c.request_id);
+      break;
+    case K::request: {
+      PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), c.deadline};
+      if (c.frame.empty()) {  // refused before sending: the answer is the reason, in `text`
+        complete(r, failed_response(ErrorCode::frame_too_large, std::move(c.text)));
+        break;
+      }
+      pending_requests.emplace(c.request_id, std::move(r));
+      append_session(c.frame);
+      confirm_on_answer(c.request_id);
+      break;
+    }
+    case K::ping: {
+      std::uint64_t id = next_ping_id++;
+      pings.emplace(id, std::move(c.ping_promise));
+      append(encoder.ping(id, now_ns()));
+      break;
+    }
+    case K::error_listener: error_listener = std::move(c.error_listener); break;
+    case K::close_listener: close_listener = std::move(c.close_listener); break;
+    case K::disconnect_listener: disconnect_listener = std::move(c.close_listener); break;
+    case K::reconnect_listener: reconnect_listener = std::move(c.reconnect_listener); break;
+    case K::flow_listener: flow_listener = std::move(c.flow_listener); break;
+    case K::state_listener: state_listener = std::move(c.state_listener); break;
+    case K::close:
+      append(encoder.close("client closed the session"));
+      closing = true;
+      if (close_reason.empty()) close_reason = "closed by the client";
+      close_deadline = std::chrono::steady_clock::now() + close_linger;
+      break;
+  }
+}
+
+void Client::Impl::fail_command(Command& c) {
+  fail_command(c, error_status(ErrorCode::not_connected, "session is closed"));
+}
+
+void Client::Impl::fail_command(Command& c, const Status& closed) {
+  if (c.status_promise) c.status_promise->set_value(closed);
+  if (c.kind == Command::Kind::request) {
+    PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), {}};
+    complete(r, failed_response(closed.code, closed.message));
+  }
+  if (c.ping_promise)
+    c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
+  if (c.status_handler) c.status_handler(closed);
+  if (c.kind == Command::Kind::error_listener) error_listener = std::move(c.error_listener);
+  if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
+  if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);
+  if (c.kind == Command::Kind::reconnect_listener) reconnect_listener = std::move(c.reconnect_listener);
+  if (c.kind == Command::Kind::flow_listener) flow_listener = std::move(c.flow_listener);
+  if (c.kind == Command::Kind::state_listener) state_listener = std::move(c.state_listener);
+}
+
+void Client::Impl::on_bytes(std::span<const std::byte> data) {
+  dispatching = true;
+  dispatch_bytes(data);
+  dispatching = false;
+  for (auto& command : deferred) handle(std::move(*command));
+  deferred.clear();
+}
+
+void Client::Impl::dispatch_bytes(std::span<const std::byte> data) {
+  if (!assembly.empty()) {
+    // Complete the frame cut by the previous buffer's end, copying only its own bytes;
+    // the frames after it are read where they lie.
+    std::size_t want = codec::frame_header_bytes;
+    if (assembly.size() >= codec::frame_header_bytes) {
+      auto split = codec::split_frame(assembly, 0xffffffffu);
+      want = split.status == codec::SplitStatus::need_more ? split.size : assembly.size();
+    }
+    std::size_t take = std::min(want - std::min(want, assembly.size()), data.size());
+    assembly.insert(assembly.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
+    data = data.subspan(take);
+    if (assembly.size() < want) return;
+    if (want == codec::frame_header_bytes && assembly.size() == want) {
+      dispatch_bytes(data);  // now the header is whole: learn the frame's size
+      return;
+    }
+    std::size_t used = dispatch_frames(assembly);
+    assembly.erase(assembly.begin(), assembly.begin() + static_cast<std::ptrdiff_t>(used));
+    if (!assembly.empty() || stream_closed) {
+      assembly.insert(assembly.end(), data.begin(), data.end());
+      return;
     }
   }
+  std::size_t used = dispatch_frames(data);
+  assembly.assign(data.begin() + static_cast<std::ptrdiff_t>(used), data.end());
+}
 
-  void on_handle_request(const codec::HandleRequestMsg& m);
-
-  void fail_command(Command& c) {
-    fail_command(c, error_status(ErrorCode::not_connected, "session is closed"));
-  }
-  void fail_command(Command& c, const Status& closed) {
-    if (c.status_promise) c.status_promise->set_value(closed);
-    if (c.kind == Command::Kind::request) {
-      PendingRequest r{std::move(c.response_promise), std::move(c.response_handler), {}};
-      complete(r, failed_response(closed.code, closed.message));
+std::size_t Client::Impl::dispatch_frames(std::span<const std::byte> bytes) {
+  std::size_t used = 0;
+  while (!stream_closed) {
+    // The broker's frames are bounded by what it accepts plus the update head.
+    auto split = codec::split_frame(bytes.subspan(used), 0xffffffffu);
+    if (split.status == codec::SplitStatus::need_more) break;
+    if (split.status != codec::SplitStatus::frame) {
+      protocol_failure("malformed frame from the broker");
+      break;
     }
-    if (c.ping_promise)
-      c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
-    if (c.status_handler) c.status_handler(closed);
-    if (c.kind == Command::Kind::error_listener) error_listener = std::move(c.error_listener);
-    if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
-    if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);
-    if (c.kind == Command::Kind::reconnect_listener) reconnect_listener = std::move(c.reconnect_listener);
-    if (c.kind == Command::Kind::flow_listener) flow_listener = std::move(c.flow_listener);
-    if (c.kind == Command::Kind::state_listener) state_listener = std::move(c.state_listener);
+    handle_frame(bytes.subspan(used, split.size));
+    used += split.size;
   }
-};
+  return used;
+}
+
+void Client::Impl::protocol_failure(std::string reason) {
+  session_ended_by_broker = true;  // a stream we cannot follow cannot be resumed either
+  lost(std::move(reason));
+  ::shutdown(fd, SHUT_RDWR);
+}
+
+void Client::Impl::handle_frame(std::span<const std::byte> frame) {
+  auto decoded = decoder.decode(frame);
+  if (!decoded.ok()) {
+    protocol_failure("undecodable frame from the broker: " +
+                     std::string(codec::to_string(decoded.error)));
+    return;
+  }
+  current_flags = codec::frame_flags(frame.data());
+  if (current_flags & codec::frame_flag_sequenced) ++received_seq;
+  std::visit(overloaded{
+                 [&](const codec::UpdateMsg& m) { on_update(m); },
+                 [&](const codec::SharedUpdateMsg& m) {
+                   // Read in place from the broadcast segment, which the broker keeps intact
+                   // until we have consumed this frame from our ring.
+                   auto value = shared_value(m);
+                   if (!value) {
+                     protocol_failure("a shared update points outside its broadcast segment, "
+                                      "or to a body already reclaimed");
+                     return;
+                   }
+                   codec::UpdateMsg update = m.update;
+                   update.value = *value;
+                   on_update(update);
+                 },
+                 [&](const codec::TopicAddMsg& m) { on_topic_add(m); },
+                 [&](const codec::ConnectedMsg& m) { on_connected(m); },
+                 [&](const codec::ResyncMsg&) {
+                   // The broker dropped this session's backlog: aliases start afresh and
+                   // every topic's current value follows, flagged Update::resync.
+                   aliases.clear();
+                 },
+                 [&](const codec::SubscribedMsg& m) { on_subscribed(m); },
+                 [&](const codec::AckMsg& m) { answer(m.request_id, Status::ok()); },
+                 [&](const codec::ReceivedMsg& m) {
+                   // The broker has these frames: a resumption will never ask for them.
+                   if (m.last_received <= sent_log.last()) sent_log.confirm(m.last_received);
+                 },
+                 [&](const codec::RequestResultMsg& m) { on_request_result(m); },
+                 [&](const codec::FlowControlMsg& m) { set_flow_held(m.held); },
+                 [&](const codec::HandleRequestMsg& m) { on_handle_request(m); },
+                 [&](const codec::ErrorMsg& m) { on_error_frame(m); },
+                 [&](const codec::PongMsg& m) {
+                   if (m.id == 0) return;  // a keepalive: receiving it was the point
+                   auto it = pings.find(m.id);
+                   if (it == pings.end()) return;
+                   it->second->set_value(std::chrono::nanoseconds(now_ns() - m.sent_ns));
+                   pings.erase(it);
+                 },
+                 [&](const codec::CloseMsg& m) { lost("closed by the broker: " + std::string(m.reason)); },
+                 [&](const codec::PingMsg& m) {
+                   append(encoder.pong(m.id, m.sent_ns));
+                   start_send();
+                 },
+                 [&](const auto&) {},
+             },
+             decoded.message);
+}
+
+void Client::Impl::on_error_frame(const codec::ErrorMsg& m) {
+  Status status = error_status(m.code, std::string(m.message));
+  if (m.request_id != 0) {
+    answered(m.request_id);
+    for (auto it = subscriptions.begin(); it != subscriptions.end(); ++it) {
+      if (it->second.request_id != m.request_id) continue;
+      auto handler = std::move(it->second.on_subscribed);
+      for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
+      subscriptions.erase(it);
+      if (handler) handler(status);
+      else if (error_listener) error_listener(status);
+      return;
+    }
+    if (answer(m.request_id, status)) return;
+  }
+  if (m.request_id == 0) {
+    // The broker restarted or the timeout passed: our session is gone (a restarted broker
+    // may have given its number to another session, hence the wrong token). Carry on in a
+    // new session (restart_session), at once; if that is refused too, give up below.
+    const bool gone = m.code == ErrorCode::session_not_found ||
+                      (m.code == ErrorCode::authentication_failed && has_session && !fresh_session);
+    if (recovering && gone && options.retries != 0) {
+      fresh_session = true;
+      retry_at_once = true;
+      fresh_session_reason = status.message;
+      return;
+    }
+    // The broker ends the session after an error that answers no request.
+    session_ended_by_broker = true;
+    if (recovering) {
+      give_up("session lost: " + status.message);
+      if (error_listener) error_listener(status);
+      return;
+    }
+    if (close_reason.empty()) {
+      close_reason = "broker error: " + status.message;
+      close_code = status.code;
+    }
+  }
+  if (error_listener) error_listener(status);
+}
+
+void Client::Impl::set_flow_held(bool held) {
+  if (flow_held.exchange(held, std::memory_order_release) == held) return;
+  if (flow_listener) flow_listener(held);
+}
+
+// Reads the broker's frames where they lie in the ring (a frame cut by the wrap is
+// assembled), then frees them, and resumes a send that was waiting for room.
+void Client::Impl::pump_shm() {
+  bool wake_broker = false;
+  for (int piece = 0; piece < 2 && shm && !stream_closed; ++piece) {
+    auto bytes = shm->from_broker.readable();
+    if (bytes.empty()) break;
+    last_heard = std::chrono::steady_clock::now();
+    keepalive_sent = {};
+    on_bytes(bytes);
+    if (!shm) return;
+    wake_broker |= shm->from_broker.consume(bytes.size());
+  }
+  if (!shm) return;
+  if (wake_broker) shm->ring_broker();
+  if (shm->from_broker.corrupt()) {
+    protocol_failure("shared memory: the broker's ring is corrupt");
+    return;
+  }
+  if (shm_waiting_space && shm->to_broker.writable() > 0) {
+    shm_waiting_space = false;
+    shm_send();
+  }
+}
+
+std::optional<std::span<const std::byte>> Client::Impl::shared_value(const codec::SharedUpdateMsg& m) const {
+  if (!shm || m.segment >= shm->broadcast_logs.size()) return std::nullopt;
+  auto log = shm->broadcast_logs[m.segment];
+  const std::size_t at = static_cast<std::size_t>(m.position & (log.size() - 1));
+  if (m.value_bytes > log.size() - at) return std::nullopt;
+  // acquire: pairs with the broker's release before it writes over reclaimed bodies.
+  // (A plain load on the read-only mapping: atomic_ref wants a non-const object.)
+  auto reclaimed = std::atomic_ref<std::uint64_t>(
+                       *const_cast<std::uint64_t*>(shm->broadcast_reclaimed[m.segment]))
+                       .load(std::memory_order_acquire);
+  if (m.position < reclaimed) return std::nullopt;  // read too late: the body is gone
+  return log.subspan(at, m.value_bytes);
+}
+
+void Client::Impl::arm_doorbell() {
+  doorbell_armed = true;
+  io->read(shm->doorbell_in, &shm->doorbell_value, sizeof shm->doorbell_value, token_base | 1);
+}
+
+// About to sleep: asks the broker to ring. False when there is work already.
+bool Client::Impl::shm_quiet() {
+  if (shm->from_broker.prepare_to_sleep()) return false;
+  return !(shm_waiting_space && shm->to_broker.wait_for_space());
+}
+
+void Client::Impl::on_update(const codec::UpdateMsg& m) {
+  if (m.alias >= aliases.size() || !aliases[m.alias].known) {
+    protocol_failure("update for unknown topic alias " + std::to_string(m.alias));
+    return;
+  }
+  if (m.session_seq != received_seq) {
+    protocol_failure("update with session sequence " + std::to_string(m.session_seq) +
+                     ", expected " + std::to_string(received_seq));
+    return;
+  }
+  Alias& a = aliases[m.alias];
+  TopicValue& v = *a.value;
+  bool resync = (current_flags & codec::frame_flag_resync) != 0;
+  if (m.encoding == codec::UpdateEncoding::delta) {
+    if (!apply_delta(m.alias, v, m)) return;
+  } else {
+    v.next.assign(m.value.begin(), m.value.end());
+    // The first whole value after a failed delta closes the gap the failure opened.
+    resync |= std::exchange(v.awaiting_full, false);
+  }
+  Update u{a.path, a.type, m.topic_seq, m.session_seq, v.next,
+           v.held ? std::span<const std::byte>(v.current) : std::span<const std::byte>{},
+           resync, m.encoding, m.value.size()};
+  v.current.swap(v.next);
+  v.topic_seq = m.topic_seq;
+  v.held = true;
+  // By index: a handler may subscribe, which can grow the list.
+  for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
+    if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
+}
+
+// Builds the new value from the held one into v.next. A delta that does not apply is never
+// handed on: the client asks the broker for the whole value and drops the topic's deltas
+// until it arrives.
+bool Client::Impl::apply_delta(std::uint32_t alias, TopicValue& v, const codec::UpdateMsg& m) {
+  if (v.awaiting_full) return false;
+  codec::DeltaError error = codec::DeltaError::none;
+  if (v.held && v.topic_seq + 1 == m.topic_seq) {
+    error = codec::apply_delta(v.current, m.value, v.next, max_value_bytes);
+    if (error == codec::DeltaError::none) return true;
+  }
+  v.held = false;
+  v.awaiting_full = true;
+  append_session(encoder.refresh(alias));
+  // A delta without the value it applies to is a race with an unsubscribe, not damage.
+  if (error != codec::DeltaError::none && error_listener)
+    error_listener(error_status(
+        ErrorCode::delta_rejected,
+        "topic '" + aliases[alias].path + "' update " + std::to_string(m.topic_seq) +
+            ": delta refused (" + std::string(codec::to_string(error)) +
+            "); asked the broker for the whole value"));
+  return false;
+}
+
+void Client::Impl::on_topic_add(const codec::TopicAddMsg& m) {
+  if (aliases.size() <= m.alias) aliases.resize(m.alias + 1);
+  Alias& a = aliases[m.alias];
+  a.path = m.path;
+  a.type = m.type;
+  a.known = true;
+  a.value = &values[a.path];
+  rematch(a);
+}
+
+void Client::Impl::rematch(Alias& a) {
+  a.subscriptions.clear();
+  for (auto& [id, s] : subscriptions)
+    if (s.selector.matches(a.path)) a.subscriptions.push_back(&s);
+}
+
+void Client::Impl::add_subscription(Command& c) {
+  auto selector = runtime::Selector::parse(c.text);
+  std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+  if (!selector) {
+    if (c.status_handler)
+      c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
+    return;
+  }
+  auto& added = subscriptions
+                    .emplace(c.id, LocalSubscription{*selector, std::move(c.handler),
+                                                     std::move(c.status_handler), request_id})
+                    .first->second;
+  for (auto& a : aliases)
+    if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
+  append_session(encoder.subscribe(request_id, c.text));
+  confirm_on_answer(request_id);
+}
+
+void Client::Impl::on_subscribed(const codec::SubscribedMsg& m) {
+  answered(m.request_id);
+  for (auto& [id, s] : subscriptions)
+    if (s.request_id == m.request_id) {
+      if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
+      break;
+    }
+}
+
+void Client::Impl::remove_subscription(std::uint64_t subscription_id) {
+  auto it = subscriptions.find(subscription_id);
+  if (it == subscriptions.end()) return;
+  std::string text = it->second.selector.text();
+  for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
+  subscriptions.erase(it);
+  // The broker keys subscriptions by selector: only the last local one unsubscribes.
+  bool still_used = false;
+  for (auto& [id, s] : subscriptions) still_used |= s.selector.text() == text;
+  if (!still_used)
+    append_session(encoder.unsubscribe(next_request_id.fetch_add(1, std::memory_order_relaxed), text));
+}
+
+bool Client::Impl::answer(std::uint32_t request_id, Status status) {
+  answered(request_id);
+  auto it = requests.find(request_id);
+  if (it == requests.end()) return false;
+  it->second->set_value(std::move(status));
+  requests.erase(it);
+  return true;
+}
+
+void Client::Impl::on_request_result(const codec::RequestResultMsg& m) {
+  answered(m.request_id);
+  auto it = pending_requests.find(m.request_id);
+  if (it == pending_requests.end()) return;  // timed out here already
+  PendingRequest r = std::move(it->second);
+  pending_requests.erase(it);
+  Response response;
+  response.status = Status{m.code, m.code == ErrorCode::none ? std::string{} : std::string(m.message)};
+  response.type = m.type;
+  response.payload.assign(m.payload.begin(), m.payload.end());
+  complete(r, std::move(response));
+}
+
+void Client::Impl::complete(PendingRequest& r, Response response) {
+  if (r.callback) r.callback(std::move(response));
+  else if (r.promise) r.promise->set_value(std::move(response));
+}
+
+void Client::Impl::expire_requests(std::chrono::steady_clock::time_point now) {
+  for (auto it = pending_requests.begin(); it != pending_requests.end();) {
+    if (now < it->second.deadline) {
+      ++it;
+      continue;
+    }
+    PendingRequest r = std::move(it->second);
+    answer_confirms.erase(it->first);
+    it = pending_requests.erase(it);
+    complete(r, failed_response(ErrorCode::request_timeout, "timeout: no answer in time"));
+  }
+}
 
 // ---- request/response ---------------------------------------------------------------------
 
