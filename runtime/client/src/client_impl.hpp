@@ -304,7 +304,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   std::string close_reason;
   ErrorCode close_code = ErrorCode::not_connected;  // the broker's, when it ended the session
 
-  // ---- The send state, the callers' side: inline, since every publish runs it (client_send.hpp).
+  // ---- client_send.hpp: the send state, the callers' side (inline: every publish runs it)
   bool on_client_thread() const noexcept {
     return std::this_thread::get_id() == client_thread_id.load(std::memory_order_acquire);
   }
@@ -318,7 +318,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   template <class Fill>
   Status submit_persisted_frame(std::size_t frame_bytes, bool queued, Fill&& fill);
 
-  // ---- The send state, the loop's side; the client's queue and the persistent one (client.cpp).
+  // ---- client_send.cpp: the send state, the client thread's side; the call queues
   void give_back_reservation(std::int64_t entries, std::int64_t bytes) {
     queue_entries_used.fetch_sub(entries, std::memory_order_relaxed);
     queue_bytes_used.fetch_sub(bytes, std::memory_order_relaxed);
@@ -351,7 +351,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool replayable(std::span<const std::byte> frame, std::uint32_t& request_id);
   void tend_queue_file(bool idle, bool wait = false);
 
-  // ---- A member of its loop: joining, each turn, completions, teardown (client.cpp).
+  // ---- client.cpp: a member of its loop: joining, turns, completions, teardown
   ~Impl() override;
   void join_loop();
   void begin(transport::Reactor& r, std::uint64_t base) override;
@@ -368,12 +368,12 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool done() override;
   void left() override;
 
-  // ---- The callers' calls, carried out on the loop thread (client.cpp).
+  // ---- client.cpp: the callers' calls, carried out on the client thread
   void handle(client_detail::Command&& c);
   void fail_command(client_detail::Command& c);
   void fail_command(client_detail::Command& c, const Status& closed);
 
-  // ---- The broker's frames, and the shared-memory link's reads (client.cpp).
+  // ---- client.cpp: the broker's frames, and the shared-memory link's reads
   void on_bytes(std::span<const std::byte> data);
   void dispatch_bytes(std::span<const std::byte> data);
   std::size_t dispatch_frames(std::span<const std::byte> bytes);
@@ -386,7 +386,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void arm_doorbell();
   bool shm_quiet();
 
-  // ---- Topic values, aliases and the subscriptions updates go to (client.cpp).
+  // ---- client.cpp: topic values, aliases, the subscriptions updates go to
   void on_update(const codec::UpdateMsg& m);
   bool apply_delta(std::uint32_t alias, TopicValue& v, const codec::UpdateMsg& m);
   void on_topic_add(const codec::TopicAddMsg& m);
@@ -395,14 +395,14 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void on_subscribed(const codec::SubscribedMsg& m);
   void remove_subscription(std::uint64_t subscription_id);
 
-  // ---- Requests sent and answered, and the handlers this session registered (client.cpp).
+  // ---- client.cpp: requests sent and answered, the handlers registered
   bool answer(std::uint32_t request_id, Status status);
   void on_request_result(const codec::RequestResultMsg& m);
   static void complete(PendingRequest& r, Response response);
   void expire_requests(std::chrono::steady_clock::time_point now);
   void on_handle_request(const codec::HandleRequestMsg& m);
 
-  // ---- The connection, its recovery and failover, and the session's end (client.cpp).
+  // ---- client.cpp: the connection, its recovery and failover, the session's end
   void set_state(ClientState to, const std::string& reason);
   std::span<const std::byte> connect_frame(bool resume);
   void keep_alive(std::chrono::steady_clock::time_point now);
