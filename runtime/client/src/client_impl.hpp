@@ -16,6 +16,7 @@
 // Its code, one idea a file:
 //   client.cpp            the public API: Client and ClientContext, on the callers' threads
 //   client_send.hpp/.cpp  the outbox and the send state, handed between callers and the loop
+//   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 #include <sys/socket.h>
 
 #include <array>
@@ -386,7 +387,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void arm_doorbell();
   bool shm_quiet();
 
-  // ---- client.cpp: topic values, aliases, the subscriptions updates go to
+  // ---- client_values.cpp: topic values, aliases, the subscriptions updates go to
   void on_update(const codec::UpdateMsg& m);
   bool apply_delta(std::uint32_t alias, TopicValue& v, const codec::UpdateMsg& m);
   void on_topic_add(const codec::TopicAddMsg& m);
