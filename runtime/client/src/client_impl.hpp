@@ -17,6 +17,7 @@
 //   client.cpp            the public API: Client and ClientContext, on the callers' threads
 //   client_send.hpp/.cpp  the outbox and the send state, handed between callers and the loop
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
+//   client_requests.cpp   requests sent and answered, request handlers, Responder
 #include <sys/socket.h>
 
 #include <array>
@@ -396,7 +397,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void on_subscribed(const codec::SubscribedMsg& m);
   void remove_subscription(std::uint64_t subscription_id);
 
-  // ---- client.cpp: requests sent and answered, the handlers registered
+  // ---- client_requests.cpp: requests sent and answered, the handlers registered
   bool answer(std::uint32_t request_id, Status status);
   void on_request_result(const codec::RequestResultMsg& m);
   static void complete(PendingRequest& r, Response response);
