@@ -16,6 +16,7 @@
 // Its code, one idea a file:
 //   client.cpp            the public API: Client and ClientContext, on the callers' threads
 //   client_send.hpp/.cpp  the outbox and the send state, handed between callers and the loop
+//   client_inbound.cpp    the broker's bytes cut into frames and dispatched by kind
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 //   client_requests.cpp   requests sent and answered, request handlers, Responder
 #include <sys/socket.h>
@@ -375,7 +376,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void fail_command(client_detail::Command& c);
   void fail_command(client_detail::Command& c, const Status& closed);
 
-  // ---- client.cpp: the broker's frames, and the shared-memory link's reads
+  // ---- client_inbound.cpp: the broker's frames, and the shared-memory link's reads
   void on_bytes(std::span<const std::byte> data);
   void dispatch_bytes(std::span<const std::byte> data);
   std::size_t dispatch_frames(std::span<const std::byte> bytes);
