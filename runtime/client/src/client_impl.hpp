@@ -19,6 +19,7 @@
 //   client_inbound.cpp    the broker's bytes cut into frames and dispatched by kind
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 //   client_requests.cpp   requests sent and answered, request handlers, Responder
+//   client_reconnect.cpp  connecting, keep-alive, recovery and failover, the end of a session
 #include <sys/socket.h>
 
 #include <array>
@@ -405,7 +406,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void expire_requests(std::chrono::steady_clock::time_point now);
   void on_handle_request(const codec::HandleRequestMsg& m);
 
-  // ---- client.cpp: the connection, its recovery and failover, the session's end
+  // ---- client_reconnect.cpp: the connection, its recovery and failover, the session's end
   void set_state(ClientState to, const std::string& reason);
   std::span<const std::byte> connect_frame(bool resume);
   void keep_alive(std::chrono::steady_clock::time_point now);
