@@ -16,6 +16,7 @@
 // Its code, one idea a file:
 //   client.cpp            the public API: Client and ClientContext, on the callers' threads
 //   client_send.hpp/.cpp  the outbox and the send state, handed between callers and the loop
+//   client_commands.cpp   the callers' calls carried out on the loop thread
 //   client_inbound.cpp    the broker's bytes cut into frames and dispatched by kind
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 //   client_requests.cpp   requests sent and answered, request handlers, Responder
@@ -372,7 +373,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool done() override;
   void left() override;
 
-  // ---- client.cpp: the callers' calls, carried out on the client thread
+  // ---- client_commands.cpp: the callers' calls, carried out on the client thread
   void handle(client_detail::Command&& c);
   void fail_command(client_detail::Command& c);
   void fail_command(client_detail::Command& c, const Status& closed);
