@@ -16,6 +16,7 @@
 // Its code, one idea a file:
 //   client.cpp            the public API: Client and ClientContext, on the callers' threads
 //   client_send.hpp/.cpp  the outbox and the send state, handed between callers and the loop
+//   client_turn.cpp       the session as a member of its loop: a turn, completions, teardown
 //   client_commands.cpp   the callers' calls carried out on the loop thread
 //   client_inbound.cpp    the broker's bytes cut into frames and dispatched by kind
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
@@ -356,7 +357,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool replayable(std::span<const std::byte> frame, std::uint32_t& request_id);
   void tend_queue_file(bool idle, bool wait = false);
 
-  // ---- client.cpp: a member of its loop: joining, turns, completions, teardown
+  // ---- client_turn.cpp: a member of its loop: joining, turns, completions, teardown
   ~Impl() override;
   void join_loop();
   void begin(transport::Reactor& r, std::uint64_t base) override;
