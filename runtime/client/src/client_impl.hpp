@@ -22,6 +22,7 @@
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 //   client_requests.cpp   requests sent and answered, request handlers, Responder
 //   client_reconnect.cpp  connecting, keep-alive, recovery and failover, the end of a session
+// and, beside them, client_loop.hpp/.cpp: the loop (a context's I/O thread) that runs it.
 #include <sys/socket.h>
 
 #include <array>
@@ -274,8 +275,8 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   ::msghdr msg{};
   ::iovec iov{};
   std::vector<std::byte> assembly;
-  bool dispatching = false;                        // inside on_bytes
-  std::vector<std::unique_ptr<client_detail::Command>> deferred;  // commands drained while dispatching
+  bool dispatching = false;  // inside on_bytes
+  std::vector<std::unique_ptr<client_detail::Command>> deferred;  // drained while dispatching
   bool recv_armed = false;
   bool closing = false;            // close() asked for: send Close, then wait for EOF
   bool shut_down_write = false;

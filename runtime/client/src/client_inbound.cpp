@@ -189,6 +189,7 @@ void Client::Impl::on_error_frame(const codec::ErrorMsg& m) {
 }
 
 void Client::Impl::set_flow_held(bool held) {
+  // release: pairs with the acquire in Client::flow_held() and try_publish().
   if (flow_held.exchange(held, std::memory_order_release) == held) return;
   if (flow_listener) flow_listener(held);
 }

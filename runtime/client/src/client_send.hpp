@@ -151,10 +151,12 @@ Status Client::Impl::submit_persisted_frame(std::size_t frame_bytes, bool queued
         if (record == 0) {
           transport::MpscByteRing::commit(c, client_detail::record_void);
           committed();
-          return client_detail::error_status(ErrorCode::internal, "the persistent queue refused the call: " + queue_file->error());
+          return client_detail::error_status(ErrorCode::internal,
+                                             "the persistent queue refused the call: " + queue_file->error());
         }
         std::memcpy(c.payload, &record, sizeof record);
-        transport::MpscByteRing::commit(c, queued ? client_detail::record_persisted_queued_frame : client_detail::record_persisted_frame);
+        transport::MpscByteRing::commit(c, queued ? client_detail::record_persisted_queued_frame
+                                                  : client_detail::record_persisted_frame);
         committed();
         return Status::ok();
       }
