@@ -1,0 +1,223 @@
+// The session as a member of its ClientLoop (LoopMember): what it does when it joins, in each
+// turn (drain the outbox, send, keep the connection alive or recover it, expire requests,
+// read shared memory, tend the persistent queue), with each completion of its operations, and
+// how it winds down: once closed it fails what is left, and leaves the loop when nothing of it
+// is in flight.
+//
+// Threads: the client thread (the loop's), except join_loop(), which connect() runs on the
+// caller's thread before the loop has the session, and the destructor (whoever drops the
+// last reference).
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "client_impl.hpp"
+
+namespace brook {
+
+using client_detail::error_status;
+
+namespace {
+
+constexpr int idle_wait_ms = 100;
+constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
+constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
+// How often request deadlines are checked while requests wait for answers.
+constexpr auto request_timer_resolution = std::chrono::milliseconds(5);
+
+}  // namespace
+
+Client::Impl::~Impl() {
+  if (fd >= 0) ::close(fd);
+}
+
+// Caller side (connect): hands the session to its loop, whose thread runs it from now on.
+void Client::Impl::join_loop() {
+  if (!loop) {
+    loop = std::make_shared<client_detail::ClientLoop>(false, 64);
+    own_loop = true;
+  }
+  sleeping = &loop->sleeping();
+  joined = true;
+  loop->add(shared_from_this());
+}
+
+void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
+  io = &r;
+  token_base = base;
+  client_thread_id.store(std::this_thread::get_id(), std::memory_order_release);
+  reactor.store(&r, std::memory_order_release);
+  last_heard = std::chrono::steady_clock::now();
+  if (start_recovering) {
+    // No server answered connect(): poll them while the calls queue up. The listeners
+    // registered before connect() are in the outbox: take them before the first change.
+    recovering = true;
+    disconnected_at = last_heard;
+    drain_outbox(max_records_per_turn);
+    set_state(ClientState::recovering, start_reason);
+    schedule_attempt(start_reason);
+  } else {
+    recv_armed = true;
+    io->recv_multishot(fd, token_base);
+    if (shm) arm_doorbell();
+    append(connect_frame(false));
+    // What a persistent queue kept from an earlier run goes first, right behind Connect.
+    std::uint64_t none = 0;
+    auto kept = sent_log.frames_after(0, none);
+    out.insert(out.end(), kept.begin(), kept.end());
+    start_send();
+  }
+}
+
+// Runs until close() is asked for and the broker has closed its side (or the linger
+// passed); after the session is lost it keeps failing commands until then.
+int Client::Impl::turn() {
+  drained_this_turn = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (tearing_down) return 10;
+  if (closing && (stream_closed || now > close_deadline)) {
+    tear_down();
+    return 0;
+  }
+  if (close_when_flushed && recovering && now > close_deadline) {
+    closing = true;
+    give_up("closed by the client: no broker took the queued calls within close_timeout");
+  }
+  if (recovering) step_recovery(now);
+  else if (!stream_closed) keep_alive(now);
+  if (!pending_requests.empty()) expire_requests(now);
+  std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
+  if (!send_in_flight && !out.empty()) start_send();
+  // After the calls: a subscription made before connect() is in place before the frames
+  // it matches are read (over TCP they arrive as completions, after this point too).
+  if (shm && (!recovering || hold_out)) {
+    pump_shm();
+    if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
+  }
+  if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
+      !shut_down_write) {
+    // Over shared memory the socket is the liveness signal: the broker takes its EOF for
+    // a client that is gone, so the Close in the ring says it all.
+    if (!shm) ::shutdown(fd, SHUT_WR);
+    shut_down_write = true;
+  }
+  tend_queue_file(n == 0);
+  if (!queue_file_warnings.empty() && error_listener) {
+    for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+    queue_file_warnings.clear();
+  }
+  drained_this_turn = n;
+  if (n > 0 || options.spin) return 0;
+  return next_wake_ms(now);
+}
+
+int Client::Impl::next_wake_ms(std::chrono::steady_clock::time_point now) const {
+  using std::chrono::milliseconds;
+  auto wait = milliseconds(idle_wait_ms);
+  if (recovering) wait = std::min(wait, std::chrono::duration_cast<milliseconds>(next_attempt - now));
+  else wait = std::min(wait, options.ping_interval / 4);
+  if (!pending_requests.empty()) wait = std::min(wait, request_timer_resolution);
+  if (queue_file && queue_file->needs_sync()) wait = std::min(wait, milliseconds(10));
+  return static_cast<int>(std::max<std::int64_t>(wait.count(), 1));
+}
+
+bool Client::Impl::wants_turn() {
+  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
+         send_state_owner.load(std::memory_order_relaxed) == send_state_left;
+}
+
+bool Client::Impl::has_input() {
+  if (tearing_down) return false;
+  if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
+  return shm && (!recovering || hold_out) && !shm_quiet();
+}
+
+void Client::Impl::lend() {
+  if (!tearing_down) lend_send_state(drained_this_turn > 0);
+}
+
+void Client::Impl::take_back() {
+  if (!tearing_down) take_back_send_state();
+}
+
+void Client::Impl::after_sleep() {
+  if (shm && !tearing_down) shm->from_broker.awake();
+}
+
+bool Client::Impl::spins() const { return options.spin && !tearing_down; }
+
+void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
+  switch (c.op) {
+    case transport::Op::recv:
+      if (c.result > 0) {
+        last_heard = std::chrono::steady_clock::now();
+        keepalive_sent = {};
+        on_bytes(c.data);
+      }
+      if (!c.more) {
+        recv_armed = false;
+        if ((c.result > 0 || c.result == -ENOBUFS) && !finished.load(std::memory_order_relaxed) &&
+            (!recovering || hold_out)) {
+          recv_armed = true;
+          io->recv_multishot(fd, token_base);
+        } else {
+          // The broker's last frames (the reason it closed) are in the ring, not the socket.
+          if (shm && (!recovering || hold_out)) pump_shm();
+          lost(c.result == 0 ? "connection closed by the broker"
+                             : std::string("connection lost: ") + std::strerror(-c.result));
+        }
+      }
+      break;
+    case transport::Op::send:
+      sent(c.result);
+      break;
+    case transport::Op::read:  // a shm doorbell: the loop reads the ring every turn
+      doorbell_armed = false;
+      if (shm && !finished.load(std::memory_order_relaxed) && (!recovering || hold_out) &&
+          (c.result >= 0 || c.result == -EINTR))
+        arm_doorbell();
+      break;
+    default:
+      break;
+  }
+}
+
+// The session is over: fail what is left, and stop the operations in flight; the loop
+// lets us go once they have come back (done()).
+void Client::Impl::tear_down() {
+  recovering = false;
+  end_session(close_reason.empty() ? "closed by the client" : close_reason);
+  finished.store(true, std::memory_order_release);
+  tend_queue_file(true, true);
+  stream_closed = true;
+  drain_outbox(SIZE_MAX);  // fails what was submitted after the close
+  // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
+  reactor.store(nullptr, std::memory_order_seq_cst);
+  if (shm) {
+    send_in_flight = false;  // ring writes are never in flight
+    if (doorbell_armed) io->cancel(transport::Op::read, token_base | 1);
+  }
+  if (fd >= 0 && (recv_armed || send_in_flight || doorbell_armed)) ::shutdown(fd, SHUT_RDWR);
+  teardown_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  tearing_down = true;
+}
+
+bool Client::Impl::done() {
+  if (!tearing_down) return false;
+  const bool in_flight = fd >= 0 && (recv_armed || send_in_flight || doorbell_armed);
+  if (in_flight && std::chrono::steady_clock::now() < teardown_deadline) return false;
+  // A caller that took the reactor before it was cleared is still ringing its eventfd.
+  return wakers.load(std::memory_order_seq_cst) == 0;
+}
+
+void Client::Impl::left() {
+  drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
+  left_promise.set_value();
+}
+
+}  // namespace brook
