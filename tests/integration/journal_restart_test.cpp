@@ -197,5 +197,42 @@ TEST(JournalRestart, a_broker_restarted_with_another_shard_count_finds_every_top
   std::filesystem::remove_all(data_dir);
 }
 
+// Small segments roll many times: each new one starts with every topic's state, the older
+// ones go, and a restart still finds every topic at its last update.
+TEST(JournalRestart, rolled_segments_are_removed_and_the_last_ones_restore_everything) {
+  const std::string data_dir = make_temp_dir("brook-journal");
+  constexpr int topics = 10, updates_per_topic = 2000;
+  {
+    BrokerConfig config = journalled(data_dir, 2, "interval");
+    config.config_toml += "segment_bytes = 65536\n";
+    BrokerProcess broker(config);
+    BROOK_ASSERT_STARTED(broker);
+    Client publisher;
+    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "journal-publisher"));
+    std::vector<std::future<Status>> acks;
+    for (int n = 1; n <= updates_per_topic; ++n)
+      for (int t = 0; t < topics; ++t)
+        acks.push_back(publish_text(publisher, "Roll/t" + std::to_string(t), std::to_string(n) + std::string(40, '.')));
+    for (auto& ack : acks) ASSERT_TRUE(ack.get());
+    publisher.close();
+    broker.crash();
+  }
+  std::size_t segments = 0;
+  for (const auto& shard : std::filesystem::directory_iterator(data_dir))
+    for ([[maybe_unused]] const auto& file : std::filesystem::directory_iterator(shard.path())) ++segments;
+  // 20,000 records of about 90 bytes are some 30 segments of 64 KiB; a few remain.
+  EXPECT_LE(segments, 6u) << "old segments were not removed";
+  BrokerProcess broker(journalled(data_dir, 2));
+  BROOK_ASSERT_STARTED(broker);
+  auto values = current_values(broker.url(), "Roll//", topics);
+  ASSERT_EQ(values.size(), static_cast<std::size_t>(topics)) << broker.log();
+  for (auto& [path, state] : values) {
+    EXPECT_EQ(state.seq, static_cast<std::uint64_t>(updates_per_topic)) << path;
+    EXPECT_EQ(state.value, std::to_string(updates_per_topic) + std::string(40, '.')) << path;
+  }
+  broker.stop();
+  std::filesystem::remove_all(data_dir);
+}
+
 }  // namespace
 }  // namespace brook::test

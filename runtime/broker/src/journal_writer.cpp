@@ -58,6 +58,8 @@ std::unique_ptr<JournalWriter> JournalWriter::open(const WriterOptions& options,
     return nullptr;
   }
   writer->segment_offset_ = scan.last_segment_bytes;
+  writer->segment_first_lsn_ =
+      parse_segment_name(std::filesystem::path(scan.last_segment).filename().string()).value_or(1);
   return writer;
 }
 
@@ -79,6 +81,7 @@ bool JournalWriter::start_segment(std::uint64_t first_lsn, std::string& error) {
     return false;
   }
   segment_offset_ = sizeof header;
+  segment_first_lsn_ = first_lsn;
   return sync_directory(dir, error);
 }
 
@@ -116,12 +119,13 @@ void JournalWriter::submit(transport::Reactor& reactor, std::uint64_t now_ns) {
 
 void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_ns) {
   if (segment_offset_ > segment_header_bytes &&
-      segment_offset_ + filling_.size() > options_.segment_bytes) {
+      segment_offset_ + filling_.size() > options_.segment_bytes + snapshot_bytes_) {
     std::string error;
     if (!roll_segment(filling_first_lsn_, error)) {
       fail(error);
       return;
     }
+    rolled_ = true;
   }
   writing_.swap(filling_);
   filling_.clear();
@@ -181,6 +185,19 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
   writing_.clear();
   submit(reactor, now_ns);
   return moved;
+}
+
+int JournalWriter::remove_older_segments() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(shard_directory(options_.data_dir, options_.shard), ec)) {
+    auto lsn = parse_segment_name(entry.path().filename().string());
+    if (!lsn || *lsn >= segment_first_lsn_) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+    if (ec) return -ec.value();
+  }
+  return ec ? -ec.value() : removed;
 }
 
 void JournalWriter::fail(std::string why) {

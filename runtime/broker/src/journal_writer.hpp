@@ -9,11 +9,14 @@
 // the next one, so a slow disk batches more per flush instead of queueing flushes. A segment
 // that passes segment_bytes is synced and closed, and the next one begins (with its
 // directory entry synced), so only the last segment can ever be torn by a crash
-// (journal_scan.hpp). Everything runs on the shard's thread.
+// (journal_scan.hpp). The owner then writes every topic's state into the new segment, and
+// once that is durable the older segments are removed: the journal of a shard is its last
+// segment or two, however long the broker runs. Everything runs on the shard's thread.
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "brook/runtime/broker_options.hpp"
@@ -62,6 +65,14 @@ class JournalWriter {
   std::uint64_t durable_lsn() const noexcept { return durable_lsn_; }
   // Nothing waits to be written, and nothing is in flight.
   bool idle() const noexcept { return filling_.empty() && !in_flight_; }
+  // True once after a new segment began: the owner then writes every topic's state into it
+  // (between begin_snapshot() and end_snapshot()), and once those records are durable the
+  // segments before it hold nothing a restart needs (remove_older_segments()).
+  bool take_rolled() noexcept { return std::exchange(rolled_, false); }
+  void begin_snapshot() noexcept { snapshot_start_ = filling_.size(); }
+  void end_snapshot() noexcept { snapshot_bytes_ = filling_.size() - snapshot_start_; }
+  // Removes the segments before the one being written; returns how many, or -errno.
+  int remove_older_segments();
   // Why the journal stopped (a write or sync failed: a full disk, an I/O error); then no
   // record is made durable again, and the broker refuses what needs the journal.
   const std::string& failure() const noexcept { return failure_; }
@@ -91,6 +102,12 @@ class JournalWriter {
   bool syncing_ = false;              // an fdatasync follows the write in flight
   bool written_unsynced_ = false;     // interval: bytes are written that no sync covered
   std::uint64_t next_sync_ns_ = 0;
+  std::uint64_t segment_first_lsn_ = 0;  // of the segment being written
+  bool rolled_ = false;
+  std::size_t snapshot_start_ = 0;
+  // A segment rolls when what follows its snapshot reaches segment_bytes: one whose
+  // snapshot alone were larger would otherwise roll again at once, for ever.
+  std::size_t snapshot_bytes_ = 0;
   std::string failure_;
 };
 

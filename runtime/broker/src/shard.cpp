@@ -176,6 +176,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     }
     if (journal_) {
       journal_->submit(*reactor_, now_ns());
+      if (journal_->take_rolled()) snapshot_topics();
       // The next periodic sync is due within the interval, sleeping or not.
       if (options_.storage_sync == StorageSync::interval && timeout_ms > 0)
         timeout_ms = std::min<int>(timeout_ms, static_cast<int>(options_.storage_sync_interval_ms));

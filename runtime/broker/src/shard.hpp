@@ -508,6 +508,8 @@ class Shard final : public transport::ReactorHandler {
   // The journal failed: what waited for it is refused with why.
   void refuse_pending_acks();
   bool journal_idle() const;
+  // A new segment began: every topic's state goes into it, so that the older segments can go.
+  void snapshot_topics();
   void on_add_selector(unsigned from, const ShardMessage& message);
   void on_remove_selector(unsigned from, const ShardMessage& message);
   void fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
@@ -640,6 +642,7 @@ class Shard final : public transport::ReactorHandler {
     std::uint64_t a;
   };
   std::deque<PendingAck> pending_acks_;  // in lsn order
+  std::uint64_t snapshot_lsn_ = 0;  // the last record of a snapshot not yet durable (0: none)
   OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here

@@ -3,6 +3,7 @@
 // appended to it, and the answer to an acknowledged publish waits until the journal has the
 // update durable under the sync policy. Subscribers get an update at once, without waiting
 // for the disk: the journal orders acknowledgements, not deliveries. All on the shard's thread.
+#include <cstdio>
 #include <cstring>
 
 #include "shard.hpp"
@@ -62,6 +63,19 @@ void Shard::on_journal_completion(const transport::Completion& completion) {
     pending_acks_.pop_front();
   }
   if (!journal_->failure().empty()) refuse_pending_acks();
+  if (snapshot_lsn_ != 0 && durable >= snapshot_lsn_) {
+    snapshot_lsn_ = 0;
+    if (int removed = journal_->remove_older_segments(); removed < 0)
+      std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
+                   std::strerror(-removed));
+  }
+}
+
+void Shard::snapshot_topics() {
+  journal_->begin_snapshot();
+  for (const auto& [path, topic] : topic_by_path_) journal_topic(*topic);
+  journal_->end_snapshot();
+  snapshot_lsn_ = journal_->last_lsn();
 }
 
 void Shard::refuse_pending_acks() {
