@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -62,22 +63,28 @@ BrokerConfig journalled(const std::string& data_dir, unsigned shards, const std:
   return config;
 }
 
+// Publishes updates 1..updates to topics PREFIX0..PREFIX<topics-1> (round by round, the
+// value value_of(n)) on a fresh broker with the journal, waits for every acknowledgement and
+// kills the broker.
+void publish_then_kill(const BrokerConfig& config, const std::string& prefix, int topics, int updates,
+                       const std::function<std::string(int)>& value_of) {
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "journal-publisher"));
+  std::vector<std::future<Status>> acks;
+  for (int n = 1; n <= updates; ++n)
+    for (int t = 0; t < topics; ++t) acks.push_back(publish_text(publisher, prefix + std::to_string(t), value_of(n)));
+  for (auto& ack : acks) ASSERT_TRUE(ack.get());
+  publisher.close();
+  broker.crash();
+}
+
 TEST(JournalRestart, topics_values_and_sequences_survive_kill_9_and_sequences_continue) {
   const std::string data_dir = make_temp_dir("brook-journal");
   constexpr int topics = 20, updates_per_topic = 10;
-  {
-    BrokerProcess broker(journalled(data_dir, 2));
-    BROOK_ASSERT_STARTED(broker);
-    Client publisher;
-    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "journal-publisher"));
-    std::vector<std::future<Status>> acks;
-    for (int n = 1; n <= updates_per_topic; ++n)
-      for (int t = 0; t < topics; ++t)
-        acks.push_back(publish_text(publisher, "Journal/t" + std::to_string(t), "v" + std::to_string(n)));
-    for (auto& ack : acks) ASSERT_TRUE(ack.get());
-    publisher.close();
-    broker.crash();
-  }
+  publish_then_kill(journalled(data_dir, 2), "Journal/t", topics, updates_per_topic,
+                    [](int n) { return "v" + std::to_string(n); });
   BrokerProcess broker(journalled(data_dir, 2));
   BROOK_ASSERT_STARTED(broker);
   EXPECT_NE(broker.log().find("20 topic(s) from 200 record(s)"), std::string::npos) << broker.log();
@@ -202,21 +209,10 @@ TEST(JournalRestart, a_broker_restarted_with_another_shard_count_finds_every_top
 TEST(JournalRestart, rolled_segments_are_removed_and_the_last_ones_restore_everything) {
   const std::string data_dir = make_temp_dir("brook-journal");
   constexpr int topics = 10, updates_per_topic = 2000;
-  {
-    BrokerConfig config = journalled(data_dir, 2, "interval");
-    config.config_toml += "segment_bytes = 65536\n";
-    BrokerProcess broker(config);
-    BROOK_ASSERT_STARTED(broker);
-    Client publisher;
-    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "journal-publisher"));
-    std::vector<std::future<Status>> acks;
-    for (int n = 1; n <= updates_per_topic; ++n)
-      for (int t = 0; t < topics; ++t)
-        acks.push_back(publish_text(publisher, "Roll/t" + std::to_string(t), std::to_string(n) + std::string(40, '.')));
-    for (auto& ack : acks) ASSERT_TRUE(ack.get());
-    publisher.close();
-    broker.crash();
-  }
+  BrokerConfig config = journalled(data_dir, 2, "interval");
+  config.config_toml += "segment_bytes = 65536\n";
+  publish_then_kill(config, "Roll/t", topics, updates_per_topic,
+                    [](int n) { return std::to_string(n) + std::string(40, '.'); });
   std::size_t segments = 0;
   for (const auto& shard : std::filesystem::directory_iterator(data_dir))
     for ([[maybe_unused]] const auto& file : std::filesystem::directory_iterator(shard.path())) ++segments;
