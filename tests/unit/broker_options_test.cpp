@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "brook/runtime/broker_options.hpp"
 
@@ -40,17 +41,22 @@ idle_spin_us = 0
 high_water_bytes = 4194304
 low_water_bytes = 65536
 )", o), "");
-  EXPECT_EQ(o.idle_spin_us, 0u);
+  EXPECT_EQ(o.idle_spin_us, 0);
   EXPECT_EQ(o.flow_high_water_bytes, 4194304u);
   EXPECT_EQ(o.flow_low_water_bytes, 65536u);
   EXPECT_EQ(o.flow_max_stall_ms, default_stall);
   EXPECT_FALSE(o.spin);
 }
 
-TEST_F(BrokerOptionsFile, a_shard_polls_after_work_by_default_and_at_most_a_tenth_of_a_second) {
+TEST_F(BrokerOptionsFile, a_shard_polls_after_work_when_a_core_is_left_and_at_most_a_tenth_of_a_second) {
   BrokerOptions o;
-  EXPECT_EQ(o.idle_spin_us, 50u);
+  EXPECT_EQ(o.idle_spin_us, -1);
   EXPECT_EQ(o.validate(), "");
+  const unsigned cores = std::thread::hardware_concurrency();
+  EXPECT_EQ(resolve_idle_spin_us(o, cores), 0u) << "a shard per core leaves none to the clients";
+  if (cores > 1) EXPECT_EQ(resolve_idle_spin_us(o, cores - 1), 50u);
+  o.idle_spin_us = 20;
+  EXPECT_EQ(resolve_idle_spin_us(o, cores), 20u) << "a value set is kept";
   const std::string error = load("[broker]\nidle_spin_us = 100001\n", o);
   EXPECT_NE(error.find("broker.idle_spin_us must be at most 100000"), std::string::npos) << error;
 }

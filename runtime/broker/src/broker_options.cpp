@@ -3,6 +3,7 @@
 #include <bit>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <toml++/toml.h>
 
 namespace brook::runtime {
@@ -52,7 +53,7 @@ std::string BrokerOptions::validate() const {
   if (connect_timeout_ms < 1) return "session.connect_timeout_ms must be at least 1";
   if (request_timeout_max_ms < 1) return "requests.timeout_max_ms must be at least 1";
   if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
-  if (idle_spin_us > 100'000) return "broker.idle_spin_us must be at most 100000";
+  if (idle_spin_us > 100'000) return "broker.idle_spin_us must be at most 100000 (or -1: automatic)";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
   if (max_memory_bytes != 0 && max_memory_bytes < (64ull << 20))
     return "limits.max_memory_bytes must be at least 67108864 (64 MiB), or 0 for half of the machine's memory";
@@ -72,6 +73,11 @@ std::string BrokerOptions::validate() const {
   if (shm_broadcast_bytes < 65536 || !std::has_single_bit(shm_broadcast_bytes))
     return "shm.broadcast_bytes must be a power of two of at least 65536";
   return {};
+}
+
+std::uint32_t resolve_idle_spin_us(const BrokerOptions& options, unsigned shard_count) {
+  if (options.idle_spin_us >= 0) return static_cast<std::uint32_t>(options.idle_spin_us);
+  return shard_count < std::thread::hardware_concurrency() ? 50 : 0;
 }
 
 std::string load_broker_options(const std::string& path, BrokerOptions& o) {

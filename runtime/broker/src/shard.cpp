@@ -127,7 +127,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
   ready_.store(true, std::memory_order_release);
 
-  const std::uint64_t idle_spin_ns = std::uint64_t{options_.idle_spin_us} * 1000;
+  const std::uint64_t idle_spin_ns = std::uint64_t{resolve_idle_spin_us(options_, mesh_.shard_count)} * 1000;
   // acquire: pairs with the release store in request_stop.
   while (!stop_requested_.load(std::memory_order_acquire)) {
     auto turn_start = now_ns();
