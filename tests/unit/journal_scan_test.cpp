@@ -157,6 +157,42 @@ TEST_F(JournalScan, a_flipped_byte_in_the_middle_is_refused_with_where_and_nothi
   EXPECT_EQ(fs::file_size(path), size) << "nothing is truncated when the scan refuses";
 }
 
+// A publisher's value may hold any bytes, a well-formed journal record among them: a crash
+// that cuts such a value short must not look like damage with intact records after it.
+TEST_F(JournalScan, a_record_inside_a_value_cut_by_the_crash_is_no_reason_to_refuse) {
+  std::vector<std::byte> forged;
+  append_record(forged, 2, RecordType::topic, bytes_of("value 2"));
+  std::vector<std::byte> value(100, std::byte{'x'});
+  value.insert(value.begin() + 10, forged.begin(), forged.end());
+  value.insert(value.end(), 50, std::byte{'y'});
+  std::vector<std::byte> out(segment_header_bytes);
+  write_segment_header(out.data(), {.shard = 0, .first_lsn = 1});
+  append_record(out, 1, RecordType::topic, value);
+  const std::size_t cut = segment_header_bytes + record_header_bytes + 10 + forged.size() + 5;
+  out.resize(cut);
+  const std::string path = dir_ + "/" + segment_name(1);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(out.data()),
+                                              static_cast<std::streamsize>(out.size()));
+  auto result = scan_shard_journal(dir_, 0, [](const RecordView&) {});
+  EXPECT_EQ(result.error, "");
+  EXPECT_NE(result.repaired, "");
+  EXPECT_EQ(fs::file_size(path), segment_header_bytes);
+}
+
+TEST_F(JournalScan, a_hit_length_field_with_records_after_it_is_refused) {
+  std::vector<std::size_t> offsets;
+  const std::string path = write_segment(1, 20, &offsets);
+  {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(offsets[4] + 1));
+    f.put('\x7f');  // the length now reaches past the end of the file
+  }
+  std::vector<std::uint64_t> lsns;
+  auto result = scan(lsns);
+  EXPECT_NE(result.error.find("(lsn 5)"), std::string::npos) << result.error;
+  EXPECT_EQ(lsns.size(), 4u);
+}
+
 TEST_F(JournalScan, damage_in_a_segment_that_is_not_the_last_is_refused) {
   std::vector<std::size_t> offsets;
   const std::string first = write_segment(1, 10, &offsets);

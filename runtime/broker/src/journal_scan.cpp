@@ -38,20 +38,40 @@ bool read_file(const std::string& path, std::vector<std::byte>& out, std::string
   return true;
 }
 
-// True if an intact record with an lsn from `expected` on starts anywhere in `bytes` after
-// `from`: then the damage at `from` is not a torn tail, and dropping it would drop them.
-bool intact_record_after(std::span<const std::byte> bytes, std::size_t from, std::uint64_t expected) {
-  for (std::size_t q = from; q + record_header_bytes <= bytes.size(); ++q) {
-    std::uint32_t length;
-    std::uint64_t lsn;
-    std::memcpy(&length, bytes.data() + q, 4);
-    std::memcpy(&lsn, bytes.data() + q + 8, 8);
-    if (length > bytes.size() - q - record_header_bytes) continue;
-    if (lsn < expected || lsn - expected > (1ull << 32)) continue;
-    RecordView record;
-    if (read_record(bytes.subspan(q), record) == RecordCheck::ok) return true;
-  }
-  return false;
+bool intact_record_at(std::span<const std::byte> bytes, std::size_t q, std::uint64_t lsn_at_least,
+                      std::uint64_t lsn_at_most) {
+  std::uint32_t length;
+  std::uint64_t lsn;
+  std::memcpy(&length, bytes.data() + q, 4);
+  std::memcpy(&lsn, bytes.data() + q + 8, 8);
+  if (length > bytes.size() - q - record_header_bytes || lsn < lsn_at_least || lsn > lsn_at_most)
+    return false;
+  RecordView record;
+  return read_record(bytes.subspan(q), record) == RecordCheck::ok;
+}
+
+// Whether the record at `at` that failed its check has intact records after it, which
+// dropping it would drop too; then the damage is not a torn tail. Two signs, and only these:
+// a torn write leaves nothing intact after the record it cut, but an update's value may hold
+// any bytes, a journal record among them, so a record found inside the damaged one proves
+// nothing unless the damaged one checks when it ends there.
+//   - its length field was hit: the record with the next lsn starts at some q, and the
+//     damaged record checks (its CRC-32C covers everything but the length) when it ends at q;
+//   - its length fits the file and the record with the next lsn starts where it ends (a
+//     byte of its own was hit).
+bool intact_records_follow(std::span<const std::byte> bytes, std::size_t at, std::uint64_t expected) {
+  if (at + record_header_bytes > bytes.size()) return false;
+  std::uint32_t stored_crc;
+  std::memcpy(&stored_crc, bytes.data() + at + 4, 4);
+  for (std::size_t q = at + record_header_bytes; q + record_header_bytes <= bytes.size(); ++q)
+    if (intact_record_at(bytes, q, expected + 1, expected + 1) &&
+        crc32c(bytes.subspan(at + 8, q - at - 8)) == stored_crc)
+      return true;
+  std::uint32_t length;
+  std::memcpy(&length, bytes.data() + at, 4);
+  if (length > max_payload_bytes || length > bytes.size() - at - record_header_bytes) return false;
+  const std::size_t next = at + record_header_bytes + length;
+  return next + record_header_bytes <= bytes.size() && intact_record_at(bytes, next, expected + 1, expected + 1);
 }
 
 std::string where(const std::string& path, std::size_t offset, std::uint64_t lsn) {
@@ -124,7 +144,7 @@ ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
                        ", in a segment that is not the last (it was synced before the next one began)";
         return result;
       }
-      if (intact_record_after(all, at + 1, expected)) {
+      if (intact_records_follow(all, at, expected)) {
         result.error = "the record in " + where(path, at, expected) + " is " + what +
                        ", and intact records follow it: refusing to drop them. Move the data "
                        "directory aside, or truncate the file at that offset to accept losing "
