@@ -3,9 +3,12 @@
 // the crash cut; sequences continue instead of starting again at 1; a broker restarted with
 // another shard count finds every topic at its new owner.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -111,7 +114,7 @@ TEST(JournalRestart, topics_values_and_sequences_survive_kill_9_and_sequences_co
 // sequence numbers are the ones the acknowledged values had.
 TEST(JournalRestart, every_acknowledged_update_survives_kill_9_mid_stream) {
   const std::string data_dir = make_temp_dir("brook-journal");
-  constexpr int rounds = 5, topics = 8;
+  constexpr int rounds = 20, topics = 8;
   std::map<std::string, std::uint64_t> acked_n;  // the highest acknowledged value per topic
   // Each topic's values count up from what the journal gave back, so that a topic's value
   // is its sequence number as long as no update in the middle went missing.
@@ -156,7 +159,7 @@ TEST(JournalRestart, every_acknowledged_update_survives_kill_9_mid_stream) {
         });
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + 70 * round));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + 25 * (round % 8)));
     broker.crash();
     stop = true;
     stream.join();
@@ -228,6 +231,54 @@ TEST(JournalRestart, rolled_segments_are_removed_and_the_last_ones_restore_every
   }
   broker.stop();
   std::filesystem::remove_all(data_dir);
+}
+
+// A data directory on a full disk (a 256 KiB tmpfs): the publish the journal cannot take is
+// refused with why, every acknowledged one survives a kill -9, and the broker goes on serving
+// subscribers the values it has.
+TEST(JournalRestart, a_full_disk_refuses_publishes_with_why_and_loses_nothing_acknowledged) {
+  const std::string data_dir = make_temp_dir("brook-journal-full");
+  if (::mount("tmpfs", data_dir.c_str(), "tmpfs", 0, "size=256k") != 0)
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root): " << std::strerror(errno);
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      ::umount2(dir.c_str(), MNT_DETACH);
+      std::filesystem::remove_all(dir);
+    }
+  } unmount{data_dir};
+  constexpr int topics = 4;
+  std::map<std::string, int> acked;  // the last acknowledged n per topic
+  Status refusal;
+  {
+    BrokerProcess broker(journalled(data_dir, 2));
+    BROOK_ASSERT_STARTED(broker);
+    Client publisher;
+    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "journal-publisher"));
+    const std::string pad(1000, '.');
+    for (int n = 1; n <= 2000 && refusal.code == ErrorCode::none; ++n) {
+      const std::string path = "Full/t" + std::to_string(n % topics);
+      Status s = publish_text(publisher, path, std::to_string(n) + pad).get();
+      if (s) acked[path] = n;
+      else refusal = s;
+    }
+    EXPECT_EQ(refusal.code, ErrorCode::storage_failed) << refusal.message;
+    EXPECT_NE(refusal.message.find("journal"), std::string::npos) << refusal.message;
+    EXPECT_NE(refusal.message.find("No space left"), std::string::npos) << refusal.message;
+    // Still serving: a new subscriber gets every topic's value.
+    auto values = current_values(broker.url(), "Full//", topics);
+    EXPECT_EQ(values.size(), static_cast<std::size_t>(topics));
+    publisher.close();
+    broker.crash();
+  }
+  ASSERT_EQ(acked.size(), static_cast<std::size_t>(topics)) << "the disk filled before every topic had a value";
+  BrokerProcess broker(journalled(data_dir, 2));
+  BROOK_ASSERT_STARTED(broker);
+  auto values = current_values(broker.url(), "Full//", topics);
+  ASSERT_EQ(values.size(), static_cast<std::size_t>(topics)) << broker.log();
+  for (auto& [path, state] : values)
+    EXPECT_GE(std::stoi(state.value), acked[path]) << path << " lost an acknowledged update";
+  broker.stop();
 }
 
 }  // namespace

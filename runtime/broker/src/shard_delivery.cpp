@@ -194,9 +194,11 @@ QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflat
   out.body_bytes = publish.value_bytes;
   // Conflation applies to a subscriber that is behind: away, or with a full connection and a
   // backlog past conflate_after_bytes. One that keeps up, even with a moment's burst, gets
-  // every update.
-  const bool behind = !c.connection || (c.connection->congested &&
-                                        c.out.bytes() >= options_.conflate_after_bytes);
+  // every update. A connection is full when its last send was short, or when a send is still
+  // waiting for room: a socket that filled exactly at the end of a send parks the next one
+  // without a short completion, and that subscriber was never conflated.
+  const bool full = c.connection && (c.connection->congested || c.connection->send_in_flight);
+  const bool behind = !c.connection || (full && c.out.bytes() >= options_.conflate_after_bytes);
   if (conflate && behind && binding.queued_sequence != 0) {
     if (const OutFrame* queued = c.out.replaceable(binding.queued_sequence)) {
       // The subscriber has not been sent the previous value yet: it gets this one instead,
