@@ -22,6 +22,7 @@
 #include "brook/runtime/bench_report.hpp"
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
+#include "bench_acked.hpp"
 #include "bench_deltas.hpp"
 #include "bench_requests.hpp"
 #include "bench_queue.hpp"
@@ -266,7 +267,7 @@ Action add_bench_command(CLI::App& app) {
   auto topics = std::make_shared<std::uint64_t>(100000);
   auto round_trip = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, oneway, fanout, topics, "
-                                          "resync, sessions, deltas, requests, queue or raw-ring");
+                                          "resync, sessions, deltas, requests, queue, acked or raw-ring");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
                   "published) | sessions (broker memory per idle session, --count sessions) | "
@@ -279,17 +280,19 @@ Action add_bench_command(CLI::App& app) {
                   "(oneway between two processes over a shared-memory ring, no broker: the "
                   "hardware baseline; --rate 0 for throughput) | queue (--count "
                   "updates published into the fail-safe client's queue while its broker is cut off, in "
-                  "memory and persistent with each fsync policy; then the time to flush them)")
+                  "memory and persistent with each fsync policy; then the time to flush them) | acked "
+                  "(publish_acked: the acknowledgement's latency for --count/4 publishes at --rate, "
+                  "then acknowledged msgs/s for --count flat out, 1024 unacknowledged at most)")
       ->required()
       ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests", "queue",
-                             "oneway", "fanout", "topics", "raw-ring"}));
+                             "oneway", "fanout", "topics", "raw-ring", "acked"}));
   cmd->add_option("--broker-pid", *broker_pid,
                   "sessions, oneway, fanout: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
   cmd->add_option("--payload", args->payload, "value bytes (default 64; at least 16 for rtt, oneway, "
                   "fanout and topics)");
   cmd->add_option("--count", args->count, "messages (default 100000)");
-  cmd->add_option("--rate", args->rate, "rtt: round trips started per second (0: closed loop, one at a time); oneway, fanout, deltas: "
+  cmd->add_option("--rate", args->rate, "rtt: round trips started per second (0: closed loop, one at a time); oneway, fanout, deltas, acked: "
                   "updates per second; requests: requests per second in the latency phase "
                   "(default 10000)");
   cmd->add_option("--handlers", *handlers, "requests: handler sessions on the endpoint (default 1)")
@@ -337,6 +340,8 @@ Action add_bench_command(CLI::App& app) {
     if (*scenario == "queue") return run_queue(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
     if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);
+    if (*scenario == "acked")
+      return run_acked(args->url, args->payload, args->count, args->rate, args->max_seconds, args->json);
     if (*scenario == "requests")
       return run_requests({.url = args->url, .count = args->count, .rate = args->rate, .payload = args->payload,
                            .handlers = *handlers, .sticky = !*non_sticky, .json = args->json});
