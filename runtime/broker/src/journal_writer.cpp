@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -187,17 +188,24 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
   return moved;
 }
 
+// Oldest first: a crash between two removals must leave the segments that remain contiguous,
+// or the next start-up finds lsns missing between them and refuses to start.
 int JournalWriter::remove_older_segments() {
   namespace fs = std::filesystem;
   std::error_code ec;
-  int removed = 0;
+  std::vector<std::pair<std::uint64_t, fs::path>> older;
   for (const auto& entry : fs::directory_iterator(shard_directory(options_.data_dir, options_.shard), ec)) {
     auto lsn = parse_segment_name(entry.path().filename().string());
-    if (!lsn || *lsn >= segment_first_lsn_) continue;
-    if (fs::remove(entry.path(), ec)) ++removed;
-    if (ec) return -ec.value();
+    if (lsn && *lsn < segment_first_lsn_) older.emplace_back(*lsn, entry.path());
   }
-  return ec ? -ec.value() : removed;
+  if (ec) return -ec.value();
+  std::sort(older.begin(), older.end());
+  int removed = 0;
+  for (const auto& [lsn, path] : older) {
+    if (!fs::remove(path, ec) && ec) return -ec.value();
+    ++removed;
+  }
+  return removed;
 }
 
 void JournalWriter::fail(std::string why) {
