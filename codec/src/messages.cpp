@@ -81,7 +81,9 @@ Decoded decode_control(const fb::Message* msg) {
     }
     case fb::Body::Subscribe: {
       auto b = msg->body_as_Subscribe();
-      return {DecodeError::none, SubscribeMsg{b->request_id(), view(b->selector())}};
+      std::optional<std::uint64_t> since;
+      if (b->has_since()) since = b->since();
+      return {DecodeError::none, SubscribeMsg{b->request_id(), view(b->selector()), b->history(), since}};
     }
     case fb::Body::Subscribed: {
       auto b = msg->body_as_Subscribed();
@@ -98,8 +100,14 @@ Decoded decode_control(const fb::Message* msg) {
     case fb::Body::CreateTopic: {
       auto b = msg->body_as_CreateTopic();
       if (!valid_type(b->type())) return fail(DecodeError::bad_value);
-      TopicProperties properties{static_cast<TopicType>(b->type()), b->conflate(), b->deltas(),
-                                 !b->dont_retain()};
+      TopicProperties properties{.type = static_cast<TopicType>(b->type()),
+                                 .conflate = b->conflate(),
+                                 .deltas = b->deltas(),
+                                 .retain = !b->dont_retain(),
+                                 .history = b->history(),
+                                 .history_bytes = b->history_bytes(),
+                                 .history_age_ms = b->history_age_ms(),
+                                 .durable = !b->transient()};
       return {DecodeError::none, CreateTopicMsg{b->request_id(), view(b->path()), properties}};
     }
     case fb::Body::Ack:
@@ -108,7 +116,7 @@ Decoded decode_control(const fb::Message* msg) {
       auto b = msg->body_as_TopicAdd();
       if (!valid_type(b->type())) return fail(DecodeError::bad_value);
       return {DecodeError::none,
-              TopicAddMsg{b->alias(), view(b->path()), static_cast<TopicType>(b->type())}};
+              TopicAddMsg{b->alias(), view(b->path()), static_cast<TopicType>(b->type()), b->epoch()}};
     }
     case fb::Body::Ping: {
       auto b = msg->body_as_Ping();
@@ -281,10 +289,13 @@ std::span<const std::byte> FrameEncoder::connected(const ConnectedMsg& m) {
 }
 
 std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,
-                                                   std::string_view selector) {
+                                                   std::string_view selector,
+                                                   std::uint32_t history,
+                                                   std::optional<std::uint64_t> since) {
   fbb_->Clear();
   auto s = fbb_->CreateString(selector.data(), selector.size());
-  BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s));
+  BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s, history, since.value_or(0),
+                                              since.has_value()));
 }
 
 std::span<const std::byte> FrameEncoder::subscribed(std::uint32_t request_id,
@@ -315,7 +326,9 @@ std::span<const std::byte> FrameEncoder::create_topic(std::uint32_t request_id,
   auto p = fbb_->CreateString(path.data(), path.size());
   BROOK_FINISH(CreateTopic,
                fb::CreateCreateTopic(*fbb_, request_id, p, static_cast<fb::TopicType>(properties.type),
-                                     properties.conflate, properties.deltas, !properties.retain));
+                                     properties.conflate, properties.deltas, !properties.retain,
+                                     properties.history, properties.history_bytes,
+                                     properties.history_age_ms, !properties.durable));
 }
 
 std::span<const std::byte> FrameEncoder::refresh(std::uint32_t alias) {
@@ -398,10 +411,10 @@ std::span<const std::byte> FrameEncoder::ack(std::uint32_t request_id) {
 }
 
 std::span<const std::byte> FrameEncoder::topic_add(std::uint32_t alias, std::string_view path,
-                                                   TopicType type) {
+                                                   TopicType type, std::uint64_t epoch) {
   fbb_->Clear();
   auto p = fbb_->CreateString(path.data(), path.size());
-  BROOK_FINISH(TopicAdd, fb::CreateTopicAdd(*fbb_, alias, p, static_cast<fb::TopicType>(type)));
+  BROOK_FINISH(TopicAdd, fb::CreateTopicAdd(*fbb_, alias, p, static_cast<fb::TopicType>(type), epoch));
 }
 
 std::span<const std::byte> FrameEncoder::ping(std::uint64_t id, std::uint64_t sent_ns) {

@@ -28,6 +28,8 @@ struct Received {
   std::uint64_t topic_seq = 0;
   std::uint64_t session_seq = 0;
   std::string value;  // the value's bytes
+  bool resync = false;
+  std::uint64_t epoch = 0;
 };
 
 class UpdateLog {
@@ -36,7 +38,7 @@ class UpdateLog {
     return [this](const Update& u) {
       std::lock_guard lock(mutex_);
       entries_.push_back(
-          {std::string(u.path), u.type, u.topic_seq, u.session_seq, std::string(u.text())});
+          {std::string(u.path), u.type, u.topic_seq, u.session_seq, std::string(u.text()), u.resync, u.epoch});
       changed_.notify_all();
     };
   }

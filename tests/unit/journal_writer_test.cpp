@@ -58,8 +58,11 @@ class JournalWriterTest : public ::testing::Test {
     handler_.writer = writer.get();
     return writer;
   }
-  // Turns of `per_turn` records each, as a shard makes them, until `count` are durable.
-  void write_turns(JournalWriter& writer, std::uint64_t count, std::uint64_t per_turn) {
+  // Turns of `per_turn` records each, as a shard makes them, until `count` are durable. With
+  // `one_write_per_turn` each turn waits for the previous one to be durable, so that a slow
+  // disk (a busy machine) cannot batch many turns into one write.
+  void write_turns(JournalWriter& writer, std::uint64_t count, std::uint64_t per_turn,
+                   bool one_write_per_turn = false) {
     const std::uint64_t first = writer.last_lsn() + 1;
     std::uint64_t appended = 0;
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -72,6 +75,9 @@ class JournalWriterTest : public ::testing::Test {
       }
       writer.submit(reactor_, now_ns());
       reactor_.run_once(handler_, 1);
+      while (one_write_per_turn && !writer.idle() && writer.failure().empty() &&
+             std::chrono::steady_clock::now() < give_up)
+        reactor_.run_once(handler_, 1);
     }
   }
   std::vector<std::uint64_t> read_back(ScanResult* result = nullptr) {
@@ -106,7 +112,7 @@ TEST_F(JournalWriterTest, records_become_durable_in_order_and_read_back_whole) {
 
 TEST_F(JournalWriterTest, segments_roll_by_size_and_the_scan_reads_across_them) {
   auto writer = open(SyncPolicy::interval, 8192);
-  write_turns(*writer, 3000, 50);
+  write_turns(*writer, 3000, 50, true);
   EXPECT_EQ(writer->durable_lsn(), 3000u);
   std::size_t segments = 0;
   for (const auto& e : fs::directory_iterator(shard_directory(dir_, 0)))

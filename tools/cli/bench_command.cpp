@@ -23,6 +23,7 @@
 #include "brook/runtime/latency_histogram.hpp"
 #include "brook/runtime/rate_pacer.hpp"
 #include "bench_acked.hpp"
+#include "bench_replay.hpp"
 #include "bench_deltas.hpp"
 #include "bench_requests.hpp"
 #include "bench_queue.hpp"
@@ -267,7 +268,7 @@ Action add_bench_command(CLI::App& app) {
   auto topics = std::make_shared<std::uint64_t>(100000);
   auto round_trip = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("bench", "end-to-end load: throughput, rtt, oneway, fanout, topics, "
-                                          "resync, sessions, deltas, requests, queue, acked or raw-ring");
+                                          "resync, sessions, deltas, requests, queue, acked, replay or raw-ring");
   cmd->add_option("scenario", *scenario,
                   "throughput | rtt | resync (a subscriber away while --count updates are "
                   "published) | sessions (broker memory per idle session, --count sessions) | "
@@ -282,10 +283,12 @@ Action add_bench_command(CLI::App& app) {
                   "updates published into the fail-safe client's queue while its broker is cut off, in "
                   "memory and persistent with each fsync policy; then the time to flush them) | acked "
                   "(publish_acked: the acknowledgement's latency for --count/4 publishes at --rate, "
-                  "then acknowledged msgs/s for --count flat out, 1024 unacknowledged at most)")
+                  "then acknowledged msgs/s for --count flat out, 1024 unacknowledged at most) | "
+                  "replay (--count updates round --topics topics, then one subscriber asks for all "
+                  "of their history: replayed updates/s)")
       ->required()
       ->check(CLI::IsMember({"throughput", "rtt", "resync", "sessions", "deltas", "requests", "queue",
-                             "oneway", "fanout", "topics", "raw-ring", "acked"}));
+                             "oneway", "fanout", "topics", "raw-ring", "acked", "replay"}));
   cmd->add_option("--broker-pid", *broker_pid,
                   "sessions, oneway, fanout: the brookd to measure (default: the only one)");
   cmd->add_option("--url", args->url, "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
@@ -340,6 +343,8 @@ Action add_bench_command(CLI::App& app) {
     if (*scenario == "queue") return run_queue(args->url, args->count, args->payload, args->json);
     if (*scenario == "sessions") return run_sessions(args->url, args->count, *broker_pid, args->json);
     if (*scenario == "deltas") return run_deltas(args->url, args->count, args->rate, args->json);
+    if (*scenario == "replay")
+      return run_replay_bench(args->url, args->payload, args->count, *topics, args->max_seconds, args->json);
     if (*scenario == "acked")
       return run_acked(args->url, args->payload, args->count, args->rate, args->max_seconds, args->json);
     if (*scenario == "requests")

@@ -1,12 +1,15 @@
 // brook sub: prints PATH<TAB>TOPIC_SEQ<TAB>VALUE for every delivered value, always the whole
 // value whether it travelled whole or as a delta; --wire adds a fourth field, `full N` or
 // `delta N` (bytes on the wire). With --reconnect it resumes its session through dropped
-// connections and starts a new one if the broker lost it.
+// connections and starts a new one if the broker lost it. --history N / --since SEQ print
+// the updates the broker kept before the live ones; a gap (updates no longer kept, or missed)
+// is said on stderr, never silently.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "brook/client/client.hpp"
@@ -23,6 +26,8 @@ Action add_sub_command(CLI::App& app) {
     double timeout_s = 0;
     bool reconnect = false;
     bool wire = false;
+    std::uint32_t history = 0;
+    std::optional<std::uint64_t> since;
     std::vector<std::string> selectors;
   };
   auto args = std::make_shared<Args>();
@@ -35,6 +40,11 @@ Action add_sub_command(CLI::App& app) {
                 "restart), say so on stderr and subscribe afresh");
   cmd->add_flag("--wire", args->wire,
                 "add a fourth field: how the value travelled, `full N` or `delta N` (N bytes)");
+  cmd->add_option("--history", args->history,
+                  "first the last N updates of each matching topic the broker kept, then the live ones");
+  cmd->add_option("--since", args->since,
+                  "first every update after topic sequence SEQ the broker kept, then the live ones")
+      ->excludes("--history");
   cmd->add_option("selectors", args->selectors, "PATH, PATH/* (children) or PATH// (PATH and descendants)")
       ->required();
 
@@ -65,6 +75,9 @@ Action add_sub_command(CLI::App& app) {
     std::string line;
     auto print = [&](const Update& u) {
       if (args->count && printed >= args->count) return;
+      if (u.resync)
+        std::fprintf(stderr, "brook sub: %.*s: updates before %llu were missed (not kept, or lost)\n",
+                     static_cast<int>(u.path.size()), u.path.data(), static_cast<unsigned long long>(u.topic_seq));
       line.assign(u.path);
       line += '\t';
       line += std::to_string(u.topic_seq);
@@ -83,13 +96,14 @@ Action add_sub_command(CLI::App& app) {
     };
 
     // One session per pass; with --reconnect a lost session (broker restarted) starts another.
+    SubscribeOptions history{.history = args->history, .since = args->since};
     for (bool first = true;; first = false) {
       Client client;
       // Subscribed before connecting: a session taken over from a process that died replays
       // what it kept as soon as it is attached, and those updates need their subscription in
       // place to be printed.
       for (const auto& selector : args->selectors) {
-        client.subscribe(selector, print, [&, selector](const Status& s) {
+        client.subscribe(selector, print, history, [&, selector](const Status& s) {
           // A failed connect fails the subscription too: the connect's own error says why.
           if (!s && s.code != ErrorCode::not_connected) {
             std::fprintf(stderr, "brook sub: %s\n", s.message.c_str());
@@ -158,6 +172,7 @@ Action add_sub_command(CLI::App& app) {
       std::fflush(stdout);
       if (finished) return exit_code;
       options.session_number = args->session.session_number;  // the same name, a new session
+      history = {};  // what was printed stays printed: the new session starts from current values
     }
     std::fflush(stdout);
     return args->count ? exit_timeout : exit_ok;

@@ -31,6 +31,14 @@ struct TopicProperties {
   bool conflate = false;  // a slow subscriber's unsent update is replaced by the newer one
   bool deltas = true;     // send a delta against the subscriber's value when it is smaller
   bool retain = true;     // false: an event topic, no current value kept or sent on subscribe
+  // History: the last updates a subscriber may ask for (SubscribeOptions), kept by the
+  // broker and, with a data dir, in its journal. -1 / 0: the broker's history.* defaults.
+  std::int32_t history = -1;           // how many updates; 0 keeps none
+  std::uint64_t history_bytes = 0;     // at most this many bytes of values
+  std::uint32_t history_age_ms = 0;    // none older than this
+  // false: a transient topic, never journalled; it does not survive a broker restart, and
+  // an acknowledged publish to it does not wait for the disk.
+  bool durable = true;
 };
 
 // How an update's value travelled: whole, or as a delta against the subscriber's value at

@@ -67,6 +67,7 @@ std::string BrokerOptions::validate() const {
   if (storage_sync_interval_ms < 1) return "storage.sync_interval_ms must be at least 1";
   if (storage_segment_bytes < (64u << 10) || storage_segment_bytes > (1ull << 32))
     return "storage.segment_bytes must be between 65536 and 4294967296";
+  if (history_depth > (1u << 24)) return "history.depth must be at most 16777216";
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
   if (shm_ring_bytes < 4096 || !std::has_single_bit(shm_ring_bytes))
     return "shm.ring_bytes must be a power of two of at least 4096";
@@ -156,6 +157,9 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   }
   read("storage", "sync_interval_ms", o.storage_sync_interval_ms);
   read("storage", "segment_bytes", o.storage_segment_bytes);
+  read("history", "depth", o.history_depth);
+  read("history", "max_bytes", o.history_max_bytes);
+  read("history", "max_age_ms", o.history_max_age_ms);
   read("io", "recv_buffer_count", o.recv_buffer_count);
   read("io", "recv_buffer_bytes", o.recv_buffer_bytes);
   return o.validate();

@@ -21,7 +21,7 @@
 
 namespace brook::runtime::journal {
 
-constexpr std::uint32_t format_version = 1;
+constexpr std::uint32_t format_version = 2;  // 2: topic records carry history and epoch
 constexpr std::size_t segment_header_bytes = 32;
 constexpr std::size_t record_header_bytes = 24;
 // A record larger than this is damage, not data: the broker's largest frame is far smaller.

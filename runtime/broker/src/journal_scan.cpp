@@ -115,7 +115,7 @@ ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
     }
     auto header = read_segment_header(bytes);
     if (!header || header->first_lsn != named_lsn || header->shard != shard) {
-      result.error = path + ": the segment header does not check (or names another shard or lsn)";
+      result.error = path + ": the segment header does not check (or names another shard, lsn or format version)";
       return result;
     }
     if (i == 0) {

@@ -1,5 +1,6 @@
 #include "journal_topics.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -39,15 +40,57 @@ std::optional<unsigned> shard_of_directory(const std::string& name) {
 
 }  // namespace
 
-TopicRecordHead encode_topic_head(std::uint64_t seq, std::uint8_t property_flags, bool has_value) {
-  TopicRecordHead head{.seq = seq, .property_flags = property_flags, .has_value = has_value};
-  std::memcpy(head.bytes, &seq, 8);
-  head.bytes[8] = std::byte{property_flags};
-  head.bytes[9] = std::byte{has_value};
+EncodedTopicHead encode_topic_head(const TopicRecordHead& head) {
+  EncodedTopicHead out;
+  std::byte* p = out.bytes;
+  std::memcpy(p, &head.seq, 8);
+  p[8] = std::byte{head.property_flags};
+  p[9] = std::byte{head.has_value};
+  std::memcpy(p + 12, &head.history, 4);
+  std::memcpy(p + 16, &head.epoch, 8);
+  std::memcpy(p + 24, &head.time_ns, 8);
+  std::memcpy(p + 32, &head.history_bytes, 8);
+  std::memcpy(p + 40, &head.history_age_ms, 4);
+  return out;
+}
+
+TopicRecordHead decode_topic_head(std::span<const std::byte> payload) {
+  TopicRecordHead head;
+  const std::byte* p = payload.data();
+  std::memcpy(&head.seq, p, 8);
+  head.property_flags = static_cast<std::uint8_t>(p[8]);
+  head.has_value = p[9] != std::byte{0};
+  std::memcpy(&head.history, p + 12, 4);
+  std::memcpy(&head.epoch, p + 16, 8);
+  std::memcpy(&head.time_ns, p + 24, 8);
+  std::memcpy(&head.history_bytes, p + 32, 8);
+  std::memcpy(&head.history_age_ms, p + 40, 4);
   return head;
 }
 
-RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count) {
+namespace {
+
+// Keeps a topic's last `depth` updates in seq order, each seq once. Records come in seq
+// order within a shard's journal; across shard directories (the shard count changed) they
+// may not, and a snapshot after a roll writes an update again: both are rare, so the common
+// case is an append, and trimming waits until twice the depth is held.
+void add_to_history(RestoredTopic& topic, const TopicRecordHead& head, std::span<const std::byte> frame,
+                    std::size_t depth) {
+  auto& history = topic.history;
+  auto at = history.end();
+  if (!history.empty() && head.seq <= history.back().seq) {
+    at = std::lower_bound(history.begin(), history.end(), head.seq,
+                          [](const RestoredUpdate& u, std::uint64_t seq) { return u.seq < seq; });
+    if (at != history.end() && at->seq == head.seq) return;
+  }
+  history.insert(at, RestoredUpdate{head.seq, head.time_ns, {frame.begin(), frame.end()}});
+  if (history.size() >= 2 * depth) history.erase(history.begin(), history.end() - static_cast<std::ptrdiff_t>(depth));
+}
+
+}  // namespace
+
+RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count,
+                               std::uint32_t history_depth) {
   RestoredJournal restored;
   restored.topics_by_owner.resize(shard_count);
   restored.scans.resize(shard_count);
@@ -77,15 +120,15 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
         bad_record = dir + ": record lsn " + std::to_string(r.lsn) + " is not a topic record";
         return;
       }
-      std::uint64_t seq;
-      std::memcpy(&seq, r.payload.data(), 8);
+      const TopicRecordHead head = decode_topic_head(r.payload);
+      const auto frame = r.payload.subspan(topic_record_head_bytes);
       auto [it, fresh] = latest.try_emplace(std::string(*path));
-      if (!fresh && it->second.seq > seq) return;
-      it->second.seq = seq;
-      it->second.property_flags = static_cast<std::uint8_t>(r.payload[8]);
-      it->second.has_value = r.payload[9] != std::byte{0};
-      auto frame = r.payload.subspan(topic_record_head_bytes);
-      it->second.frame.assign(frame.begin(), frame.end());
+      RestoredTopic& topic = it->second;
+      const std::size_t depth = head.history >= 0 ? static_cast<std::size_t>(head.history) : history_depth;
+      if (head.seq > 0 && depth > 0) add_to_history(topic, head, frame, depth);
+      if (!fresh && topic.head.seq > head.seq) return;
+      topic.head = head;
+      topic.frame.assign(frame.begin(), frame.end());
     });
     if (!scan.error.empty() || !bad_record.empty()) {
       restored.error = !scan.error.empty() ? scan.error : bad_record;
@@ -96,6 +139,11 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
     if (shard < shard_count) restored.scans[shard] = std::move(scan);
   }
   restored.topics = latest.size();
+  for (auto& [path, topic] : latest) {
+    const std::size_t depth = topic.head.history >= 0 ? static_cast<std::size_t>(topic.head.history) : history_depth;
+    if (topic.history.size() > depth)
+      topic.history.erase(topic.history.begin(), topic.history.end() - static_cast<std::ptrdiff_t>(depth));
+  }
   for (auto& [path, topic] : latest)
     restored.topics_by_owner[topic_owner(path, shard_count)].push_back(std::move(topic));
   return restored;

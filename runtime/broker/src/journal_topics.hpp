@@ -1,13 +1,18 @@
 #pragma once
-// Topics in the journal. The owner shard writes a topic record whenever a topic is created
-// and whenever it takes an update: the topic's sequence, its properties and its publish frame
-// (path, type and value), so each record alone says what the topic was at that sequence.
-// At start-up the broker reads every shard's journal and keeps, per path, the record with the
-// highest sequence: the topic as it was last made durable. The shard count may have changed
-// since (a topic's owner is its path's hash modulo the count), so records are gathered from
-// every shard directory and handed to each topic's owner now.
+// Topics in the journal. The owner shard writes a topic record whenever a durable topic is
+// created and whenever it takes an update: the topic's sequence, its properties, epoch, the
+// time and its publish frame (path, type and value), so each record alone says what the
+// topic was at that sequence. At start-up the broker reads every shard's journal and keeps,
+// per path, the record with the highest sequence (the topic as it was last made durable) and
+// the last records of its history, as many as its history limits keep. The shard count may
+// have changed since (a topic's owner is its path's hash modulo the count), so records are
+// gathered from every shard directory and handed to each topic's owner now.
 //
-//   topic record payload: u64 seq | u8 property flags | u8 has value | u16 0 | u32 0 | frame
+//   topic record payload: u64 seq | u8 property flags | u8 has value | u16 0 | i32 history |
+//                         u64 epoch | u64 time (realtime ns) | u64 history bytes |
+//                         u32 history age ms | u32 0 | frame
+//
+// A record with seq 0 is a topic created without a value; the others are its updates.
 //
 // restore_topics() runs on the thread that starts the broker, before the shards run.
 #include <cstdint>
@@ -20,22 +25,38 @@
 
 namespace brook::runtime::journal {
 
-constexpr std::size_t topic_record_head_bytes = 16;
+constexpr std::size_t topic_record_head_bytes = 48;
 
 struct TopicRecordHead {
   std::uint64_t seq = 0;
   std::uint8_t property_flags = 0;  // topic_property_flags() of shard_message.hpp
   bool has_value = false;
-  std::byte bytes[topic_record_head_bytes]{};  // encoded: the record's payload head
+  std::int32_t history = -1;        // the topic's own history properties (-1 / 0: defaults)
+  std::uint64_t history_bytes = 0;
+  std::uint32_t history_age_ms = 0;
+  std::uint64_t epoch = 0;
+  std::uint64_t time_ns = 0;
 };
-TopicRecordHead encode_topic_head(std::uint64_t seq, std::uint8_t property_flags, bool has_value);
+// The payload head of a topic record.
+struct EncodedTopicHead {
+  std::byte bytes[topic_record_head_bytes]{};
+};
+EncodedTopicHead encode_topic_head(const TopicRecordHead& head);
+TopicRecordHead decode_topic_head(std::span<const std::byte> payload);
 
-// A topic as its last durable record left it.
-struct RestoredTopic {
+// One update of a topic's history, as its record kept it.
+struct RestoredUpdate {
   std::uint64_t seq = 0;
-  std::uint8_t property_flags = 0;
-  bool has_value = false;
+  std::uint64_t time_ns = 0;
+  std::vector<std::byte> frame;
+};
+
+// A topic as its last durable record left it, with its history oldest first (the last entry
+// is the current value when the topic keeps history).
+struct RestoredTopic {
+  TopicRecordHead head;
   std::vector<std::byte> frame;  // a publish frame: path, type, value
+  std::vector<RestoredUpdate> history;
 };
 
 struct RestoredJournal {
@@ -48,7 +69,9 @@ struct RestoredJournal {
 };
 
 // Reads DATA_DIR/shard-* and returns each topic to its owner among `shard_count` shards
-// (topic_owner.hpp).
-RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count);
+// (topic_owner.hpp). `history_depth` is the broker's default for topics without their own
+// (history.depth); a topic keeps at most that many of its last updates.
+RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count,
+                               std::uint32_t history_depth);
 
 }  // namespace brook::runtime::journal

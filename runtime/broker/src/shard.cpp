@@ -53,6 +53,7 @@ void Shard::release_buffers() {
   topics_.for_each_match(*Selector::parse("//"), [](std::string_view, OwnedTopic& t) {
     if (t.frame) t.frame->release();
     t.frame = nullptr;
+    t.history.clear();
   });
   // Records still in the rings towards this shard carry references too.
   for (unsigned from = 0; from < mesh_.shard_count; ++from)
@@ -320,6 +321,9 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::remove_selector: on_remove_selector(from, m); break;
     case ShardMessageKind::selector_added: on_selector_added(m); break;
     case ShardMessageKind::snapshot: on_snapshot(m); break;
+    case ShardMessageKind::history: on_history(m); break;
+    case ShardMessageKind::replay_paused: on_replay_paused(from, m); break;
+    case ShardMessageKind::replay_resume: on_replay_resume(m); break;
     case ShardMessageKind::deliver: on_deliver(m); break;
     case ShardMessageKind::flow_hold: on_flow_hold(m); break;
     case ShardMessageKind::flow_release: on_flow_release(m); break;

@@ -43,6 +43,7 @@
 #include "shard_message.hpp"
 #include "shm_broadcast_log.hpp"
 #include "shm_link.hpp"
+#include "topic_history.hpp"
 
 namespace brook::runtime {
 
@@ -161,6 +162,9 @@ struct OwnedTopic {
   std::uint64_t seq = 0;
   bool has_value = false;         // false for a topic that does not retain its value
   SharedBuffer* frame = nullptr;  // latest publish frame: path + current value (one ref)
+  std::uint64_t epoch = 0;        // 48 bits; changes when the topic's history is lost
+  HistoryLimits history_limits;
+  TopicHistory history;
   std::uint64_t interested_mask = 0;               // shards with matching subscriptions
   std::array<std::uint32_t, max_shards> interest{}; // matching subscriptions per shard
 };
@@ -211,6 +215,7 @@ struct LocalTopic {
   std::string path;
   codec::TopicType type;
   bool conflate = false;
+  std::uint64_t epoch = 0;
   std::vector<Subscriber> subscribers;
 };
 
@@ -220,6 +225,22 @@ struct Subscription {
   std::uint32_t pending_shards;  // shards that have not yet confirmed add_selector
   Selector selector;
   bool resync = false;           // re-added after a gap: its snapshots are flagged resync
+  // History asked for with it (first add only: a re-add after a gap sends current values).
+  std::uint32_t history = 0;
+  std::uint64_t since_plus_one = 0;
+};
+
+// A subscription's history that this shard, as the topics' owner, sends a batch at a time
+// (shard_replay.cpp).
+struct Replay {
+  unsigned to = 0;  // the subscriber's shard
+  std::uint64_t subscription_key = 0;
+  std::uint32_t history = 0;
+  std::uint64_t since_plus_one = 0;
+  std::vector<OwnedTopic*> topics;  // the matching topics, sent in order
+  std::size_t next = 0;
+  bool waiting = false;    // until the subscriber's shard asks for more (replay_resume)
+  bool cancelled = false;  // the subscription went while the replay ran
 };
 
 struct TopicBinding {
@@ -283,6 +304,8 @@ struct Session {
   // subscribers hold it back; its connection is not read while any does.
   std::vector<PublisherRef> holding;
   std::uint64_t holding_since_ns = 0;
+  // Replays paused until this session's queue has room: (owner shard, subscription key).
+  std::vector<std::pair<unsigned, std::uint64_t>> replays_waiting;
   std::uint32_t held_by = 0;
   bool flush_listed = false;
   bool overflowed = false;           // queue limit reached: closed after this fan-out
@@ -474,6 +497,7 @@ class Shard final : public transport::ReactorHandler {
   void release_publishers(Session& subscriber);
   void after_progress(Session& subscriber) {
     if (!subscriber.holding.empty() && flow_marks_.under(subscriber.out)) release_publishers(subscriber);
+    if (!subscriber.replays_waiting.empty() && wants_more_history(subscriber)) resume_replays(subscriber);
   }
   void check_flow(std::uint64_t now);
   void on_flow_hold(const ShardMessage& m);
@@ -501,6 +525,9 @@ class Shard final : public transport::ReactorHandler {
   void restore_topics();
   // Writes the topic's state as of now; returns the record's lsn.
   std::uint64_t journal_topic(const OwnedTopic& topic);
+  // Writes one update of the topic (its history's, in a snapshot); returns the lsn.
+  std::uint64_t journal_update(const OwnedTopic& topic, std::uint64_t seq, const SharedBuffer* frame,
+                               std::uint64_t time_ns);
   // The answer to `request_id` from shard `from` waits until `lsn` is durable.
   void acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
                                 std::uint64_t a);
@@ -511,6 +538,21 @@ class Shard final : public transport::ReactorHandler {
   // A new segment began: every topic's state goes into it, so that the older segments can go.
   void snapshot_topics();
   void on_add_selector(unsigned from, const ShardMessage& message);
+  // History (shard_replay.cpp). Owner side: a subscription's replay, a batch per call.
+  void run_replay(std::uint64_t subscription_key);
+  std::size_t replay_topic(const Replay& replay, OwnedTopic& topic);
+  void on_replay_resume(const ShardMessage& message);
+  // Ends the replay of a subscription that went; returns the topics it had not sent yet,
+  // whose interest it never counted.
+  std::vector<OwnedTopic*> cancel_replay(std::uint64_t subscription_key);
+  void record_history(OwnedTopic& topic);
+  // Subscriber side.
+  void on_history(const ShardMessage& message);
+  void on_replay_paused(unsigned from, const ShardMessage& message);
+  bool wants_more_history(const Session& s) const;
+  void resume_replays(Session& s);
+  HistoryLimits history_limits_for(const codec::TopicProperties& properties) const;
+  std::uint64_t new_topic_epoch();
   void on_remove_selector(unsigned from, const ShardMessage& message);
   void fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
   SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
@@ -536,7 +578,7 @@ class Shard final : public transport::ReactorHandler {
   void expire_requests(Session& s, std::uint64_t now);
 
   // Subscriber side (shard_delivery.cpp).
-  void subscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
+  void subscribe(Session& s, const codec::SubscribeMsg& m);
   void add_selector(Session& s, Subscription& subscription);
   void unsubscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
   void drop_subscriptions(Session& s);
@@ -648,6 +690,9 @@ class Shard final : public transport::ReactorHandler {
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here
   SelectorIndex remote_selectors_;  // every shard's subscriptions, keyed by subscription key
   std::unordered_map<std::uint64_t, Selector> selector_of_;
+  std::vector<std::unique_ptr<Replay>> replays_;
+  bool replaying_ = false;  // run_replay() is on the stack: a nested resume only marks
+  std::uint64_t epoch_state_ = 0;  // splitmix64 state for new topic epochs
 
   // Subscriber side.
   std::unordered_map<std::uint64_t, LocalTopic> local_topics_;            // topic key ->

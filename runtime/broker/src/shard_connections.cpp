@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -292,9 +293,12 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             SharedBuffer* copy = pool_.allocate(codec::publish_frame_bytes(m.path.size(), 0));
             codec::write_publish(copy->data(), m.request_id, m.path, m.properties.type,
                                  std::span<const std::byte>{});
+            const auto history_plus_one = static_cast<std::uint32_t>(std::max(m.properties.history, -1) + 1);
             send_to(owner_of(m.path), {ShardMessageKind::create_topic,
                                        topic_property_flags(m.properties), 0, m.request_id,
-                                       session_token(s), index_, 0, copy});
+                                       session_token(s), m.properties.history_bytes,
+                                       std::uint64_t{m.properties.history_age_ms} << 32 | history_plus_one,
+                                       copy});
           },
           [&](const codec::RefreshMsg& m) {
             ++s.inbound_seq;
@@ -318,7 +322,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
           },
           [&](const codec::SubscribeMsg& m) {
             ++s.inbound_seq;
-            subscribe(s, m.request_id, m.selector);
+            subscribe(s, m);
           },
           [&](const codec::UnsubscribeMsg& m) {
             ++s.inbound_seq;

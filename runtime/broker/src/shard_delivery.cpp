@@ -9,16 +9,18 @@
 
 namespace brook::runtime {
 
-void Shard::subscribe(Session& c, std::uint32_t request_id, std::string_view text) {
-  auto selector = Selector::parse(text);
+void Shard::subscribe(Session& c, const codec::SubscribeMsg& m) {
+  auto selector = Selector::parse(m.selector);
   if (!selector) {
-    refuse(c, codec::ErrorCode::invalid_selector, request_id,
-           "invalid selector '" + std::string(text) +
+    refuse(c, codec::ErrorCode::invalid_selector, m.request_id,
+           "invalid selector '" + std::string(m.selector) +
                "' (use PATH, PATH/* for children or PATH// for PATH and its descendants)");
     return;
   }
   std::uint64_t key = (std::uint64_t{index_} << 48) | next_subscription_++;
-  c.subscriptions.push_back({key, request_id, 0, std::move(*selector)});
+  c.subscriptions.push_back({.key = key, .request_id = m.request_id, .pending_shards = 0,
+                             .selector = std::move(*selector), .history = m.history,
+                             .since_plus_one = m.since ? std::min<std::uint64_t>(*m.since, ~std::uint64_t{0} - 1) + 1 : 0});
   add_selector(c, c.subscriptions.back());
 }
 
@@ -27,8 +29,11 @@ void Shard::add_selector(Session& s, Subscription& subscription) {
   subscription_owner_.emplace(subscription.key, s.slot);
   std::string canonical = subscription.selector.text();
   for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-    send_to(shard, {ShardMessageKind::add_selector, 0, 0, 0, subscription.key, 0, 0,
-                    text_buffer(pool_, canonical)});
+    send_to(shard, {ShardMessageKind::add_selector, 0, 0, 0, subscription.key, subscription.history,
+                    subscription.since_plus_one, text_buffer(pool_, canonical)});
+  // Once: re-added after a gap, the subscription starts from current values.
+  subscription.history = 0;
+  subscription.since_plus_one = 0;
 }
 
 void Shard::on_selector_added(const ShardMessage& m) {
@@ -115,7 +120,7 @@ void Shard::on_snapshot(const ShardMessage& m) {
   bool resync = false;
   for (const auto& sub : s.subscriptions)
     if (sub.key == m.c) resync = sub.resync;
-  bind(s, m.a, m, resync);
+  bind(s, m.a, m, resync || (m.flags & snapshot_gap) != 0);
 }
 
 void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, bool resync) {
@@ -130,11 +135,12 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
     topic.path = publish.path;
     topic.type = publish.type.value_or(codec::TopicType::string);
     topic.conflate = (m.flags & topic_conflates) != 0;
+    topic.epoch = std::uint64_t{m.code} << 32 | m.request_id;
   }
   std::uint32_t alias = c.next_alias++;
   TopicBinding& binding = c.bindings.emplace(topic_key, TopicBinding{alias}).first->second;
   topic.subscribers.push_back({c.slot, &binding});
-  enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type));
+  enqueue_control(c, encoder_.topic_add(alias, topic.path, topic.type, topic.epoch));
   const bool queued =
       (m.flags & snapshot_has_value) &&
       enqueue_update(c, binding, topic.conflate, m.b, frame, nullptr,

@@ -16,32 +16,65 @@ void Shard::adopt_journal(std::unique_ptr<journal::JournalWriter> writer,
   restored_ = std::move(topics);
 }
 
+namespace {
+
+SharedBuffer* buffer_of(BufferPool& pool, const std::vector<std::byte>& bytes) {
+  SharedBuffer* buffer = pool.allocate(bytes.size());
+  std::memcpy(buffer->data(), bytes.data(), bytes.size());
+  return buffer;
+}
+
+}  // namespace
+
 void Shard::restore_topics() {
   for (auto& restored : restored_) {
-    SharedBuffer* frame = pool_.allocate(restored.frame.size());
-    std::memcpy(frame->data(), restored.frame.data(), restored.frame.size());
+    SharedBuffer* frame = buffer_of(pool_, restored.frame);
     auto publish = codec::read_trusted_publish(frame->data(), frame->size());
     auto [topic, created] = topics_.try_emplace(publish.path);
     if (!created) {  // one record per path is restored: cannot happen, but never leak
       frame->release();
       continue;
     }
+    const journal::TopicRecordHead& head = restored.head;
     topic_by_path_.emplace(std::string(publish.path), topic);
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->properties = {.type = publish.type.value_or(codec::TopicType::string),
-                         .conflate = (restored.property_flags & topic_conflates) != 0,
-                         .deltas = (restored.property_flags & topic_without_deltas) == 0,
-                         .retain = (restored.property_flags & topic_not_retained) == 0};
-    topic->seq = restored.seq;
-    topic->has_value = restored.has_value;
+                         .conflate = (head.property_flags & topic_conflates) != 0,
+                         .deltas = (head.property_flags & topic_without_deltas) == 0,
+                         .retain = (head.property_flags & topic_not_retained) == 0,
+                         .history = head.history,
+                         .history_bytes = head.history_bytes,
+                         .history_age_ms = head.history_age_ms,
+                         .durable = true};
+    topic->history_limits = history_limits_for(topic->properties);
+    topic->epoch = head.epoch != 0 ? head.epoch : new_topic_epoch();
+    topic->seq = head.seq;
+    topic->has_value = head.has_value;
     topic->frame = frame;
+    for (const journal::RestoredUpdate& update : restored.history) {
+      // The current value's buffer is shared with the history, as a live update's is.
+      SharedBuffer* entry = update.seq == head.seq ? (frame->add_ref(), frame) : buffer_of(pool_, update.frame);
+      topic->history.push({update.seq, update.time_ns, entry}, topic->history_limits);
+    }
   }
   restored_ = {};
 }
 
 std::uint64_t Shard::journal_topic(const OwnedTopic& topic) {
-  const auto head = journal::encode_topic_head(topic.seq, topic_property_flags(topic.properties), topic.has_value);
-  return journal_->append(journal::RecordType::topic, head.bytes, {topic.frame->data(), topic.frame->size()});
+  return journal_update(topic, topic.seq, topic.frame, history_clock_ns());
+}
+
+std::uint64_t Shard::journal_update(const OwnedTopic& topic, std::uint64_t seq, const SharedBuffer* frame,
+                                    std::uint64_t time_ns) {
+  const auto head = journal::encode_topic_head({.seq = seq,
+                                                .property_flags = topic_property_flags(topic.properties),
+                                                .has_value = topic.has_value,
+                                                .history = topic.properties.history,
+                                                .history_bytes = topic.properties.history_bytes,
+                                                .history_age_ms = topic.properties.history_age_ms,
+                                                .epoch = topic.epoch,
+                                                .time_ns = time_ns});
+  return journal_->append(journal::RecordType::topic, head.bytes, {frame->data(), frame->size()});
 }
 
 void Shard::acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
@@ -73,7 +106,15 @@ void Shard::on_journal_completion(const transport::Completion& completion) {
 
 void Shard::snapshot_topics() {
   journal_->begin_snapshot();
-  for (const auto& [path, topic] : topic_by_path_) journal_topic(*topic);
+  for (const auto& [path, topic] : topic_by_path_) {
+    if (!topic->properties.durable) continue;
+    // Its history, oldest first; the newest entry is the current value. Without history (or
+    // when the current value has no entry), the topic's state as of now.
+    const TopicHistory& history = topic->history;
+    for (std::size_t i = 0; i < history.size(); ++i)
+      journal_update(*topic, history[i].seq, history[i].frame, history[i].time_ns);
+    if (history.empty() || history[history.size() - 1].seq != topic->seq) journal_topic(*topic);
+  }
   journal_->end_snapshot();
   snapshot_lsn_ = journal_->last_lsn();
 }

@@ -15,13 +15,23 @@ enum class ShardMessageKind : std::uint8_t {
                     //   flags: connection_shm (a Unix socket to check and set up) or
                     //   connection_shm_link (set up: `b` = its ShmLink*, owned by the record)
   publish,          // session shard -> owner: buffer = publish frame; a = session token
-  create_topic,     // session shard -> owner: buffer = publish frame with empty value
+  create_topic,     // session shard -> owner: buffer = publish frame with empty value, flags =
+                    //   property flags, b = history bytes, c = history age ms << 32 |
+                    //   history + 1 (0: the broker's defaults)
   reply,            // owner -> session shard: a = session token, request_id, code (0 = ok)
-  add_selector,     // session shard -> every shard: a = subscription key, buffer = selector text
+  add_selector,     // session shard -> every shard: a = subscription key, buffer = selector text,
+                    //   b = the last N updates of each topic first, c = after this topic seq
+                    //   + 1 (0: neither; shard_replay.cpp)
   remove_selector,  // session shard -> every shard: a = subscription key
   selector_added,   // every shard -> session shard: a = subscription key (after its snapshots)
   snapshot,         // owner -> session shard: a = topic key, b = topic seq, c = subscription key,
-                    //   buffer = topic's frame (path and current value), flags = has_value
+                    //   buffer = topic's frame (path and current value), flags = has_value,
+                    //   property flags and snapshot_gap; request_id | code << 32 = its epoch
+  history,          // owner -> session shard: an update from the topic's history after its
+                    //   snapshot (a, b, c, buffer as snapshot)
+  replay_paused,    // owner -> session shard: a = subscription key; the owner sends more
+                    //   history once replay_resume says the session's queue has room
+  replay_resume,    // session shard -> owner: a = subscription key
   deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame,
                     //   delta = the delta from seq b - 1 when one is smaller than the value,
                     //   code = the publisher's shard + 1 (0: none), c = its session token
@@ -71,11 +81,15 @@ inline constexpr std::uint8_t handler_away = 1;    // on handler_presence: disco
 inline constexpr std::uint8_t topic_conflates = 2;
 inline constexpr std::uint8_t topic_without_deltas = 4;
 inline constexpr std::uint8_t topic_not_retained = 8;
+inline constexpr std::uint8_t topic_transient = 16;
+// On snapshot: updates the subscriber asked for are no longer kept (history ran out).
+inline constexpr std::uint8_t snapshot_gap = 32;
 
 inline std::uint8_t topic_property_flags(const codec::TopicProperties& p) noexcept {
   return static_cast<std::uint8_t>((p.conflate ? topic_conflates : 0) |
                                    (p.deltas ? 0 : topic_without_deltas) |
-                                   (p.retain ? 0 : topic_not_retained));
+                                   (p.retain ? 0 : topic_not_retained) |
+                                   (p.durable ? 0 : topic_transient));
 }
 
 }  // namespace brook::runtime

@@ -5,6 +5,8 @@
 // each of those shards one reference per update. Per-topic order holds because every update
 // of a topic passes through this one shard and then through FIFO rings.
 #include <cstring>
+#include <memory>
+#include <unordered_set>
 
 #include "shard.hpp"
 #include "topic_owner.hpp"
@@ -30,6 +32,13 @@ std::span<const std::byte> value_of(const SharedBuffer* frame) {
 std::uint8_t snapshot_flags(const OwnedTopic& topic) {
   return static_cast<std::uint8_t>((topic.has_value ? snapshot_has_value : 0) |
                                    topic_property_flags(topic.properties));
+}
+
+// A snapshot record carries the topic's 48-bit epoch in its code and request_id.
+ShardMessage snapshot_of(const OwnedTopic& topic, std::uint8_t flags, std::uint64_t seq,
+                         std::uint64_t subscription_key, SharedBuffer* frame) {
+  return {ShardMessageKind::snapshot, flags, static_cast<std::uint16_t>(topic.epoch >> 32),
+          static_cast<std::uint32_t>(topic.epoch), topic.key, seq, subscription_key, frame};
 }
 
 }  // namespace
@@ -88,6 +97,8 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     last_published_ = topic;
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->properties.type = type;
+    topic->history_limits = history_limits_for(topic->properties);
+    topic->epoch = new_topic_epoch();
     created = true;
   }
   // The frame becomes the retained value and the shared body of this update: record the
@@ -99,6 +110,7 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   topic->has_value = topic->properties.retain;
   ++topic->seq;
   ++counters_.publishes;
+  record_history(*topic);
 
   if (created) {
     // Subscriptions made before the topic existed: each gets the first value as a snapshot.
@@ -106,14 +118,13 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
       unsigned shard = shard_of_key(key);
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
-      send_to(shard, {ShardMessageKind::snapshot,
-                      static_cast<std::uint8_t>(snapshot_flags(*topic) | snapshot_has_value), 0,
-                      0, topic->key, topic->seq, key, frame});
+      send_to(shard, snapshot_of(*topic, static_cast<std::uint8_t>(snapshot_flags(*topic) | snapshot_has_value),
+                                 topic->seq, key, frame));
     });
   } else {
     fan_out(*topic, delta, {from, m.a});
   }
-  if (journal_) {
+  if (journal_ && topic->properties.durable) {
     const std::uint64_t lsn = journal_topic(*topic);
     if (m.request_id != 0) acknowledge_when_durable(lsn, from, m.request_id, m.a);
     return;
@@ -191,16 +202,21 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
     topic->properties = {.type = type,
                          .conflate = (m.flags & topic_conflates) != 0,
                          .deltas = (m.flags & (topic_without_deltas | topic_not_retained)) == 0,
-                         .retain = (m.flags & topic_not_retained) == 0};
+                         .retain = (m.flags & topic_not_retained) == 0,
+                         .history = static_cast<std::int32_t>(static_cast<std::uint32_t>(m.c)) - 1,
+                         .history_bytes = m.b,
+                         .history_age_ms = static_cast<std::uint32_t>(m.c >> 32),
+                         .durable = (m.flags & topic_transient) == 0};
+    topic->history_limits = history_limits_for(topic->properties);
+    topic->epoch = new_topic_epoch();
     topic->frame = frame;  // path only: subscribers learn the topic, no value yet
     remote_selectors_.for_each_match(publish.path, [&](std::uint64_t key, const Selector&) {
       unsigned shard = shard_of_key(key);
       if (topic->interest[shard]++ == 0) topic->interested_mask |= std::uint64_t{1} << shard;
       frame->add_ref();
-      send_to(shard, {ShardMessageKind::snapshot, snapshot_flags(*topic), 0, 0, topic->key, 0,
-                      key, frame});
+      send_to(shard, snapshot_of(*topic, snapshot_flags(*topic), 0, key, frame));
     });
-    if (journal_) {
+    if (journal_ && topic->properties.durable) {
       if (!journal_->failure().empty()) {
         // The topic is made, for this run: say it will not survive a restart.
         code = static_cast<std::uint16_t>(codec::ErrorCode::storage_failed);
@@ -220,11 +236,21 @@ void Shard::on_add_selector(unsigned from, const ShardMessage& m) {
   m.buffer->release();
   if (selector) {
     remote_selectors_.add(*selector, m.a);
+    if (m.b != 0 || m.c != 0) {
+      // History first: sent a batch at a time, and selector_added after the last.
+      auto replay = std::make_unique<Replay>();
+      *replay = {.to = from, .subscription_key = m.a, .history = static_cast<std::uint32_t>(m.b),
+                 .since_plus_one = m.c, .topics = {}, .next = 0, .waiting = false, .cancelled = false};
+      topics_.for_each_match(*selector, [&](std::string_view, OwnedTopic& topic) { replay->topics.push_back(&topic); });
+      selector_of_.emplace(m.a, std::move(*selector));
+      replays_.push_back(std::move(replay));
+      run_replay(m.a);
+      return;
+    }
     topics_.for_each_match(*selector, [&](std::string_view, OwnedTopic& topic) {
       if (topic.interest[from]++ == 0) topic.interested_mask |= std::uint64_t{1} << from;
       topic.frame->add_ref();
-      send_to(from, {ShardMessageKind::snapshot, snapshot_flags(topic), 0, 0, topic.key,
-                     topic.seq, m.a, topic.frame});
+      send_to(from, snapshot_of(topic, snapshot_flags(topic), topic.seq, m.a, topic.frame));
     });
     selector_of_.emplace(m.a, std::move(*selector));
   }
@@ -236,7 +262,11 @@ void Shard::on_remove_selector(unsigned from, const ShardMessage& m) {
   auto it = selector_of_.find(m.a);
   if (it == selector_of_.end()) return;
   remote_selectors_.remove(it->second, m.a);
+  // Topics a replay had not reached yet never counted this subscription's interest.
+  const std::vector<OwnedTopic*> unsent = cancel_replay(m.a);
+  const std::unordered_set<const OwnedTopic*> uncounted(unsent.begin(), unsent.end());
   topics_.for_each_match(it->second, [&](std::string_view, OwnedTopic& topic) {
+    if (uncounted.contains(&topic)) return;
     if (topic.interest[from] > 0 && --topic.interest[from] == 0)
       topic.interested_mask &= ~(std::uint64_t{1} << from);
   });

@@ -115,7 +115,14 @@ Status Client::connect(const ClientOptions& options) {
 
 Subscription Client::subscribe(std::string selector, UpdateHandler handler,
                                StatusHandler on_subscribed) {
+  return subscribe(std::move(selector), std::move(handler), SubscribeOptions{}, std::move(on_subscribed));
+}
+
+Subscription Client::subscribe(std::string selector, UpdateHandler handler, const SubscribeOptions& options,
+                               StatusHandler on_subscribed) {
   Command c;
+  c.history = options.history;
+  c.since = options.since;
   c.kind = Command::Kind::subscribe;
   c.id = impl_->next_subscription_id.fetch_add(1, std::memory_order_relaxed);
   const bool queued = impl_->reserve_for(c, selector.size() + 32);

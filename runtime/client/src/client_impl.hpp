@@ -113,6 +113,8 @@ struct Command {
   ResponseHandler response_handler;
   std::chrono::steady_clock::time_point deadline{};
   std::uint64_t record = 0;  // its record in the persistent queue (0: none)
+  std::uint32_t history = 0;           // subscribe: SubscribeOptions
+  std::optional<std::uint64_t> since;
   // Took room in the client's queue (the caller saw it not connected): `queued_bytes` of it.
   bool queued = false;
   std::size_t queued_bytes = 0;
@@ -148,6 +150,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   struct Alias {
     std::string path;
     TopicType type = TopicType::string;
+    std::uint64_t epoch = 0;
     bool known = false;
     TopicValue* value = nullptr;  // node of `values`, by path: survives alias resets
     // Local subscriptions whose selector matches (map nodes never move, so pointers hold).

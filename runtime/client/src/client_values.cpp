@@ -36,7 +36,7 @@ void Client::Impl::on_update(const codec::UpdateMsg& m) {
   }
   Update u{a.path, a.type, m.topic_seq, m.session_seq, v.next,
            v.held ? std::span<const std::byte>(v.current) : std::span<const std::byte>{},
-           resync, m.encoding, m.value.size()};
+           resync, m.encoding, m.value.size(), a.epoch};
   v.current.swap(v.next);
   v.topic_seq = m.topic_seq;
   v.held = true;
@@ -73,6 +73,7 @@ void Client::Impl::on_topic_add(const codec::TopicAddMsg& m) {
   Alias& a = aliases[m.alias];
   a.path = m.path;
   a.type = m.type;
+  a.epoch = m.epoch;
   a.known = true;
   a.value = &values[a.path];
   rematch(a);
@@ -98,7 +99,7 @@ void Client::Impl::add_subscription(Command& c) {
                     .first->second;
   for (auto& a : aliases)
     if (a.known && selector->matches(a.path)) a.subscriptions.push_back(&added);
-  append_session(encoder.subscribe(request_id, c.text));
+  append_session(encoder.subscribe(request_id, c.text, c.history, c.since));
   confirm_on_answer(request_id);
 }
 

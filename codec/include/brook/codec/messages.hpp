@@ -41,6 +41,8 @@ struct ConnectedMsg {
 struct SubscribeMsg {
   std::uint32_t request_id;
   std::string_view selector;
+  std::uint32_t history = 0;                // the last N updates of each topic first
+  std::optional<std::uint64_t> since;       // or every update after this topic sequence
 };
 struct SubscribedMsg {
   std::uint32_t request_id;
@@ -112,6 +114,7 @@ struct TopicAddMsg {
   std::uint32_t alias;
   std::string_view path;
   TopicType type;
+  std::uint64_t epoch = 0;
 };
 struct PingMsg {
   std::uint64_t id;
@@ -203,7 +206,9 @@ class FrameEncoder {
   std::span<const std::byte> connected(std::string_view session_id, std::uint32_t max_frame_bytes);
   std::span<const std::byte> connect(const ConnectMsg& m);
   std::span<const std::byte> connected(const ConnectedMsg& m);
-  std::span<const std::byte> subscribe(std::uint32_t request_id, std::string_view selector);
+  std::span<const std::byte> subscribe(std::uint32_t request_id, std::string_view selector,
+                                       std::uint32_t history = 0,
+                                       std::optional<std::uint64_t> since = std::nullopt);
   std::span<const std::byte> subscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);
@@ -219,7 +224,8 @@ class FrameEncoder {
   std::span<const std::byte> resync(std::string_view reason);
   std::span<const std::byte> flow_control(bool held);
   std::span<const std::byte> ack(std::uint32_t request_id);
-  std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type);
+  std::span<const std::byte> topic_add(std::uint32_t alias, std::string_view path, TopicType type,
+                                       std::uint64_t epoch = 0);
   std::span<const std::byte> ping(std::uint64_t id, std::uint64_t sent_ns);
   std::span<const std::byte> pong(std::uint64_t id, std::uint64_t sent_ns);
   std::span<const std::byte> close(std::string_view reason);

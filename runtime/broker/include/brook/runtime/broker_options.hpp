@@ -78,6 +78,13 @@ struct BrokerOptions {
   StorageSync storage_sync = StorageSync::always;
   std::uint32_t storage_sync_interval_ms = 100;
   std::uint64_t storage_segment_bytes = 64ull << 20;
+  // Each topic's history (a subscriber may ask for it: Subscribe history / since), unless
+  // the topic was created with its own: its last history_depth updates, at most
+  // history_max_bytes of values and none older than history_max_age_ms (0: no age limit).
+  // Kept in memory by the topic's owner, and in the journal with a data dir.
+  std::uint32_t history_depth = 8;
+  std::uint64_t history_max_bytes = 1ull << 20;
+  std::uint32_t history_max_age_ms = 0;
   // After a turn with work a shard keeps polling this long before it sleeps: the reply to
   // what it just delivered (a round trip's second half, the next update of a burst) then
   // finds it awake, without a wake-up. It yields the core while it polls. 0: sleep at once.

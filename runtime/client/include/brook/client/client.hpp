@@ -167,10 +167,16 @@ struct Update {
   std::span<const std::byte> old_value;  // the value it replaces (empty for the first one)
   // The current value sent after a gap: the broker could not fill it (its recovery buffer was
   // overrun while the client was away), or a delta failed and the client asked for the whole
-  // value. Updates between the last one received and this one were missed. Never silent.
+  // value, or history asked for (SubscribeOptions) was no longer kept and this is the oldest
+  // update left. Updates between the last one received (or asked for) and this one were
+  // missed. Never silent.
   bool resync = false;
   UpdateEncoding encoding = UpdateEncoding::full;  // how it travelled: whole, or as a delta
   std::size_t wire_bytes = 0;                      // bytes of the value or delta on the wire
+  // Names the topic's history: it changes only when the broker lost that history (restarted
+  // without a data dir, storage wiped). A topic_seq kept from another epoch means nothing
+  // now: start again instead of asking for the updates after it.
+  std::uint64_t epoch = 0;
   std::string_view text() const noexcept {
     return {reinterpret_cast<const char*>(value.data()), value.size()};
   }
@@ -232,6 +238,21 @@ struct HandlerOptions {
 };
 using StatusHandler = std::function<void(const Status&)>;
 
+// What a subscription is sent before the live stream, besides each topic's current value.
+// The broker keeps each topic's last updates (history.* keys, or the topic's own
+// TopicProperties::history), in its journal too with a data dir.
+struct SubscribeOptions {
+  // The last `history` updates of each matching topic, oldest first, then the live ones.
+  std::uint32_t history = 0;
+  // Or every update after this topic sequence (one the client already has), per topic.
+  std::optional<std::uint64_t> since;
+  // Either way, a topic whose asked-for updates the broker no longer keeps starts with the
+  // oldest it has, flagged Update::resync: a gap, never silent. No gap and no duplicate
+  // between the history and the live updates. A topic this session already receives through
+  // another subscription is not sent again (never backwards). A subscription re-made in a
+  // new session (the broker lost the old one) asks for current values only.
+};
+
 class Subscription {
  public:
   Subscription() = default;
@@ -286,6 +307,9 @@ class BROOK_API Client {
   // `on_subscribed` runs once the broker has registered the selector on every shard (or with
   // the reason it was refused, the client's queue being full among them).
   Subscription subscribe(std::string selector, UpdateHandler handler,
+                         StatusHandler on_subscribed = {});
+  // The same, with history first (SubscribeOptions).
+  Subscription subscribe(std::string selector, UpdateHandler handler, const SubscribeOptions& options,
                          StatusHandler on_subscribed = {});
   Status unsubscribe(const Subscription& subscription);
 

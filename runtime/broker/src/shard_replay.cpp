@@ -1,0 +1,196 @@
+// History and replay: a subscription may ask for the last N updates of each matching topic,
+// or for every update after a topic sequence, before the live stream.
+//
+//   session shard                 owner shard (each)                    session shard
+//   add_selector(b = N, c = since + 1) --> replay: per topic, in turn:
+//                                            count interest, snapshot (its oldest wanted
+//                                            update, snapshot_gap when older ones are gone),
+//                                            history (the rest, up to the current value)
+//                                          a batch at a time, then replay_paused --> queue
+//                                          has room? replay_resume <---------------+
+//                                          ... last topic: selector_added
+//
+// No gap and no duplicate between history and live updates: a topic's interest is counted
+// in the same step that sends its history, so its live updates follow on the same FIFO ring,
+// and none is delivered before. A topic the replay has not reached yet takes no live update
+// for this subscription meanwhile; its history has them when it is reached (or says which
+// are gone). The owner's live traffic is not held up: a batch is at most replay_batch updates,
+// and the next waits until the subscriber's queue is under the flow-control low-water mark.
+//
+// History lives in memory (topic_history.hpp), a reference to each update's frame; with a
+// data dir the journal holds the same updates, and a restart restores them. Every function
+// runs on its shard's thread.
+#include <algorithm>
+#include <unordered_set>
+
+#include "shard.hpp"
+
+namespace brook::runtime {
+
+namespace {
+
+// Updates per batch before the owner waits for the subscriber's queue to make room.
+constexpr std::size_t replay_batch = 1024;
+
+std::uint8_t property_flags_with_value(const OwnedTopic& topic, bool with_value) {
+  return static_cast<std::uint8_t>(topic_property_flags(topic.properties) | (with_value ? snapshot_has_value : 0));
+}
+
+}  // namespace
+
+HistoryLimits Shard::history_limits_for(const codec::TopicProperties& p) const {
+  return {.depth = p.history >= 0 ? static_cast<std::uint32_t>(p.history) : options_.history_depth,
+          .max_bytes = p.history_bytes != 0 ? p.history_bytes : options_.history_max_bytes,
+          .max_age_ns = std::uint64_t{p.history_age_ms != 0 ? p.history_age_ms : options_.history_max_age_ms} *
+                        1'000'000};
+}
+
+std::uint64_t Shard::new_topic_epoch() {
+  // splitmix64, seeded from the clock and the shard: a topic made anew (another run without
+  // a data dir, wiped storage) gets another epoch. 48 bits travel in a shard message.
+  if (epoch_state_ == 0) epoch_state_ = history_clock_ns() ^ (std::uint64_t{index_} << 56) ^ 0x9e3779b97f4a7c15ull;
+  std::uint64_t z = (epoch_state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z = (z ^ (z >> 31)) & ((std::uint64_t{1} << 48) - 1);
+  return z == 0 ? 1 : z;
+}
+
+void Shard::record_history(OwnedTopic& topic) {
+  if (topic.history_limits.depth == 0) return;
+  topic.frame->add_ref();
+  topic.history.push({topic.seq, history_clock_ns(), topic.frame}, topic.history_limits);
+}
+
+void Shard::run_replay(std::uint64_t subscription_key) {
+  if (replaying_) return;  // a resume handled inside the loop below: the loop goes on
+  replaying_ = true;
+  for (;;) {
+    auto it = std::find_if(replays_.begin(), replays_.end(),
+                           [&](const auto& r) { return r->subscription_key == subscription_key; });
+    if (it == replays_.end()) break;
+    Replay& replay = **it;
+    if (replay.cancelled) {
+      replays_.erase(it);
+      break;
+    }
+    if (replay.waiting) break;
+    std::size_t sent = 0;
+    while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled)
+      sent += replay_topic(replay, *replay.topics[replay.next++]);
+    if (replay.cancelled) continue;  // erased above
+    if (replay.next == replay.topics.size()) {
+      const unsigned to = replay.to;
+      // Sending may have added replays (the vector moved; the Replay did not).
+      std::erase_if(replays_, [&](const auto& r) { return r.get() == &replay; });
+      // After the history on the same FIFO ring: the subscriber knows it has all of it.
+      send_to(to, {ShardMessageKind::selector_added, 0, 0, 0, subscription_key, 0, 0, nullptr});
+      break;
+    }
+    replay.waiting = true;
+    // When the subscriber is on this shard its answer comes back at once and the loop goes on.
+    send_to(replay.to, {ShardMessageKind::replay_paused, 0, 0, 0, subscription_key, 0, 0, nullptr});
+  }
+  replaying_ = false;
+  std::erase_if(replays_, [](const auto& r) { return r->cancelled; });
+}
+
+std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
+  if (topic.interest[replay.to]++ == 0) topic.interested_mask |= std::uint64_t{1} << replay.to;
+  TopicHistory& history = topic.history;
+  history.expire(history_clock_ns(), topic.history_limits);
+  // The first sequence the subscriber wants, and where the history has it.
+  std::uint64_t wanted_from;
+  if (replay.since_plus_one != 0) {
+    wanted_from = replay.since_plus_one;  // since + 1
+  } else {
+    wanted_from = topic.seq >= replay.history ? topic.seq - replay.history + 1 : 1;
+  }
+  const std::size_t first = history.first_after(wanted_from - 1);
+  const std::uint64_t oldest_kept = first < history.size() ? history[first].seq : topic.seq + 1;
+  // A subscriber ahead of the topic holds sequences this broker never made durable: it must
+  // start again, like one whose updates are gone.
+  const bool ahead = replay.since_plus_one != 0 && wanted_from > topic.seq + 1;
+  const bool gap = ahead || (wanted_from <= topic.seq && oldest_kept > wanted_from);
+  const auto epoch_low = static_cast<std::uint32_t>(topic.epoch);
+  const auto epoch_high = static_cast<std::uint16_t>(topic.epoch >> 32);
+  auto snapshot = [&](std::uint64_t seq, SharedBuffer* frame, bool with_value) {
+    frame->add_ref();
+    send_to(replay.to, {ShardMessageKind::snapshot,
+                        static_cast<std::uint8_t>(property_flags_with_value(topic, with_value) |
+                                                  (gap ? snapshot_gap : 0)),
+                        epoch_high, epoch_low, topic.key, seq, replay.subscription_key, frame});
+  };
+  if (first == history.size() || ahead) {
+    // Nothing kept to send: the current value when the subscriber lacks updates (flagged),
+    // else the topic alone (the subscriber holds its value already).
+    snapshot(topic.seq, topic.frame, gap && topic.has_value);
+    return 1;
+  }
+  snapshot(history[first].seq, history[first].frame, true);
+  for (std::size_t i = first + 1; i < history.size(); ++i) {
+    history[i].frame->add_ref();
+    send_to(replay.to, {ShardMessageKind::history, 0, 0, 0, topic.key, history[i].seq,
+                        replay.subscription_key, history[i].frame});
+  }
+  return history.size() - first;
+}
+
+void Shard::on_replay_resume(const ShardMessage& m) {
+  for (auto& replay : replays_)
+    if (replay->subscription_key == m.a) replay->waiting = false;
+  run_replay(m.a);
+}
+
+std::vector<OwnedTopic*> Shard::cancel_replay(std::uint64_t subscription_key) {
+  std::vector<OwnedTopic*> unsent;
+  for (auto& replay : replays_) {
+    if (replay->subscription_key != subscription_key || replay->cancelled) continue;
+    unsent.assign(replay->topics.begin() + static_cast<std::ptrdiff_t>(replay->next), replay->topics.end());
+    replay->cancelled = true;
+  }
+  if (!replaying_) std::erase_if(replays_, [](const auto& r) { return r->cancelled; });
+  return unsent;
+}
+
+// Subscriber side.
+
+void Shard::on_history(const ShardMessage& m) {
+  Session* s = nullptr;
+  if (auto owner = subscription_owner_.find(m.c); owner != subscription_owner_.end())
+    s = sessions_[owner->second].get();
+  TopicBinding* binding = nullptr;
+  if (s)
+    if (auto found = s->bindings.find(m.a); found != s->bindings.end()) binding = &found->second;
+  // Never backwards: a topic this session already had from another subscription has moved on.
+  const bool wanted = binding && binding->held_topic_seq < m.b;
+  const bool queued = wanted && enqueue_update(*s, *binding, false, m.b, m.buffer, nullptr) == QueuedBody::value;
+  if (binding) binding->queued_sequence = 0;  // conflation must not replace an update before this one
+  if (!queued) m.buffer->release();
+}
+
+bool Shard::wants_more_history(const Session& s) const {
+  if (!s.connection) return false;  // a detached session drains nothing
+  return flow_marks_.enabled() ? flow_marks_.under(s.out) : s.out.frames() < 2 * replay_batch;
+}
+
+void Shard::on_replay_paused(unsigned from, const ShardMessage& m) {
+  auto owner = subscription_owner_.find(m.a);
+  if (owner == subscription_owner_.end()) return;  // gone: the owner cancels on remove_selector
+  Session& s = *sessions_[owner->second];
+  if (s.ended) return;
+  if (wants_more_history(s)) {
+    send_to(from, {ShardMessageKind::replay_resume, 0, 0, 0, m.a, 0, 0, nullptr});
+    return;
+  }
+  s.replays_waiting.emplace_back(from, m.a);
+}
+
+void Shard::resume_replays(Session& s) {
+  auto waiting = std::move(s.replays_waiting);
+  s.replays_waiting.clear();
+  for (const auto& [owner, key] : waiting)
+    send_to(owner, {ShardMessageKind::replay_resume, 0, 0, 0, key, 0, 0, nullptr});
+}
+
+}  // namespace brook::runtime
