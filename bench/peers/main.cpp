@@ -7,6 +7,8 @@
 //   peer_bench redis rtt        --url redis://127.0.0.1:6379 --rate 10000 --count 100000
 //   peer_bench mqtt  fanout     --url mqtt://127.0.0.1:1883 --subscribers 1000 --rate 1000
 //   peer_bench nats  topics     --topics 100000 --subscribers 4 --count 1000000 --json
+//   peer_bench nats  acked      --url nats://127.0.0.1:4222 --payload 64 --rate 10000 --window 1024
+//                               (JetStream: the server must run with it, -js)
 //
 // Exit status: 0 when the run happened (loss is in the result), 1 when it could not be set up
 // (no server, subscription refused), 2 on a usage error.
@@ -24,6 +26,9 @@
 #include <vector>
 
 #include "brook/runtime/bench_report.hpp"
+#ifdef BROOK_PEER_NATS
+#include "jetstream_acked.hpp"
+#endif
 #include "peer_link.hpp"
 #include "scenarios.hpp"
 
@@ -64,6 +69,7 @@ struct ScenarioDefaults {
   std::uint32_t subscribers;  // 0: one fixed subscriber, --subscribers does not apply
   std::uint64_t topics;     // 0: --topics does not apply
   bool windowed;            // --window-bytes applies
+  bool acknowledged = false;  // --window applies; the system must offer acknowledged publishes
 };
 const std::map<std::string, ScenarioDefaults>& scenario_defaults() {
   static const std::map<std::string, ScenarioDefaults> defaults = {
@@ -71,6 +77,8 @@ const std::map<std::string, ScenarioDefaults>& scenario_defaults() {
       {"rtt", {.count = 100'000, .rate_per_sec = 10'000, .subscribers = 0, .topics = 0, .windowed = false}},
       {"fanout", {.count = 10'000, .rate_per_sec = 1'000, .subscribers = 1'000, .topics = 0, .windowed = false}},
       {"topics", {.count = 1'000'000, .rate_per_sec = 0, .subscribers = 4, .topics = 100'000, .windowed = true}},
+      {"acked", {.count = 200'000, .rate_per_sec = 10'000, .subscribers = 0, .topics = 0, .windowed = false,
+                 .acknowledged = true}},
   };
   return defaults;
 }
@@ -92,7 +100,11 @@ void print_line(const BenchResult& r) {
   std::printf("%s %s %zu B", r.system.c_str(), r.scenario.c_str(), r.payload_bytes);
   if (r.topics > 0) std::printf(" over %llu topics", u(r.topics));
   if (r.subscribers > 0) std::printf(" to %u subscribers", r.subscribers);
-  if (r.rate_target > 0) {
+  if (r.scenario == "acked") {
+    std::printf(": %.0f acknowledged msgs/s flat out; acknowledgement at %.0f/s: p50 %.1f us, p99 %.1f us, "
+                "p99.9 %.1f us, max %.1f us",
+                r.msgs_per_sec, r.rate_target, r.p50_us, r.p99_us, r.p999_us, r.max_us);
+  } else if (r.rate_target > 0) {
     std::printf(" at %.0f/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (min %.1f, mean %.1f)",
                 r.rate_target, r.p50_us, r.p99_us, r.p999_us, r.max_us, r.min_us, r.mean_us);
     if (r.subscribers > 0) std::printf(", %.0f deliveries/s", r.msgs_per_sec);
@@ -126,9 +138,12 @@ int main(int argc, char** argv) {
                  "throughput: 1 publisher -> 1 subscriber, flat out within --window-bytes | "
                  "rtt: ping-pong at --rate, latency from the intended send time | "
                  "fanout: 1 publisher at --rate -> --subscribers links, one-way latency | "
-                 "topics: 1 publisher flat out over --topics subjects -> --subscribers wildcard links")
+                 "topics: 1 publisher flat out over --topics subjects -> --subscribers wildcard links | "
+                 "acked (nats: JetStream, a file stream with one replica): --count/4 acknowledged publishes "
+                 "at --rate, latency to each acknowledgement, then --count flat out with --window "
+                 "unacknowledged at most, acknowledged msgs/s")
       ->required()
-      ->check(CLI::IsMember({"throughput", "rtt", "fanout", "topics"}));
+      ->check(CLI::IsMember({"throughput", "rtt", "fanout", "topics", "acked"}));
   app.add_option("--url", o.url, "server URL (default: the system's port on 127.0.0.1)");
   app.add_option("--payload", o.payload_bytes, "payload bytes per message")
       ->capture_default_str()
@@ -137,7 +152,8 @@ int main(int argc, char** argv) {
                                       "messages published (default: throughput and topics 1000000, rtt 100000, "
                                       "fanout 10000)")
                            ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
-  CLI::Option* rate = app.add_option("--rate", o.rate_per_sec, "rtt, fanout: publishes per second (default 10000, 1000)")
+  CLI::Option* rate = app.add_option("--rate", o.rate_per_sec,
+                                     "rtt, fanout, acked: publishes per second (default 10000, 1000, 10000)")
                           ->check(CLI::PositiveNumber);
   CLI::Option* subscribers = app.add_option("--subscribers", o.subscribers,
                                             "fanout, topics: subscriber links (default 1000, 4)")
@@ -149,7 +165,11 @@ int main(int argc, char** argv) {
                                        "slowest subscriber; 0: no window, as fast as the API accepts")
                             ->capture_default_str()
                             ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
-  app.add_option("--max-seconds", o.max_seconds, "sending stops after this long")
+  CLI::Option* ack_window = app.add_option("--window", o.ack_window,
+                                           "acked: publishes awaiting their acknowledgement at most, flat out")
+                                ->capture_default_str()
+                                ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
+  app.add_option("--max-seconds", o.max_seconds, "sending stops after this long (acked: each phase)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--drain-seconds", o.drain_seconds,
@@ -186,6 +206,12 @@ int main(int argc, char** argv) {
     not_used(topics);
   }
   if (!d.windowed) not_used(window);
+  if (!d.acknowledged) not_used(ack_window);
+  if (d.acknowledged && system_name != "nats") {
+    std::fprintf(stderr, "peer_bench: %s has no acknowledged publish here (acked: nats only, through JetStream)\n",
+                 system_name.c_str());
+    return kExitUsage;
+  }
   const CompiledSystem& compiled = systems.at(system_name);
   if (o.url.empty()) o.url = compiled.default_url;
 
@@ -202,7 +228,10 @@ int main(int argc, char** argv) {
     if (scenario == "throughput") r = brook::bench::run_throughput(system, o);
     else if (scenario == "rtt") r = brook::bench::run_rtt(system, o);
     else if (scenario == "fanout") r = brook::bench::run_fanout(system, o);
-    else r = brook::bench::run_topics(system, o);
+    else if (scenario == "topics") r = brook::bench::run_topics(system, o);
+#ifdef BROOK_PEER_NATS
+    else r = brook::bench::run_jetstream_acked(o);
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "peer_bench: %s %s: %s\n", system_name.c_str(), scenario.c_str(), e.what());
     return kExitSetupFailed;

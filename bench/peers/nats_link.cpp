@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "nats_connect.hpp"
 #include "peer_link.hpp"
 
 namespace brook::bench {
@@ -27,6 +28,8 @@ namespace brook::bench {
 namespace {
 
 using namespace std::chrono_literals;
+using nats::check;
+using nats::Writes;
 
 // A subscription's receive queue in the library. The defaults (65,536 messages, 64 MiB) drop a
 // flat-out burst while the delivery thread is descheduled, silently but for a count: a NATS
@@ -34,7 +37,6 @@ using namespace std::chrono_literals;
 // below these bounds.
 constexpr int kPendingMessages = 1 << 24;
 constexpr int kPendingBytes = 1 << 30;
-constexpr std::int64_t kConnectTimeoutMs = 5000;  // a thousand connecting at once on a busy machine
 constexpr std::int64_t kFlushTimeoutMs = 10'000;
 constexpr auto kCloseTimeout = 5s;
 
@@ -79,20 +81,6 @@ struct SubscriptionState {
   Latch complete;
 };
 
-// The library's last error says more than the status ("Authorization Violation"); it comes as
-// "(conn.c:2088): text", and the source location is of no use to whoever runs the bench.
-std::string failure(const std::string& what, natsStatus s) {
-  natsStatus last = NATS_OK;
-  const char* detail = nats_GetLastError(&last);
-  std::string reason = detail != nullptr && *detail != '\0' ? detail : natsStatus_GetText(s);
-  if (const std::size_t at = reason.find("): "); reason.starts_with('(') && at != std::string::npos)
-    reason.erase(0, at + 3);
-  return "nats: " + what + ": " + reason;
-}
-void check(natsStatus s, const std::string& what) {
-  if (s != NATS_OK) throw std::runtime_error(failure(what, s));
-}
-
 void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* state = static_cast<SubscriptionState*>(closure);
   const auto* data = reinterpret_cast<const std::byte*>(natsMsg_GetData(msg));
@@ -118,29 +106,13 @@ void on_disconnected(natsConnection*, void* closure) {
 }
 void on_closed(natsConnection*, void* closure) { static_cast<ConnectionState*>(closure)->closed.open(); }
 
-struct OptionsDeleter {
-  void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
-};
-
-// Batched: publishes wait in the library's 32 KiB buffer, written when it fills or by the
-// flusher thread within 1 ms; flush() is a PING/PONG round trip. At once (send_asap): every
-// publish is written by the caller; flush() has nothing left to do.
-enum class Writes { batched, at_once };
-
 class NatsLink final : public PeerLink {
  public:
   NatsLink(const std::string& url, const std::string& name, Writes writes)
       : state_(std::make_unique<ConnectionState>()), writes_(writes) {
     state_->name = name;
-    natsOptions* raw = nullptr;
-    check(natsOptions_Create(&raw), "natsOptions_Create");
-    const std::unique_ptr<natsOptions, OptionsDeleter> options(raw);
-    check(natsOptions_SetURL(raw, url.c_str()), "natsOptions_SetURL " + url);
-    check(natsOptions_SetName(raw, name.c_str()), "natsOptions_SetName");
-    check(natsOptions_SetNoRandomize(raw, true), "natsOptions_SetNoRandomize");
-    check(natsOptions_SetTimeout(raw, kConnectTimeoutMs), "natsOptions_SetTimeout");
-    check(natsOptions_SetSendAsap(raw, writes == Writes::at_once), "natsOptions_SetSendAsap");
-    check(natsOptions_SetAllowReconnect(raw, false), "natsOptions_SetAllowReconnect");
+    const nats::OptionsPtr options = nats::connection_options(url, name, writes);
+    natsOptions* raw = options.get();
     check(natsOptions_SetErrorHandler(raw, on_async_error, state_.get()), "natsOptions_SetErrorHandler");
     check(natsOptions_SetDisconnectedCB(raw, on_disconnected, state_.get()), "natsOptions_SetDisconnectedCB");
     check(natsOptions_SetClosedCB(raw, on_closed, state_.get()), "natsOptions_SetClosedCB");
@@ -198,6 +170,8 @@ class NatsLink final : public PeerLink {
       std::fprintf(stderr, "peer_bench: nats link %s: publish: %s\n", state_->name.c_str(), natsStatus_GetText(s));
   }
 
+  // Batched: a PING/PONG round trip, once the PONG is back everything before it was written.
+  // At once (send_asap): every publish was written by the caller, nothing is left to do.
   void flush() override {
     if (writes_ == Writes::at_once) return;
     const natsStatus s = natsConnection_FlushTimeout(connection_, kFlushTimeoutMs);

@@ -33,6 +33,7 @@ struct ScenarioOptions {
   std::uint32_t subscribers = 1;              // fanout, topics: subscriber links
   std::uint64_t topics = 1;                   // topics: distinct subjects
   std::uint64_t window_bytes = 1 << 20;       // throughput, topics: payload the publisher may be ahead
+  std::uint64_t ack_window = 1024;            // acked: publishes awaiting their acknowledgement
   double max_seconds = 30.0;                  // sending stops after this long
   double drain_seconds = 5.0;                 // then: wait until nothing arrived for this long
 };

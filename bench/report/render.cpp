@@ -51,9 +51,10 @@ std::string percent_text(double fraction) {
   return fixed(std::min(fraction * 100, 99.99), 2) + "%";
 }
 
-const SystemSummary* find_system(const CaseSummary& c, std::string_view name) {
+// The system's row with that variant ("" for a system with one row).
+const SystemSummary* find_system(const CaseSummary& c, std::string_view name, std::string_view variant = {}) {
   for (const SystemSummary& s : c.systems)
-    if (s.system == name) return &s;
+    if (s.system == name && s.variant == variant) return &s;
   return nullptr;
 }
 
@@ -83,6 +84,21 @@ std::string ratio_text(const std::vector<Ratio>& ratios) {
     text += std::string(m ? m->label : r.field) + " " + fixed(r.value, 2) + "x " + r.against;
   }
   return text;
+}
+
+// "\nBrook vs the best peer: ...\n", a line per Brook row when it has several variants.
+std::string ratio_lines(const std::vector<Ratio>& ratios, const std::string& versus) {
+  std::vector<std::string> variants;
+  for (const Ratio& r : ratios)
+    if (std::find(variants.begin(), variants.end(), r.variant) == variants.end()) variants.push_back(r.variant);
+  std::string lines;
+  for (const std::string& variant : variants) {
+    std::vector<Ratio> of_variant;
+    std::copy_if(ratios.begin(), ratios.end(), std::back_inserter(of_variant),
+                 [&](const Ratio& r) { return r.variant == variant; });
+    lines += "\n" + row_name("Brook", variant) + " vs " + versus + ": " + ratio_text(of_variant) + ".\n";
+  }
+  return lines;
 }
 
 // The metrics any system of the case has, in known_metrics() order.
@@ -129,11 +145,11 @@ double percentile_axis(double p) {
 }
 
 Plot throughput_bars(const std::vector<const CaseSummary*>& cases) {
-  std::vector<std::string> systems;
+  std::vector<std::string> systems;  // rows, by name
   for (const CaseSummary* c : cases)
     for (const SystemSummary& s : c->systems)
-      if (s.metrics.count("msgs_per_sec") && std::find(systems.begin(), systems.end(), s.system) == systems.end())
-        systems.push_back(s.system);
+      if (s.metrics.count("msgs_per_sec") && std::find(systems.begin(), systems.end(), s.row()) == systems.end())
+        systems.push_back(s.row());
   Plot p;
   p.name = "throughput";
   p.data = "# case";
@@ -143,7 +159,7 @@ Plot throughput_bars(const std::vector<const CaseSummary*>& cases) {
     p.data += gnuplot_quoted(case_title(*c));
     for (const std::string& name : systems) {
       auto it = std::find_if(c->systems.begin(), c->systems.end(),
-                             [&](const SystemSummary& s) { return s.system == name; });
+                             [&](const SystemSummary& s) { return s.row() == name; });
       if (it == c->systems.end() || !it->metrics.count("msgs_per_sec")) {
         p.data += " ? ? ?";
         continue;
@@ -188,7 +204,7 @@ Plot latency_curves(const CaseSummary& c, std::size_t index) {
   for (const SystemSummary& s : c.systems)
     if (!s.curve.empty()) drawn.push_back(&s);
   for (const SystemSummary* s : drawn) {
-    p.data += "# " + s->system + "\n";
+    p.data += "# " + s->row() + "\n";
     for (auto [percentile, us] : s->curve)
       p.data += fixed(percentile_axis(percentile), 3) + " " + fixed(std::max(us, 0.001), 3) + " " +
                 fixed(percentile, 3) + "\n";
@@ -209,7 +225,7 @@ Plot latency_curves(const CaseSummary& c, std::size_t index) {
   for (std::size_t i = 0; i < drawn.size(); ++i) {
     if (i > 0) p.script += ", \\\n     ";
     p.script += "'" + p.name + ".dat' index " + std::to_string(i) +
-                " using 1:2 with linespoints lw 2 title " + gnuplot_quoted(drawn[i]->system);
+                " using 1:2 with linespoints lw 2 title " + gnuplot_quoted(drawn[i]->row());
   }
   p.script += '\n';
   return p;
@@ -251,6 +267,9 @@ std::string section_title(const CaseSummary& c) {
     return "Fan-out: one publisher at a fixed rate, all subscribers in one process, one-way latency";
   if (scenario == "topics") return "Many topics: one publisher flat out, wildcard subscribers";
   if (scenario == "oneway") return "One-way latency and fan-out over shared memory, beside the raw ring";
+  if (scenario == "acked")
+    return "Durable publish with acknowledgement: one publisher; acknowledged msgs/s flat out with a window of "
+           "unacknowledged publishes, acknowledgement latency at a fixed rate";
   return "Other scenarios";
 }
 
@@ -283,6 +302,23 @@ std::vector<TargetCheck> target_checks(const CaseSummary& c) {
                    (has_p99 ? fixed(p99->value, 2) + "x " + p99->against : std::string("(no peer result)"));
       if (brook->lost > 0 || (has_p99 && p99->value > 0.5)) t.met = false;
       else if (has_p99) t.met = true;
+    }
+    out.push_back(std::move(t));
+  }
+  if (scenario == "acked") {
+    // Issue 21: Brook at its strictest (acknowledged after fdatasync) against JetStream.
+    const std::string variant = std::string(kStrictestSync);
+    TargetCheck t{"with sync always: nothing lost, ≥2x JetStream's acknowledged msgs/s, acknowledgement p99 ≤ half "
+                  "of JetStream's",
+                  "no Brook result with sync always", std::nullopt};
+    if (const SystemSummary* brook = find_system(c, "brook", variant)) {
+      const std::optional<double> rate = ratio_to(c, "msgs_per_sec", "nats", variant);
+      const std::optional<double> p99 = ratio_to(c, "p99_us", "nats", variant);
+      t.measured = grouped(static_cast<double>(brook->lost)) + " lost, msgs/s " +
+                   (rate ? fixed(*rate, 2) + "x nats" : std::string("(no JetStream result)")) + ", p99 " +
+                   (p99 ? fixed(*p99, 2) + "x nats" : std::string("(no JetStream result)"));
+      if (brook->lost > 0 || (rate && *rate < 2.0) || (p99 && *p99 > 0.5)) t.met = false;
+      else if (rate && p99) t.met = true;
     }
     out.push_back(std::move(t));
   }
@@ -321,7 +357,8 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
     }
     for (const auto& [key, label] : {std::pair{"pinning", "Pinning"},
                                      std::pair{"unwindowed_pinning", "No-window throughput"},
-                                     std::pair{"server_cpu", "Server CPU"}})
+                                     std::pair{"server_cpu", "Server CPU"},
+                                     std::pair{"durable", "Durable publish"}})
       if (meta.contains(key) && meta[key].is_string())
         notes += std::string("- ") + label + ": " + meta[key].get<std::string>() + ".\n";
     if (!notes.empty()) md += notes + '\n';
@@ -343,7 +380,7 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
     for (std::size_t i = 0; i < metrics.size(); ++i) md += "---:|";
     md += watched ? "---:|---:|---:|---:|---:|\n" : "---:|---:|---:|---:|\n";
     for (const SystemSummary& s : c.systems) {
-      md += "| " + s.system + " |";
+      md += "| " + s.row() + " |";
       for (const MetricInfo* m : metrics) {
         auto it = s.metrics.find(std::string(m->field));
         md += ' ';
@@ -356,9 +393,8 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
       if (watched) md += " " + (s.sessions_closed ? grouped(static_cast<double>(*s.sessions_closed)) : "–") + " |";
       md += '\n';
     }
-    if (!c.ratios.empty()) md += "\nBrook vs the best peer: " + ratio_text(c.ratios) + ".\n";
-    if (!c.baseline_ratios.empty())
-      md += "\nBrook vs the hardware baseline: " + ratio_text(c.baseline_ratios) + ".\n";
+    md += ratio_lines(c.ratios, "the best peer");
+    md += ratio_lines(c.baseline_ratios, "the hardware baseline");
     for (const TargetCheck& t : target_checks(c))
       md += "\nTarget: " + t.target + ". Brook: " + t.measured + ": " + met_text(t.met) + ".\n";
     md += '\n';
@@ -375,6 +411,7 @@ json results_document(const std::vector<CaseSummary>& cases, const json& raw_lin
     for (const SystemSummary& s : c.systems) {
       json system = {{"system", s.system}, {"sent", s.sent}, {"received", s.received},
                      {"lost", s.lost}, {"out_of_order", s.disorder}};
+      if (!s.variant.empty()) system["variant"] = s.variant;
       if (const std::optional<double> delivered = s.delivered_fraction()) system["delivered_fraction"] = *delivered;
       if (s.sessions_closed) system["sessions_closed"] = *s.sessions_closed;
       for (const auto& [field, spread] : s.metrics)
@@ -382,10 +419,16 @@ json results_document(const std::vector<CaseSummary>& cases, const json& raw_lin
                                     {"max", spread.max}, {"runs", spread.runs}};
       entry["systems"].push_back(system);
     }
-    for (const Ratio& r : c.ratios)
-      entry["brook_vs_best_peer"][r.field] = {{"against", r.against}, {"ratio", r.value}};
-    for (const Ratio& r : c.baseline_ratios)
-      entry["brook_vs_baseline"][r.field] = {{"against", r.against}, {"ratio", r.value}};
+    // A Brook with variants has its ratios per variant (the plain keys would collide).
+    const auto add_ratios = [&](const std::vector<Ratio>& ratios, const std::string& key) {
+      for (const Ratio& r : ratios) {
+        const json ratio = {{"against", r.against}, {"ratio", r.value}};
+        if (r.variant.empty()) entry[key][r.field] = ratio;
+        else entry[key + "_by_variant"][r.variant][r.field] = ratio;
+      }
+    };
+    add_ratios(c.ratios, "brook_vs_best_peer");
+    add_ratios(c.baseline_ratios, "brook_vs_baseline");
     for (const TargetCheck& t : target_checks(c))
       entry["targets"].push_back({{"target", t.target},
                                   {"brook", t.measured},

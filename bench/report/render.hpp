@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "results.hpp"
@@ -29,6 +30,10 @@ struct TargetCheck {
   std::optional<bool> met;
 };
 std::vector<TargetCheck> target_checks(const CaseSummary& c);
+
+// The variant bench/compare gives Brook's row under storage.sync = "always", the setting the
+// durable publish's target is about.
+inline constexpr std::string_view kStrictestSync = "sync always";
 
 // One table per case: a row per system, a column per metric the case has (median, and the
 // min–max over the runs when there was more than one), the losses, and Brook's ratios to

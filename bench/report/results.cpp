@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <set>
 
 namespace brook::bench {
 
@@ -51,6 +50,7 @@ std::uint64_t count_field(const json& line, std::initializer_list<const char*> n
 RunLine read_line(const json& line) {
   RunLine r;
   r.system = line.at("system").get<std::string>();
+  if (auto it = line.find("variant"); it != line.end() && it->is_string()) r.variant = it->get<std::string>();
   if (auto it = line.find("run"); it != line.end() && it->is_number_integer()) r.run = it->get<int>();
   for (std::string_view field : identity_fields) {
     auto it = line.find(std::string(field));
@@ -97,30 +97,42 @@ RunLine read_line(const json& line) {
   return r;
 }
 
-// The summary's system order: brook first, the peers by name, baselines last.
-bool system_order(const std::string& a, const std::string& b) {
-  auto rank = [](const std::string& s) { return s == "brook" ? 0 : is_baseline(s) ? 2 : 1; };
-  return std::pair(rank(a), a) < std::pair(rank(b), b);
+// The summary's row order: brook first, the peers by name, baselines last; within a system,
+// its variants in the order they first appear in `lines`.
+std::vector<std::pair<std::string, std::string>> rows_in_order(const std::vector<const RunLine*>& lines) {
+  std::vector<std::pair<std::string, std::string>> rows;  // (system, variant), first appearance
+  for (const RunLine* line : lines)
+    if (std::find(rows.begin(), rows.end(), std::pair(line->system, line->variant)) == rows.end())
+      rows.emplace_back(line->system, line->variant);
+  const auto rank = [](const std::string& s) { return s == "brook" ? 0 : is_baseline(s) ? 2 : 1; };
+  std::stable_sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+    return std::pair(rank(a.first), a.first) < std::pair(rank(b.first), b.first);
+  });
+  return rows;
 }
 
-std::optional<Ratio> ratio_against(const CaseSummary& c, const MetricInfo& m, bool baselines) {
+// The best peer's (or baseline's) median of the metric against Brook's row `brook`.
+std::optional<Ratio> ratio_against(const CaseSummary& c, const MetricInfo& m, const SystemSummary& brook,
+                                   bool baselines) {
   const std::string field(m.field);
-  std::optional<double> ours, best;
-  std::string best_system;
+  auto ours = brook.metrics.find(field);
+  if (ours == brook.metrics.end()) return std::nullopt;
+  std::optional<double> best;
+  std::string best_row;
   for (const SystemSummary& s : c.systems) {
     auto it = s.metrics.find(field);
-    if (it == s.metrics.end()) continue;
+    if (s.system == "brook" || is_baseline(s.system) != baselines || it == s.metrics.end()) continue;
     const double v = it->second.median;
-    if (s.system == "brook") {
-      ours = v;
-    } else if (is_baseline(s.system) == baselines &&
-               (!best || (m.better == Better::higher ? v > *best : v < *best))) {
+    if (!best || (m.better == Better::higher ? v > *best : v < *best)) {
       best = v;
-      best_system = s.system;
+      // The system's name says which row it is unless the system has several.
+      const bool one_row = std::count_if(c.systems.begin(), c.systems.end(),
+                                         [&](const SystemSummary& other) { return other.system == s.system; }) == 1;
+      best_row = one_row ? s.system : s.row();
     }
   }
-  if (!ours || !best || *best <= 0) return std::nullopt;
-  return Ratio{field, best_system, *ours / *best};
+  if (!best || *best <= 0) return std::nullopt;
+  return Ratio{field, best_row, ours->second.median / *best, brook.variant};
 }
 
 }  // namespace
@@ -147,19 +159,26 @@ const std::vector<MetricInfo>& known_metrics() {
 
 bool is_baseline(std::string_view system) { return system == "raw-ring"; }
 
+std::string row_name(std::string_view system, std::string_view variant) {
+  std::string name(system);
+  if (!variant.empty()) name += " (" + std::string(variant) + ")";
+  return name;
+}
+
 std::string identity_of(const CaseSummary& c, std::string_view field) {
   for (const auto& [name, value] : c.identity)
     if (name == field) return value;
   return "";
 }
 
-std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system) {
+std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system,
+                               std::string_view brook_variant) {
   std::optional<double> ours, theirs;
   for (const SystemSummary& s : c.systems) {
     auto it = s.metrics.find(std::string(field));
     if (it == s.metrics.end()) continue;
-    if (s.system == "brook") ours = it->second.median;
-    else if (s.system == system) theirs = it->second.median;
+    if (s.system == "brook" && s.variant == brook_variant) ours = it->second.median;
+    else if (s.system == system && !theirs) theirs = it->second.median;
   }
   if (!ours || !theirs || *theirs <= 0) return std::nullopt;
   return *ours / *theirs;
@@ -210,22 +229,22 @@ std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines) {
     if (known == cases.end()) cases.push_back({line.case_key, line.identity, {}, {}, {}});
   }
   for (CaseSummary& c : cases) {
-    std::set<std::string, decltype(&system_order)> systems(&system_order);
+    std::vector<const RunLine*> case_lines;
     for (const RunLine& line : lines)
-      if (line.case_key == c.case_key) systems.insert(line.system);
-    for (const std::string& system : systems) {
-      SystemSummary s{.system = system};
+      if (line.case_key == c.case_key) case_lines.push_back(&line);
+    for (const auto& [system, variant] : rows_in_order(case_lines)) {
+      SystemSummary s{.system = system, .variant = variant};
       std::map<std::string, std::vector<double>> values;
       std::vector<const RunLine*> runs;
-      for (const RunLine& line : lines) {
-        if (line.case_key != c.case_key || line.system != system) continue;
-        runs.push_back(&line);
-        for (const auto& [field, v] : line.metrics) values[field].push_back(v);
-        s.sent += line.sent;
-        s.received += line.received;
-        s.lost += line.lost;
-        s.disorder += line.disorder;
-        if (line.sessions_closed) s.sessions_closed = s.sessions_closed.value_or(0) + *line.sessions_closed;
+      for (const RunLine* line : case_lines) {
+        if (line->system != system || line->variant != variant) continue;
+        runs.push_back(line);
+        for (const auto& [field, v] : line->metrics) values[field].push_back(v);
+        s.sent += line->sent;
+        s.received += line->received;
+        s.lost += line->lost;
+        s.disorder += line->disorder;
+        if (line->sessions_closed) s.sessions_closed = s.sessions_closed.value_or(0) + *line->sessions_closed;
       }
       for (auto& [field, v] : values) s.metrics[field] = spread_of(std::move(v));
       // The curve of the run whose p99 is the median one: a typical run, not the best.
@@ -242,9 +261,12 @@ std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines) {
       }
       c.systems.push_back(std::move(s));
     }
-    for (const MetricInfo& m : known_metrics()) {
-      if (auto r = ratio_against(c, m, /*baselines=*/false)) c.ratios.push_back(*r);
-      if (auto r = ratio_against(c, m, /*baselines=*/true)) c.baseline_ratios.push_back(*r);
+    for (const SystemSummary& brook : c.systems) {
+      if (brook.system != "brook") continue;
+      for (const MetricInfo& m : known_metrics()) {
+        if (auto r = ratio_against(c, m, brook, /*baselines=*/false)) c.ratios.push_back(*r);
+        if (auto r = ratio_against(c, m, brook, /*baselines=*/true)) c.baseline_ratios.push_back(*r);
+      }
     }
   }
   return cases;

@@ -7,6 +7,10 @@
 // line is read by what it has: known identity fields make the case, known metric fields are
 // summarised, everything else is kept only in the raw results. One metric is derived: the
 // server's CPU per delivery, from the "server_cpu_s" that bench/compare adds to a line.
+//
+// A case has a row per system, or several when a system ran in several set-ups (Brook under
+// each storage.sync): bench/compare then labels each line with a "variant" ("sync always"),
+// which makes its own row ("brook (sync always)") and its own ratios, never its own case.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +38,7 @@ const std::vector<MetricInfo>& known_metrics();
 
 struct RunLine {
   std::string system;
+  std::string variant;                       // the system's set-up when it has several, or ""
   int run = 0;
   std::string case_key;                      // identity fields, "scenario=rtt transport=tcp ..."
   std::vector<std::pair<std::string, std::string>> identity;  // in a fixed order
@@ -63,12 +68,18 @@ struct Spread {
 // Min, median (the mean of the middle two for an even count) and max; all zero when empty.
 Spread spread_of(std::vector<double> values);
 
+// A row's name: "brook", or "brook (sync always)" for a variant.
+std::string row_name(std::string_view system, std::string_view variant);
+
 struct SystemSummary {
   std::string system;
+  std::string variant;
   std::map<std::string, Spread> metrics;  // by field
   std::uint64_t sent = 0, received = 0, lost = 0, disorder = 0;  // summed over the runs
   std::optional<std::uint64_t> sessions_closed;  // summed over the runs that watched for it
   std::vector<std::pair<double, double>> curve;  // of the run with the median p99 (if any)
+
+  std::string row() const { return row_name(system, variant); }
 
   // received / sent over the runs (deliveries, for fan-out); empty when nothing was sent.
   std::optional<double> delivered_fraction() const {
@@ -79,17 +90,22 @@ struct SystemSummary {
 
 // Brook's median against the best peer's (or the hardware baseline's): for a higher-better
 // metric brook/best (2.0: twice as many), for a lower-better one brook/best too (0.5: half
-// the latency). `against` names the system compared with.
+// the latency). `against` names the system compared with (its row, "nats (JetStream)", when
+// it has several); `variant` says which of Brook's rows the ratio is for, when it has several
+// (one ratio per Brook row and metric).
 struct Ratio {
   std::string field;
   std::string against;
   double value = 0;
+  std::string variant;
 };
 
 struct CaseSummary {
   std::string case_key;
   std::vector<std::pair<std::string, std::string>> identity;
-  std::vector<SystemSummary> systems;  // brook first, then the peers by name, baselines last
+  // brook first, then the peers by name, baselines last; a system's variants in the order
+  // they first appear in the results (the order bench/compare ran them)
+  std::vector<SystemSummary> systems;
   std::vector<Ratio> ratios;           // vs the best peer
   std::vector<Ratio> baseline_ratios;  // vs a hardware baseline (raw-ring), when present
 };
@@ -100,8 +116,10 @@ bool is_baseline(std::string_view system);
 // The identity value of `field` in the case ("" when the case has none).
 std::string identity_of(const CaseSummary& c, std::string_view field);
 
-// Brook's median of `field` over `system`'s; empty when either is missing or the other's is 0.
-std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system);
+// The median of `field` in Brook's row `brook_variant` over the one in `system`'s (first) row;
+// empty when either is missing or the other's is 0.
+std::optional<double> ratio_to(const CaseSummary& c, std::string_view field, std::string_view system,
+                               std::string_view brook_variant = {});
 
 std::vector<CaseSummary> summarize(const std::vector<RunLine>& lines);
 

@@ -301,5 +301,109 @@ TEST(CompareReport, plots_draw_bars_for_flat_out_cases_and_a_curve_plot_per_late
   EXPECT_NE(curves.data.find("1000000.000 300.000 100.000"), std::string::npos) << curves.data;
 }
 
+// The durable publish (bench/compare's durable group): one acked case per payload, a Brook row
+// per storage.sync beside JetStream.
+std::string acked_line(const char* system, const char* variant, int run, double rate, double p99, int lost = 0) {
+  return std::string("{\"run\":") + std::to_string(run) + ",\"window\":\"1024 unacknowledged\",\"variant\":\"" +
+         variant + "\",\"system\":\"" + system +
+         "\",\"scenario\":\"acked\",\"transport\":\"tcp\",\"payload_bytes\":64,\"rate_target\":10000,"
+         "\"msgs_per_sec\":" + std::to_string(rate) + ",\"p50_us\":50,\"p99_us\":" + std::to_string(p99) +
+         ",\"sent\":1000,\"received\":" + std::to_string(1000 - lost) + ",\"lost\":" + std::to_string(lost) + "}\n";
+}
+
+TEST(CompareReport, variants_of_a_system_are_rows_of_one_case_in_the_order_they_ran_each_with_its_ratios) {
+  const std::string text = acked_line("nats", "JetStream", 1, 100000, 800) +
+                           acked_line("brook", "sync never", 1, 400000, 100) +
+                           acked_line("brook", "sync always", 1, 300000, 300) +
+                           acked_line("brook", "sync always", 2, 200000, 500) +
+                           acked_line("brook", "sync never", 2, 600000, 120);
+  auto cases = summarize(parse(text).lines);
+  ASSERT_EQ(cases.size(), 1u) << "a variant is a row, never a case of its own";
+  const CaseSummary& c = cases[0];
+  EXPECT_EQ(case_title(c), "acked · tcp · 64 B · 10000/s · window 1024 unacknowledged");
+  ASSERT_EQ(c.systems.size(), 3u);
+  EXPECT_EQ(c.systems[0].row(), "brook (sync never)");  // Brook first, its variants as they ran
+  EXPECT_EQ(c.systems[1].row(), "brook (sync always)");
+  EXPECT_EQ(c.systems[2].row(), "nats (JetStream)");
+  EXPECT_EQ(c.systems[1].metrics.at("msgs_per_sec").median, 250000);
+  EXPECT_EQ(c.systems[1].sent, 2000u);
+
+  // One ratio per Brook row and metric, each against the best peer.
+  ASSERT_EQ(c.ratios.size(), 6u);
+  EXPECT_EQ(c.ratios[0].variant, "sync never");
+  EXPECT_EQ(c.ratios[0].field, "msgs_per_sec");
+  EXPECT_EQ(c.ratios[0].against, "nats") << "its one row: the system's name says which";
+  EXPECT_DOUBLE_EQ(c.ratios[0].value, 5.0);
+  EXPECT_EQ(c.ratios[3].variant, "sync always");
+  EXPECT_DOUBLE_EQ(c.ratios[3].value, 2.5);
+  EXPECT_DOUBLE_EQ(*ratio_to(c, "p99_us", "nats", "sync always"), 0.5);
+  EXPECT_DOUBLE_EQ(*ratio_to(c, "p99_us", "nats", "sync never"), 110.0 / 800.0);
+  EXPECT_FALSE(ratio_to(c, "p99_us", "nats").has_value()) << "no Brook row without a variant";
+
+  const std::string md = markdown_report(cases, {{"durable", "nats-server 2.9.10 fsyncs every 60 s"}});
+  EXPECT_NE(md.find("### Durable publish with acknowledgement"), std::string::npos) << md;
+  EXPECT_NE(md.find("- Durable publish: nats-server 2.9.10 fsyncs every 60 s.\n"), std::string::npos) << md;
+  EXPECT_NE(md.find("| brook (sync always) | 250,000 (200,000–300,000) | 50.0 (50.0–50.0) | 400 (300–500) |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| nats (JetStream) | 100,000 | 50.0 | 800 | 1,000 | 100% | 0 | 0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Brook (sync never) vs the best peer: msgs/s 5.00x nats; p50 us 1.00x nats; p99 us 0.14x nats.\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("Brook (sync always) vs the best peer: msgs/s 2.50x nats;"), std::string::npos) << md;
+
+  const json doc = results_document(cases, json::array(), {}, json::object());
+  const json& summary = doc["summary"][0];
+  EXPECT_EQ(summary["systems"][1]["variant"], "sync always");
+  EXPECT_DOUBLE_EQ(summary["brook_vs_best_peer_by_variant"]["sync always"]["msgs_per_sec"]["ratio"].get<double>(), 2.5);
+  EXPECT_FALSE(summary.contains("brook_vs_best_peer")) << "the plain keys would collide between variants";
+}
+
+TEST(CompareReport, durable_target_holds_brook_with_sync_always_to_twice_jetstreams_rate_and_half_its_p99) {
+  const auto check = [](const std::string& text) {
+    auto cases = summarize(parse(text).lines);
+    EXPECT_EQ(cases.size(), 1u);
+    auto checks = target_checks(cases.at(0));
+    EXPECT_EQ(checks.size(), 1u);
+    return checks.at(0);
+  };
+  const TargetCheck met = check(acked_line("brook", "sync always", 1, 250000, 400) +
+                                acked_line("brook", "sync never", 1, 50000, 9000) +
+                                acked_line("nats", "JetStream", 1, 100000, 800));
+  EXPECT_EQ(met.measured, "0 lost, msgs/s 2.50x nats, p99 0.50x nats");
+  EXPECT_EQ(met.met, true) << "only sync always is held to it";
+
+  const TargetCheck slow = check(acked_line("brook", "sync always", 1, 150000, 100) +
+                                 acked_line("nats", "JetStream", 1, 100000, 800));
+  EXPECT_EQ(slow.met, false) << "1.5x JetStream's rate is short of 2x";
+  const TargetCheck late = check(acked_line("brook", "sync always", 1, 300000, 500) +
+                                 acked_line("nats", "JetStream", 1, 100000, 800));
+  EXPECT_EQ(late.met, false) << "p99 0.62x JetStream's is more than half";
+  const TargetCheck lossy = check(acked_line("brook", "sync always", 1, 300000, 100, 1) +
+                                  acked_line("nats", "JetStream", 1, 100000, 800));
+  EXPECT_EQ(lossy.met, false);
+  EXPECT_EQ(lossy.measured, "1 lost, msgs/s 3.00x nats, p99 0.12x nats");
+
+  const TargetCheck alone = check(acked_line("brook", "sync always", 1, 300000, 100));
+  EXPECT_FALSE(alone.met.has_value()) << "no JetStream, no verdict";
+  EXPECT_EQ(alone.measured, "0 lost, msgs/s (no JetStream result), p99 (no JetStream result)");
+  const TargetCheck no_strict = check(acked_line("brook", "sync never", 1, 300000, 100) +
+                                      acked_line("nats", "JetStream", 1, 100000, 800));
+  EXPECT_FALSE(no_strict.met.has_value());
+  EXPECT_EQ(no_strict.measured, "no Brook result with sync always");
+}
+
+TEST(CompareReport, a_peer_with_several_rows_is_named_by_the_row_its_ratio_is_against) {
+  auto cases = summarize(parse(acked_line("brook", "sync always", 1, 300000, 100) +
+                               acked_line("nats", "JetStream, fsync every 60 s", 1, 100000, 800) +
+                               acked_line("nats", "JetStream, sync always", 1, 50000, 1600))
+                             .lines);
+  ASSERT_EQ(cases.size(), 1u);
+  const Ratio* rate = ratio_of(cases[0].ratios, "msgs_per_sec");
+  ASSERT_NE(rate, nullptr);
+  EXPECT_EQ(rate->against, "nats (JetStream, fsync every 60 s)");
+  EXPECT_DOUBLE_EQ(rate->value, 3.0);
+}
+
 }  // namespace
 }  // namespace brook::bench

@@ -3,7 +3,8 @@
 // fresh topic:
 //   latency   --count/4 publishes at --rate, each acknowledgement timed from the publish's
 //             intended send time, so a stall (a slow fdatasync) shows in every one it delays;
-//   flat out  --count publishes with at most 1,024 unacknowledged: acknowledged msgs/s.
+//   flat out  --count publishes with at most --window (1,024) unacknowledged: acknowledged
+//             msgs/s.
 // A collector thread waits for the acknowledgements in order (a publisher's answers come in
 // the order of its publishes) and times each as it arrives.
 #include "bench_acked.hpp"
@@ -29,7 +30,6 @@ namespace brook::cli {
 
 namespace {
 
-constexpr std::size_t flat_out_window = 1024;
 constexpr auto ack_timeout = std::chrono::seconds(30);
 
 // Acknowledgements in publish order, waited for on a thread of their own.
@@ -112,7 +112,8 @@ class AckCollector {
 }  // namespace
 
 int run_acked(const std::string& url, std::size_t payload_bytes, std::uint64_t count, double rate,
-              double max_seconds, bool json) {
+              std::size_t window, double max_seconds, bool json) {
+  window = std::max<std::size_t>(window, 1);
   auto options = bench_client_options(url);
   if (!options) return exit_usage;
   Client publisher;
@@ -148,7 +149,7 @@ int run_acked(const std::string& url, std::size_t payload_bytes, std::uint64_t c
   const auto give_up = start + max_phase;
   std::uint64_t flat_sent = 0;
   for (; flat_sent < count && bench_clock::now() < give_up; ++flat_sent) {
-    acks.wait_until_at_most(flat_out_window);
+    acks.wait_until_at_most(window - 1);  // this publish makes `window`
     std::memcpy(payload.data(), &flat_sent, 8);
     acks.add(publisher.publish_acked(topic, payload, TopicType::binary), 0);
   }
@@ -175,7 +176,7 @@ int run_acked(const std::string& url, std::size_t payload_bytes, std::uint64_t c
   } else {
     std::printf("acked %zu B: %.0f acknowledged msgs/s flat out (window %zu), %llu sent, %llu failed; "
                 "acknowledgement at %.0f/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (%llu timed)\n",
-                payload_bytes, r.msgs_per_sec, flat_out_window, (unsigned long long)r.sent,
+                payload_bytes, r.msgs_per_sec, window, (unsigned long long)r.sent,
                 (unsigned long long)r.lost, rate, r.p50_us, r.p99_us, r.p999_us, r.max_us,
                 (unsigned long long)sent);
   }

@@ -8,7 +8,10 @@
 
 namespace brook::cli {
 
+inline constexpr std::size_t default_acked_window = 1024;
+
+// `window`: publishes awaiting their acknowledgement at most, flat out (at least 1).
 int run_acked(const std::string& url, std::size_t payload_bytes, std::uint64_t count, double rate,
-              double max_seconds, bool json);
+              std::size_t window, double max_seconds, bool json);
 
 }  // namespace brook::cli

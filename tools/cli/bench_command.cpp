@@ -48,6 +48,7 @@ struct BenchArgs {
   bool json = false;
   bool spin = false;
   std::uint64_t window_bytes = 1u << 20;
+  std::size_t acked_window = default_acked_window;
 };
 
 bool connect_bench_client(Client& c, const std::string& url, bool spin) {
@@ -283,7 +284,7 @@ Action add_bench_command(CLI::App& app) {
                   "updates published into the fail-safe client's queue while its broker is cut off, in "
                   "memory and persistent with each fsync policy; then the time to flush them) | acked "
                   "(publish_acked: the acknowledgement's latency for --count/4 publishes at --rate, "
-                  "then acknowledged msgs/s for --count flat out, 1024 unacknowledged at most) | "
+                  "then acknowledged msgs/s for --count flat out, --window unacknowledged at most) | "
                   "replay (--count updates round --topics topics, then one subscriber asks for all "
                   "of their history: replayed updates/s)")
       ->required()
@@ -312,6 +313,9 @@ Action add_bench_command(CLI::App& app) {
                   "subscriber (default 1 MiB); 0: no window, the publisher goes as fast as "
                   "publish() accepts (flow control alone keeps the subscriber whole)")
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
+  cmd->add_option("--window", args->acked_window,
+                  "acked: publishes awaiting their acknowledgement at most, flat out (default 1024)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   cmd->add_flag("--round-trip", *round_trip,
                 "raw-ring: closed-loop round trips over two rings instead (the next record leaves when "
                 "the previous one is back; --rate does not apply)");
@@ -346,7 +350,8 @@ Action add_bench_command(CLI::App& app) {
     if (*scenario == "replay")
       return run_replay_bench(args->url, args->payload, args->count, *topics, args->max_seconds, args->json);
     if (*scenario == "acked")
-      return run_acked(args->url, args->payload, args->count, args->rate, args->max_seconds, args->json);
+      return run_acked(args->url, args->payload, args->count, args->rate, args->acked_window,
+                       args->max_seconds, args->json);
     if (*scenario == "requests")
       return run_requests({.url = args->url, .count = args->count, .rate = args->rate, .payload = args->payload,
                            .handlers = *handlers, .sticky = !*non_sticky, .json = args->json});
