@@ -83,7 +83,12 @@ Decoded decode_control(const fb::Message* msg) {
       auto b = msg->body_as_Subscribe();
       std::optional<std::uint64_t> since;
       if (b->has_since()) since = b->since();
-      return {DecodeError::none, SubscribeMsg{b->request_id(), view(b->selector()), b->history(), since}};
+      SubscribeMsg m{b->request_id(), view(b->selector()), b->history(), since, b->resume(), {}};
+      if (auto positions = b->positions()) {
+        m.positions.reserve(positions->size());
+        for (const auto* p : *positions) m.positions.push_back({view(p->path()), p->epoch(), p->seq()});
+      }
+      return {DecodeError::none, std::move(m)};
     }
     case fb::Body::Subscribed: {
       auto b = msg->body_as_Subscribed();
@@ -296,6 +301,19 @@ std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,
   auto s = fbb_->CreateString(selector.data(), selector.size());
   BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s, history, since.value_or(0),
                                               since.has_value()));
+}
+
+std::span<const std::byte> FrameEncoder::subscribe_resuming(std::uint32_t request_id,
+                                                            std::string_view selector,
+                                                            std::span<const TopicPosition> positions) {
+  fbb_->Clear();
+  std::vector<flatbuffers::Offset<fb::TopicPosition>> entries;
+  entries.reserve(positions.size());
+  for (const TopicPosition& p : positions)
+    entries.push_back(fb::CreateTopicPosition(*fbb_, fbb_->CreateString(p.path.data(), p.path.size()), p.epoch, p.seq));
+  auto list = fbb_->CreateVector(entries);
+  auto s = fbb_->CreateString(selector.data(), selector.size());
+  BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s, 0, 0, false, true, list));
 }
 
 std::span<const std::byte> FrameEncoder::subscribed(std::uint32_t request_id,

@@ -156,6 +156,9 @@ class CliProcess {
   ExitStatus status_;
 };
 
+// A port nobody listens on now (bound, read, closed): a broker started later takes it.
+std::uint16_t free_port();
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its files by remove_temp_dir().
 std::string make_temp_dir(std::string_view prefix);
 void remove_temp_dir(const std::string& dir);

@@ -37,19 +37,6 @@ using std::chrono::milliseconds;
 constexpr auto short_wait = std::chrono::seconds(10);
 constexpr auto long_wait = std::chrono::seconds(30);
 
-// A port nobody listens on now (bound, read, closed): the broker started later takes it.
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 BrokerConfig on_port(std::uint16_t port) {
   BrokerConfig config;
   config.listen = "127.0.0.1:" + std::to_string(port);

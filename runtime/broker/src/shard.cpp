@@ -55,6 +55,11 @@ void Shard::release_buffers() {
     t.frame = nullptr;
     t.history.clear();
   });
+  for (const PendingDelivery& d : pending_deliveries_) {
+    d.frame->release();
+    if (d.delta) d.delta->release();
+  }
+  pending_deliveries_.clear();
   // Records still in the rings towards this shard carry references too.
   for (unsigned from = 0; from < mesh_.shard_count; ++from)
     mesh_.ring(from, index_).drain([](const ShardMessage& m) { release_message(m); });
@@ -137,6 +142,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     // Mailboxes are drained on every turn, back-pressured or not; see send_to() for why
     // this cannot deadlock.
     work += drain_mailboxes();
+    if (!replays_to_continue_.empty()) work += continue_replays();
     if (!paused_.empty() && !back_pressured()) resume_paused();
     if (!to_resume_.empty() && !back_pressured()) resume_attached();
     if (authenticator_)

@@ -219,6 +219,13 @@ struct LocalTopic {
   std::vector<Subscriber> subscribers;
 };
 
+// A client's place in a topic, as a resumed subscription brings it (SubscribeMsg::positions).
+struct ResumePosition {
+  std::string path;
+  std::uint64_t epoch = 0;
+  std::uint64_t seq = 0;
+};
+
 struct Subscription {
   std::uint64_t key;
   std::uint32_t request_id;
@@ -228,6 +235,9 @@ struct Subscription {
   // History asked for with it (first add only: a re-add after a gap sends current values).
   std::uint32_t history = 0;
   std::uint64_t since_plus_one = 0;
+  // Made again in a new session: each topic after the client's position (first add only).
+  bool resume = false;
+  std::vector<ResumePosition> positions;
 };
 
 // A subscription's history that this shard, as the topics' owner, sends a batch at a time
@@ -237,6 +247,10 @@ struct Replay {
   std::uint64_t subscription_key = 0;
   std::uint32_t history = 0;
   std::uint64_t since_plus_one = 0;
+  // Resumed: where the client is in each topic (path -> epoch, seq); the others from the
+  // start of their history.
+  bool resume = false;
+  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> positions;
   std::vector<OwnedTopic*> topics;  // the matching topics, sent in order
   std::size_t next = 0;
   bool waiting = false;    // until the subscriber's shard asks for more (replay_resume)
@@ -542,6 +556,11 @@ class Shard final : public transport::ReactorHandler {
   void run_replay(std::uint64_t subscription_key);
   std::size_t replay_topic(const Replay& replay, OwnedTopic& topic);
   void on_replay_resume(const ShardMessage& message);
+  std::size_t continue_replays();
+  // The add_selector buffer of a resumed subscription: its selector and the positions whose
+  // topics `shard` owns; and back.
+  SharedBuffer* resume_buffer(const Subscription& subscription, unsigned shard);
+  static std::string_view read_resume_buffer(const SharedBuffer& buffer, Replay& replay);
   // Ends the replay of a subscription that went; returns the topics it had not sent yet,
   // whose interest it never counted.
   std::vector<OwnedTopic*> cancel_replay(std::uint64_t subscription_key);
@@ -554,7 +573,13 @@ class Shard final : public transport::ReactorHandler {
   HistoryLimits history_limits_for(const codec::TopicProperties& properties) const;
   std::uint64_t new_topic_epoch();
   void on_remove_selector(unsigned from, const ShardMessage& message);
-  void fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
+  // Sends update `seq` (its frame, and the delta from seq - 1 whose reference this takes) to
+  // every shard with matching subscriptions.
+  void fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, SharedBuffer* delta,
+               PublisherRef publisher);
+  // With the journal: the fan-out waits until the update's record at `lsn` is durable.
+  void deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
+  void deliver_durable_updates(bool all);
   SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
   void on_refresh(unsigned from, const ShardMessage& message);
 
@@ -684,6 +709,15 @@ class Shard final : public transport::ReactorHandler {
     std::uint64_t a;
   };
   std::deque<PendingAck> pending_acks_;  // in lsn order
+  struct PendingDelivery {
+    std::uint64_t lsn;
+    OwnedTopic* topic;
+    std::uint64_t seq;
+    SharedBuffer* frame;  // a reference of its own
+    SharedBuffer* delta;  // the one compute_delta made, or null
+    PublisherRef publisher;
+  };
+  std::deque<PendingDelivery> pending_deliveries_;  // in lsn order
   std::uint64_t snapshot_lsn_ = 0;  // the last record of a snapshot not yet durable (0: none)
   OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
@@ -691,6 +725,7 @@ class Shard final : public transport::ReactorHandler {
   SelectorIndex remote_selectors_;  // every shard's subscriptions, keyed by subscription key
   std::unordered_map<std::uint64_t, Selector> selector_of_;
   std::vector<std::unique_ptr<Replay>> replays_;
+  std::vector<std::uint64_t> replays_to_continue_;  // past their share of a turn: next turn
   bool replaying_ = false;  // run_replay() is on the stack: a nested resume only marks
   std::uint64_t epoch_state_ = 0;  // splitmix64 state for new topic epochs
 

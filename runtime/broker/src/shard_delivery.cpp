@@ -18,9 +18,13 @@ void Shard::subscribe(Session& c, const codec::SubscribeMsg& m) {
     return;
   }
   std::uint64_t key = (std::uint64_t{index_} << 48) | next_subscription_++;
+  std::vector<ResumePosition> positions;
+  positions.reserve(m.positions.size());
+  for (const auto& p : m.positions) positions.push_back({std::string(p.path), p.epoch, p.seq});
   c.subscriptions.push_back({.key = key, .request_id = m.request_id, .pending_shards = 0,
                              .selector = std::move(*selector), .history = m.history,
-                             .since_plus_one = m.since ? std::min<std::uint64_t>(*m.since, ~std::uint64_t{0} - 1) + 1 : 0});
+                             .since_plus_one = m.since ? std::min<std::uint64_t>(*m.since, ~std::uint64_t{0} - 1) + 1 : 0,
+                             .resume = m.resume, .positions = std::move(positions)});
   add_selector(c, c.subscriptions.back());
 }
 
@@ -29,11 +33,14 @@ void Shard::add_selector(Session& s, Subscription& subscription) {
   subscription_owner_.emplace(subscription.key, s.slot);
   std::string canonical = subscription.selector.text();
   for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-    send_to(shard, {ShardMessageKind::add_selector, 0, 0, 0, subscription.key, subscription.history,
-                    subscription.since_plus_one, text_buffer(pool_, canonical)});
+    send_to(shard, {ShardMessageKind::add_selector, subscription.resume ? add_selector_resume : std::uint8_t{0}, 0,
+                    0, subscription.key, subscription.history, subscription.since_plus_one,
+                    subscription.resume ? resume_buffer(subscription, shard) : text_buffer(pool_, canonical)});
   // Once: re-added after a gap, the subscription starts from current values.
   subscription.history = 0;
   subscription.since_plus_one = 0;
+  subscription.resume = false;
+  subscription.positions = {};
 }
 
 void Shard::on_selector_added(const ShardMessage& m) {
@@ -175,6 +182,9 @@ void Shard::on_deliver(const ShardMessage& m) {
   // keep up with a slow subscriber.
   const bool flow_control = m.code != 0 && !conflate && flow_marks_.enabled();
   for (const auto& s : it->second.subscribers) {
+    // Never backwards: a subscriber bound to the topic after this update was sequenced (its
+    // snapshot or history went ahead of a fan-out waiting for the journal) holds it already.
+    if (s.binding->held_topic_seq >= m.b) continue;
     Session& subscriber = *sessions_[s.session_slot];
     switch (enqueue_update(subscriber, *s.binding, conflate, m.b, m.buffer, m.delta,
                            codec::frame_flag_sequenced, broadcast_.enabled() ? &shared : nullptr)) {

@@ -86,9 +86,28 @@ void Shard::acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint
   pending_acks_.push_back({lsn, from, request_id, a});
 }
 
+void Shard::deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, SharedBuffer* delta,
+                                 PublisherRef publisher) {
+  topic.frame->add_ref();
+  pending_deliveries_.push_back({lsn, &topic, topic.seq, topic.frame, delta, publisher});
+}
+
+// `all`: the journal failed, nothing becomes durable again: what waits is delivered anyway,
+// as the broker goes on serving subscribers.
+void Shard::deliver_durable_updates(bool all) {
+  const std::uint64_t durable = journal_->durable_lsn();
+  while (!pending_deliveries_.empty() && (all || pending_deliveries_.front().lsn <= durable)) {
+    const PendingDelivery d = pending_deliveries_.front();
+    pending_deliveries_.pop_front();
+    fan_out(*d.topic, d.seq, d.frame, d.delta, d.publisher);
+    d.frame->release();
+  }
+}
+
 void Shard::on_journal_completion(const transport::Completion& completion) {
   if (!journal_) return;
   journal_->on_completion(*reactor_, completion, now_ns());
+  deliver_durable_updates(!journal_->failure().empty());
   const std::uint64_t durable = journal_->durable_lsn();
   while (!pending_acks_.empty() && pending_acks_.front().lsn <= durable) {
     const PendingAck& ack = pending_acks_.front();
@@ -127,7 +146,8 @@ void Shard::refuse_pending_acks() {
 }
 
 bool Shard::journal_idle() const {
-  return !journal_ || (pending_acks_.empty() && (journal_->idle() || !journal_->failure().empty()));
+  return !journal_ || (pending_acks_.empty() && pending_deliveries_.empty() &&
+                       (journal_->idle() || !journal_->failure().empty()));
 }
 
 }  // namespace brook::runtime

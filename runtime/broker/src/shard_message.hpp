@@ -21,7 +21,8 @@ enum class ShardMessageKind : std::uint8_t {
   reply,            // owner -> session shard: a = session token, request_id, code (0 = ok)
   add_selector,     // session shard -> every shard: a = subscription key, buffer = selector text,
                     //   b = the last N updates of each topic first, c = after this topic seq
-                    //   + 1 (0: neither; shard_replay.cpp)
+                    //   + 1 (0: neither; shard_replay.cpp); flags add_selector_resume: buffer =
+                    //   the selector and the client's positions in this shard's topics
   remove_selector,  // session shard -> every shard: a = subscription key
   selector_added,   // every shard -> session shard: a = subscription key (after its snapshots)
   snapshot,         // owner -> session shard: a = topic key, b = topic seq, c = subscription key,
@@ -82,6 +83,7 @@ inline constexpr std::uint8_t topic_conflates = 2;
 inline constexpr std::uint8_t topic_without_deltas = 4;
 inline constexpr std::uint8_t topic_not_retained = 8;
 inline constexpr std::uint8_t topic_transient = 16;
+inline constexpr std::uint8_t add_selector_resume = 1;
 // On snapshot: updates the subscriber asked for are no longer kept (history ran out).
 inline constexpr std::uint8_t snapshot_gap = 32;
 

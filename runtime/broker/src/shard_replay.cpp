@@ -21,6 +21,7 @@
 // data dir the journal holds the same updates, and a restart restores them. Every function
 // runs on its shard's thread.
 #include <algorithm>
+#include <cstring>
 #include <unordered_set>
 
 #include "shard.hpp"
@@ -31,6 +32,9 @@ namespace {
 
 // Updates per batch before the owner waits for the subscriber's queue to make room.
 constexpr std::size_t replay_batch = 1024;
+// Updates one replay sends in one turn at most, however fast its subscriber takes them (one
+// on this shard answers at once): the turn's other work waits no longer than these take.
+constexpr std::size_t replay_turn_share = 4 * replay_batch;
 
 std::uint8_t property_flags_with_value(const OwnedTopic& topic, bool with_value) {
   return static_cast<std::uint8_t>(topic_property_flags(topic.properties) | (with_value ? snapshot_has_value : 0));
@@ -62,9 +66,57 @@ void Shard::record_history(OwnedTopic& topic) {
   topic.history.push({topic.seq, history_clock_ns(), topic.frame}, topic.history_limits);
 }
 
+// [u32 selector bytes][selector] then per position [u64 epoch][u64 seq][u16 path bytes][path]:
+// a shard-internal record, read only by read_resume_buffer below.
+SharedBuffer* Shard::resume_buffer(const Subscription& subscription, unsigned shard) {
+  const std::string selector = subscription.selector.text();
+  std::size_t bytes = 4 + selector.size();
+  for (const ResumePosition& p : subscription.positions)
+    if (owner_of(p.path) == shard) bytes += 18 + p.path.size();
+  SharedBuffer* buffer = pool_.allocate(bytes);
+  std::byte* at = buffer->data();
+  auto put = [&](const void* data, std::size_t n) {
+    std::memcpy(at, data, n);
+    at += n;
+  };
+  const auto selector_bytes = static_cast<std::uint32_t>(selector.size());
+  put(&selector_bytes, 4);
+  put(selector.data(), selector.size());
+  for (const ResumePosition& p : subscription.positions) {
+    if (owner_of(p.path) != shard) continue;
+    const auto path_bytes = static_cast<std::uint16_t>(p.path.size());
+    put(&p.epoch, 8);
+    put(&p.seq, 8);
+    put(&path_bytes, 2);
+    put(p.path.data(), p.path.size());
+  }
+  return buffer;
+}
+
+std::string_view Shard::read_resume_buffer(const SharedBuffer& buffer, Replay& replay) {
+  const std::byte* at = buffer.data();
+  const std::byte* end = at + buffer.size();
+  std::uint32_t selector_bytes;
+  std::memcpy(&selector_bytes, at, 4);
+  std::string_view selector(reinterpret_cast<const char*>(at + 4), selector_bytes);
+  at += 4 + selector_bytes;
+  replay.resume = true;
+  while (at + 18 <= end) {
+    std::uint64_t epoch, seq;
+    std::uint16_t path_bytes;
+    std::memcpy(&epoch, at, 8);
+    std::memcpy(&seq, at + 8, 8);
+    std::memcpy(&path_bytes, at + 16, 2);
+    replay.positions[std::string(reinterpret_cast<const char*>(at + 18), path_bytes)] = {epoch, seq};
+    at += 18 + path_bytes;
+  }
+  return selector;
+}
+
 void Shard::run_replay(std::uint64_t subscription_key) {
   if (replaying_) return;  // a resume handled inside the loop below: the loop goes on
   replaying_ = true;
+  std::size_t sent_this_turn = 0;
   for (;;) {
     auto it = std::find_if(replays_.begin(), replays_.end(),
                            [&](const auto& r) { return r->subscription_key == subscription_key; });
@@ -75,9 +127,14 @@ void Shard::run_replay(std::uint64_t subscription_key) {
       break;
     }
     if (replay.waiting) break;
+    if (sent_this_turn >= replay_turn_share) {
+      replays_to_continue_.push_back(subscription_key);
+      break;
+    }
     std::size_t sent = 0;
     while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled)
       sent += replay_topic(replay, *replay.topics[replay.next++]);
+    sent_this_turn += sent;
     if (replay.cancelled) continue;  // erased above
     if (replay.next == replay.topics.size()) {
       const unsigned to = replay.to;
@@ -101,8 +158,17 @@ std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
   history.expire(history_clock_ns(), topic.history_limits);
   // The first sequence the subscriber wants, and where the history has it.
   std::uint64_t wanted_from;
-  if (replay.since_plus_one != 0) {
-    wanted_from = replay.since_plus_one;  // since + 1
+  std::uint64_t since_plus_one = replay.since_plus_one;
+  if (replay.resume) {
+    // After the client's position in this epoch; from the start of the history otherwise.
+    since_plus_one = 1;
+    const auto publish = codec::read_trusted_publish(topic.frame->data(), topic.frame->size());
+    if (auto found = replay.positions.find(std::string(publish.path));
+        found != replay.positions.end() && found->second.first == topic.epoch)
+      since_plus_one = found->second.second + 1;
+  }
+  if (since_plus_one != 0) {
+    wanted_from = since_plus_one;  // since + 1
   } else {
     wanted_from = topic.seq >= replay.history ? topic.seq - replay.history + 1 : 1;
   }
@@ -110,7 +176,7 @@ std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
   const std::uint64_t oldest_kept = first < history.size() ? history[first].seq : topic.seq + 1;
   // A subscriber ahead of the topic holds sequences this broker never made durable: it must
   // start again, like one whose updates are gone.
-  const bool ahead = replay.since_plus_one != 0 && wanted_from > topic.seq + 1;
+  const bool ahead = since_plus_one != 0 && wanted_from > topic.seq + 1;
   const bool gap = ahead || (wanted_from <= topic.seq && oldest_kept > wanted_from);
   const auto epoch_low = static_cast<std::uint32_t>(topic.epoch);
   const auto epoch_high = static_cast<std::uint16_t>(topic.epoch >> 32);
@@ -134,6 +200,13 @@ std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
                         replay.subscription_key, history[i].frame});
   }
   return history.size() - first;
+}
+
+std::size_t Shard::continue_replays() {
+  auto keys = std::move(replays_to_continue_);
+  replays_to_continue_.clear();
+  for (std::uint64_t key : keys) run_replay(key);
+  return keys.size();
 }
 
 void Shard::on_replay_resume(const ShardMessage& m) {

@@ -121,11 +121,14 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
       send_to(shard, snapshot_of(*topic, static_cast<std::uint8_t>(snapshot_flags(*topic) | snapshot_has_value),
                                  topic->seq, key, frame));
     });
-  } else {
-    fan_out(*topic, delta, {from, m.a});
+  } else if (!(journal_ && topic->properties.durable)) {
+    fan_out(*topic, topic->seq, topic->frame, delta, {from, m.a});
   }
   if (journal_ && topic->properties.durable) {
     const std::uint64_t lsn = journal_topic(*topic);
+    // Subscribers see an update once it is durable, as its publisher's acknowledgement says:
+    // one a crash can still lose is never delivered, and its sequence never seen twice.
+    if (!created) deliver_when_durable(lsn, *topic, delta, {from, m.a});
     if (m.request_id != 0) acknowledge_when_durable(lsn, from, m.request_id, m.a);
     return;
   }
@@ -151,15 +154,16 @@ SharedBuffer* Shard::compute_delta(const OwnedTopic& topic, std::span<const std:
   return delta;
 }
 
-void Shard::fan_out(OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher) {
+void Shard::fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, SharedBuffer* delta,
+                    PublisherRef publisher) {
   // The publisher travels with the update: a subscriber that falls behind holds it back.
   const auto publisher_shard = static_cast<std::uint16_t>(publisher.shard + 1);
   for (std::uint64_t mask = topic.interested_mask; mask; mask &= mask - 1) {
     unsigned shard = static_cast<unsigned>(__builtin_ctzll(mask));
-    topic.frame->add_ref();
+    frame->add_ref();
     if (delta) delta->add_ref();
-    send_to(shard, {ShardMessageKind::deliver, 0, publisher_shard, 0, topic.key, topic.seq,
-                    publisher.token, topic.frame, delta});
+    send_to(shard, {ShardMessageKind::deliver, 0, publisher_shard, 0, topic.key, seq,
+                    publisher.token, frame, delta});
   }
   if (delta) delta->release();  // the one compute_delta gave us
 }
@@ -231,16 +235,19 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
 }
 
 void Shard::on_add_selector(unsigned from, const ShardMessage& m) {
+  auto replay = std::make_unique<Replay>();
   std::string_view text{reinterpret_cast<const char*>(m.buffer->data()), m.buffer->size()};
+  if (m.flags & add_selector_resume) text = read_resume_buffer(*m.buffer, *replay);
   auto selector = Selector::parse(text);
   m.buffer->release();
   if (selector) {
     remote_selectors_.add(*selector, m.a);
-    if (m.b != 0 || m.c != 0) {
+    if (m.b != 0 || m.c != 0 || replay->resume) {
       // History first: sent a batch at a time, and selector_added after the last.
-      auto replay = std::make_unique<Replay>();
-      *replay = {.to = from, .subscription_key = m.a, .history = static_cast<std::uint32_t>(m.b),
-                 .since_plus_one = m.c, .topics = {}, .next = 0, .waiting = false, .cancelled = false};
+      replay->to = from;
+      replay->subscription_key = m.a;
+      replay->history = static_cast<std::uint32_t>(m.b);
+      replay->since_plus_one = m.c;
       topics_.for_each_match(*selector, [&](std::string_view, OwnedTopic& topic) { replay->topics.push_back(&topic); });
       selector_of_.emplace(m.a, std::move(*selector));
       replays_.push_back(std::move(replay));

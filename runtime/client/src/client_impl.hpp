@@ -144,6 +144,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
     std::vector<std::byte> current;
     std::vector<std::byte> next;
     std::uint64_t topic_seq = 0;
+    std::uint64_t epoch = 0;     // of topic_seq (TopicAdd)
     bool held = false;           // `current` is the topic's value at topic_seq
     bool awaiting_full = false;  // a delta failed; the whole value was asked for
   };

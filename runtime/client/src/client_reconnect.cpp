@@ -339,8 +339,10 @@ void Client::Impl::close_if_flushed() {
 
 // The broker opened a new session in place of ours: register the subscriptions and request
 // handlers again from what this client holds, then send the calls the old session's broker
-// never confirmed (publishes, topic creations, requests), in their order. Updates missed in
-// between cannot be recovered: the values that follow come flagged resync.
+// never confirmed (publishes, topic creations, requests), in their order. Each subscription
+// resumes from the topic sequences this client holds: the broker sends the updates after
+// them from its history (a restarted broker with a data dir still has it), and flags resync
+// only a topic whose missed updates it no longer keeps.
 void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::string& old_id) {
   recovering = false;
   hold_out = false;
@@ -357,7 +359,10 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   for (std::uint64_t id : ids) {
     LocalSubscription& s = subscriptions.at(id);
     s.request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-    add(encoder.subscribe(s.request_id, s.selector.text()));
+    std::vector<codec::TopicPosition> positions;
+    for (const auto& [path, value] : values)
+      if (value.held && s.selector.matches(path)) positions.push_back({path, value.epoch, value.topic_seq});
+    add(encoder.subscribe_resuming(s.request_id, s.selector.text(), positions));
   }
   for (auto& [path, handler] : request_handlers)
     add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
@@ -395,11 +400,9 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   }
   sent_log = std::move(fresh);
   rebase_log(m.last_received);
+  // Values stay held: the subscriptions resume from them (positions above), and the broker
+  // flags resync only where the updates after them are gone.
   aliases.clear();
-  for (auto& [path, v] : values) {
-    v.held = false;
-    v.awaiting_full = true;  // the next value comes whole, flagged resync
-  }
   go_live("new session " + session_id + " on " + reached_server() + " (" + fresh_session_reason + ")");
   if (forgotten > 0 && error_listener)
     error_listener(error_status(ErrorCode::internal,

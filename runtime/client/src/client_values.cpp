@@ -39,6 +39,7 @@ void Client::Impl::on_update(const codec::UpdateMsg& m) {
            resync, m.encoding, m.value.size(), a.epoch};
   v.current.swap(v.next);
   v.topic_seq = m.topic_seq;
+  v.epoch = a.epoch;
   v.held = true;
   // By index: a handler may subscribe, which can grow the list.
   for (std::size_t i = 0; i < a.subscriptions.size(); ++i)

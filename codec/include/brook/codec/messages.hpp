@@ -38,11 +38,19 @@ struct ConnectedMsg {
   std::uint32_t ping_interval_ms = 0;
   std::uint64_t next_sequence = 1;
 };
+// Where a client is in a topic: the last sequence it holds, and the epoch it is from.
+struct TopicPosition {
+  std::string_view path;
+  std::uint64_t epoch = 0;
+  std::uint64_t seq = 0;
+};
 struct SubscribeMsg {
   std::uint32_t request_id;
   std::string_view selector;
   std::uint32_t history = 0;                // the last N updates of each topic first
   std::optional<std::uint64_t> since;       // or every update after this topic sequence
+  bool resume = false;                      // or after each topic's position (brook.fbs)
+  std::vector<TopicPosition> positions;
 };
 struct SubscribedMsg {
   std::uint32_t request_id;
@@ -209,6 +217,9 @@ class FrameEncoder {
   std::span<const std::byte> subscribe(std::uint32_t request_id, std::string_view selector,
                                        std::uint32_t history = 0,
                                        std::optional<std::uint64_t> since = std::nullopt);
+  // A resumed subscription (SubscribeMsg::resume) with the client's positions.
+  std::span<const std::byte> subscribe_resuming(std::uint32_t request_id, std::string_view selector,
+                                                std::span<const TopicPosition> positions);
   std::span<const std::byte> subscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);
