@@ -32,8 +32,11 @@ struct Completions : transport::ReactorHandler {
   JournalWriter* writer = nullptr;
   transport::Reactor* reactor = nullptr;
   int moved = 0;
+  int syncs = 0;
   void on_completion(const transport::Completion& c) override {
-    if (c.token == JournalWriter::token && writer->on_completion(*reactor, c, now_ns())) ++moved;
+    if (c.token != JournalWriter::token) return;
+    if (c.op == transport::Op::file_sync) ++syncs;
+    if (writer->on_completion(*reactor, c, now_ns())) ++moved;
   }
 };
 
@@ -146,6 +149,31 @@ TEST_F(JournalWriterTest, a_reopened_journal_continues_its_lsns_after_a_repaired
   auto all = read_back();
   ASSERT_EQ(all.size(), 149u);
   for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], i + 1);
+}
+
+// never: the kernel writes back when it likes, no fdatasync ever. interval: an fdatasync every
+// sync_interval_ms beside the writes, which it never holds up.
+TEST_F(JournalWriterTest, never_issues_no_fdatasync_and_interval_syncs_beside_the_writes) {
+  {
+    auto writer = open(SyncPolicy::never, 64 << 20);
+    write_turns(*writer, 2000, 20, true);
+    EXPECT_EQ(writer->durable_lsn(), 2000u);
+    EXPECT_EQ(handler_.syncs, 0);
+  }
+  handler_.syncs = 0;
+  auto writer = open(SyncPolicy::interval, 64 << 20);
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t written = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(60)) {
+    write_turns(*writer, 10, 10, true);
+    written += 10;
+  }
+  EXPECT_EQ(writer->durable_lsn(), 2000u + written);
+  EXPECT_GE(handler_.syncs, 1);
+  // Far fewer flushes than writes: one per interval (5 ms), not one per write.
+  EXPECT_LT(handler_.syncs, static_cast<int>(written / 10));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!writer->idle() && std::chrono::steady_clock::now() < give_up) reactor_.run_once(handler_, 1);
 }
 
 TEST_F(JournalWriterTest, a_write_the_file_refuses_stops_the_journal_and_says_why) {

@@ -107,15 +107,17 @@ std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> 
 }
 
 void JournalWriter::submit(transport::Reactor& reactor, std::uint64_t now_ns) {
-  if (!failure_.empty() || in_flight_) return;
-  if (!filling_.empty()) {
-    start_write(reactor, now_ns);
-  } else if (written_unsynced_ && now_ns >= next_sync_ns_) {
-    in_flight_ = true;
-    syncing_ = true;
-    writing_.clear();
+  if (!failure_.empty()) return;
+  // interval: the periodic fdatasync runs beside the writes and gates none of them: what is
+  // written is durable under this policy already, and a write never waits for a flush.
+  if (options_.sync == SyncPolicy::interval && written_unsynced_ && !periodic_sync_in_flight_ &&
+      now_ns >= next_sync_ns_) {
+    periodic_sync_in_flight_ = true;
+    written_unsynced_ = false;
+    next_sync_ns_ = now_ns + std::uint64_t{options_.sync_interval_ms} * 1'000'000;
     reactor.sync_file(fd_, token);
   }
+  if (!in_flight_ && !filling_.empty()) start_write(reactor, now_ns);
 }
 
 void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_ns) {
@@ -133,15 +135,14 @@ void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_n
   writing_last_lsn_ = filling_last_lsn_;
   written_ = 0;
   in_flight_ = true;
-  syncing_ = options_.sync == SyncPolicy::always ||
-             (options_.sync == SyncPolicy::interval && now_ns >= next_sync_ns_);
+  syncing_ = options_.sync == SyncPolicy::always;
   reactor.write_file(fd_, writing_.data(), static_cast<unsigned>(writing_.size()), segment_offset_,
                      token, syncing_);
 }
 
 bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::Completion& c,
                                   std::uint64_t now_ns) {
-  if (!in_flight_) return false;
+  if (!in_flight_ && !periodic_sync_in_flight_) return false;
   if (c.op == transport::Op::file_write) {
     if (c.result < 0) {
       fail("journal write to " + segment_path_ + " failed: " + std::strerror(-c.result));
@@ -161,13 +162,19 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
       return false;
     }
     if (syncing_) return false;  // durable when the sync returns
-    written_unsynced_ = true;
+    written_unsynced_ = options_.sync == SyncPolicy::interval;
     in_flight_ = false;
     durable_lsn_ = writing_last_lsn_;
     submit(reactor, now_ns);
     return true;
   }
   if (c.op != transport::Op::file_sync) return false;
+  if (!syncing_) {  // the periodic one (interval)
+    periodic_sync_in_flight_ = false;
+    if (c.result < 0) fail("journal sync of " + segment_path_ + " failed: " + std::strerror(-c.result));
+    else submit(reactor, now_ns);
+    return false;
+  }
   if (c.result == -ECANCELED && written_ < writing_.size()) {
     reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
                        segment_offset_, token, true);
@@ -179,8 +186,6 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
   }
   in_flight_ = false;
   syncing_ = false;
-  written_unsynced_ = false;
-  next_sync_ns_ = now_ns + std::uint64_t{options_.sync_interval_ms} * 1'000'000;
   const bool moved = !writing_.empty() && durable_lsn_ != writing_last_lsn_;
   if (!writing_.empty()) durable_lsn_ = writing_last_lsn_;
   writing_.clear();

@@ -64,7 +64,7 @@ class JournalWriter {
   // Every record up to this lsn is as safe as the sync policy makes it.
   std::uint64_t durable_lsn() const noexcept { return durable_lsn_; }
   // Nothing waits to be written, and nothing is in flight.
-  bool idle() const noexcept { return filling_.empty() && !in_flight_; }
+  bool idle() const noexcept { return filling_.empty() && !in_flight_ && !periodic_sync_in_flight_; }
   // True once after a new segment began: the owner then writes every topic's state into it
   // (between begin_snapshot() and end_snapshot()), and once those records are durable the
   // segments before it hold nothing a restart needs (remove_older_segments()).
@@ -99,8 +99,9 @@ class JournalWriter {
   std::uint64_t writing_last_lsn_ = 0;
   std::size_t written_ = 0;           // of writing_, after a short write
   bool in_flight_ = false;
-  bool syncing_ = false;              // an fdatasync follows the write in flight
+  bool syncing_ = false;              // always: an fdatasync is linked after the write in flight
   bool written_unsynced_ = false;     // interval: bytes are written that no sync covered
+  bool periodic_sync_in_flight_ = false;  // interval: its fdatasync, beside the writes
   std::uint64_t next_sync_ns_ = 0;
   std::uint64_t segment_first_lsn_ = 0;  // of the segment being written
   bool rolled_ = false;
