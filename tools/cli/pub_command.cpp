@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <deque>
 #include <iostream>
+#include <optional>
 
 #include "brook/client/client.hpp"
 #include "commands.hpp"
@@ -18,6 +19,8 @@ Action add_pub_command(CLI::App& app) {
     bool conflate = false;
     bool no_deltas = false;
     bool dont_retain = false;
+    bool transient = false;
+    std::optional<std::int32_t> history;
     std::string path;
     std::optional<std::string> value;
   };
@@ -31,6 +34,12 @@ Action add_pub_command(CLI::App& app) {
                 "create the topic without deltas: subscribers always get whole values");
   cmd->add_flag("--dont-retain", args->dont_retain,
                 "create the topic as an event stream: no current value is kept for new subscribers");
+  cmd->add_flag("--transient", args->transient,
+                "create the topic as transient: never journalled, gone after a broker restart");
+  cmd->add_option("--history", args->history,
+                  "create the topic keeping its last N updates for subscribers that ask (default: "
+                  "the broker's history.depth)")
+      ->check(CLI::Range(0, 16777216));
   cmd->add_option("path", args->path, "topic path, e.g. Distribution/Football/NFL/Odds")->required();
   cmd->add_option("value", args->value, "the value (default: one update per line of stdin)");
 
@@ -59,11 +68,13 @@ Action add_pub_command(CLI::App& app) {
     client.on_disconnect([](const std::string& reason) {
       std::fprintf(stderr, "brook pub: connection lost (%s): reconnecting\n", reason.c_str());
     });
-    if (args->conflate || args->no_deltas || args->dont_retain) {
+    if (args->conflate || args->no_deltas || args->dont_retain || args->transient || args->history) {
       Status created = client.create_topic(args->path, {.type = type.value_or(TopicType::string),
                                                         .conflate = args->conflate,
                                                         .deltas = !args->no_deltas,
-                                                        .retain = !args->dont_retain})
+                                                        .retain = !args->dont_retain,
+                                                        .history = args->history.value_or(-1),
+                                                        .durable = !args->transient})
                            .get();
       if (!created) {
         std::fprintf(stderr, "brook pub: cannot create %s: %s\n", args->path.c_str(), created.message.c_str());
