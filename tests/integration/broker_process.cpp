@@ -12,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -490,16 +492,32 @@ std::string CliProcess::describe() const {
   return status_.describe() + "\n--- brook stdout ---\n" + out_ + "\n--- brook stderr ---\n" + err_;
 }
 
+// Below the kernel's ephemeral range: no client socket on this machine (another test's, run
+// in parallel) is ever given such a port for an outgoing connection, so none can hold it when
+// the broker restarts there. A port from the ephemeral range could be, and then kept for a
+// minute in TIME_WAIT: the restarted broker failed with "Address already in use".
 std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  unsigned low = 32768;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    unsigned first = 0, last = 0;
+    if (std::fscanf(f, "%u %u", &first, &last) == 2 && first > 2048) low = first;
+    std::fclose(f);
+  }
+  static std::atomic<unsigned> next{static_cast<unsigned>(::getpid())};
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(1024 + (next.fetch_add(7919) % (low - 1024)));
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (bound) return port;
+  }
+  return 0;
 }
 
 }  // namespace brook::test

@@ -3,7 +3,11 @@
 // the crash cut; sequences continue instead of starting again at 1; a broker restarted with
 // another shard count finds every topic at its new owner.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -170,6 +174,31 @@ TEST(JournalRestart, every_acknowledged_update_survives_kill_9_mid_stream) {
   // Each topic gets the same n in one loop pass, so every topic moved.
   EXPECT_EQ(acked_n.size(), static_cast<std::size_t>(topics));
   std::filesystem::remove_all(data_dir);
+}
+
+// Right after a kill -9 the old brookd's port may still be held for a moment (the kernel
+// tears its io_uring down after the exit): a new brookd waits for the port instead of
+// failing. Here a socket of the test holds it for 300 ms.
+TEST(JournalRestart, a_brookd_started_while_its_port_is_still_held_waits_for_it) {
+  const std::uint16_t port = free_port();
+  int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  ASSERT_EQ(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(holder, 1), 0);
+  std::thread release([holder] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::close(holder);
+  });
+  BrokerConfig config = with_shards(1);
+  config.listen = "127.0.0.1:" + std::to_string(port);
+  BrokerProcess broker(config);
+  release.join();
+  BROOK_ASSERT_STARTED(broker);
+  Client client;
+  EXPECT_TRUE(connect_client_once(client, broker.url(), "port-waiter"));
 }
 
 TEST(JournalRestart, a_broker_restarted_with_another_shard_count_finds_every_topic) {

@@ -102,12 +102,16 @@ int connect_tcp(const Endpoint& endpoint, int timeout_ms) {
   }
   // A client retrying a loopback port in the ephemeral range while nothing listens there can
   // be given that very port and connect to itself (TCP simultaneous open): it would then hold
-  // the port the broker is about to listen on again. Such a connection is refused.
+  // the port the broker is about to listen on again. Such a connection is refused, and
+  // closed with a reset: an orderly close would leave it in TIME_WAIT for a minute, and a
+  // client socket there (without SO_REUSEADDR) still keeps the broker from binding the port.
   sockaddr_in self{}, peer{};
   socklen_t self_len = sizeof self, peer_len = sizeof peer;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) == 0 &&
       getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
       self.sin_port == peer.sin_port && self.sin_addr.s_addr == peer.sin_addr.s_addr) {
+    const linger reset{.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
     ::close(fd);
     return -ECONNREFUSED;
   }

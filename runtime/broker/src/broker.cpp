@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -63,6 +64,13 @@ std::string Broker::start() {
   auto endpoint = transport::parse_endpoint(o.listen);
   if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
   impl_->listen_fd = transport::listen_tcp(*endpoint);
+  // A brookd killed a moment ago may still hold its port: the kernel tears an io_uring down
+  // after the process has exited, and the ring's pending accept keeps the old listening
+  // socket open until then. A restart (systemd's, after a crash) waits that out, briefly.
+  for (int waited_ms = 0; impl_->listen_fd == -EADDRINUSE && waited_ms < 3000; waited_ms += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    impl_->listen_fd = transport::listen_tcp(*endpoint);
+  }
   if (impl_->listen_fd < 0)
     return "cannot listen on " + o.listen + ": " + std::strerror(-impl_->listen_fd);
   impl_->address = endpoint->host + ":" + std::to_string(transport::local_port(impl_->listen_fd));

@@ -330,6 +330,8 @@ void Shard::handle_message(unsigned from, const ShardMessage& m) {
     case ShardMessageKind::history: on_history(m); break;
     case ShardMessageKind::replay_paused: on_replay_paused(from, m); break;
     case ShardMessageKind::replay_resume: on_replay_resume(m); break;
+    case ShardMessageKind::durability_probe: on_durability_probe(from, m); break;
+    case ShardMessageKind::durable_through: on_durable_through(m); break;
     case ShardMessageKind::deliver: on_deliver(m); break;
     case ShardMessageKind::flow_hold: on_flow_hold(m); break;
     case ShardMessageKind::flow_release: on_flow_release(m); break;

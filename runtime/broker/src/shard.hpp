@@ -318,6 +318,11 @@ struct Session {
   // subscribers hold it back; its connection is not read while any does.
   std::vector<PublisherRef> holding;
   std::uint64_t holding_since_ns = 0;
+  // With a journal: the owners this session published to since its last durability probe,
+  // the probes not yet answered and the inbound seq they are for (shard_journal.cpp).
+  std::uint64_t unprobed_owners = 0;
+  std::uint32_t probes_outstanding = 0;
+  std::uint64_t probed_seq = 0;
   // Replays paused until this session's queue has room: (owner shard, subscription key).
   std::vector<std::pair<unsigned, std::uint64_t>> replays_waiting;
   std::uint32_t held_by = 0;
@@ -549,6 +554,10 @@ class Shard final : public transport::ReactorHandler {
   // The journal failed: what waited for it is refused with why.
   void refuse_pending_acks();
   bool journal_idle() const;
+  // With a journal, Received tells a client only what is durable (shard_journal.cpp).
+  void report_durable_received(Session& s);
+  void on_durability_probe(unsigned from, const ShardMessage& message);
+  void on_durable_through(const ShardMessage& message);
   // A new segment began: every topic's state goes into it, so that the older segments can go.
   void snapshot_topics();
   void on_add_selector(unsigned from, const ShardMessage& message);
@@ -707,6 +716,7 @@ class Shard final : public transport::ReactorHandler {
     unsigned from;
     std::uint32_t request_id;
     std::uint64_t a;
+    std::uint64_t probed_seq = 0;  // > 0: the answer to a durability probe, not a reply
   };
   std::deque<PendingAck> pending_acks_;  // in lsn order
   struct PendingDelivery {

@@ -282,6 +282,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             std::memcpy(copy->data(), frame.data(), frame.size());
             send_to(s.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
                                            session_token(s), index_, 0, copy});
+            s.unprobed_owners |= std::uint64_t{1} << s.last_publish_owner;
           },
           [&](const codec::CreateTopicMsg& m) {
             ++s.inbound_seq;
@@ -294,6 +295,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             codec::write_publish(copy->data(), m.request_id, m.path, m.properties.type,
                                  std::span<const std::byte>{});
             const auto history_plus_one = static_cast<std::uint32_t>(std::max(m.properties.history, -1) + 1);
+            s.unprobed_owners |= std::uint64_t{1} << owner_of(m.path);
             send_to(owner_of(m.path), {ShardMessageKind::create_topic,
                                        topic_property_flags(m.properties), 0, m.request_id,
                                        session_token(s), m.properties.history_bytes,
@@ -477,6 +479,10 @@ void Shard::on_send(Connection& c, int result) {
 void Shard::report_received(Connection& c, Session& s) {
   constexpr std::uint64_t report_every = 256;
   if (s.inbound_seq - s.reported_inbound_seq < report_every) return;
+  if (journal_) {
+    report_durable_received(s);
+    return;
+  }
   s.reported_inbound_seq = s.inbound_seq;
   send_control(c, encoder_.received(s.inbound_seq));
 }

@@ -3,8 +3,10 @@
 // appended to it, and the answer to an acknowledged publish waits until the journal has the
 // update durable under the sync policy. Subscribers get an update at once, without waiting
 // for the disk: the journal orders acknowledgements, not deliveries. All on the shard's thread.
+#include <bit>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "shard.hpp"
 
@@ -111,7 +113,10 @@ void Shard::on_journal_completion(const transport::Completion& completion) {
   const std::uint64_t durable = journal_->durable_lsn();
   while (!pending_acks_.empty() && pending_acks_.front().lsn <= durable) {
     const PendingAck& ack = pending_acks_.front();
-    send_to(ack.from, {ShardMessageKind::reply, 0, 0, ack.request_id, ack.a, 0, 0, nullptr});
+    if (ack.probed_seq != 0)
+      send_to(ack.from, {ShardMessageKind::durable_through, 0, 0, 0, ack.a, ack.probed_seq, 0, nullptr});
+    else
+      send_to(ack.from, {ShardMessageKind::reply, 0, 0, ack.request_id, ack.a, 0, 0, nullptr});
     pending_acks_.pop_front();
   }
   if (!journal_->failure().empty()) refuse_pending_acks();
@@ -140,9 +145,54 @@ void Shard::snapshot_topics() {
 
 void Shard::refuse_pending_acks() {
   for (const PendingAck& ack : pending_acks_)
-    send_to(ack.from, {ShardMessageKind::reply, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
+    // A probe is never answered: its client keeps what it sent, as nothing became durable.
+    if (ack.probed_seq == 0)
+      send_to(ack.from, {ShardMessageKind::reply, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
                        ack.request_id, ack.a, 0, 0, text_buffer(pool_, "journal: " + journal_->failure())});
   pending_acks_.clear();
+}
+
+// A fail-safe client lets go of what it sent once the broker reports it Received. With a
+// journal that must mean durable, or a crash loses a publish the client no longer has:
+//
+//   session shard: every 256 frames ---durability_probe(seq)---> each owner published to since
+//                                                                the last probe: answers once
+//   Received(seq) to the client <---durable_through(seq)------- its journal is durable up to
+//   once every owner answered                                   its last record then
+//
+// One probe round at a time per session; frames that arrive meanwhile go in the next.
+void Shard::report_durable_received(Session& s) {
+  if (s.probes_outstanding > 0) return;
+  s.probed_seq = s.inbound_seq;
+  if (s.unprobed_owners == 0) {  // nothing journalled since the last report
+    s.reported_inbound_seq = s.probed_seq;
+    if (s.connection) send_control(*s.connection, encoder_.received(s.probed_seq));
+    return;
+  }
+  const std::uint64_t owners = std::exchange(s.unprobed_owners, 0);
+  s.probes_outstanding = static_cast<std::uint32_t>(std::popcount(owners));
+  const std::uint64_t token = session_token(s);
+  for (std::uint64_t mask = owners; mask; mask &= mask - 1)
+    send_to(static_cast<unsigned>(std::countr_zero(mask)),
+            {ShardMessageKind::durability_probe, 0, 0, 0, token, s.probed_seq, 0, nullptr});
+}
+
+void Shard::on_durability_probe(unsigned from, const ShardMessage& m) {
+  if (!journal_->failure().empty()) return;
+  if (journal_->last_lsn() <= journal_->durable_lsn() && pending_acks_.empty()) {
+    send_to(from, {ShardMessageKind::durable_through, 0, 0, 0, m.a, m.b, 0, nullptr});
+    return;
+  }
+  pending_acks_.push_back({journal_->last_lsn(), from, 0, m.a, m.b});
+}
+
+void Shard::on_durable_through(const ShardMessage& m) {
+  Session* s = session_for(m.a);
+  if (!s || s->probes_outstanding == 0 || s->probed_seq != m.b) return;
+  if (--s->probes_outstanding != 0) return;
+  s->reported_inbound_seq = s->probed_seq;
+  if (s->connection && s->connection->state == ConnectionState::attached)
+    send_control(*s->connection, encoder_.received(s->probed_seq));
 }
 
 bool Shard::journal_idle() const {

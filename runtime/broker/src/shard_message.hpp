@@ -33,6 +33,10 @@ enum class ShardMessageKind : std::uint8_t {
   replay_paused,    // owner -> session shard: a = subscription key; the owner sends more
                     //   history once replay_resume says the session's queue has room
   replay_resume,    // session shard -> owner: a = subscription key
+  durability_probe, // session shard -> owner (with a journal): a = session token, b = the
+                    //   session's inbound seq; answered once the owner's journal is durable
+                    //   up to its last record (shard_journal.cpp)
+  durable_through,  // owner -> session shard: the answer (a, b as the probe)
   deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame,
                     //   delta = the delta from seq b - 1 when one is smaller than the value,
                     //   code = the publisher's shard + 1 (0: none), c = its session token
