@@ -26,7 +26,7 @@ bool sync_directory(const std::string& dir, std::string& error) {
 }  // namespace
 
 JournalWriter::JournalWriter(const WriterOptions& options, std::uint64_t next_lsn)
-    : options_(options), next_lsn_(next_lsn), durable_lsn_(next_lsn - 1) {}
+    : options_(options), next_lsn_(next_lsn), durable_lsn_(next_lsn - 1), written_lsn_(next_lsn - 1) {}
 
 JournalWriter::~JournalWriter() {
   if (fd_ >= 0) ::close(fd_);
@@ -108,19 +108,31 @@ std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> 
 
 void JournalWriter::submit(transport::Reactor& reactor, std::uint64_t now_ns) {
   if (!failure_.empty()) return;
-  // interval: the periodic fdatasync runs beside the writes and gates none of them: what is
-  // written is durable under this policy already, and a write never waits for a flush.
-  if (options_.sync == SyncPolicy::interval && written_unsynced_ && !periodic_sync_in_flight_ &&
-      now_ns >= next_sync_ns_) {
-    periodic_sync_in_flight_ = true;
-    written_unsynced_ = false;
-    next_sync_ns_ = now_ns + std::uint64_t{options_.sync_interval_ms} * 1'000'000;
-    reactor.sync_file(fd_, token);
-  }
-  if (!in_flight_ && !filling_.empty()) start_write(reactor, now_ns);
+  if (!write_in_flight_ && !filling_.empty()) start_write(reactor);
+  start_sync_if_due(reactor, now_ns);
 }
 
-void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_ns) {
+// always: a flush as soon as written records are not covered by one, one flush at a time,
+// while the next records are being written (pipelined group commit: a record waits for at
+// most the flush in progress and its own). interval: one every sync_interval_ms, which nothing
+// waits for. never: none.
+void JournalWriter::start_sync_if_due(transport::Reactor& reactor, std::uint64_t now_ns) {
+  if (sync_in_flight_ || !failure_.empty()) return;
+  if (options_.sync == SyncPolicy::always) {
+    if (written_lsn_ <= durable_lsn_) return;
+    sync_target_lsn_ = written_lsn_;
+  } else if (options_.sync == SyncPolicy::interval) {
+    if (!written_unsynced_ || now_ns < next_sync_ns_) return;
+    written_unsynced_ = false;
+    next_sync_ns_ = now_ns + std::uint64_t{options_.sync_interval_ms} * 1'000'000;
+  } else {
+    return;
+  }
+  sync_in_flight_ = true;
+  reactor.sync_file(fd_, token);
+}
+
+void JournalWriter::start_write(transport::Reactor& reactor) {
   if (segment_offset_ > segment_header_bytes &&
       segment_offset_ + filling_.size() > options_.segment_bytes + snapshot_bytes_) {
     std::string error;
@@ -128,22 +140,22 @@ void JournalWriter::start_write(transport::Reactor& reactor, std::uint64_t now_n
       fail(error);
       return;
     }
+    // The roll synced the old segment: everything written so far is on disk.
+    durable_lsn_ = std::max(durable_lsn_, written_lsn_);
     rolled_ = true;
   }
   writing_.swap(filling_);
   filling_.clear();
   writing_last_lsn_ = filling_last_lsn_;
   written_ = 0;
-  in_flight_ = true;
-  syncing_ = options_.sync == SyncPolicy::always;
-  reactor.write_file(fd_, writing_.data(), static_cast<unsigned>(writing_.size()), segment_offset_,
-                     token, syncing_);
+  write_in_flight_ = true;
+  reactor.write_file(fd_, writing_.data(), static_cast<unsigned>(writing_.size()), segment_offset_, token, false);
 }
 
 bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::Completion& c,
                                   std::uint64_t now_ns) {
-  if (!in_flight_ && !periodic_sync_in_flight_) return false;
   if (c.op == transport::Op::file_write) {
+    if (!write_in_flight_) return false;
     if (c.result < 0) {
       fail("journal write to " + segment_path_ + " failed: " + std::strerror(-c.result));
       return false;
@@ -155,40 +167,33 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
         fail("journal write to " + segment_path_ + " wrote nothing (is the disk full?)");
         return false;
       }
-      // A short write: its linked sync comes back cancelled, and the rest goes after it.
-      if (!syncing_)
-        reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
-                           segment_offset_, token, false);
+      reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
+                         segment_offset_, token, false);
       return false;
     }
-    if (syncing_) return false;  // durable when the sync returns
-    written_unsynced_ = options_.sync == SyncPolicy::interval;
-    in_flight_ = false;
-    durable_lsn_ = writing_last_lsn_;
+    write_in_flight_ = false;
+    written_lsn_ = writing_last_lsn_;
+    writing_.clear();
+    bool moved = false;
+    if (options_.sync != SyncPolicy::always) {  // durable once written
+      durable_lsn_ = written_lsn_;
+      written_unsynced_ = options_.sync == SyncPolicy::interval;
+      moved = true;
+    }
     submit(reactor, now_ns);
-    return true;
+    return moved;
   }
-  if (c.op != transport::Op::file_sync) return false;
-  if (!syncing_) {  // the periodic one (interval)
-    periodic_sync_in_flight_ = false;
-    if (c.result < 0) fail("journal sync of " + segment_path_ + " failed: " + std::strerror(-c.result));
-    else submit(reactor, now_ns);
-    return false;
-  }
-  if (c.result == -ECANCELED && written_ < writing_.size()) {
-    reactor.write_file(fd_, writing_.data() + written_, static_cast<unsigned>(writing_.size() - written_),
-                       segment_offset_, token, true);
-    return false;
-  }
+  if (c.op != transport::Op::file_sync || !sync_in_flight_) return false;
+  sync_in_flight_ = false;
   if (c.result < 0) {
     fail("journal sync of " + segment_path_ + " failed: " + std::strerror(-c.result));
     return false;
   }
-  in_flight_ = false;
-  syncing_ = false;
-  const bool moved = !writing_.empty() && durable_lsn_ != writing_last_lsn_;
-  if (!writing_.empty()) durable_lsn_ = writing_last_lsn_;
-  writing_.clear();
+  bool moved = false;
+  if (options_.sync == SyncPolicy::always && sync_target_lsn_ > durable_lsn_) {
+    durable_lsn_ = sync_target_lsn_;
+    moved = true;
+  }
   submit(reactor, now_ns);
   return moved;
 }
@@ -214,8 +219,8 @@ int JournalWriter::remove_older_segments() {
 }
 
 void JournalWriter::fail(std::string why) {
-  in_flight_ = false;
-  syncing_ = false;
+  write_in_flight_ = false;
+  sync_in_flight_ = false;
   if (failure_.empty()) failure_ = std::move(why);
 }
 

@@ -1,12 +1,14 @@
 #pragma once
 // A shard's side of the journal: records appended during a turn go to disk together, through
-// the shard's own io_uring, as one write and (sync "always") one linked fdatasync: group
-// commit, one device flush per turn however many records the turn made.
+// the shard's own io_uring, as one write; with sync "always" an fdatasync follows, which
+// covers every record written before it: group commit, one device flush for many records.
 //
-//   append() -> filling_ --submit()--> in flight (one write [+ fdatasync]) --> durable_lsn()
+//   append() -> filling_ --submit()--> one write in flight --> written_lsn()
+//                                      one fdatasync in flight (always) --> durable_lsn()
 //
-// One write is in flight at a time; records appended meanwhile wait in `filling_` and go as
-// the next one, so a slow disk batches more per flush instead of queueing flushes. A segment
+// One write and one flush are in flight at a time, side by side: records appended meanwhile
+// wait in `filling_` and go as the next write, while the flush of the previous ones runs, so
+// a slow disk batches more per flush instead of queueing flushes. A segment
 // that passes segment_bytes is synced and closed, and the next one begins (with its
 // directory entry synced), so only the last segment can ever be torn by a crash
 // (journal_scan.hpp). The owner then writes every topic's state into the new segment, and
@@ -63,8 +65,14 @@ class JournalWriter {
   std::uint64_t last_lsn() const noexcept { return next_lsn_ - 1; }
   // Every record up to this lsn is as safe as the sync policy makes it.
   std::uint64_t durable_lsn() const noexcept { return durable_lsn_; }
+  // Every record up to this lsn is written (in the kernel's page cache at least): it survives
+  // a crash of the process, if not a power cut. At least durable_lsn().
+  std::uint64_t written_lsn() const noexcept { return written_lsn_; }
   // Nothing waits to be written, and nothing is in flight.
-  bool idle() const noexcept { return filling_.empty() && !in_flight_ && !periodic_sync_in_flight_; }
+  bool idle() const noexcept {
+    return filling_.empty() && !write_in_flight_ && !sync_in_flight_ &&
+           (options_.sync != SyncPolicy::always || durable_lsn_ == written_lsn_);
+  }
   // True once after a new segment began: the owner then writes every topic's state into it
   // (between begin_snapshot() and end_snapshot()), and once those records are durable the
   // segments before it hold nothing a restart needs (remove_older_segments()).
@@ -83,7 +91,8 @@ class JournalWriter {
   JournalWriter(const WriterOptions& options, std::uint64_t next_lsn);
   bool start_segment(std::uint64_t first_lsn, std::string& error);
   bool roll_segment(std::uint64_t first_lsn, std::string& error);
-  void start_write(transport::Reactor& reactor, std::uint64_t now_ns);
+  void start_write(transport::Reactor& reactor);
+  void start_sync_if_due(transport::Reactor& reactor, std::uint64_t now_ns);
   void fail(std::string why);
 
   WriterOptions options_;
@@ -92,16 +101,17 @@ class JournalWriter {
   std::uint64_t segment_offset_ = 0;  // where the next write goes
   std::uint64_t next_lsn_;
   std::uint64_t durable_lsn_;
+  std::uint64_t written_lsn_;
   std::vector<std::byte> filling_;    // records of the turns since the last write
   std::uint64_t filling_first_lsn_ = 0;
   std::uint64_t filling_last_lsn_ = 0;
   std::vector<std::byte> writing_;    // the write in flight
   std::uint64_t writing_last_lsn_ = 0;
   std::size_t written_ = 0;           // of writing_, after a short write
-  bool in_flight_ = false;
-  bool syncing_ = false;              // always: an fdatasync is linked after the write in flight
+  bool write_in_flight_ = false;
+  bool sync_in_flight_ = false;
+  std::uint64_t sync_target_lsn_ = 0; // always: what the flush in flight makes durable
   bool written_unsynced_ = false;     // interval: bytes are written that no sync covered
-  bool periodic_sync_in_flight_ = false;  // interval: its fdatasync, beside the writes
   std::uint64_t next_sync_ns_ = 0;
   std::uint64_t segment_first_lsn_ = 0;  // of the segment being written
   bool rolled_ = false;

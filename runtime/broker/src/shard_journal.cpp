@@ -94,10 +94,12 @@ void Shard::deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, SharedBuf
   pending_deliveries_.push_back({lsn, &topic, topic.seq, topic.frame, delta, publisher});
 }
 
-// `all`: the journal failed, nothing becomes durable again: what waits is delivered anyway,
-// as the broker goes on serving subscribers.
+// Once written, not once on disk: a written update survives a crash of brookd, and the
+// fdatasync of `always` would add a flush to every delivery (its acknowledgement waits for it).
+// `all`: the journal failed, nothing is written again: what waits is delivered anyway, as the
+// broker goes on serving subscribers.
 void Shard::deliver_durable_updates(bool all) {
-  const std::uint64_t durable = journal_->durable_lsn();
+  const std::uint64_t durable = journal_->written_lsn();
   while (!pending_deliveries_.empty() && (all || pending_deliveries_.front().lsn <= durable)) {
     const PendingDelivery d = pending_deliveries_.front();
     pending_deliveries_.pop_front();

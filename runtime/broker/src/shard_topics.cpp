@@ -126,8 +126,8 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   }
   if (journal_ && topic->properties.durable) {
     const std::uint64_t lsn = journal_topic(*topic);
-    // Subscribers see an update once it is durable, as its publisher's acknowledgement says:
-    // one a crash can still lose is never delivered, and its sequence never seen twice.
+    // Subscribers see an update once the journal has written it: one a crash of brookd can
+    // still lose is never delivered, and its sequence never seen twice.
     if (!created) deliver_when_durable(lsn, *topic, delta, {from, m.a});
     if (m.request_id != 0) acknowledge_when_durable(lsn, from, m.request_id, m.a);
     return;
