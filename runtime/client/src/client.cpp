@@ -178,7 +178,7 @@ Status Client::publish(std::string_view path, std::span<const std::byte> value,
   auto claim = impl_->claim(bytes);
   if (!claim) {
     if (queued) impl_->give_back_reservation(1, static_cast<std::int64_t>(bytes));
-    return error_status(ErrorCode::not_connected, "the client is closed");
+    return impl_->no_room();
   }
   codec::write_publish(claim.payload, 0, path, type, value);
   transport::MpscByteRing::commit(claim, queued ? record_queued_frame : record_frame);

@@ -275,8 +275,15 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   ::msghdr msg{};
   ::iovec iov{};
   std::vector<std::byte> assembly;
-  bool dispatching = false;  // inside on_bytes
-  std::vector<std::unique_ptr<client_detail::Command>> deferred;  // drained while dispatching
+  // Calls drained while the session's tables may not change (inside a dispatch, or a drain a
+  // callback made) wait in `deferred`, and the calls behind them too, until run_deferred().
+  bool deferring = false;
+  std::vector<std::unique_ptr<client_detail::Command>> deferred;
+  bool draining = false;  // inside drain_outbox: a drain nested in it would take records twice
+  bool lent = false;      // the send state is with the callers: from lend() to take_back()
+  // A callback drained the outbox outside the session's turn: the loop gives it one soon to
+  // send what was taken, and lends it nothing until then.
+  bool drained_outside_turn = false;
   bool recv_armed = false;
   bool closing = false;            // close() asked for: send Close, then wait for EOF
   bool shut_down_write = false;
@@ -315,6 +322,8 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool on_client_thread() const noexcept {
     return std::this_thread::get_id() == client_thread_id.load(std::memory_order_acquire);
   }
+  // Its loop has taken it (begin()).
+  bool begun() const noexcept { return client_thread_id.load(std::memory_order_acquire) != std::thread::id{}; }
   inline Status reserve(std::size_t bytes, bool& queued);
   inline transport::MpscByteRing::Claim claim(std::size_t bytes);
   inline void committed();
@@ -337,6 +346,9 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // A frame of this connection only (ping, pong, close): never resent.
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
   bool wait_for_room();
+  bool make_room_on_loop();
+  Status no_room() const;
+  void run_deferred();
   bool reserve_for(client_detail::Command& c, std::size_t bytes);
   void submit(client_detail::Command&& command);
   void submit_frame(std::span<const std::byte> frame);

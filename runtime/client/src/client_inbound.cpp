@@ -31,11 +31,10 @@ overloaded(F...) -> overloaded<F...>;
 }  // namespace
 
 void Client::Impl::on_bytes(std::span<const std::byte> data) {
-  dispatching = true;
+  deferring = true;
   dispatch_bytes(data);
-  dispatching = false;
-  for (auto& command : deferred) handle(std::move(*command));
-  deferred.clear();
+  deferring = false;
+  run_deferred();
 }
 
 void Client::Impl::dispatch_bytes(std::span<const std::byte> data) {

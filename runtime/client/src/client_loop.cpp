@@ -20,7 +20,10 @@ std::chrono::nanoseconds idle_spin_for_this_machine() {
 std::uint64_t token_base(std::uint32_t slot, std::uint32_t generation) {
   return ((generation & generation_mask) << 33) | (std::uint64_t{slot} << 1);
 }
+thread_local bool running_a_loop = false;
 }  // namespace
+
+bool ClientLoop::on_a_loop_thread() noexcept { return running_a_loop; }
 
 ClientLoop::ClientLoop(bool shared, unsigned recv_buffers) : shared_(shared), recv_buffers_(recv_buffers) {}
 
@@ -91,6 +94,7 @@ void ClientLoop::take_joiners() {
 }
 
 void ClientLoop::run() {
+  running_a_loop = true;
   thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
   transport::ReactorOptions ro;
   ro.recv_buffer_count = recv_buffers_;

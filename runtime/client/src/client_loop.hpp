@@ -11,9 +11,11 @@
 // is waiting, or the time they asked for is up) to do it (turn(), which says how long it
 // may then wait), waits once for all of them and hands out the completions. A member the
 // loop is not working on has lent its send state (callers may then write to its socket
-// directly); the loop takes it back before touching the member. The members with nothing
-// to do cost one look each per turn: a thousand idle sessions do not make a turn slow. A
-// member that has closed and has nothing in flight says done() and leaves.
+// directly); the loop takes it back before touching the member, also when a callback of
+// another member calls into this one's full outbox (the member makes room itself then, since
+// the loop cannot wait for itself). The members with nothing to do cost one look each per
+// turn: a thousand idle sessions do not make a turn slow. A member that has closed and has
+// nothing in flight says done() and leaves.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -82,6 +84,8 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   // on the loop thread itself.
   void join();
   std::size_t members() const noexcept { return member_count_.load(std::memory_order_relaxed); }
+  // Whether the calling thread is a loop's (any loop's): it must never wait for a loop.
+  static bool on_a_loop_thread() noexcept;
 
  private:
   struct Slot {

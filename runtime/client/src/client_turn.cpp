@@ -78,6 +78,7 @@ void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
 // passed); after the session is lost it keeps failing commands until then.
 int Client::Impl::turn() {
   drained_this_turn = 0;
+  drained_outside_turn = false;
   auto now = std::chrono::steady_clock::now();
   if (tearing_down) return 10;
   if (closing && (stream_closed || now > close_deadline)) {
@@ -91,6 +92,7 @@ int Client::Impl::turn() {
   if (recovering) step_recovery(now);
   else if (!stream_closed) keep_alive(now);
   if (!pending_requests.empty()) expire_requests(now);
+  run_deferred();  // before the calls made after them
   std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
   if (!send_in_flight && !out.empty()) start_send();
   // After the calls: a subscription made before connect() is in place before the frames
@@ -127,22 +129,29 @@ int Client::Impl::next_wake_ms(std::chrono::steady_clock::time_point now) const 
 }
 
 bool Client::Impl::wants_turn() {
-  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
-         send_state_owner.load(std::memory_order_relaxed) == send_state_left;
+  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) || drained_outside_turn ||
+         !deferred.empty() || send_state_owner.load(std::memory_order_relaxed) == send_state_left;
 }
 
 bool Client::Impl::has_input() {
   if (tearing_down) return false;
+  if (drained_outside_turn || !deferred.empty()) return true;
   if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
   return shm && (!recovering || hold_out) && !shm_quiet();
 }
 
+// Not while calls a callback drained wait for the session's turn: a direct send would
+// overtake them.
 void Client::Impl::lend() {
-  if (!tearing_down) lend_send_state(drained_this_turn > 0);
+  if (tearing_down || drained_outside_turn || !deferred.empty()) return;
+  lend_send_state(drained_this_turn > 0);
+  lent = true;
 }
 
 void Client::Impl::take_back() {
-  if (!tearing_down) take_back_send_state();
+  if (!lent) return;
+  take_back_send_state();
+  lent = false;
 }
 
 void Client::Impl::after_sleep() {
@@ -195,7 +204,8 @@ void Client::Impl::tear_down() {
   finished.store(true, std::memory_order_release);
   tend_queue_file(true, true);
   stream_closed = true;
-  drain_outbox(SIZE_MAX);  // fails what was submitted after the close
+  run_deferred();          // fails what waited,
+  drain_outbox(SIZE_MAX);  // and what was submitted after the close
   // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
   reactor.store(nullptr, std::memory_order_seq_cst);
   if (shm) {
