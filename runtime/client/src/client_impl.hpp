@@ -281,6 +281,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   std::vector<std::unique_ptr<client_detail::Command>> deferred;
   bool draining = false;  // inside drain_outbox: a drain nested in it would take records twice
   bool lent = false;      // the send state is with the callers: from lend() to take_back()
+  bool out_full_when_lent = false;
   // A callback drained the outbox outside the session's turn: the loop gives it one soon to
   // send what was taken, and lends it nothing until then.
   bool drained_outside_turn = false;

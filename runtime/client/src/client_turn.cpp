@@ -136,7 +136,9 @@ bool Client::Impl::wants_turn() {
 bool Client::Impl::has_input() {
   if (tearing_down) return false;
   if (drained_outside_turn || !deferred.empty()) return true;
-  if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
+  // While lent, `out` is the callers': judged by its size when it was lent.
+  const bool out_full = lent ? out_full_when_lent : out.size() >= max_out_bytes;
+  if (!outbox.empty_hint() && !out_full) return true;
   return shm && (!recovering || hold_out) && !shm_quiet();
 }
 
@@ -144,6 +146,7 @@ bool Client::Impl::has_input() {
 // overtake them.
 void Client::Impl::lend() {
   if (tearing_down || drained_outside_turn || !deferred.empty()) return;
+  out_full_when_lent = out.size() >= max_out_bytes;
   lend_send_state(drained_this_turn > 0);
   lent = true;
 }
