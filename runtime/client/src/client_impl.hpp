@@ -386,7 +386,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void on_completion(const transport::Completion& c, unsigned) override;
   void tear_down();
   bool done() override;
-  void left() override;
+  void left(std::shared_ptr<client_detail::LoopMember> self) override;
 
   // ---- client_commands.cpp: the callers' calls, carried out on the client thread
   void handle(client_detail::Command&& c);

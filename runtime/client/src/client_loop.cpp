@@ -128,7 +128,8 @@ void ClientLoop::run() {
         free_slots_.push_back(i);
         member_count_.fetch_sub(1, std::memory_order_relaxed);
         --live;
-        gone->left();
+        LoopMember* member = gone.get();
+        member->left(std::move(gone));
         continue;
       }
       const int wait = m.turn();

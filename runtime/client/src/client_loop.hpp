@@ -52,8 +52,8 @@ class LoopMember {
   virtual void on_completion(const transport::Completion& completion, unsigned kind) = 0;
   // Closed, and nothing of it in flight: it leaves the loop.
   virtual bool done() = 0;
-  // After it left, on the loop thread.
-  virtual void left() = 0;
+  // After it left, on the loop thread, with the loop's reference to it, which it drops.
+  virtual void left(std::shared_ptr<LoopMember> self) = 0;
   // Busy-poll instead of sleeping (ClientOptions::spin).
   virtual bool spins() const = 0;
 };

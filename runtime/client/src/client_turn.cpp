@@ -228,9 +228,14 @@ bool Client::Impl::done() {
   return wakers.load(std::memory_order_seq_cst) == 0;
 }
 
-void Client::Impl::left() {
+void Client::Impl::left(std::shared_ptr<client_detail::LoopMember> self) {
   drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
-  left_promise.set_value();
+  // The loop lets go before close() returns: when the Client holds the last reference, its
+  // socket and persistent queue are closed once its close() or destructor has returned, even
+  // on a loop that goes on with other sessions.
+  auto leaving = std::move(left_promise);
+  self.reset();  // may destroy *this (its Client is gone): nothing of it is touched after
+  leaving.set_value();
 }
 
 }  // namespace brook
