@@ -1,5 +1,7 @@
 #include "client_loop.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <climits>
 
@@ -35,19 +37,21 @@ ClientLoop::~ClientLoop() {
   else thread_.join();
 }
 
-void ClientLoop::add(std::shared_ptr<LoopMember> member) {
+bool ClientLoop::add(std::shared_ptr<LoopMember> member) {
   {
     std::lock_guard lock(mutex_);
+    if (ended_) return false;
     joining_.push_back(std::move(member));
     joining_hint_.store(true, std::memory_order_release);
     member_count_.fetch_add(1, std::memory_order_relaxed);
     if (!started_) {
       started_ = true;
       thread_ = std::thread([self = shared_from_this()] { self->run(); });
-      return;
+      return true;
     }
   }
   wake();
+  return true;
 }
 
 void ClientLoop::stop() {
@@ -95,6 +99,8 @@ void ClientLoop::take_joiners() {
 
 void ClientLoop::run() {
   running_a_loop = true;
+  // What `top -H`, /proc/PID/task/*/comm and the tests that count the process's I/O threads see.
+  ::pthread_setname_np(::pthread_self(), "brook-client");
   thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
   transport::ReactorOptions ro;
   ro.recv_buffer_count = recv_buffers_;
@@ -140,7 +146,10 @@ void ClientLoop::run() {
     }
     if (live == 0) {
       std::lock_guard lock(mutex_);
-      if (joining_.empty() && (!shared_ || stop_)) break;
+      if (joining_.empty() && (!shared_ || stop_)) {
+        ended_ = true;
+        break;
+      }
     }
     // A member that joined (or was asked to leave) while we looked: another turn at once.
     if (joining_hint_.load(std::memory_order_relaxed)) timeout = 0;

@@ -1,7 +1,8 @@
 #pragma once
 // The client's I/O thread: one io_uring for every session on it. A ClientContext shares one
-// loop between many Clients; a Client made without one gets a loop of its own (one thread
-// per Client, as before contexts).
+// loop between many Clients; a Client made without one runs on the process's default loop
+// (client_default_context.hpp), or on a loop of its own with ClientOptions::own_thread. Every
+// loop's thread is named "brook-client".
 //
 // Threads: everything here runs on the loop thread, except add() and wake() (any thread) and
 // the constructor and destructor (the owner's). A member's completions carry its slot and
@@ -68,8 +69,10 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   ClientLoop& operator=(const ClientLoop&) = delete;
 
   // Any thread: the member joins at the loop's next turn (the thread starts on the first).
-  // The loop is owned by shared_ptr: its thread holds it while it runs.
-  void add(std::shared_ptr<LoopMember> member);
+  // The loop is owned by shared_ptr: its thread holds it while it runs. False, and the member
+  // is not taken, once the loop has ended (or is ending): its context is gone, or it was not
+  // shared and its last member left.
+  bool add(std::shared_ptr<LoopMember> member);
   // Any thread: a shared loop ends once it has no member left (its context is gone).
   void stop();
   // Any thread: the loop runs a turn soon.
@@ -107,10 +110,11 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   const bool shared_;
   const unsigned recv_buffers_;
   std::thread thread_;
-  std::mutex mutex_;  // guards joining_, started_, stop_
+  std::mutex mutex_;  // guards joining_, started_, stop_, ended_
   std::vector<std::shared_ptr<LoopMember>> joining_;
   bool started_ = false;
   bool stop_ = false;
+  bool ended_ = false;
   std::atomic<bool> joining_hint_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<std::thread::id> thread_id_{};

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <string>
 
+#include "client_default_context.hpp"
 #include "client_impl.hpp"
 
 namespace brook {
@@ -37,14 +38,24 @@ Client::Impl::~Impl() {
 }
 
 // Caller side (connect): hands the session to its loop, whose thread runs it from now on.
-void Client::Impl::join_loop() {
-  if (!loop) {
-    loop = std::make_shared<client_detail::ClientLoop>(false, 64);
-    own_loop = true;
+// False when that is a ClientContext's loop that has ended (the context was destroyed).
+bool Client::Impl::join_loop() {
+  auto use = [this](const std::shared_ptr<client_detail::ClientLoop>& l) {
+    loop = l;
+    sleeping = &l->sleeping();
+  };
+  if (loop_kind == LoopKind::context) {
+    use(loop);
+    if (!loop->add(shared_from_this())) return false;
+  } else if (options.own_thread) {
+    loop_kind = LoopKind::own_thread;
+    use(std::make_shared<client_detail::ClientLoop>(false, 64));
+    loop->add(shared_from_this());
+  } else {
+    client_detail::default_context::join(shared_from_this(), use);
   }
-  sleeping = &loop->sleeping();
   joined = true;
-  loop->add(shared_from_this());
+  return true;
 }
 
 void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
@@ -110,7 +121,7 @@ int Client::Impl::turn() {
   }
   tend_queue_file(n == 0);
   if (!queue_file_warnings.empty() && error_listener) {
-    for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+    for (auto& w : queue_file_warnings) notify(error_listener, error_status(ErrorCode::internal, w));
     queue_file_warnings.clear();
   }
   drained_this_turn = n;
