@@ -149,12 +149,14 @@ struct ClientOptions {
 // Reads ClientOptions from a TOML file's [client] table: url, retries, reconnect_delay_ms,
 // reconnect_timeout_ms, connect_timeout_ms, ping_interval_ms, queue_entries, queue_bytes,
 // close_timeout_ms, queue_path, queue_fsync ("never", "batch", "always"), principal,
-// session_number, client_name, send_from_caller (true or false). Absent keys keep their value.
+// session_number, client_name, send_from_caller and own_thread (true or false). Absent keys
+// keep their value.
 // Returns "" or why the file was refused.
 BROOK_API std::string load_client_options(const std::string& path, ClientOptions& options);
 // Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
 // BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES,
-// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER (1, 0, true, false).
+// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER and BROOK_OWN_THREAD (1, 0,
+// true, false).
 // Returns "" or which variable is malformed.
 BROOK_API std::string apply_client_environment(ClientOptions& options);
 
