@@ -350,7 +350,7 @@ TEST(DefaultContextProcess, a_child_after_fork_gets_a_context_of_its_own_and_exi
   const std::string url = broker.url();
   ExitStatus child = run_in_child([&] {
     // Made in the child: the parent's loop thread is not here.
-    auto* open = new Client;  // never closed: the process exits with it running
+    static Client* const open = new Client;  // never closed: the process exits with it running
     if (!connect_client_once(*open, url, "child")) return 2;
     if (!await(open->publish_acked("Fork/t", bytes_of("from the child")), long_wait)) return 3;
     return brook_client_threads() == 1 ? 0 : 4;
