@@ -49,6 +49,24 @@ std::size_t brook_client_threads() {
   return n;
 }
 
+// True once every Brook client thread of this process sleeps (in its io_uring wait). The
+// leak checker of a forked child cannot read the parent's threads, so a fork should find
+// them holding nothing of their own: asleep, between turns.
+bool client_threads_asleep() {
+  DIR* dir = ::opendir("/proc/self/task");
+  if (!dir) return false;
+  bool asleep = true;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.' || thread_name(e->d_name) != "brook-client") continue;
+    std::string stat;
+    std::getline(std::ifstream(std::string("/proc/self/task/") + e->d_name + "/stat"), stat);
+    const auto state = stat.rfind(") ");  // "pid (comm) S ...": the state follows the name
+    asleep &= state != std::string::npos && state + 2 < stat.size() && stat[state + 2] == 'S';
+  }
+  ::closedir(dir);
+  return asleep;
+}
+
 // The thread ids (kernel tids) that callbacks ran on.
 class CallbackThreads {
  public:
@@ -347,6 +365,8 @@ TEST(DefaultContextProcess, a_child_after_fork_gets_a_context_of_its_own_and_exi
   BROOK_ASSERT_STARTED(broker);
   Client parent;
   ASSERT_TRUE(connect_client_once(parent, broker.url(), "parent"));
+  ASSERT_TRUE(round_trip(parent));
+  ASSERT_TRUE(eventually(client_threads_asleep, long_wait));
   const std::string url = broker.url();
   ExitStatus child = run_in_child([&] {
     // Made in the child: the parent's loop thread is not here.

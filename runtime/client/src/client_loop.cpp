@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
 
 namespace brook::client_detail {
 
@@ -106,7 +107,10 @@ void ClientLoop::run() {
   ro.recv_buffer_count = recv_buffers_;
   ro.recv_buffer_bytes = 65536;
   ro.sq_entries = 256;
-  transport::Reactor r(ro);
+  // On the heap, reachable from the loop through reactor_: a child after fork() keeps the
+  // loop but not this thread's stack, and its leak checker then still finds the reactor.
+  const auto reactor = std::make_unique<transport::Reactor>(ro);
+  transport::Reactor& r = *reactor;
   reactor_.store(&r, std::memory_order_release);
   const auto idle_spin = idle_spin_for_this_machine();
   std::chrono::steady_clock::time_point last_active{};
