@@ -2,8 +2,7 @@
 // whose outbox is full. On the session's own context the loop makes room itself (it cannot
 // wait for itself) while an application thread may be writing to the same session's socket
 // directly (ClientOptions::send_from_caller): every publish of both must arrive once, in each
-// thread's order, and ThreadSanitizer must see the loop wait for that write. On another
-// context the call does not wait at all: two loops waiting for each other would never wake.
+// thread's order, and ThreadSanitizer must see the loop wait for that write.
 #include <gtest/gtest.h>
 
 #include <atomic>
