@@ -1,6 +1,8 @@
-// Many sessions, one client thread: Clients made on a ClientContext share its I/O thread. A
-// thousand sessions add one thread to the process, each gets every update in order, and
-// sessions on a context recover through a cut connection like any other.
+// Many sessions, one client thread: Clients made on a ClientContext share its I/O thread, and
+// Clients made without one share the process's default context. A thousand sessions add one
+// thread to the process (none on the default context, which the publisher already started),
+// each gets every update in order, and sessions on a context recover through a cut
+// connection like any other.
 #include <gtest/gtest.h>
 #include <dirent.h>
 
@@ -42,6 +44,19 @@ bool all_received(const std::vector<std::unique_ptr<InOrderCounter>>& counters, 
       std::chrono::seconds(60));
 }
 
+// Which context the sessions under test are made on.
+enum class Made { on_a_context, without_one };
+
+class ClientContextP : public ::testing::TestWithParam<Made> {
+ protected:
+  // The test's context, or none for Clients made without one.
+  std::unique_ptr<ClientContext> context_ =
+      GetParam() == Made::on_a_context ? std::make_unique<ClientContext>() : nullptr;
+  std::unique_ptr<Client> make_session() {
+    return context_ ? std::make_unique<Client>(*context_) : std::make_unique<Client>();
+  }
+};
+
 Status subscribe_counting(Client& client, const std::string& selector, InOrderCounter& counter) {
   auto verdict = std::make_shared<std::promise<Status>>();
   auto answer = verdict->get_future();
@@ -53,7 +68,7 @@ Status subscribe_counting(Client& client, const std::string& selector, InOrderCo
   return answer.get();
 }
 
-TEST(ClientContext, a_thousand_sessions_on_one_context_use_one_thread_and_get_every_update) {
+TEST_P(ClientContextP, a_thousand_sessions_on_one_context_use_one_thread_and_get_every_update) {
   constexpr std::size_t sessions = 1000;
   ASSERT_TRUE(raise_descriptor_limit(sessions + 200)) << "needs " << sessions + 200 << " descriptors";
   BrokerProcess broker(with_shards(2));
@@ -64,17 +79,16 @@ TEST(ClientContext, a_thousand_sessions_on_one_context_use_one_thread_and_get_ev
   ASSERT_TRUE(publisher.publish_acked("Context/odds", std::as_bytes(std::span(std::string_view("1")))).get());
 
   const std::size_t threads_before = threads_of_this_process();
-  auto context = std::make_unique<ClientContext>();
   std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::unique_ptr<InOrderCounter>> counters;
   for (std::size_t i = 0; i < sessions; ++i) {
-    clients.push_back(std::make_unique<Client>(*context));
+    clients.push_back(make_session());
     counters.push_back(std::make_unique<InOrderCounter>());
     ASSERT_TRUE(connect_client_once(*clients.back(), broker.url(), "ctx-" + std::to_string(i)));
     ASSERT_TRUE(subscribe_counting(*clients.back(), "Context//", *counters.back()));
   }
-  EXPECT_EQ(threads_of_this_process(), threads_before + 1) << "a context is one thread";
-  EXPECT_EQ(context->sessions(), sessions);
+  EXPECT_EQ(threads_of_this_process(), threads_before + (context_ ? 1 : 0)) << "a context is one thread";
+  if (context_) EXPECT_EQ(context_->sessions(), sessions);
 
   constexpr std::uint64_t updates = 200;
   for (std::uint64_t n = 2; n <= updates; ++n) {
@@ -91,13 +105,13 @@ TEST(ClientContext, a_thousand_sessions_on_one_context_use_one_thread_and_get_ev
   EXPECT_EQ(disordered, 0u) << "sessions that got updates out of order";
 
   for (auto& c : clients) c->close();
-  EXPECT_EQ(context->sessions(), 0u);
-  context.reset();
+  if (context_) EXPECT_EQ(context_->sessions(), 0u);
+  context_.reset();
   publisher.close();
   broker.stop();
 }
 
-TEST(ClientContext, sessions_on_a_context_resume_through_a_cut_connection_without_a_gap) {
+TEST_P(ClientContextP, sessions_on_a_context_resume_through_a_cut_connection_without_a_gap) {
   constexpr std::size_t sessions = 20;
   BrokerProcess broker(with_shards(2));
   BROOK_ASSERT_STARTED(broker);
@@ -107,12 +121,11 @@ TEST(ClientContext, sessions_on_a_context_resume_through_a_cut_connection_withou
   ASSERT_TRUE(connect_client_once(publisher, broker.url(), "publisher"));
   ASSERT_TRUE(publisher.publish_acked("Context/odds", std::as_bytes(std::span(std::string_view("1")))).get());
 
-  ClientContext context;
   std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::unique_ptr<InOrderCounter>> counters;
   std::atomic<int> reconnects{0};
   for (std::size_t i = 0; i < sessions; ++i) {
-    clients.push_back(std::make_unique<Client>(context));
+    clients.push_back(make_session());
     counters.push_back(std::make_unique<InOrderCounter>());
     ClientOptions options;
     options.url = proxy.url();
@@ -141,6 +154,10 @@ TEST(ClientContext, sessions_on_a_context_resume_through_a_cut_connection_withou
   publisher.close();
   broker.stop();
 }
+
+INSTANTIATE_TEST_SUITE_P(ClientContext, ClientContextP,
+                         ::testing::Values(Made::on_a_context, Made::without_one),
+                         [](const auto& info) { return info.param == Made::on_a_context ? "explicit" : "default"; });
 
 }  // namespace
 }  // namespace brook::test

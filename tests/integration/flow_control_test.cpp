@@ -84,7 +84,15 @@ void slow_subscriber_gets_everything(const std::string& transport) {
   subscriber.on_close([&](const std::string&) { subscriber_closed = true; });
   InOrderCounter counter;
   ASSERT_TRUE(subscribe_counting(subscriber, "Flow//", counter, std::chrono::microseconds(3)));
-  ASSERT_TRUE(connect_client_once(publisher, url, "flat-out-publisher"));
+  // A thread of its own: on the subscriber's (the default context's), the slow handler
+  // would hold the publisher back itself, and the broker would never have to.
+  ClientOptions publisher_options;
+  publisher_options.url = url;
+  publisher_options.client_name = "flat-out-publisher";
+  publisher_options.retries = 0;
+  publisher_options.reconnect_timeout = std::chrono::milliseconds(0);
+  publisher_options.own_thread = true;
+  ASSERT_TRUE(publisher.connect(publisher_options));
   FlowEvents events;
   events.listen(publisher);
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -155,6 +156,33 @@ inline Status await(std::future<Status> answer,
 inline std::span<const std::byte> bytes_of(std::string_view text) {
   return std::as_bytes(std::span(text.data(), text.size()));
 }
+
+// connect_client(), then subscribe_and_wait(): a watching client in one step.
+inline Status connect_and_subscribe(Client& client, const std::string& url, const std::string& name,
+                                    std::string selector, UpdateLog& log) {
+  if (Status s = connect_client(client, url, name); !s) return s;
+  return subscribe_and_wait(client, std::move(selector), log);
+}
+
+// What a client's error listener reported. listener() runs on the client's thread.
+class ErrorLog {
+ public:
+  std::function<void(const Status&)> listener() {
+    return [this](const Status& s) {
+      std::lock_guard lock(mutex_);
+      messages_.push_back(s.message);
+    };
+  }
+  // The first report, or "" when there was none.
+  std::string first() const {
+    std::lock_guard lock(mutex_);
+    return messages_.empty() ? std::string() : messages_.front();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> messages_;
+};
 
 // Counts updates whose values are the numbers 1, 2, 3, ... and notes any gap or repeat.
 // take() runs on the client's thread; the test's thread reads the atomics.

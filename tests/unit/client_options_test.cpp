@@ -49,7 +49,7 @@ class ClientOptionsFile : public ::testing::Test {
     ::rmdir(dir_.c_str());
     for (const char* name : {"BROOK_URL", "BROOK_RETRIES", "BROOK_RECONNECT_DELAY_MS",
                              "BROOK_PING_INTERVAL_MS", "BROOK_QUEUE_ENTRIES", "BROOK_QUEUE_BYTES",
-                             "BROOK_SEND_FROM_CALLER"})
+                             "BROOK_SEND_FROM_CALLER", "BROOK_OWN_THREAD"})
       ::unsetenv(name);
   }
   void write(const std::string& text) { std::ofstream(path_) << text; }
@@ -72,6 +72,7 @@ principal = "feed"
 session_number = 3
 client_name = "odds-feed"
 send_from_caller = false
+own_thread = true
 )");
   ClientOptions o;
   o.credentials = "kept";
@@ -89,6 +90,7 @@ send_from_caller = false
   EXPECT_EQ(o.session_number, 3);
   EXPECT_EQ(o.client_name, "odds-feed");
   EXPECT_FALSE(o.send_from_caller);
+  EXPECT_TRUE(o.own_thread);
   EXPECT_EQ(o.credentials, "kept");
 }
 
@@ -118,7 +120,9 @@ TEST_F(ClientOptionsFile, the_environment_wins_over_the_file) {
   ::setenv("BROOK_QUEUE_ENTRIES", "0", 1);
   ::setenv("BROOK_QUEUE_BYTES", "4096", 1);
   ::setenv("BROOK_SEND_FROM_CALLER", "0", 1);
+  ::setenv("BROOK_OWN_THREAD", "1", 1);
   ASSERT_EQ(apply_client_environment(o), "");
+  EXPECT_TRUE(o.own_thread);
   EXPECT_EQ(o.url, "tcp://127.0.0.1:5,tcp://127.0.0.1:6");
   EXPECT_EQ(o.retries, -1);
   EXPECT_EQ(o.reconnect_delay.count(), 20);
@@ -131,6 +135,9 @@ TEST_F(ClientOptionsFile, the_environment_wins_over_the_file) {
   ::setenv("BROOK_SEND_FROM_CALLER", "true", 1);
   ASSERT_EQ(apply_client_environment(o), "");
   EXPECT_TRUE(o.send_from_caller);
+  ::setenv("BROOK_OWN_THREAD", "no", 1);
+  EXPECT_NE(apply_client_environment(o).find("BROOK_OWN_THREAD must be 1, 0, true or false"), std::string::npos);
+  ::unsetenv("BROOK_OWN_THREAD");
   ::setenv("BROOK_RETRIES", "lots", 1);
   EXPECT_NE(apply_client_environment(o).find("BROOK_RETRIES must be an integer"), std::string::npos);
 }

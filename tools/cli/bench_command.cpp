@@ -320,10 +320,15 @@ Action add_bench_command(CLI::App& app) {
                 "raw-ring: closed-loop round trips over two rings instead (the next record leaves when "
                 "the previous one is back; --rate does not apply)");
   cmd->add_flag("--spin", args->spin, "clients (and raw-ring's reader) busy-poll instead of sleeping");
+  auto context = std::make_shared<std::string>("explicit");
+  cmd->add_option("--context", *context,
+                  "oneway, fanout: where several subscribers run: explicit (a ClientContext of their "
+                  "own, the default) or default (the process's default context, with the publisher)")
+      ->check(CLI::IsMember({"explicit", "default"}));
   cmd->add_option("--max-seconds", args->max_seconds, "stop sending after this long (default 60)");
   cmd->add_flag("--json", args->json, "print one JSON line");
   return [args, scenario, broker_pid, handlers, non_sticky, subscribers, subscribers_option,
-          topics, round_trip]() -> int {
+          topics, round_trip, context]() -> int {
     // Each scenario's own default when --subscribers is not given.
     const unsigned subscriber_count = subscribers_option->count() > 0 ? *subscribers
                                       : *scenario == "fanout"         ? 1000
@@ -332,7 +337,8 @@ Action add_bench_command(CLI::App& app) {
     if (*scenario == "oneway" || *scenario == "fanout")
       return run_oneway({.scenario = *scenario, .url = args->url, .payload = args->payload,
                          .count = args->count, .rate = args->rate, .subscribers = subscriber_count,
-                         .spin = args->spin, .broker_pid = *broker_pid,
+                         .spin = args->spin, .default_context = *context == "default",
+                         .broker_pid = *broker_pid,
                          .max_seconds = args->max_seconds, .json = args->json});
     if (*scenario == "topics")
       return run_topics({.url = args->url, .topics = *topics, .subscribers = subscriber_count,

@@ -15,6 +15,9 @@ struct OnewayArgs {
   double rate = 10000;
   unsigned subscribers = 1;
   bool spin = false;       // clients busy-poll
+  // Several subscribers share a ClientContext of their own (false), or the process's default
+  // context with the publisher (true).
+  bool default_context = false;
   long broker_pid = 0;     // for its CPU time per update (0: the only brookd, if one)
   double max_seconds = 60;
   bool json = false;

@@ -23,7 +23,7 @@ std::uint64_t rss_kib(long pid) {
   return 0;
 }
 
-double cpu_seconds(long pid) {
+double cpu_seconds(long pid, const char* thread_name) {
   // /proc/PID/stat counts in clock ticks (10 ms): too coarse for microseconds per update.
   // Each thread's schedstat starts with its time on a CPU in nanoseconds.
   const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
@@ -32,6 +32,11 @@ double cpu_seconds(long pid) {
   unsigned long long total_ns = 0;
   while (dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
+    if (thread_name) {
+      std::string name;
+      std::getline(std::ifstream(tasks + "/" + entry->d_name + "/comm"), name);
+      if (name != thread_name) continue;
+    }
     std::ifstream schedstat(tasks + "/" + entry->d_name + "/schedstat");
     unsigned long long ns = 0;
     if (schedstat >> ns) total_ns += ns;

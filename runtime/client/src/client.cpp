@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "client_default_context.hpp"
 #include "client_send.hpp"
 #include "server_list.hpp"
 
@@ -64,9 +65,15 @@ Client::Client(std::size_t outbox_bytes) : impl_(std::make_shared<Impl>(outbox_b
 
 Client::Client(ClientContext& context, std::size_t outbox_bytes) : Client(outbox_bytes) {
   impl_->loop = context.impl_->loop;
+  impl_->loop_kind = Impl::LoopKind::context;
 }
 
-Client::~Client() { close(); }
+Client::~Client() {
+  // In a callback on its loop's thread, the close cannot be waited for: it goes on without
+  // this Client, and none of its callbacks may run any more (their captures may be gone).
+  if (impl_->joined && impl_->on_loop_thread()) impl_->abandoned = true;
+  close();
+}
 
 Status Client::connect(const ClientOptions& options) {
   if (impl_->joined) return error_status(ErrorCode::internal, "already connected");
@@ -81,6 +88,10 @@ Status Client::connect(const ClientOptions& options) {
   }
   impl_->queue_entries_limit.store(options.queue_entries, std::memory_order_relaxed);
   impl_->queue_bytes_limit.store(options.queue_bytes, std::memory_order_relaxed);
+  auto context_gone = [this] {
+    close();
+    return error_status(ErrorCode::not_connected, "the ClientContext this client was made on is gone");
+  };
   std::string failures;
   bool refused = false;
   for (std::size_t i = 0; i < impl_->servers.size(); ++i) {
@@ -98,12 +109,16 @@ Status Client::connect(const ClientOptions& options) {
     impl_->start_recovering = true;
     impl_->start_reason = "recovering: no server reachable yet (" + failures + ")";
     impl_->connect_answered = true;
-    impl_->join_loop();
+    if (!impl_->join_loop()) return context_gone();
     return Status{ErrorCode::none, impl_->start_reason};
   }
   const std::string reached = impl_->reached_server();
   auto answer = impl_->connected_promise.get_future();
-  impl_->join_loop();
+  if (!impl_->join_loop()) return context_gone();
+  // On the thread that has to read the answer (a callback of the same context): no waiting.
+  if (impl_->on_loop_thread())
+    return Status{ErrorCode::none, "connecting to " + reached +
+                                       ": connect() called on the client thread does not wait for the answer"};
   if (answer.wait_for(options.connect_timeout) != std::future_status::ready) {
     close();
     return error_status(ErrorCode::not_connected, "no answer from " + reached);
@@ -185,7 +200,7 @@ Status Client::publish(std::string_view path, std::span<const std::byte> value,
   auto claim = impl_->claim(bytes);
   if (!claim) {
     if (queued) impl_->give_back_reservation(1, static_cast<std::int64_t>(bytes));
-    return error_status(ErrorCode::not_connected, "the client is closed");
+    return impl_->no_room();
   }
   codec::write_publish(claim.payload, 0, path, type, value);
   transport::MpscByteRing::commit(claim, queued ? record_queued_frame : record_frame);
@@ -356,7 +371,7 @@ void Client::close() {
     impl_->drain_outbox(SIZE_MAX);
     return;
   }
-  if (impl_->on_client_thread()) {
+  if (impl_->on_loop_thread()) {
     // From a callback: ask for the close; the loop finishes it (it holds the session until
     // then), and the owner's close() or destructor waits for it.
     Command c;
@@ -368,7 +383,9 @@ void Client::close() {
   c.kind = Command::Kind::close;
   impl_->submit(std::move(c));
   impl_->left_future.wait();
-  if (impl_->own_loop) impl_->loop->join();  // its thread ends with its one session
+  // A thread of its own ends with its one session; the default context's, with its last.
+  if (impl_->loop_kind == Impl::LoopKind::own_thread) impl_->loop->join();
+  if (impl_->loop_kind == Impl::LoopKind::default_context) client_detail::default_context::leave(impl_->loop);
   // The session may have ended before this close() was taken (the broker closed it, the
   // client gave up): what was submitted since fails now, on this thread. Nothing else
   // reads the outbox any more.

@@ -121,7 +121,7 @@ void Client::Impl::fail_command(Command& c, const Status& closed) {
   }
   if (c.ping_promise)
     c.ping_promise->set_exception(std::make_exception_ptr(std::runtime_error("session is closed")));
-  if (c.status_handler) c.status_handler(closed);
+  notify(c.status_handler, closed);
   if (c.kind == Command::Kind::error_listener) error_listener = std::move(c.error_listener);
   if (c.kind == Command::Kind::close_listener) close_listener = std::move(c.close_listener);
   if (c.kind == Command::Kind::disconnect_listener) disconnect_listener = std::move(c.close_listener);

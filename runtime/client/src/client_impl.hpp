@@ -8,8 +8,8 @@
 // share it; a Responder holds it weakly.
 //
 // Threads: the callers' threads make calls (through the outbox, or a direct send while the
-// loop lends them the send state); the loop's thread, a ClientContext's or the Client's own
-// ("the client thread" in the comments), runs everything else. A member that is not atomic
+// loop lends them the send state); the loop's thread, a ClientContext's, the process's default
+// one or the Client's own ("the client thread" in the comments), runs everything else. A member that is not atomic
 // and whose comment says nothing else is the loop thread's; connect() fills some before the
 // loop has the session.
 //
@@ -22,7 +22,8 @@
 //   client_values.cpp     topic values, aliases, and the subscriptions updates go to
 //   client_requests.cpp   requests sent and answered, request handlers, Responder
 //   client_reconnect.cpp  connecting, keep-alive, recovery and failover, the end of a session
-// and, beside them, client_loop.hpp/.cpp: the loop (a context's I/O thread) that runs it.
+// and, beside them, client_loop.hpp/.cpp: the loop (a context's I/O thread) that runs it, and
+// client_default_context.hpp/.cpp: the process's default loop.
 #include <sys/socket.h>
 
 #include <array>
@@ -162,9 +163,11 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
 
   ClientOptions options;
   int fd = -1;
-  // The I/O thread this session runs on: a ClientContext's, shared, or one of its own.
+  // The I/O thread this session runs on: a ClientContext's, the process's default one, or one
+  // of its own (ClientOptions::own_thread). Set on the owner's thread (constructor, connect()).
+  enum class LoopKind : std::uint8_t { default_context, context, own_thread };
   std::shared_ptr<client_detail::ClientLoop> loop;
-  bool own_loop = false;
+  LoopKind loop_kind = LoopKind::default_context;
   bool joined = false;  // handed to the loop (connect() got that far)
   transport::Reactor* io = nullptr;  // the loop's reactor, on the loop thread
   std::uint64_t token_base = 0;      // | 0: the socket's operations, | 1: the shm doorbell
@@ -279,8 +282,16 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   ::msghdr msg{};
   ::iovec iov{};
   std::vector<std::byte> assembly;
-  bool dispatching = false;  // inside on_bytes
-  std::vector<std::unique_ptr<client_detail::Command>> deferred;  // drained while dispatching
+  // Calls drained while the session's tables may not change (inside a dispatch, or a drain a
+  // callback made) wait in `deferred`, and the calls behind them too, until run_deferred().
+  bool deferring = false;
+  std::vector<std::unique_ptr<client_detail::Command>> deferred;
+  bool draining = false;  // inside drain_outbox: a drain nested in it would take records twice
+  bool lent = false;      // the send state is with the callers: from lend() to take_back()
+  bool out_full_when_lent = false;
+  // A callback drained the outbox outside the session's turn: the loop gives it one soon to
+  // send what was taken, and lends it nothing until then.
+  bool drained_outside_turn = false;
   bool recv_armed = false;
   bool closing = false;            // close() asked for: send Close, then wait for EOF
   bool shut_down_write = false;
@@ -314,11 +325,24 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   std::atomic<bool> flow_held{false};
   std::string close_reason;
   ErrorCode close_code = ErrorCode::not_connected;  // the broker's, when it ended the session
+  // The Client was destroyed in a callback on this loop's thread: its close goes on without
+  // it, and none of its callbacks runs any more (notify()).
+  bool abandoned = false;
+
+  // Every callback of the application's goes through here.
+  template <class F, class... A>
+  void notify(const F& callback, A&&... args) {
+    if (callback && !abandoned) callback(std::forward<A>(args)...);
+  }
 
   // ---- client_send.hpp: the send state, the callers' side (inline: every publish runs it)
   bool on_client_thread() const noexcept {
     return std::this_thread::get_id() == client_thread_id.load(std::memory_order_acquire);
   }
+  // On its loop's thread, whether or not the loop has taken it yet: it must not wait for it.
+  bool on_loop_thread() const noexcept { return loop && loop->thread_id() == std::this_thread::get_id(); }
+  // Its loop has taken it (begin()).
+  bool begun() const noexcept { return client_thread_id.load(std::memory_order_acquire) != std::thread::id{}; }
   inline Status reserve(std::size_t bytes, bool& queued);
   inline transport::MpscByteRing::Claim claim(std::size_t bytes);
   inline void committed();
@@ -341,6 +365,9 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // A frame of this connection only (ping, pong, close): never resent.
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
   bool wait_for_room();
+  bool make_room_on_loop();
+  Status no_room() const;
+  void run_deferred();
   bool reserve_for(client_detail::Command& c, std::size_t bytes);
   void submit(client_detail::Command&& command);
   void submit_frame(std::span<const std::byte> frame);
@@ -364,7 +391,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
 
   // ---- client_turn.cpp: a member of its loop: joining, turns, completions, teardown
   ~Impl() override;
-  void join_loop();
+  bool join_loop();
   void begin(transport::Reactor& r, std::uint64_t base) override;
   int turn() override;
   int next_wake_ms(std::chrono::steady_clock::time_point now) const;
@@ -377,7 +404,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void on_completion(const transport::Completion& c, unsigned) override;
   void tear_down();
   bool done() override;
-  void left() override;
+  void left(std::shared_ptr<client_detail::LoopMember> self) override;
 
   // ---- client_commands.cpp: the callers' calls, carried out on the client thread
   void handle(client_detail::Command&& c);
@@ -409,7 +436,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // ---- client_requests.cpp: requests sent and answered, the handlers registered
   bool answer(std::uint32_t request_id, Status status);
   void on_request_result(const codec::RequestResultMsg& m);
-  static void complete(PendingRequest& r, Response response);
+  void complete(PendingRequest& r, Response response);
   void expire_requests(std::chrono::steady_clock::time_point now);
   void on_handle_request(const codec::HandleRequestMsg& m);
 

@@ -31,11 +31,10 @@ overloaded(F...) -> overloaded<F...>;
 }  // namespace
 
 void Client::Impl::on_bytes(std::span<const std::byte> data) {
-  dispatching = true;
+  deferring = true;
   dispatch_bytes(data);
-  dispatching = false;
-  for (auto& command : deferred) handle(std::move(*command));
-  deferred.clear();
+  deferring = false;
+  run_deferred();
 }
 
 void Client::Impl::dispatch_bytes(std::span<const std::byte> data) {
@@ -155,8 +154,8 @@ void Client::Impl::on_error_frame(const codec::ErrorMsg& m) {
       auto handler = std::move(it->second.on_subscribed);
       for (auto& a : aliases) std::erase(a.subscriptions, &it->second);
       subscriptions.erase(it);
-      if (handler) handler(status);
-      else if (error_listener) error_listener(status);
+      if (handler) notify(handler, status);
+      else notify(error_listener, status);
       return;
     }
     if (answer(m.request_id, status)) return;
@@ -177,7 +176,7 @@ void Client::Impl::on_error_frame(const codec::ErrorMsg& m) {
     session_ended_by_broker = true;
     if (recovering) {
       give_up("session lost: " + status.message);
-      if (error_listener) error_listener(status);
+      notify(error_listener, status);
       return;
     }
     if (close_reason.empty()) {
@@ -185,13 +184,13 @@ void Client::Impl::on_error_frame(const codec::ErrorMsg& m) {
       close_code = status.code;
     }
   }
-  if (error_listener) error_listener(status);
+  notify(error_listener, status);
 }
 
 void Client::Impl::set_flow_held(bool held) {
   // release: pairs with the acquire in Client::flow_held() and try_publish().
   if (flow_held.exchange(held, std::memory_order_release) == held) return;
-  if (flow_listener) flow_listener(held);
+  notify(flow_listener, held);
 }
 
 // Reads the broker's frames where they lie in the ring (a frame cut by the wrap is

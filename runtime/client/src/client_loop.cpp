@@ -1,7 +1,10 @@
 #include "client_loop.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <climits>
+#include <memory>
 
 namespace brook::client_detail {
 
@@ -20,7 +23,10 @@ std::chrono::nanoseconds idle_spin_for_this_machine() {
 std::uint64_t token_base(std::uint32_t slot, std::uint32_t generation) {
   return ((generation & generation_mask) << 33) | (std::uint64_t{slot} << 1);
 }
+thread_local bool running_a_loop = false;
 }  // namespace
+
+bool ClientLoop::on_a_loop_thread() noexcept { return running_a_loop; }
 
 ClientLoop::ClientLoop(bool shared, unsigned recv_buffers) : shared_(shared), recv_buffers_(recv_buffers) {}
 
@@ -32,19 +38,21 @@ ClientLoop::~ClientLoop() {
   else thread_.join();
 }
 
-void ClientLoop::add(std::shared_ptr<LoopMember> member) {
+bool ClientLoop::add(std::shared_ptr<LoopMember> member) {
   {
     std::lock_guard lock(mutex_);
+    if (ended_) return false;
     joining_.push_back(std::move(member));
     joining_hint_.store(true, std::memory_order_release);
     member_count_.fetch_add(1, std::memory_order_relaxed);
     if (!started_) {
       started_ = true;
       thread_ = std::thread([self = shared_from_this()] { self->run(); });
-      return;
+      return true;
     }
   }
   wake();
+  return true;
 }
 
 void ClientLoop::stop() {
@@ -91,12 +99,18 @@ void ClientLoop::take_joiners() {
 }
 
 void ClientLoop::run() {
+  running_a_loop = true;
+  // What `top -H`, /proc/PID/task/*/comm and the tests that count the process's I/O threads see.
+  ::pthread_setname_np(::pthread_self(), "brook-client");
   thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
   transport::ReactorOptions ro;
   ro.recv_buffer_count = recv_buffers_;
   ro.recv_buffer_bytes = 65536;
   ro.sq_entries = 256;
-  transport::Reactor r(ro);
+  // On the heap, reachable from the loop through reactor_: a child after fork() keeps the
+  // loop but not this thread's stack, and its leak checker then still finds the reactor.
+  const auto reactor = std::make_unique<transport::Reactor>(ro);
+  transport::Reactor& r = *reactor;
   reactor_.store(&r, std::memory_order_release);
   const auto idle_spin = idle_spin_for_this_machine();
   std::chrono::steady_clock::time_point last_active{};
@@ -124,7 +138,8 @@ void ClientLoop::run() {
         free_slots_.push_back(i);
         member_count_.fetch_sub(1, std::memory_order_relaxed);
         --live;
-        gone->left();
+        LoopMember* member = gone.get();
+        member->left(std::move(gone));
         continue;
       }
       const int wait = m.turn();
@@ -135,7 +150,10 @@ void ClientLoop::run() {
     }
     if (live == 0) {
       std::lock_guard lock(mutex_);
-      if (joining_.empty() && (!shared_ || stop_)) break;
+      if (joining_.empty() && (!shared_ || stop_)) {
+        ended_ = true;
+        break;
+      }
     }
     // A member that joined (or was asked to leave) while we looked: another turn at once.
     if (joining_hint_.load(std::memory_order_relaxed)) timeout = 0;

@@ -1,7 +1,8 @@
 #pragma once
 // The client's I/O thread: one io_uring for every session on it. A ClientContext shares one
-// loop between many Clients; a Client made without one gets a loop of its own (one thread
-// per Client, as before contexts).
+// loop between many Clients; a Client made without one runs on the process's default loop
+// (client_default_context.hpp), or on a loop of its own with ClientOptions::own_thread. Every
+// loop's thread is named "brook-client".
 //
 // Threads: everything here runs on the loop thread, except add() and wake() (any thread) and
 // the constructor and destructor (the owner's). A member's completions carry its slot and
@@ -11,9 +12,11 @@
 // is waiting, or the time they asked for is up) to do it (turn(), which says how long it
 // may then wait), waits once for all of them and hands out the completions. A member the
 // loop is not working on has lent its send state (callers may then write to its socket
-// directly); the loop takes it back before touching the member. The members with nothing
-// to do cost one look each per turn: a thousand idle sessions do not make a turn slow. A
-// member that has closed and has nothing in flight says done() and leaves.
+// directly); the loop takes it back before touching the member, also when a callback of
+// another member calls into this one's full outbox (the member makes room itself then, since
+// the loop cannot wait for itself). The members with nothing to do cost one look each per
+// turn: a thousand idle sessions do not make a turn slow. A member that has closed and has
+// nothing in flight says done() and leaves.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -50,8 +53,8 @@ class LoopMember {
   virtual void on_completion(const transport::Completion& completion, unsigned kind) = 0;
   // Closed, and nothing of it in flight: it leaves the loop.
   virtual bool done() = 0;
-  // After it left, on the loop thread.
-  virtual void left() = 0;
+  // After it left, on the loop thread, with the loop's reference to it, which it drops.
+  virtual void left(std::shared_ptr<LoopMember> self) = 0;
   // Busy-poll instead of sleeping (ClientOptions::spin).
   virtual bool spins() const = 0;
 };
@@ -66,8 +69,10 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   ClientLoop& operator=(const ClientLoop&) = delete;
 
   // Any thread: the member joins at the loop's next turn (the thread starts on the first).
-  // The loop is owned by shared_ptr: its thread holds it while it runs.
-  void add(std::shared_ptr<LoopMember> member);
+  // The loop is owned by shared_ptr: its thread holds it while it runs. False, and the member
+  // is not taken, once the loop has ended (or is ending): its context is gone, or it was not
+  // shared and its last member left.
+  bool add(std::shared_ptr<LoopMember> member);
   // Any thread: a shared loop ends once it has no member left (its context is gone).
   void stop();
   // Any thread: the loop runs a turn soon.
@@ -82,6 +87,8 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   // on the loop thread itself.
   void join();
   std::size_t members() const noexcept { return member_count_.load(std::memory_order_relaxed); }
+  // Whether the calling thread is a loop's (any loop's): it must never wait for a loop.
+  static bool on_a_loop_thread() noexcept;
 
  private:
   struct Slot {
@@ -103,10 +110,11 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   const bool shared_;
   const unsigned recv_buffers_;
   std::thread thread_;
-  std::mutex mutex_;  // guards joining_, started_, stop_
+  std::mutex mutex_;  // guards joining_, started_, stop_, ended_
   std::vector<std::shared_ptr<LoopMember>> joining_;
   bool started_ = false;
   bool stop_ = false;
+  bool ended_ = false;
   std::atomic<bool> joining_hint_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<std::thread::id> thread_id_{};

@@ -85,6 +85,7 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
   millis("close_timeout_ms", o.close_timeout);
   text("queue_path", o.queue_path);
   boolean("send_from_caller", o.send_from_caller);
+  boolean("own_thread", o.own_thread);
   std::string fsync;
   text("queue_fsync", fsync);
   if (!fsync.empty() && !parse_fsync(fsync, o.queue_fsync))
@@ -101,12 +102,15 @@ std::string apply_client_environment(ClientOptions& options) {
   if (const char* path = std::getenv("BROOK_QUEUE_PATH"); path && *path) o.queue_path = path;
   if (const char* fsync = std::getenv("BROOK_QUEUE_FSYNC"); fsync && *fsync && !parse_fsync(fsync, o.queue_fsync))
     return std::string("BROOK_QUEUE_FSYNC must be never, batch or always, not '") + fsync + "'";
-  if (const char* v = std::getenv("BROOK_SEND_FROM_CALLER"); v && *v) {
-    const std::string_view text = v;
-    if (text == "1" || text == "true") o.send_from_caller = true;
-    else if (text == "0" || text == "false") o.send_from_caller = false;
-    else return std::string("BROOK_SEND_FROM_CALLER must be 1, 0, true or false, not '") + v + "'";
-  }
+  auto boolean = [](const char* name, bool& field) -> std::string {
+    const char* value = std::getenv(name);
+    if (!value || !*value) return {};
+    const std::string_view text = value;
+    if (text == "1" || text == "true") field = true;
+    else if (text == "0" || text == "false") field = false;
+    else return std::string(name) + " must be 1, 0, true or false, not '" + value + "'";
+    return {};
+  };
   auto integer = [](const char* name, std::int64_t& field) -> std::string {
     const char* value = std::getenv(name);
     if (!value || !*value) return {};
@@ -119,7 +123,8 @@ std::string apply_client_environment(ClientOptions& options) {
     field = std::chrono::milliseconds(v);
     return why;
   };
-  for (auto why : {integer("BROOK_RETRIES", o.retries), millis("BROOK_RECONNECT_DELAY_MS", o.reconnect_delay),
+  for (auto why : {boolean("BROOK_SEND_FROM_CALLER", o.send_from_caller), boolean("BROOK_OWN_THREAD", o.own_thread),
+                   integer("BROOK_RETRIES", o.retries), millis("BROOK_RECONNECT_DELAY_MS", o.reconnect_delay),
                    millis("BROOK_PING_INTERVAL_MS", o.ping_interval),
                    integer("BROOK_QUEUE_ENTRIES", o.queue_entries),
                    integer("BROOK_QUEUE_BYTES", o.queue_bytes)})

@@ -37,7 +37,7 @@ struct ClientReconnectAccess {
 
 void Client::Impl::set_state(ClientState to, const std::string& reason) {
   const ClientState from = state.exchange(to, std::memory_order_acq_rel);
-  if (from != to && state_listener) state_listener(from, to, reason);
+  if (from != to) notify(state_listener, from, to, reason);
 }
 
 std::span<const std::byte> Client::Impl::connect_frame(bool resume) {
@@ -132,7 +132,7 @@ void Client::Impl::begin_recovery(std::string reason) {
   for (auto& [id, p] : pings)
     p->set_exception(std::make_exception_ptr(std::runtime_error("connection lost: " + reason)));
   pings.clear();
-  if (disconnect_listener) disconnect_listener(reason);
+  notify(disconnect_listener, reason);
   // A hold belongs to a connection: the broker says so again on the next one if it lasts.
   set_flow_held(false);
   schedule_attempt(std::move(reason));
@@ -150,7 +150,7 @@ void Client::Impl::schedule_attempt(std::string reason) {
     return;
   }
   auto control = ClientReconnectAccess::make(++attempt, since, reason);
-  if (options.reconnect_strategy) {
+  if (options.reconnect_strategy && !abandoned) {
     options.reconnect_strategy(control);
   } else {
     // A broker that answered but no longer had the session is tried again at once.
@@ -181,10 +181,10 @@ void Client::Impl::report_unsent(const std::string& reason) {
   const std::uint64_t unsent =
       sent_log.last() >= sent_log.first() ? sent_log.last() - sent_log.first() + 1 : 0;
   give_back_held();
-  if (unsent > 0 && error_listener)
-    error_listener(error_status(ErrorCode::not_connected,
-                                std::to_string(unsent) + " call(s) the broker never confirmed were "
-                                "not sent (or may not have arrived): " + reason));
+  if (unsent > 0)
+    notify(error_listener, error_status(ErrorCode::not_connected,
+                                        std::to_string(unsent) + " call(s) the broker never confirmed were "
+                                        "not sent (or may not have arrived): " + reason));
 }
 
 void Client::Impl::step_recovery(std::chrono::steady_clock::time_point now) {
@@ -271,10 +271,10 @@ void Client::Impl::on_connected(const codec::ConnectedMsg& m) {
     session_number = std::strtoll(session_id.c_str() + slash + 1, nullptr, 10);
   if (queue_file && session_number > 0) {
     std::lock_guard lock(queue_file_mutex);
-    if (!queue_file->remember_session(session_id, token) && error_listener)
-      error_listener(error_status(ErrorCode::internal, "persistent queue " + options.queue_path +
-                                                           ": cannot record the session's token: " +
-                                                           queue_file->error()));
+    if (!queue_file->remember_session(session_id, token))
+      notify(error_listener, error_status(ErrorCode::internal, "persistent queue " + options.queue_path +
+                                                                   ": cannot record the session's token: " +
+                                                                   queue_file->error()));
   }
   received_seq = m.next_sequence - 1;
   if (recovering) {
@@ -309,12 +309,12 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
   }
   go_live(first_session ? "connected to " + reached_server() + " as " + session_id
                         : "resumed " + session_id + " on " + reached_server());
-  if (missing > 0 && error_listener)
-    error_listener(error_status(ErrorCode::internal,
-                                std::to_string(missing) +
-                                    " session frame(s) sent before the drop were lost: the "
-                                    "client's recovery buffer (recovery_bytes) was overrun"));
-  if (!first_session && reconnect_listener) reconnect_listener(m.resync);
+  if (missing > 0)
+    notify(error_listener, error_status(ErrorCode::internal,
+                                        std::to_string(missing) +
+                                            " session frame(s) sent before the drop were lost: the "
+                                            "client's recovery buffer (recovery_bytes) was overrun"));
+  if (!first_session) notify(reconnect_listener, m.resync);
   start_send();
   close_if_flushed();
 }
@@ -404,13 +404,13 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   // flags resync only where the updates after them are gone.
   aliases.clear();
   go_live("new session " + session_id + " on " + reached_server() + " (" + fresh_session_reason + ")");
-  if (forgotten > 0 && error_listener)
-    error_listener(error_status(ErrorCode::internal,
-                                std::to_string(forgotten) +
-                                    " call(s) sent before session " + old_id + " was lost may "
-                                    "not have arrived: the client's recovery buffer "
-                                    "(recovery_bytes) no longer held them"));
-  if (reconnect_listener) reconnect_listener(true);
+  if (forgotten > 0)
+    notify(error_listener, error_status(ErrorCode::internal,
+                                        std::to_string(forgotten) +
+                                            " call(s) sent before session " + old_id + " was lost may "
+                                            "not have arrived: the client's recovery buffer "
+                                            "(recovery_bytes) no longer held them"));
+  notify(reconnect_listener, true);
   start_send();
   close_if_flushed();
 }
@@ -421,7 +421,7 @@ void Client::Impl::end_session(const std::string& reason) {
   give_back_held();
   const ClientState from = state.exchange(ClientState::closed);
   bool was_open = from != ClientState::closed;
-  if (was_open && state_listener) state_listener(from, ClientState::closed, reason);
+  if (was_open) notify(state_listener, from, ClientState::closed, reason);
   if (!connect_answered) {
     connect_answered = true;
     connected_promise.set_value(error_status(close_code, reason));
@@ -434,7 +434,7 @@ void Client::Impl::end_session(const std::string& reason) {
   for (auto& [id, p] : pings)
     p->set_exception(std::make_exception_ptr(std::runtime_error("session closed: " + reason)));
   pings.clear();
-  if ((was_connected || (was_open && has_session)) && close_listener) close_listener(reason);
+  if (was_connected || (was_open && has_session)) notify(close_listener, reason);
 }
 
 }  // namespace brook

@@ -42,7 +42,7 @@ void Client::Impl::on_request_result(const codec::RequestResultMsg& m) {
 }
 
 void Client::Impl::complete(PendingRequest& r, Response response) {
-  if (r.callback) r.callback(std::move(response));
+  if (r.callback) notify(r.callback, std::move(response));
   else if (r.promise) r.promise->set_value(std::move(response));
 }
 
@@ -107,7 +107,7 @@ void Client::Impl::on_handle_request(const codec::HandleRequestMsg& m) {
   state->client = weak_from_this();
   state->id = m.id;
   auto it = request_handlers.find(std::string(m.path));
-  if (it == request_handlers.end() || !it->second) {
+  if (it == request_handlers.end() || !it->second || abandoned) {
     // Unregistered here while the request was on its way.
     Responder(std::move(state)).fail("this session no longer handles '" + std::string(m.path) + "'");
     return;

@@ -34,17 +34,52 @@ using client_detail::record_persisted_frame;
 using client_detail::record_persisted_queued_frame;
 using client_detail::record_void;
 
-// The outbox is full: on the client thread, drain it (never wait for ourselves); elsewhere
-// wake the client thread and give it a moment. False once the client thread is gone.
+// The outbox is full: on the session's loop thread, make room (a loop never waits for itself);
+// elsewhere wake the loop and give it a moment. False (no_room() says why) once the session is
+// over, or where waiting could never end: on a loop's thread, for a session that has not
+// started (it may be about to join this very loop), or inside the drain that makes room.
 bool Client::Impl::wait_for_room() {
-  if (on_client_thread()) {
-    drain_outbox(SIZE_MAX);
-    return true;
-  }
   if (finished.load(std::memory_order_acquire)) return false;
+  if (on_client_thread()) return make_room_on_loop();
+  if (client_detail::ClientLoop::on_a_loop_thread() && !begun()) return false;
   wake_client();
   std::this_thread::sleep_for(std::chrono::microseconds(20));
   return true;
+}
+
+// Loop thread, from a callback: a call into this session's full outbox, made by the session's
+// own handler or by another session's on the same loop, which the loop may be lending this
+// session's send state to a caller meanwhile: it waits for that caller's write to end (take_back)
+// and keeps the state until the session's next turn, so that no direct send overtakes what it
+// drains here. The commands drained wait in `deferred` for that turn: none of this session's
+// handlers runs inside another's, nor its tables change under a dispatch.
+bool Client::Impl::make_room_on_loop() {
+  if (draining) return false;
+  take_back();
+  const bool was_deferring = deferring;
+  deferring = true;
+  drain_outbox(SIZE_MAX);
+  deferring = was_deferring;
+  drained_outside_turn = true;
+  return true;
+}
+
+Status Client::Impl::no_room() const {
+  if (finished.load(std::memory_order_acquire)) return error_status(ErrorCode::not_connected, "the client is closed");
+  return error_status(ErrorCode::back_pressured,
+                      "the client's outbox is full, and this call was made on a client thread that cannot "
+                      "wait for room (for a session that has not started yet, or inside the drain that "
+                      "makes room)");
+}
+
+// The calls set aside while deferring, in order; what they drain meanwhile goes behind them.
+void Client::Impl::run_deferred() {
+  const bool was_deferring = deferring;
+  deferring = true;
+  // By index: a handler run here may append (the Commands themselves never move).
+  for (std::size_t i = 0; i < deferred.size(); ++i) handle(std::move(*deferred[i]));
+  deferred.clear();
+  deferring = was_deferring;
 }
 
 // Takes room in the client's queue for command `c` of about `bytes` (when not connected);
@@ -64,7 +99,7 @@ void Client::Impl::submit(Command&& command) {
   auto* heap = new Command(std::move(command));
   auto c = claim(sizeof heap);
   if (!c) {
-    fail_command(*heap);  // the client thread is gone
+    fail_command(*heap, no_room());
     delete heap;
     return;
   }
@@ -102,9 +137,10 @@ Status Client::Impl::submit_persisted_command(Command&& command) {
       }
     }
     if (!wait_for_room()) {
-      fail_command(*heap);
+      Status refused = no_room();
+      fail_command(*heap, refused);
       delete heap;
-      return error_status(ErrorCode::not_connected, "the client is closed");
+      return refused;
     }
   }
 }
@@ -154,7 +190,8 @@ void Client::Impl::take_back_send_state() {
 
 // Consumer side: moves frame records into `out` and runs command records, in order.
 std::size_t Client::Impl::drain_outbox(std::size_t max) {
-  return outbox.drain(
+  draining = true;
+  const std::size_t drained = outbox.drain(
       [&](std::uint32_t kind, std::span<const std::byte> payload) {
         if (kind == record_void) return;
         calls_handed_over.store(calls_handed_over.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -165,9 +202,9 @@ std::size_t Client::Impl::drain_outbox(std::size_t max) {
             std::memcpy(&record, payload.data(), sizeof record);
             payload = payload.subspan(sizeof record);
           }
-          if (dispatching && !deferred.empty()) {
-            // A command ahead of this frame waits for the dispatch to end: so does the
-            // frame, or a thread's calls would reach the broker out of order.
+          if (!deferred.empty()) {
+            // A command ahead of this frame waits (for the dispatch to end, or the turn): so
+            // does the frame, or a thread's calls would reach the broker out of order.
             auto frame = std::make_unique<Command>();
             frame->kind = Command::Kind::frame;
             frame->frame.assign(payload.begin(), payload.end());
@@ -191,10 +228,12 @@ std::size_t Client::Impl::drain_outbox(std::size_t max) {
         // A handler that publishes into a full outbox drains it from inside the dispatch:
         // commands (and the frames behind them) wait until the dispatch is over, so it
         // never sees its lists change.
-        if (dispatching) deferred.push_back(std::move(owned));
+        if (deferring || !deferred.empty()) deferred.push_back(std::move(owned));
         else handle(std::move(*owned));
       },
       max);
+  draining = false;
+  return drained;
 }
 
 // Client thread: a reserved call arrived. While not connected it stays held (its room

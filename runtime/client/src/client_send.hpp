@@ -5,8 +5,9 @@
 // Inline, as when all of Client::Impl was one file, since every publish runs it;
 // client_send.cpp holds the client thread's side.
 //
-// Threads: the callers', any number at once; the client thread too when a handler it runs
-// makes a call (claim() then drains the outbox rather than wait for itself).
+// Threads: the callers', any number at once; the loop's thread too when a handler it runs
+// makes a call, into its own session or another on the same loop (claim() then makes room
+// itself rather than wait for itself: client_send.cpp, make_room_on_loop()).
 #include <sys/socket.h>
 
 #include <atomic>
@@ -61,8 +62,8 @@ inline Status Client::Impl::reserve(std::size_t bytes, bool& queued) {
 }
 
 // Producer side: claims a record, waiting while the ring is full (back-pressure on a
-// caller that outruns the network). On the client thread itself it drains the ring instead
-// of waiting for itself.
+// caller that outruns the network). On the session's loop thread it drains the ring instead
+// of waiting for itself. Empty when it gives up (no_room()).
 inline transport::MpscByteRing::Claim Client::Impl::claim(std::size_t bytes) {
   for (;;) {
     if (auto c = outbox.try_claim(bytes)) return c;
@@ -161,7 +162,7 @@ Status Client::Impl::submit_persisted_frame(std::size_t frame_bytes, bool queued
         return Status::ok();
       }
     }
-    if (!wait_for_room()) return client_detail::error_status(ErrorCode::not_connected, "the client is closed");
+    if (!wait_for_room()) return no_room();
   }
 }
 

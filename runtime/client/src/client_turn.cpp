@@ -16,6 +16,7 @@
 #include <cstring>
 #include <string>
 
+#include "client_default_context.hpp"
 #include "client_impl.hpp"
 
 namespace brook {
@@ -37,14 +38,24 @@ Client::Impl::~Impl() {
 }
 
 // Caller side (connect): hands the session to its loop, whose thread runs it from now on.
-void Client::Impl::join_loop() {
-  if (!loop) {
-    loop = std::make_shared<client_detail::ClientLoop>(false, 64);
-    own_loop = true;
+// False when that is a ClientContext's loop that has ended (the context was destroyed).
+bool Client::Impl::join_loop() {
+  auto use = [this](const std::shared_ptr<client_detail::ClientLoop>& l) {
+    loop = l;
+    sleeping = &l->sleeping();
+  };
+  if (loop_kind == LoopKind::context) {
+    use(loop);
+    if (!loop->add(shared_from_this())) return false;
+  } else if (options.own_thread) {
+    loop_kind = LoopKind::own_thread;
+    use(std::make_shared<client_detail::ClientLoop>(false, 64));
+    loop->add(shared_from_this());
+  } else {
+    client_detail::default_context::join(shared_from_this(), use);
   }
-  sleeping = &loop->sleeping();
   joined = true;
-  loop->add(shared_from_this());
+  return true;
 }
 
 void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
@@ -78,6 +89,7 @@ void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
 // passed); after the session is lost it keeps failing commands until then.
 int Client::Impl::turn() {
   drained_this_turn = 0;
+  drained_outside_turn = false;
   auto now = std::chrono::steady_clock::now();
   if (tearing_down) return 10;
   if (closing && (stream_closed || now > close_deadline)) {
@@ -91,6 +103,7 @@ int Client::Impl::turn() {
   if (recovering) step_recovery(now);
   else if (!stream_closed) keep_alive(now);
   if (!pending_requests.empty()) expire_requests(now);
+  run_deferred();  // before the calls made after them
   std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
   if (!send_in_flight && !out.empty()) start_send();
   // After the calls: a subscription made before connect() is in place before the frames
@@ -108,7 +121,7 @@ int Client::Impl::turn() {
   }
   tend_queue_file(n == 0);
   if (!queue_file_warnings.empty() && error_listener) {
-    for (auto& w : queue_file_warnings) error_listener(error_status(ErrorCode::internal, w));
+    for (auto& w : queue_file_warnings) notify(error_listener, error_status(ErrorCode::internal, w));
     queue_file_warnings.clear();
   }
   drained_this_turn = n;
@@ -127,22 +140,32 @@ int Client::Impl::next_wake_ms(std::chrono::steady_clock::time_point now) const 
 }
 
 bool Client::Impl::wants_turn() {
-  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) ||
-         send_state_owner.load(std::memory_order_relaxed) == send_state_left;
+  return !outbox.empty_hint() || (shm && (!recovering || hold_out)) || drained_outside_turn ||
+         !deferred.empty() || send_state_owner.load(std::memory_order_relaxed) == send_state_left;
 }
 
 bool Client::Impl::has_input() {
   if (tearing_down) return false;
-  if (!outbox.empty_hint() && out.size() < max_out_bytes) return true;
+  if (drained_outside_turn || !deferred.empty()) return true;
+  // While lent, `out` is the callers': judged by its size when it was lent.
+  const bool out_full = lent ? out_full_when_lent : out.size() >= max_out_bytes;
+  if (!outbox.empty_hint() && !out_full) return true;
   return shm && (!recovering || hold_out) && !shm_quiet();
 }
 
+// Not while calls a callback drained wait for the session's turn: a direct send would
+// overtake them.
 void Client::Impl::lend() {
-  if (!tearing_down) lend_send_state(drained_this_turn > 0);
+  if (tearing_down || drained_outside_turn || !deferred.empty()) return;
+  out_full_when_lent = out.size() >= max_out_bytes;
+  lend_send_state(drained_this_turn > 0);
+  lent = true;
 }
 
 void Client::Impl::take_back() {
-  if (!tearing_down) take_back_send_state();
+  if (!lent) return;
+  take_back_send_state();
+  lent = false;
 }
 
 void Client::Impl::after_sleep() {
@@ -195,7 +218,8 @@ void Client::Impl::tear_down() {
   finished.store(true, std::memory_order_release);
   tend_queue_file(true, true);
   stream_closed = true;
-  drain_outbox(SIZE_MAX);  // fails what was submitted after the close
+  run_deferred();          // fails what waited,
+  drain_outbox(SIZE_MAX);  // and what was submitted after the close
   // seq_cst: pairs with wake_client(); a caller either sees null or is counted (done()).
   reactor.store(nullptr, std::memory_order_seq_cst);
   if (shm) {
@@ -215,9 +239,14 @@ bool Client::Impl::done() {
   return wakers.load(std::memory_order_seq_cst) == 0;
 }
 
-void Client::Impl::left() {
+void Client::Impl::left(std::shared_ptr<client_detail::LoopMember> self) {
   drain_outbox(SIZE_MAX);  // calls made while it wound down fail (a close() among them)
-  left_promise.set_value();
+  // The loop lets go before close() returns: when the Client holds the last reference, its
+  // socket and persistent queue are closed once its close() or destructor has returned, even
+  // on a loop that goes on with other sessions.
+  auto leaving = std::move(left_promise);
+  self.reset();  // may destroy *this (its Client is gone): nothing of it is touched after
+  leaving.set_value();
 }
 
 }  // namespace brook

@@ -43,7 +43,7 @@ void Client::Impl::on_update(const codec::UpdateMsg& m) {
   v.held = true;
   // By index: a handler may subscribe, which can grow the list.
   for (std::size_t i = 0; i < a.subscriptions.size(); ++i)
-    if (a.subscriptions[i]->handler) a.subscriptions[i]->handler(u);
+    notify(a.subscriptions[i]->handler, u);
 }
 
 // Builds the new value from the held one into v.next. A delta that does not apply is never
@@ -60,8 +60,8 @@ bool Client::Impl::apply_delta(std::uint32_t alias, TopicValue& v, const codec::
   v.awaiting_full = true;
   append_session(encoder.refresh(alias));
   // A delta without the value it applies to is a race with an unsubscribe, not damage.
-  if (error != codec::DeltaError::none && error_listener)
-    error_listener(error_status(
+  if (error != codec::DeltaError::none)
+    notify(error_listener, error_status(
         ErrorCode::delta_rejected,
         "topic '" + aliases[alias].path + "' update " + std::to_string(m.topic_seq) +
             ": delta refused (" + std::string(codec::to_string(error)) +
@@ -90,8 +90,7 @@ void Client::Impl::add_subscription(Command& c) {
   auto selector = runtime::Selector::parse(c.text);
   std::uint32_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
   if (!selector) {
-    if (c.status_handler)
-      c.status_handler(error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
+    notify(c.status_handler, error_status(ErrorCode::invalid_selector, "invalid selector '" + c.text + "'"));
     return;
   }
   auto& added = subscriptions
@@ -108,7 +107,7 @@ void Client::Impl::on_subscribed(const codec::SubscribedMsg& m) {
   answered(m.request_id);
   for (auto& [id, s] : subscriptions)
     if (s.request_id == m.request_id) {
-      if (auto handler = std::exchange(s.on_subscribed, nullptr)) handler(Status::ok());  // once: a resync confirms it again
+      notify(std::exchange(s.on_subscribed, nullptr), Status::ok());  // once: a resync confirms it again
       break;
     }
 }

@@ -1,9 +1,9 @@
 #pragma once
 // brook::Client: a session with a Brook broker. Every method is safe to call from any thread:
-// calls become commands on a lock-free queue that the client's own io_uring thread drains.
-// Callbacks (update handlers, error and close listeners) run on that client thread, so they
-// must not block; they may call the client's methods. Calls made by one thread reach the
-// broker in the order they were made.
+// calls become commands on a lock-free queue that the client's io_uring thread drains (one
+// per process by default, shared by its Clients: ClientContext). Callbacks (update handlers,
+// error and close listeners) run on that client thread, so they must not block; they may call
+// the client's methods. Calls made by one thread reach the broker in the order they were made.
 //
 //   brook::Client client;
 //   if (auto s = client.connect({.url = "tcp://127.0.0.1:9090"}); !s) return fail(s.message);
@@ -140,17 +140,23 @@ struct ClientOptions {
   // for a paced feed. Calls in a burst still go through the client's thread, gathered into
   // one send. false: every call goes through the client's thread.
   bool send_from_caller = true;
+  // An I/O thread of its own for this Client, instead of the process's default context (see
+  // ClientContext): for callbacks that may block, or a spinning client that should not make
+  // every session's thread spin. Read by connect(); a Client made on a ClientContext ignores it.
+  bool own_thread = false;
 };
 
 // Reads ClientOptions from a TOML file's [client] table: url, retries, reconnect_delay_ms,
 // reconnect_timeout_ms, connect_timeout_ms, ping_interval_ms, queue_entries, queue_bytes,
 // close_timeout_ms, queue_path, queue_fsync ("never", "batch", "always"), principal,
-// session_number, client_name, send_from_caller (true or false). Absent keys keep their value.
+// session_number, client_name, send_from_caller and own_thread (true or false). Absent keys
+// keep their value.
 // Returns "" or why the file was refused.
 BROOK_API std::string load_client_options(const std::string& path, ClientOptions& options);
 // Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
 // BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES,
-// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER (1, 0, true, false).
+// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER and BROOK_OWN_THREAD (1, 0,
+// true, false).
 // Returns "" or which variable is malformed.
 BROOK_API std::string apply_client_environment(ClientOptions& options);
 
@@ -271,6 +277,19 @@ class Subscription {
 // Destroying the context after its Clients have closed waits for its thread to end;
 // destroying it while some still run is allowed, and the thread ends after the last of them
 // has closed.
+//
+// The default context: a Client made without one runs on the process's own, which the first
+// connect() starts and whose thread ends (and is waited for) when its last Client closes; a
+// child process after fork() starts its own (Clients made before the fork do not work in the
+// child). Client(context) or ClientOptions::own_thread keep a Client off it.
+//
+// In a callback, calls to any Client of the same context never wait for its thread: a
+// publish() into a full outbox makes room itself (the calls move on to the session's send
+// buffer), or returns back_pressured for a session that has not started yet; connect()
+// returns at once, without the broker's answer (on_state_change tells it); destroying a
+// Client (its own or another's) closes it without waiting, and none of that Client's
+// callbacks runs any more. A callback must not wait for an answer (a future) that another
+// session of its context has to read: that takes the very thread it holds.
 class BROOK_API ClientContext {
  public:
   ClientContext();
@@ -288,7 +307,7 @@ class BROOK_API ClientContext {
 
 class BROOK_API Client {
  public:
-  // A Client of its own: one I/O thread for this session.
+  // A Client on the process's default context (or its own thread: ClientOptions::own_thread).
   Client();
   explicit Client(std::size_t outbox_bytes);
   // A Client that runs on `context`'s thread, with the other sessions made on it.
