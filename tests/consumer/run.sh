@@ -28,7 +28,10 @@ if grep -rqE '#include "brook/(codec|transport|runtime)/|flatbuffers|_generated\
   grep -rnE '#include "brook/(codec|transport|runtime)/|flatbuffers|_generated\.h' "$work/full/include"
   echo "FAIL: a public header includes an internal one"; exit 1
 fi
-readelf -d "$libdir/libbrook-client.so" | grep -q 'SONAME.*libbrook-client.so.0' \
+# (Outputs are read whole before grep -q: under pipefail, grep -q quitting at its first match
+# can kill the writer with SIGPIPE and fail the pipeline, now and then.)
+dynamic=$(readelf -d "$libdir/libbrook-client.so")
+grep -q 'SONAME.*libbrook-client.so.0' <<<"$dynamic" \
   || { echo "FAIL: libbrook-client.so has no SONAME libbrook-client.so.0"; exit 1; }
 # Only the public API is exported: no codec, transport or broker symbols.
 if nm -D --defined-only -C "$libdir/libbrook-client.so" | grep -E 'brook::(codec|transport|runtime)::|Client::Impl'; then
@@ -51,7 +54,9 @@ done
 failed=0
 check() {  # NAME LINKAGE(shared|static) PREFIX PROGRAM
   local name=$1 linkage=$2 prefix=$3 program=$4 out
-  if ldd "$program" | grep -q libbrook-client; then
+  local libraries
+  libraries=$(ldd "$program")
+  if grep -q libbrook-client <<<"$libraries"; then
     [ "$linkage" = shared ] || { echo "FAIL $name: linked libbrook-client.so, not the archive"; failed=1; return; }
   else
     [ "$linkage" = static ] || { echo "FAIL $name: not linked against libbrook-client.so"; failed=1; return; }
