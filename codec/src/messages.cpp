@@ -69,7 +69,8 @@ Decoded decode_control(const fb::Message* msg) {
       return {DecodeError::none,
               ConnectMsg{b->protocol_version(), view(b->client_name()), view(b->principal()),
                          bytes_of(b->credentials()), b->session_number(), bytes_of(b->token()),
-                         b->last_received(), b->reconnect_timeout_ms(), b->new_if_missing()}};
+                         b->last_received(), b->reconnect_timeout_ms(), b->new_if_missing(),
+                         b->resend_from(), b->transient_session()}};
     }
     case fb::Body::Connected: {
       auto b = msg->body_as_Connected();
@@ -77,7 +78,7 @@ Decoded decode_control(const fb::Message* msg) {
               ConnectedMsg{view(b->session_id()), b->max_frame_bytes(), bytes_of(b->token()),
                            b->resumed(), b->resync(), b->last_received(),
                            b->reconnect_timeout_ms(), b->ping_interval_ms(),
-                           b->next_sequence()}};
+                           b->next_sequence(), b->restored()}};
     }
     case fb::Body::Subscribe: {
       auto b = msg->body_as_Subscribe();
@@ -85,6 +86,14 @@ Decoded decode_control(const fb::Message* msg) {
       if (b->has_since()) since = b->since();
       SubscribeMsg m{b->request_id(), view(b->selector()), b->history(), since, b->resume(), {}};
       if (auto positions = b->positions()) {
+        m.positions.reserve(positions->size());
+        for (const auto* p : *positions) m.positions.push_back({view(p->path()), p->epoch(), p->seq()});
+      }
+      return {DecodeError::none, std::move(m)};
+    }
+    case fb::Body::ResumeSubscriptions: {
+      ResumeSubscriptionsMsg m;
+      if (auto positions = msg->body_as_ResumeSubscriptions()->positions()) {
         m.positions.reserve(positions->size());
         for (const auto* p : *positions) m.positions.push_back({view(p->path()), p->epoch(), p->seq()});
       }
@@ -271,7 +280,8 @@ std::span<const std::byte> FrameEncoder::connect(const ConnectMsg& m) {
     token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
   BROOK_FINISH(Connect, fb::CreateConnect(*fbb_, m.protocol_version, name, who, creds,
                                           m.session_number, token, m.last_received,
-                                          m.reconnect_timeout_ms, m.new_if_missing));
+                                          m.reconnect_timeout_ms, m.new_if_missing, m.resend_from,
+                                          m.transient_session));
 }
 
 std::span<const std::byte> FrameEncoder::connected(std::string_view session_id,
@@ -290,7 +300,7 @@ std::span<const std::byte> FrameEncoder::connected(const ConnectedMsg& m) {
     token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
   BROOK_FINISH(Connected, fb::CreateConnected(*fbb_, id, m.max_frame_bytes, token, m.resumed,
                                               m.resync, m.last_received, m.reconnect_timeout_ms,
-                                              m.ping_interval_ms, m.next_sequence));
+                                              m.ping_interval_ms, m.next_sequence, m.restored));
 }
 
 std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,
@@ -303,17 +313,30 @@ std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,
                                               since.has_value()));
 }
 
+namespace {
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::TopicPosition>>> position_list(
+    flatbuffers::FlatBufferBuilder& fbb, std::span<const TopicPosition> positions) {
+  std::vector<flatbuffers::Offset<fb::TopicPosition>> entries;
+  entries.reserve(positions.size());
+  for (const TopicPosition& p : positions)
+    entries.push_back(fb::CreateTopicPosition(fbb, fbb.CreateString(p.path.data(), p.path.size()), p.epoch, p.seq));
+  return fbb.CreateVector(entries);
+}
+}  // namespace
+
 std::span<const std::byte> FrameEncoder::subscribe_resuming(std::uint32_t request_id,
                                                             std::string_view selector,
                                                             std::span<const TopicPosition> positions) {
   fbb_->Clear();
-  std::vector<flatbuffers::Offset<fb::TopicPosition>> entries;
-  entries.reserve(positions.size());
-  for (const TopicPosition& p : positions)
-    entries.push_back(fb::CreateTopicPosition(*fbb_, fbb_->CreateString(p.path.data(), p.path.size()), p.epoch, p.seq));
-  auto list = fbb_->CreateVector(entries);
+  auto list = position_list(*fbb_, positions);
   auto s = fbb_->CreateString(selector.data(), selector.size());
   BROOK_FINISH(Subscribe, fb::CreateSubscribe(*fbb_, request_id, s, 0, 0, false, true, list));
+}
+
+std::span<const std::byte> FrameEncoder::resume_subscriptions(std::span<const TopicPosition> positions) {
+  fbb_->Clear();
+  auto list = position_list(*fbb_, positions);
+  BROOK_FINISH(ResumeSubscriptions, fb::CreateResumeSubscriptions(*fbb_, list));
 }
 
 std::span<const std::byte> FrameEncoder::subscribed(std::uint32_t request_id,

@@ -159,6 +159,13 @@ void touch(const Decoded& decoded, std::span<const std::byte> frame, Toucher& t)
                  [&](const RefreshMsg& m) { t.number(m.alias); },
                  [&](const ReceivedMsg& m) { t.number(m.last_received); },
                  [&](const FlowControlMsg& m) { t.number(m.held); },
+                 [&](const ResumeSubscriptionsMsg& m) {
+                   for (const TopicPosition& p : m.positions) {
+                     bounded(p.path.size());
+                     t.number(p.epoch ^ p.seq);
+                     t.text(p.path);
+                   }
+                 },
                  [&](const AddHandlerMsg& m) {
                    bounded(m.path.size());
                    t.number(m.request_id ^ m.sticky);

@@ -252,9 +252,10 @@ ClientOptions failsafe_named(const std::string& url, const std::string& name, st
 }
 
 // A fail-safe subscriber on a named session through five kill -9 restarts of a broker with a
-// data dir, while acknowledged updates stream to eight topics: each time the broker has lost
-// the session, the client opens a new one and resumes each subscription from the sequences
-// it holds, so it ends with every sequence of every topic exactly once, in order, and no gap.
+// data dir, while acknowledged updates stream to eight topics: the broker brings the session
+// back from its journal each time (same id, no new session), the client resumes it and its
+// subscriptions from the sequences it holds, and it ends with every sequence of every topic
+// exactly once, in order, and no gap.
 TEST(History, a_failsafe_subscriber_gets_every_update_exactly_once_across_kill_9_restarts) {
   const std::string data_dir = make_temp_dir("brook-resume");
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
@@ -262,6 +263,12 @@ TEST(History, a_failsafe_subscriber_gets_every_update_exactly_once_across_kill_9
   UpdateLog log;
   Client subscriber;
   const ClientOptions options = failsafe_named("tcp://" + listen, "resume-subscriber", 7);
+  std::atomic<int> new_sessions{0}, resumed{0};
+  subscriber.on_state_change([&](ClientState, ClientState to, const std::string& reason) {
+    if (to != ClientState::connected) return;
+    if (reason.starts_with("new session")) ++new_sessions;
+    if (reason.starts_with("resumed")) ++resumed;
+  });
   subscriber.subscribe("Resume//", log.handler());
   std::map<std::string, std::uint64_t> last_seq;
   for (int round = 0; round < rounds; ++round) {
@@ -309,14 +316,17 @@ TEST(History, a_failsafe_subscriber_gets_every_update_exactly_once_across_kill_9
       EXPECT_FALSE(updates[i].resync && i > 0) << path << " flagged a gap at " << updates[i].topic_seq;
     }
   }
+  EXPECT_EQ(new_sessions.load(), 0) << "the broker lost the durable session";
+  EXPECT_GE(resumed.load(), rounds);
+  EXPECT_EQ(subscriber.session_id(), "anonymous/7");
   subscriber.close();
   std::filesystem::remove_all(data_dir);
 }
 
 // A fail-safe publisher's plain publishes through a kill -9: the broker reports them Received
 // (and the client lets them go) only once they are durable, so after the restart the client
-// sends again what the crash took, and the topic's history holds every value (some may be
-// there twice: a publish made durable whose Received the crash cut off is sent again).
+// sends again what it still holds, and the topic's history holds every value exactly once:
+// the restored session knows which of the frames sent again it had journalled already.
 TEST(DurablePublish, a_failsafe_publishers_plain_publishes_all_survive_a_kill_9) {
   const std::string data_dir = make_temp_dir("brook-durable-publish");
   const std::string listen = "127.0.0.1:" + std::to_string(free_port());
@@ -346,13 +356,17 @@ TEST(DurablePublish, a_failsafe_publishers_plain_publishes_all_survive_a_kill_9)
   Client reader;
   ASSERT_TRUE(connect_client_once(reader, broker.url(), "durable-reader"));
   ASSERT_TRUE(subscribe_with(reader, "Durable/t", log, {.since = 0}));
-  std::vector<bool> seen(count + 1, false);
+  std::vector<int> seen(count + 1, 0);
   for (const auto& e : log.entries())
-    if (e.value.size() > 1 && e.value[0] == 'n') seen[std::stoul(e.value.substr(1))] = true;
-  int missing = 0, first_missing = 0;
-  for (int n = 1; n <= count; ++n)
-    if (!seen[n] && missing++ == 0) first_missing = n;
+    if (e.value.size() > 1 && e.value[0] == 'n') ++seen[std::stoul(e.value.substr(1))];
+  int missing = 0, first_missing = 0, twice = 0, first_twice = 0;
+  for (int n = 1; n <= count; ++n) {
+    if (seen[n] == 0 && missing++ == 0) first_missing = n;
+    if (seen[n] > 1 && twice++ == 0) first_twice = n;
+  }
   EXPECT_EQ(missing, 0) << "first missing: n" << first_missing << " of " << log.size() << " kept";
+  EXPECT_EQ(twice, 0) << "first applied twice: n" << first_twice << " of " << log.size() << " kept";
+  EXPECT_EQ(publisher.session_id(), "anonymous/3");
   publisher.close();
   std::filesystem::remove_all(data_dir);
 }

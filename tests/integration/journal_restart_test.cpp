@@ -94,7 +94,7 @@ TEST(JournalRestart, topics_values_and_sequences_survive_kill_9_and_sequences_co
                     [](int n) { return "v" + std::to_string(n); });
   BrokerProcess broker(journalled(data_dir, 2));
   BROOK_ASSERT_STARTED(broker);
-  EXPECT_NE(broker.log().find("20 topic(s) from 200 record(s)"), std::string::npos) << broker.log();
+  EXPECT_NE(broker.log().find("20 topic(s) and 0 session(s) from 200 record(s)"), std::string::npos) << broker.log();
   auto values = current_values(broker.url(), "Journal//", topics);
   ASSERT_EQ(values.size(), static_cast<std::size_t>(topics));
   for (auto& [path, state] : values) {

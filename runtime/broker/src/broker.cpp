@@ -137,10 +137,12 @@ std::string Broker::open_journal(unsigned shard_count) {
                                                 .segment_bytes = o.storage_segment_bytes},
                                                restored.scans[i], error);
     if (!writer) return "journal in " + o.data_dir + ": " + error;
-    impl_->shards[i]->adopt_journal(std::move(writer), std::move(restored.topics_by_owner[i]));
+    impl_->shards[i]->adopt_journal(std::move(writer), std::move(restored.topics_by_owner[i]),
+                                    std::move(restored.sessions_by_home[i]));
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  impl_->storage_report = "journal " + o.data_dir + ": " + std::to_string(restored.topics) + " topic(s) from " +
+  impl_->storage_report = "journal " + o.data_dir + ": " + std::to_string(restored.topics) + " topic(s) and " +
+                          std::to_string(restored.sessions) + " session(s) from " +
                           std::to_string(restored.records) + " record(s) in " + std::to_string(ms.count()) + " ms";
   if (!restored.repaired.empty()) impl_->storage_report += "; repaired:\n" + restored.repaired;
   return {};

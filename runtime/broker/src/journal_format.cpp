@@ -58,15 +58,17 @@ std::optional<SegmentHeader> read_segment_header(std::span<const std::byte> byte
   if (bytes.size() < segment_header_bytes) return std::nullopt;
   if (std::memcmp(bytes.data(), segment_magic, sizeof segment_magic) != 0) return std::nullopt;
   if (get<std::uint32_t>(bytes.data() + 24) != crc32c(bytes.first(24))) return std::nullopt;
-  if (get<std::uint32_t>(bytes.data() + 8) != format_version) return std::nullopt;
+  const auto version = get<std::uint32_t>(bytes.data() + 8);
+  if (version < oldest_format_version || version > format_version) return std::nullopt;
   return SegmentHeader{.shard = get<std::uint32_t>(bytes.data() + 12),
                        .first_lsn = get<std::uint64_t>(bytes.data() + 16)};
 }
 
 void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType type,
-                   std::span<const std::byte> head, std::span<const std::byte> body) {
+                   std::span<const std::byte> head, std::span<const std::byte> body,
+                   std::span<const std::byte> tail) {
   const std::size_t at = out.size();
-  const std::size_t payload = head.size() + body.size();
+  const std::size_t payload = head.size() + body.size() + tail.size();
   out.resize(at + record_header_bytes + payload);
   std::byte* r = out.data() + at;
   put<std::uint32_t>(r, static_cast<std::uint32_t>(payload));
@@ -76,6 +78,8 @@ void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType ty
   put<std::uint32_t>(r + 20, 0);
   if (!head.empty()) std::memcpy(r + record_header_bytes, head.data(), head.size());
   if (!body.empty()) std::memcpy(r + record_header_bytes + head.size(), body.data(), body.size());
+  if (!tail.empty())
+    std::memcpy(r + record_header_bytes + head.size() + body.size(), tail.data(), tail.size());
   put<std::uint32_t>(r + 4, crc32c({r + 8, record_header_bytes - 8 + payload}));
 }
 

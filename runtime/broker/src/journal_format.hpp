@@ -21,7 +21,10 @@
 
 namespace brook::runtime::journal {
 
-constexpr std::uint32_t format_version = 2;  // 2: topic records carry history and epoch
+// 2: topic records carry history and epoch; 3: publisher positions after a topic record's
+// frame, and session records. A broker reads both.
+constexpr std::uint32_t format_version = 3;
+constexpr std::uint32_t oldest_format_version = 2;
 constexpr std::size_t segment_header_bytes = 32;
 constexpr std::size_t record_header_bytes = 24;
 // A record larger than this is damage, not data: the broker's largest frame is far smaller.
@@ -31,7 +34,7 @@ enum class RecordType : std::uint16_t {
   topic = 1,    // a topic created or its properties changed
   update = 2,   // a topic's new value and sequence
   removed = 3,  // a topic removed
-  session = 4,  // a durable session's token, subscriptions and position
+  session = 4,  // a durable session's token, subscriptions and position (journal_sessions.hpp)
 };
 
 struct SegmentHeader {
@@ -52,9 +55,10 @@ std::uint32_t crc32c(std::span<const std::byte> bytes, std::uint32_t crc = 0) no
 void write_segment_header(std::byte* out, const SegmentHeader& header) noexcept;
 std::optional<SegmentHeader> read_segment_header(std::span<const std::byte> bytes) noexcept;
 
-// Appends one whole record to `out`; its payload is `head` then `body`.
+// Appends one whole record to `out`; its payload is `head`, `body`, then `tail`.
 void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType type,
-                   std::span<const std::byte> head, std::span<const std::byte> body = {});
+                   std::span<const std::byte> head, std::span<const std::byte> body = {},
+                   std::span<const std::byte> tail = {});
 
 enum class RecordCheck { ok, incomplete, damaged };
 // Reads the record at the start of `bytes`: ok (and `record` filled), incomplete (the bytes

@@ -13,20 +13,40 @@ namespace brook::runtime::journal {
 
 namespace {
 
+// A topic record's frame and the publisher positions after it.
+struct TopicRecordBody {
+  std::string_view path;
+  std::span<const std::byte> frame;
+  std::span<const std::byte> publishers;
+};
+
 // The frame's own lengths agree with the record it came in: the record's checksum says the
 // bytes are what was written, this says they are a publish frame the shards can read.
-std::optional<std::string_view> publish_path(std::span<const std::byte> frame) {
-  if (frame.size() < codec::publish_head_bytes) return std::nullopt;
+std::optional<TopicRecordBody> topic_record_body(std::span<const std::byte> body) {
+  if (body.size() < codec::publish_head_bytes) return std::nullopt;
   std::uint32_t size;
   std::uint16_t kind, path_bytes;
-  std::memcpy(&size, frame.data(), 4);
-  std::memcpy(&kind, frame.data() + 4, 2);
-  std::memcpy(&path_bytes, frame.data() + 12, 2);
-  if (size != frame.size() || kind != static_cast<std::uint16_t>(codec::FrameKind::publish) ||
-      path_bytes == 0 || path_bytes > codec::max_path_bytes ||
-      codec::publish_head_bytes + path_bytes > frame.size())
+  std::memcpy(&size, body.data(), 4);
+  std::memcpy(&kind, body.data() + 4, 2);
+  std::memcpy(&path_bytes, body.data() + 12, 2);
+  if (size > body.size() || (body.size() - size) % publisher_position_bytes != 0 ||
+      kind != static_cast<std::uint16_t>(codec::FrameKind::publish) || path_bytes == 0 ||
+      path_bytes > codec::max_path_bytes || codec::publish_head_bytes + path_bytes > size)
     return std::nullopt;
-  return std::string_view(reinterpret_cast<const char*>(frame.data()) + codec::publish_head_bytes, path_bytes);
+  return TopicRecordBody{
+      std::string_view(reinterpret_cast<const char*>(body.data()) + codec::publish_head_bytes, path_bytes),
+      body.first(size), body.subspan(size)};
+}
+
+void merge_publishers(std::vector<PublisherPosition>& into, std::span<const std::byte> positions) {
+  for (std::size_t at = 0; at + publisher_position_bytes <= positions.size(); at += publisher_position_bytes) {
+    PublisherPosition p;
+    std::memcpy(&p.key, positions.data() + at, 8);
+    std::memcpy(&p.frame, positions.data() + at + 8, 8);
+    auto known = std::find_if(into.begin(), into.end(), [&](const PublisherPosition& q) { return q.key == p.key; });
+    if (known == into.end()) into.push_back(p);
+    else known->frame = std::max(known->frame, p.frame);
+  }
 }
 
 std::optional<unsigned> shard_of_directory(const std::string& name) {
@@ -108,27 +128,41 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
   }
 
   std::unordered_map<std::string, RestoredTopic> latest;
+  std::unordered_map<std::string, SessionRecord> sessions;
   for (unsigned shard : shards) {
     const std::string dir = shard_directory(data_dir, shard);
     std::string bad_record;
     auto scan = scan_shard_journal(dir, shard, [&](const RecordView& r) {
-      if (r.type != RecordType::topic || !bad_record.empty()) return;
-      auto path = r.payload.size() > topic_record_head_bytes
-                      ? publish_path(r.payload.subspan(topic_record_head_bytes))
+      if (!bad_record.empty()) return;
+      if (r.type == RecordType::session) {
+        auto session = decode_session_record(r.payload);
+        if (!session) {
+          bad_record = dir + ": record lsn " + std::to_string(r.lsn) + " is not a session record";
+          return;
+        }
+        // A session's records are on its home shard, in order; after a change of the shard
+        // count they may be on two, and the later one in time is the later record.
+        auto [it, fresh] = sessions.try_emplace(session->id());
+        if (fresh || it->second.time_ns <= session->time_ns) it->second = std::move(*session);
+        return;
+      }
+      if (r.type != RecordType::topic) return;
+      auto body = r.payload.size() > topic_record_head_bytes
+                      ? topic_record_body(r.payload.subspan(topic_record_head_bytes))
                       : std::nullopt;
-      if (!path) {
+      if (!body) {
         bad_record = dir + ": record lsn " + std::to_string(r.lsn) + " is not a topic record";
         return;
       }
       const TopicRecordHead head = decode_topic_head(r.payload);
-      const auto frame = r.payload.subspan(topic_record_head_bytes);
-      auto [it, fresh] = latest.try_emplace(std::string(*path));
+      auto [it, fresh] = latest.try_emplace(std::string(body->path));
       RestoredTopic& topic = it->second;
+      merge_publishers(topic.publishers, body->publishers);
       const std::size_t depth = head.history >= 0 ? static_cast<std::size_t>(head.history) : history_depth;
-      if (head.seq > 0 && depth > 0) add_to_history(topic, head, frame, depth);
+      if (head.seq > 0 && depth > 0) add_to_history(topic, head, body->frame, depth);
       if (!fresh && topic.head.seq > head.seq) return;
       topic.head = head;
-      topic.frame.assign(frame.begin(), frame.end());
+      topic.frame.assign(body->frame.begin(), body->frame.end());
     });
     if (!scan.error.empty() || !bad_record.empty()) {
       restored.error = !scan.error.empty() ? scan.error : bad_record;
@@ -146,6 +180,12 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
   }
   for (auto& [path, topic] : latest)
     restored.topics_by_owner[topic_owner(path, shard_count)].push_back(std::move(topic));
+  restored.sessions_by_home.resize(shard_count);
+  for (auto& [id, session] : sessions) {
+    if (session.ended) continue;
+    ++restored.sessions;
+    restored.sessions_by_home[session_home(id, shard_count)].push_back(std::move(session));
+  }
   return restored;
 }
 

@@ -10,9 +10,14 @@
 //
 //   topic record payload: u64 seq | u8 property flags | u8 has value | u16 0 | i32 history |
 //                         u64 epoch | u64 time (realtime ns) | u64 history bytes |
-//                         u32 history age ms | u32 0 | frame
+//                         u32 history age ms | u32 0 | frame |
+//                         publisher positions (format 3): per position u64 key | u64 frame
 //
-// A record with seq 0 is a topic created without a value; the others are its updates.
+// A record with seq 0 is a topic created without a value; the others are its updates. A
+// publisher position says that the durable session with that key (journal_sessions.hpp) had
+// this topic's updates applied up to its session frame `frame`: an update names the session
+// that published it, and a snapshot record every recent publisher of the topic, so a resumed
+// session's frame sent again after a restart is recognised and not applied twice.
 //
 // restore_topics() runs on the thread that starts the broker, before the shards run.
 #include <cstdint>
@@ -22,6 +27,7 @@
 #include <vector>
 
 #include "journal_scan.hpp"
+#include "journal_sessions.hpp"
 
 namespace brook::runtime::journal {
 
@@ -44,6 +50,12 @@ struct EncodedTopicHead {
 EncodedTopicHead encode_topic_head(const TopicRecordHead& head);
 TopicRecordHead decode_topic_head(std::span<const std::byte> payload);
 
+struct PublisherPosition {
+  std::uint64_t key = 0;
+  std::uint64_t frame = 0;
+};
+constexpr std::size_t publisher_position_bytes = 16;
+
 // One update of a topic's history, as its record kept it.
 struct RestoredUpdate {
   std::uint64_t seq = 0;
@@ -57,19 +69,22 @@ struct RestoredTopic {
   TopicRecordHead head;
   std::vector<std::byte> frame;  // a publish frame: path, type, value
   std::vector<RestoredUpdate> history;
+  std::vector<PublisherPosition> publishers;  // the highest frame of each, from every record
 };
 
 struct RestoredJournal {
   std::vector<std::vector<RestoredTopic>> topics_by_owner;  // [owner shard]
+  std::vector<std::vector<SessionRecord>> sessions_by_home;  // [home shard], live ones only
   std::vector<ScanResult> scans;   // [shard] for shard < shard count: where each continues
   std::uint64_t records = 0;
   std::uint64_t topics = 0;
+  std::uint64_t sessions = 0;
   std::string repaired;            // every repair, one per line
   std::string error;               // damage that stops the broker from starting
 };
 
 // Reads DATA_DIR/shard-* and returns each topic to its owner among `shard_count` shards
-// (topic_owner.hpp). `history_depth` is the broker's default for topics without their own
+// (topic_owner.hpp), and each durable session that had not ended to its home shard. `history_depth` is the broker's default for topics without their own
 // (history.depth); a topic keeps at most that many of its last updates.
 RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count,
                                std::uint32_t history_depth);

@@ -98,10 +98,10 @@ bool JournalWriter::roll_segment(std::uint64_t first_lsn, std::string& error) {
 }
 
 std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> head,
-                                    std::span<const std::byte> body) {
+                                    std::span<const std::byte> body, std::span<const std::byte> tail) {
   const std::uint64_t lsn = next_lsn_++;
   if (filling_.empty()) filling_first_lsn_ = lsn;
-  append_record(filling_, lsn, type, head, body);
+  append_record(filling_, lsn, type, head, body, tail);
   filling_last_lsn_ = lsn;
   return lsn;
 }

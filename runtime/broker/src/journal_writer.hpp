@@ -51,9 +51,9 @@ class JournalWriter {
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
 
-  // Adds a record (payload: `head` then `body`) to this turn's write; returns its lsn.
+  // Adds a record (payload: `head`, `body`, then `tail`) to this turn's write; returns its lsn.
   std::uint64_t append(RecordType type, std::span<const std::byte> head,
-                       std::span<const std::byte> body = {});
+                       std::span<const std::byte> body = {}, std::span<const std::byte> tail = {});
   // End of a turn: hands what was appended to the kernel, unless a write is in flight (it
   // goes when that one completes).
   void submit(transport::Reactor& reactor, std::uint64_t now_ns);

@@ -126,6 +126,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   listen_fd_ = listen_fd;
   if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
   restore_topics();
+  restore_sessions();
   shm_listen_fd_ = shm_listen_fd;
   if (index_ < mesh_.broadcast_logs.size())
     broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_],

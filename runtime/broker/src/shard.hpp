@@ -37,6 +37,7 @@
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
 #include "authenticator.hpp"
+#include "journal_sessions.hpp"
 #include "journal_topics.hpp"
 #include "journal_writer.hpp"
 #include "outbound_queue.hpp"
@@ -165,6 +166,9 @@ struct OwnedTopic {
   std::uint64_t epoch = 0;        // 48 bits; changes when the topic's history is lost
   HistoryLimits history_limits;
   TopicHistory history;
+  // Durable topics: the last frame applied of each durable session that published here
+  // recently (shard_durable_sessions.cpp), most recent last.
+  std::vector<journal::PublisherPosition> publishers;
   std::uint64_t interested_mask = 0;               // shards with matching subscriptions
   std::array<std::uint32_t, max_shards> interest{}; // matching subscriptions per shard
 };
@@ -325,6 +329,14 @@ struct Session {
   std::uint64_t probed_seq = 0;
   // Replays paused until this session's queue has room: (owner shard, subscription key).
   std::vector<std::pair<unsigned, std::uint64_t>> replays_waiting;
+  // Durable sessions (shard_durable_sessions.cpp): the key its publishes are journalled
+  // under (0: not durable). Restored from the journal: not yet attached since. Waiting for
+  // the client's positions: its subscriptions (key 0) are added once ResumeSubscriptions
+  // comes. Subscribe and Unsubscribe frames up to restored_through are in them already.
+  std::uint64_t publisher_key = 0;
+  std::uint64_t restored_through = 0;
+  bool restored = false;
+  bool awaiting_positions = false;
   std::uint32_t held_by = 0;
   bool flush_listed = false;
   bool overflowed = false;           // queue limit reached: closed after this fan-out
@@ -342,6 +354,8 @@ struct PendingConnect {
   std::uint64_t last_received = 0;
   std::uint32_t reconnect_timeout_ms = 0;
   bool new_if_missing = false;  // with a token: open the named session anew if it is gone
+  std::uint64_t resend_from = 0;  // ConnectMsg::resend_from
+  bool transient_session = false;
   // The credentials were checked against the credentials file (never without one): only
   // then may a named session be taken over without its token.
   bool verified = false;
@@ -413,7 +427,8 @@ class Shard final : public transport::ReactorHandler {
   // Before run(): the journal this shard appends to (--data-dir), and the topics it owns as
   // the journal left them, which run() restores before the shard takes any connection.
   void adopt_journal(std::unique_ptr<journal::JournalWriter> writer,
-                     std::vector<journal::RestoredTopic> topics);
+                     std::vector<journal::RestoredTopic> topics,
+                     std::vector<journal::SessionRecord> sessions);
   // After the thread has stopped: drop every buffer reference this shard holds. The broker
   // calls it on every shard before destroying any, because a buffer may belong to another
   // shard's pool.
@@ -488,6 +503,8 @@ class Shard final : public transport::ReactorHandler {
 
   // Sessions (shard_sessions.cpp).
   unsigned session_shard(std::string_view principal, std::int64_t number) const;
+  // A session in a free slot, with its queue and generation; the caller names it.
+  Session& new_session();
   void on_connect(Connection& c, const codec::ConnectMsg& m);
   void open_session(Connection& c);
   void attach(Session& s, Connection& c, bool resumed);
@@ -542,11 +559,14 @@ class Shard final : public transport::ReactorHandler {
 
   // The journal (shard_journal.cpp).
   void restore_topics();
-  // Writes the topic's state as of now; returns the record's lsn.
+  // Writes the topic's state as of now, with the positions of its recent publishers;
+  // returns the record's lsn.
   std::uint64_t journal_topic(const OwnedTopic& topic);
-  // Writes one update of the topic (its history's, in a snapshot); returns the lsn.
+  // Writes one update of the topic (its history's, in a snapshot; or the one just applied,
+  // with the position of the session that published it); returns the lsn.
   std::uint64_t journal_update(const OwnedTopic& topic, std::uint64_t seq, const SharedBuffer* frame,
-                               std::uint64_t time_ns);
+                               std::uint64_t time_ns,
+                               std::span<const journal::PublisherPosition> publishers = {});
   // The answer to `request_id` from shard `from` waits until `lsn` is durable.
   void acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
                                 std::uint64_t a);
@@ -558,6 +578,17 @@ class Shard final : public transport::ReactorHandler {
   void report_durable_received(Session& s);
   void on_durability_probe(unsigned from, const ShardMessage& message);
   void on_durable_through(const ShardMessage& message);
+
+  // Durable sessions (shard_durable_sessions.cpp).
+  void restore_sessions();
+  void make_durable(Session& s);
+  void journal_session(Session& s);
+  void snapshot_sessions();
+  void attach_restored(Session& s, std::uint64_t resend_from, codec::ConnectedMsg& connected);
+  void resume_restored_subscriptions(Session& s, const codec::ResumeSubscriptionsMsg& m);
+  // A frame of a resumed session that a restored broker applied before it stopped.
+  bool already_applied(const OwnedTopic& topic, std::uint64_t publisher_key, std::uint64_t frame) const;
+  void record_publisher(OwnedTopic& topic, std::uint64_t publisher_key, std::uint64_t frame);
   // A new segment began: every topic's state goes into it, so that the older segments can go.
   void snapshot_topics();
   void on_add_selector(unsigned from, const ShardMessage& message);
@@ -711,6 +742,8 @@ class Shard final : public transport::ReactorHandler {
   const std::string* last_published_path_ = nullptr;  // a key of topic_by_path_
   std::unique_ptr<journal::JournalWriter> journal_;
   std::vector<journal::RestoredTopic> restored_;  // until run() restores them
+  std::vector<journal::SessionRecord> restored_sessions_;
+  std::vector<std::byte> session_record_;  // scratch for journal_session()
   struct PendingAck {
     std::uint64_t lsn;
     unsigned from;

@@ -281,7 +281,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             SharedBuffer* copy = pool_.allocate(frame.size());
             std::memcpy(copy->data(), frame.data(), frame.size());
             send_to(s.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
-                                           session_token(s), index_, 0, copy});
+                                           session_token(s), s.inbound_seq, s.publisher_key, copy});
             s.unprobed_owners |= std::uint64_t{1} << s.last_publish_owner;
           },
           [&](const codec::CreateTopicMsg& m) {
@@ -323,12 +323,19 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             answer_request(s, m);
           },
           [&](const codec::SubscribeMsg& m) {
-            ++s.inbound_seq;
+            // Sent again after a restart that kept the session: already among its subscriptions.
+            if (++s.inbound_seq <= s.restored_through) return;
             subscribe(s, m);
+            journal_session(s);
           },
           [&](const codec::UnsubscribeMsg& m) {
-            ++s.inbound_seq;
+            if (++s.inbound_seq <= s.restored_through) return;
             unsubscribe(s, m.request_id, m.selector);
+            journal_session(s);
+          },
+          [&](const codec::ResumeSubscriptionsMsg& m) {
+            // Outside the counted frames: the client sends it once, right after Connected.
+            resume_restored_subscriptions(s, m);
           },
           [&](const codec::ConnectMsg&) {
             protocol_error(c, codec::ErrorCode::unknown_frame, "connect sent twice");

@@ -66,6 +66,7 @@ void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view t
   }
   std::erase_if(c.subscriptions, [&](const Subscription& s) {
     if (!(s.selector == *selector)) return false;
+    if (s.key == 0) return true;  // restored, not yet added (shard_durable_sessions.cpp)
     for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
       send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, s.key, 0, 0, nullptr});
     subscription_owner_.erase(s.key);
@@ -97,6 +98,7 @@ void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view t
 
 void Shard::drop_subscriptions(Session& c) {
   for (const auto& s : c.subscriptions) {
+    if (s.key == 0) continue;  // restored, not yet added
     for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
       send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, s.key, 0, 0, nullptr});
     subscription_owner_.erase(s.key);

@@ -13,9 +13,11 @@
 namespace brook::runtime {
 
 void Shard::adopt_journal(std::unique_ptr<journal::JournalWriter> writer,
-                          std::vector<journal::RestoredTopic> topics) {
+                          std::vector<journal::RestoredTopic> topics,
+                          std::vector<journal::SessionRecord> sessions) {
   journal_ = std::move(writer);
   restored_ = std::move(topics);
+  restored_sessions_ = std::move(sessions);
 }
 
 namespace {
@@ -53,6 +55,7 @@ void Shard::restore_topics() {
     topic->seq = head.seq;
     topic->has_value = head.has_value;
     topic->frame = frame;
+    topic->publishers = std::move(restored.publishers);
     for (const journal::RestoredUpdate& update : restored.history) {
       // The current value's buffer is shared with the history, as a live update's is.
       SharedBuffer* entry = update.seq == head.seq ? (frame->add_ref(), frame) : buffer_of(pool_, update.frame);
@@ -63,11 +66,13 @@ void Shard::restore_topics() {
 }
 
 std::uint64_t Shard::journal_topic(const OwnedTopic& topic) {
-  return journal_update(topic, topic.seq, topic.frame, history_clock_ns());
+  return journal_update(topic, topic.seq, topic.frame, history_clock_ns(), topic.publishers);
 }
 
 std::uint64_t Shard::journal_update(const OwnedTopic& topic, std::uint64_t seq, const SharedBuffer* frame,
-                                    std::uint64_t time_ns) {
+                                    std::uint64_t time_ns,
+                                    std::span<const journal::PublisherPosition> publishers) {
+  static_assert(sizeof(journal::PublisherPosition) == journal::publisher_position_bytes);
   const auto head = journal::encode_topic_head({.seq = seq,
                                                 .property_flags = topic_property_flags(topic.properties),
                                                 .has_value = topic.has_value,
@@ -76,7 +81,8 @@ std::uint64_t Shard::journal_update(const OwnedTopic& topic, std::uint64_t seq, 
                                                 .history_age_ms = topic.properties.history_age_ms,
                                                 .epoch = topic.epoch,
                                                 .time_ns = time_ns});
-  return journal_->append(journal::RecordType::topic, head.bytes, {frame->data(), frame->size()});
+  return journal_->append(journal::RecordType::topic, head.bytes, {frame->data(), frame->size()},
+                          std::as_bytes(publishers));
 }
 
 void Shard::acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint32_t request_id,
@@ -136,11 +142,18 @@ void Shard::snapshot_topics() {
     if (!topic->properties.durable) continue;
     // Its history, oldest first; the newest entry is the current value. Without history (or
     // when the current value has no entry), the topic's state as of now.
+    // The record of the current value carries the topic's publisher positions.
     const TopicHistory& history = topic->history;
-    for (std::size_t i = 0; i < history.size(); ++i)
+    const bool current_in_history = !history.empty() && history[history.size() - 1].seq == topic->seq;
+    for (std::size_t i = 0; i + (current_in_history ? 1 : 0) < history.size(); ++i)
       journal_update(*topic, history[i].seq, history[i].frame, history[i].time_ns);
-    if (history.empty() || history[history.size() - 1].seq != topic->seq) journal_topic(*topic);
+    if (current_in_history)
+      journal_update(*topic, topic->seq, history[history.size() - 1].frame,
+                     history[history.size() - 1].time_ns, topic->publishers);
+    else
+      journal_topic(*topic);
   }
+  snapshot_sessions();
   journal_->end_snapshot();
   snapshot_lsn_ = journal_->last_lsn();
 }

@@ -14,7 +14,9 @@ enum class ShardMessageKind : std::uint8_t {
                     //   session's shard: buffer = the bytes received so far (Connect first);
                     //   flags: connection_shm (a Unix socket to check and set up) or
                     //   connection_shm_link (set up: `b` = its ShmLink*, owned by the record)
-  publish,          // session shard -> owner: buffer = publish frame; a = session token
+  publish,          // session shard -> owner: buffer = publish frame; a = session token,
+                    //   b = the session's frame number, c = its publisher key (0: not durable;
+                    //   shard_durable_sessions.cpp)
   create_topic,     // session shard -> owner: buffer = publish frame with empty value, flags =
                     //   property flags, b = history bytes, c = history age ms << 32 |
                     //   history + 1 (0: the broker's defaults)

@@ -58,8 +58,7 @@ std::uint64_t ms_to_ns(std::uint64_t ms) { return ms * 1'000'000ull; }
 unsigned Shard::session_shard(std::string_view principal, std::int64_t number) const {
   if (number == 0) return index_;  // a new broker-numbered session starts where it landed
   if (number < 0) return static_cast<unsigned>(static_cast<std::uint64_t>(-(number + 1)) % mesh_.shard_count);
-  std::string id = std::string(principal) + "/" + std::to_string(number);
-  return static_cast<unsigned>(XXH3_64bits(id.data(), id.size()) % mesh_.shard_count);
+  return journal::session_home(std::string(principal) + "/" + std::to_string(number), mesh_.shard_count);
 }
 
 Session* Shard::session_for(std::uint64_t token) {
@@ -102,6 +101,8 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
   pending->last_received = m.last_received;
   pending->reconnect_timeout_ms = m.reconnect_timeout_ms;
   pending->new_if_missing = m.new_if_missing;
+  pending->resend_from = m.resend_from;
+  pending->transient_session = m.transient_session;
   c.pending = std::move(pending);
   c.state = ConnectionState::waiting;
   if (!c.pending->has_token && principal == anonymous_principal && !options_.allow_anonymous) {
@@ -170,32 +171,19 @@ void Shard::open_session(Connection& c) {
 
   if (!s) {
     // A new session, broker-numbered (negative, unique across shards) or named by the client.
-    std::uint32_t slot;
-    if (!free_session_slots_.empty()) {
-      slot = free_session_slots_.back();
-      free_session_slots_.pop_back();
-    } else {
-      slot = static_cast<std::uint32_t>(sessions_.size());
-      sessions_.emplace_back();
-      session_generation_.push_back(0);
-    }
-    OutboundLimits limits{options_.session_queue_max_frames, options_.session_queue_max_bytes,
-                          options_.session_recovery_bytes};
-    limits.ring_bytes_total = &ring_bytes_total_;
-    sessions_[slot] = std::make_unique<Session>(limits);
-    s = sessions_[slot].get();
-    s->slot = slot;
-    s->generation = ++session_generation_[slot];
+    s = &new_session();
     s->principal = p.principal;
     s->number = p.session_number != 0
                     ? p.session_number
                     : -static_cast<std::int64_t>((next_session_number_++ - 1) * mesh_.shard_count + index_ + 1);
     s->id = s->principal + "/" + std::to_string(s->number);
     s->token = random_token();
-    session_by_id_.emplace(s->id, slot);
+    session_by_id_.emplace(s->id, s->slot);
     s->reconnect_timeout_ms = p.reconnect_timeout_ms == 0
                                   ? options_.reconnect_timeout_ms
                                   : std::min(p.reconnect_timeout_ms, options_.reconnect_timeout_max_ms);
+    // A client-named session is journalled (durable) unless its client opted out.
+    if (journal_ && s->number > 0 && !p.transient_session) make_durable(*s);
     attach(*s, c, false);
     return;
   }
@@ -223,19 +211,41 @@ void Shard::open_session(Connection& c) {
   attach(*s, c, true);
 }
 
+Session& Shard::new_session() {
+  std::uint32_t slot;
+  if (!free_session_slots_.empty()) {
+    slot = free_session_slots_.back();
+    free_session_slots_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(sessions_.size());
+    sessions_.emplace_back();
+    session_generation_.push_back(0);
+  }
+  OutboundLimits limits{options_.session_queue_max_frames, options_.session_queue_max_bytes,
+                        options_.session_recovery_bytes};
+  limits.ring_bytes_total = &ring_bytes_total_;
+  sessions_[slot] = std::make_unique<Session>(limits);
+  Session& s = *sessions_[slot];
+  s.slot = slot;
+  s.generation = ++session_generation_[slot];
+  return s;
+}
+
 void Shard::attach(Session& s, Connection& c, bool resumed) {
   const std::uint64_t last_received = c.pending ? c.pending->last_received : 0;
+  const std::uint64_t resend_from = c.pending ? c.pending->resend_from : 0;
   c.pending.reset();
   s.connection = &c;
   s.expires_ns = 0;
   c.session = &s;
   c.state = ConnectionState::attached;
+  codec::ConnectedMsg m;
   bool gap = false;
-  if (resumed && !s.out.rewind(last_received)) {
+  if (s.restored) attach_restored(s, resend_from, m);
+  else if (resumed && !s.out.rewind(last_received)) {
     gap = true;
     resync(s);
   }
-  codec::ConnectedMsg m;
   m.session_id = s.id;
   m.max_frame_bytes = options_.max_frame_bytes;
   m.token = s.token;
@@ -301,6 +311,7 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   if (s.ended) return;
   s.ended = true;
   ++counters_.sessions_closed;
+  journal_session(s);  // a durable session's last record: ended
   drop_subscriptions(s);
   end_requests(s);
   release_publishers(s);

@@ -61,6 +61,9 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     reply(codec::ErrorCode::storage_failed, "journal: " + journal_->failure());
     return;
   }
+  // A durable session's publish carries its key and frame number (shard_durable_sessions.cpp).
+  const std::uint64_t publisher_key = m.c;
+  const std::uint64_t publisher_frame = m.b;
   // Publishers repeat their topics: the path looked up last is compared first, which is
   // cheaper than hashing it again (topics are never removed, and map nodes never move).
   OwnedTopic* topic = nullptr;
@@ -74,6 +77,12 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
   bool created = false;
   codec::TopicType type =
       publish.type.value_or(topic ? topic->properties.type : codec::TopicType::string);
+  if (topic && publisher_key != 0 && already_applied(*topic, publisher_key, publisher_frame)) {
+    // Sent again by a session resumed after a restart: applied (and journalled) before it.
+    frame->release();
+    reply(codec::ErrorCode::none, {});
+    return;
+  }
   if (topic && publish.type && *publish.type != topic->properties.type) {
     frame->release();
     reply(codec::ErrorCode::type_mismatch,
@@ -125,7 +134,14 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     fan_out(*topic, topic->seq, topic->frame, delta, {from, m.a});
   }
   if (journal_ && topic->properties.durable) {
-    const std::uint64_t lsn = journal_topic(*topic);
+    std::uint64_t lsn;
+    if (publisher_key != 0) {
+      record_publisher(*topic, publisher_key, publisher_frame);
+      const journal::PublisherPosition position{publisher_key, publisher_frame};
+      lsn = journal_update(*topic, topic->seq, topic->frame, history_clock_ns(), {&position, 1});
+    } else {
+      lsn = journal_update(*topic, topic->seq, topic->frame, history_clock_ns());
+    }
     // Subscribers see an update once the journal has written it: one a crash of brookd can
     // still lose is never delivered, and its sequence never seen twice.
     if (!created) deliver_when_durable(lsn, *topic, delta, {from, m.a});

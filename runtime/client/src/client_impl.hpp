@@ -458,6 +458,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void go_live(const std::string& reason);
   void close_if_flushed();
   void restart_session(const codec::ConnectedMsg& m, const std::string& old_id);
+  std::vector<codec::TopicPosition> held_positions(const runtime::Selector* selector) const;
   void end_session(const std::string& reason);
 };
 

@@ -75,6 +75,7 @@ std::string load_client_options(const std::string& path, ClientOptions& options)
   text("principal", o.principal);
   text("client_name", o.client_name);
   integer("session_number", o.session_number);
+  boolean("durable_session", o.durable_session);
   integer("retries", o.retries);
   integer("queue_entries", o.queue_entries);
   integer("queue_bytes", o.queue_bytes);

@@ -54,6 +54,10 @@ std::span<const std::byte> Client::Impl::connect_frame(bool resume) {
     m.new_if_missing = true;
   }
   m.last_received = received_seq;
+  // This client's own session: it counts its frames as the broker did, and a broker that
+  // restored the session from its journal counts on from the first one it sends again.
+  if (resume) m.resend_from = sent_log.empty() ? sent_log.last() + 1 : sent_log.first();
+  m.transient_session = !options.durable_session;
   m.reconnect_timeout_ms = static_cast<std::uint32_t>(
       std::clamp<std::int64_t>(options.reconnect_timeout.count(), 1, 0xffffffffLL));
   return encoder.connect(m);
@@ -285,6 +289,8 @@ void Client::Impl::on_connected(const codec::ConnectedMsg& m) {
   has_session = true;
   // A named session taken over from an earlier process goes on counting from its frames.
   rebase_log(m.last_received);
+  // Taken back from a broker that restored it from its journal: its subscriptions resume.
+  if (m.restored) append(encoder.resume_subscriptions(held_positions(nullptr)));
   // The calls made before this answer went out behind Connect: their room is free again.
   go_live("connected to " + reached_server() + " as " + session_id);
 }
@@ -302,7 +308,16 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
   auto resend = sent_log.frames_after(m.last_received, missing);
   // Everything queued is in the log from the first frame the broker lacks on; connection
   // frames (pings, pongs) of the old connection are stale.
-  out.assign(resend.begin(), resend.end());
+  out.clear();
+  if (m.restored) {
+    // The broker restarted and brought the session back from its journal, without the
+    // updates it had queued for us: each subscription resumes after what we hold.
+    aliases.clear();
+    const auto positions = held_positions(nullptr);
+    auto frame = encoder.resume_subscriptions(positions);
+    out.assign(frame.begin(), frame.end());
+  }
+  out.insert(out.end(), resend.begin(), resend.end());
   sent_log.confirm(m.last_received);
   if (m.resync) {
     aliases.clear();
@@ -359,10 +374,7 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   for (std::uint64_t id : ids) {
     LocalSubscription& s = subscriptions.at(id);
     s.request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-    std::vector<codec::TopicPosition> positions;
-    for (const auto& [path, value] : values)
-      if (value.held && s.selector.matches(path)) positions.push_back({path, value.epoch, value.topic_seq});
-    add(encoder.subscribe_resuming(s.request_id, s.selector.text(), positions));
+    add(encoder.subscribe_resuming(s.request_id, s.selector.text(), held_positions(&s.selector)));
   }
   for (auto& [path, handler] : request_handlers)
     add(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
@@ -413,6 +425,14 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   notify(reconnect_listener, true);
   start_send();
   close_if_flushed();
+}
+
+// Where this client is in each topic it holds a value of (matching `selector`, or all).
+std::vector<codec::TopicPosition> Client::Impl::held_positions(const runtime::Selector* selector) const {
+  std::vector<codec::TopicPosition> positions;
+  for (const auto& [path, value] : values)
+    if (value.held && (!selector || selector->matches(path))) positions.push_back({path, value.epoch, value.topic_seq});
+  return positions;
 }
 
 void Client::Impl::end_session(const std::string& reason) {

@@ -26,6 +26,8 @@ struct ConnectMsg {
   std::uint64_t last_received = 0;       // last session sequence the client received
   std::uint32_t reconnect_timeout_ms = 0;
   bool new_if_missing = false;  // with a token: open the named session anew if it is gone
+  std::uint64_t resend_from = 0;  // its first frame the client still holds (0: unknown)
+  bool transient_session = false;  // a named session the broker does not journal
 };
 struct ConnectedMsg {
   std::string_view session_id;
@@ -37,6 +39,7 @@ struct ConnectedMsg {
   std::uint32_t reconnect_timeout_ms = 0;
   std::uint32_t ping_interval_ms = 0;
   std::uint64_t next_sequence = 1;
+  bool restored = false;  // brought back from the broker's journal: send ResumeSubscriptions
 };
 // Where a client is in a topic: the last sequence it holds, and the epoch it is from.
 struct TopicPosition {
@@ -50,6 +53,10 @@ struct SubscribeMsg {
   std::uint32_t history = 0;                // the last N updates of each topic first
   std::optional<std::uint64_t> since;       // or every update after this topic sequence
   bool resume = false;                      // or after each topic's position (brook.fbs)
+  std::vector<TopicPosition> positions;
+};
+// Client -> broker, after a Connected that says `restored`: its place in each topic it holds.
+struct ResumeSubscriptionsMsg {
   std::vector<TopicPosition> positions;
 };
 struct SubscribedMsg {
@@ -171,7 +178,7 @@ using Message = std::variant<ConnectMsg, ConnectedMsg, SubscribeMsg, SubscribedM
                              CloseMsg, ErrorMsg, PublishMsg, UpdateMsg, ResyncMsg, RefreshMsg,
                              AddHandlerMsg, RemoveHandlerMsg, RequestMsg, HandleRequestMsg,
                              ResponseMsg, RequestResultMsg, SharedUpdateMsg, ReceivedMsg,
-                             FlowControlMsg>;
+                             FlowControlMsg, ResumeSubscriptionsMsg>;
 
 enum class DecodeError : std::uint8_t {
   none,
@@ -220,6 +227,7 @@ class FrameEncoder {
   // A resumed subscription (SubscribeMsg::resume) with the client's positions.
   std::span<const std::byte> subscribe_resuming(std::uint32_t request_id, std::string_view selector,
                                                 std::span<const TopicPosition> positions);
+  std::span<const std::byte> resume_subscriptions(std::span<const TopicPosition> positions);
   std::span<const std::byte> subscribed(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribe(std::uint32_t request_id, std::string_view selector);
   std::span<const std::byte> unsubscribed(std::uint32_t request_id, std::string_view selector);

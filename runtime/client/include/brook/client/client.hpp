@@ -92,6 +92,11 @@ struct ClientOptions {
   // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
   // same name (and the principal's credentials) resumes it.
   std::int64_t session_number = 0;
+  // A named session on a broker with a data dir is journalled: it survives a restart of the
+  // broker (kill -9 included), and this client resumes it with nothing missed and nothing
+  // applied twice. false: the broker keeps it in memory only (a restart ends it, and the
+  // client goes on in a new session).
+  bool durable_session = true;
   std::string client_name = "brook-client";
   std::chrono::milliseconds connect_timeout{5000};
   // How long the broker keeps the session after the connection drops (within its maximum);

@@ -1,0 +1,189 @@
+// Durable sessions with a real brookd and a data dir: a client-named session survives a
+// kill -9 of the broker with its id, token and subscriptions (also an unsubscribe, and
+// topics created after the restart), and its fail-safe client resumes it without a new
+// session; a client that opts out gets a new session instead; a restored session nobody
+// resumes ends after its reconnect timeout, and a later restart no longer has it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "broker_process.hpp"
+#include "brook/client/client.hpp"
+#include "update_log.hpp"
+
+namespace brook::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+BrokerConfig journalled(const std::string& data_dir, const std::string& listen) {
+  BrokerConfig config = with_shards(2);
+  config.listen = listen;
+  config.extra_args = {"--data-dir", data_dir};
+  // Enough history to cover what is published while the client is away.
+  config.config_toml = "[history]\ndepth = 64\n";
+  return config;
+}
+
+ClientOptions named(const std::string& url, std::int64_t number) {
+  ClientOptions options;
+  options.url = url;
+  options.client_name = "durable-session-test";
+  options.session_number = number;
+  options.connect_timeout = 10s;
+  options.reconnect_delay = 20ms;
+  options.retries = -1;
+  return options;
+}
+
+// Counts how the client came back after each drop.
+struct Comebacks {
+  std::atomic<int> resumed{0}, new_sessions{0};
+  void watch(Client& client) {
+    client.on_state_change([this](ClientState, ClientState to, const std::string& reason) {
+      if (to != ClientState::connected) return;
+      if (reason.starts_with("resumed")) ++resumed;
+      if (reason.starts_with("new session")) ++new_sessions;
+    });
+  }
+};
+
+void publish_values(Client& publisher, const std::string& path, int from, int to) {
+  std::future<Status> last;
+  for (int n = from; n <= to; ++n) last = publisher.publish_acked(path, bytes_of("v" + std::to_string(n)));
+  ASSERT_TRUE(await(std::move(last), 30s));
+}
+
+std::vector<std::string> values_of(const UpdateLog& log, const std::string& path) {
+  std::vector<std::string> values;
+  for (const auto& e : log.entries())
+    if (e.path == path) values.push_back(e.value);
+  return values;
+}
+
+std::vector<std::string> numbered(int from, int to) {
+  std::vector<std::string> values;
+  for (int n = from; n <= to; ++n) values.push_back("v" + std::to_string(n));
+  return values;
+}
+
+TEST(DurableSession, survives_kill_9_with_its_id_and_subscriptions_and_its_client_misses_nothing) {
+  const std::string data_dir = make_temp_dir("brook-durable-session");
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  UpdateLog log;
+  Client subscriber;
+  Comebacks comebacks;
+  comebacks.watch(subscriber);
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    ASSERT_TRUE(subscriber.connect(named(broker.url(), 11)));
+    ASSERT_TRUE(subscribe_and_wait(subscriber, "Kept//", log));
+    UpdateLog gone;
+    Subscription dropped;
+    ASSERT_TRUE(subscribe_and_wait(subscriber, "Dropped//", gone, &dropped));
+    subscriber.unsubscribe(dropped);
+    ASSERT_TRUE(round_trip(subscriber));
+    Client publisher;
+    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "durable-session-publisher"));
+    publish_values(publisher, "Kept/a", 1, 10);
+    ASSERT_TRUE(log.wait_for(10, 10s));
+    broker.crash();
+  }
+  BrokerProcess broker(journalled(data_dir, listen));
+  BROOK_ASSERT_STARTED(broker);
+  EXPECT_NE(broker.log().find("and 1 session(s)"), std::string::npos) << broker.log();
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "durable-session-publisher"));
+  publish_values(publisher, "Kept/a", 11, 20);
+  publish_values(publisher, "Kept/new", 1, 3);  // a topic made after the restart
+  publish_values(publisher, "Dropped/x", 1, 1);
+  ASSERT_TRUE(log.wait_until(
+      [](const std::vector<Received>& entries) {
+        int seen = 0;
+        for (const auto& e : entries) seen += e.path == "Kept/new" && e.value == "v3";
+        return seen > 0;
+      },
+      20s))
+      << "the restored subscription did not see a topic made after the restart";
+  EXPECT_TRUE(log.wait_until([](const std::vector<Received>& e) { return e.size() >= 23; }, 20s)) << log.size();
+  std::string dump;
+  for (const auto& e : log.entries()) dump += e.path + ":" + std::to_string(e.topic_seq) + ":" + e.value + (e.resync ? ":R" : "") + " ";
+  EXPECT_EQ(values_of(log, "Kept/a"), numbered(1, 20)) << "a gap or a duplicate across the restart: " << dump;
+  EXPECT_EQ(values_of(log, "Kept/new"), numbered(1, 3));
+  EXPECT_TRUE(values_of(log, "Dropped/x").empty()) << "an unsubscribe was forgotten by the restart";
+  EXPECT_EQ(comebacks.new_sessions.load(), 0);
+  EXPECT_EQ(comebacks.resumed.load(), 1);
+  EXPECT_EQ(subscriber.session_id(), "anonymous/11");
+  subscriber.close();
+  std::filesystem::remove_all(data_dir);
+}
+
+TEST(DurableSession, a_client_that_opts_out_gets_a_new_session_after_a_restart_and_still_misses_nothing) {
+  const std::string data_dir = make_temp_dir("brook-transient-session");
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  UpdateLog log;
+  Client subscriber;
+  Comebacks comebacks;
+  comebacks.watch(subscriber);
+  ClientOptions options = named("tcp://" + listen, 12);
+  options.durable_session = false;
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    ASSERT_TRUE(subscriber.connect(options));
+    ASSERT_TRUE(subscribe_and_wait(subscriber, "Kept//", log));
+    Client publisher;
+    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "transient-session-publisher"));
+    publish_values(publisher, "Kept/a", 1, 5);
+    ASSERT_TRUE(log.wait_for(5, 10s));
+    broker.crash();
+  }
+  BrokerProcess broker(journalled(data_dir, listen));
+  BROOK_ASSERT_STARTED(broker);
+  EXPECT_NE(broker.log().find("and 0 session(s)"), std::string::npos) << broker.log();
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "transient-session-publisher"));
+  publish_values(publisher, "Kept/a", 6, 10);
+  ASSERT_TRUE(log.wait_until([](const std::vector<Received>& e) { return e.size() >= 10; }, 20s));
+  EXPECT_EQ(values_of(log, "Kept/a"), numbered(1, 10));
+  EXPECT_EQ(comebacks.new_sessions.load(), 1);
+  subscriber.close();
+  std::filesystem::remove_all(data_dir);
+}
+
+TEST(DurableSession, a_restored_session_nobody_resumes_ends_after_its_reconnect_timeout) {
+  const std::string data_dir = make_temp_dir("brook-expired-session");
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    Client subscriber;
+    ClientOptions options = named(broker.url(), 13);
+    options.reconnect_timeout = 1s;
+    options.close_timeout = 100ms;
+    ASSERT_TRUE(subscriber.connect(options));
+    UpdateLog log;
+    ASSERT_TRUE(subscribe_and_wait(subscriber, "Kept//", log));
+    broker.crash();
+    subscriber.close();  // gone for good: it never comes back to the restarted broker
+  }
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    EXPECT_NE(broker.log().find("and 1 session(s)"), std::string::npos) << broker.log();
+    std::this_thread::sleep_for(2s);  // the session's reconnect timeout (1 s) passes
+    broker.crash();
+  }
+  BrokerProcess broker(journalled(data_dir, listen));
+  BROOK_ASSERT_STARTED(broker);
+  EXPECT_NE(broker.log().find("and 0 session(s)"), std::string::npos) << broker.log();
+  std::filesystem::remove_all(data_dir);
+}
+
+}  // namespace
+}  // namespace brook::test
