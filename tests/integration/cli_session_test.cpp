@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <optional>
@@ -151,6 +152,50 @@ TEST(CliSession, sub_with_reconnect_subscribes_afresh_after_a_broker_restart) {
   EXPECT_TRUE(contains(result.err, "session lost")) << result.err;
   EXPECT_TRUE(contains(result.err, "subscribing afresh")) << result.err;
   second_broker.stop();  // records a failure unless the exit is clean
+}
+
+// With a data dir and a named session, a kill -9 of the broker loses nothing: the restarted
+// broker brings the session back, brook sub resumes it (no "session lost") and prints every
+// update once, in order, also those published while it was away.
+TEST(CliSession, sub_with_reconnect_resumes_its_named_session_after_a_kill_9_and_misses_nothing) {
+  const std::string data_dir = make_temp_dir("brook-cli-durable");
+  const std::uint16_t port = free_port();
+  BrokerConfig config;
+  config.listen = "127.0.0.1:" + std::to_string(port);
+  config.extra_args = {"--data-dir", data_dir};
+  auto first_broker = std::make_unique<BrokerProcess>(config);
+  BROOK_ASSERT_STARTED(*first_broker);
+  const std::string direct_url = first_broker->url();
+  FaultProxy proxy(port);  // lets the test see when brook sub has subscribed
+  ASSERT_TRUE(proxy.listening());
+  auto publish = [&](const std::string& value) {
+    Client publisher;
+    ASSERT_TRUE(connect_client_once(publisher, direct_url, "cli-durable-publisher"));
+    ASSERT_TRUE(await(publisher.publish_acked("CliSession/d", bytes_of(value))));
+  };
+  publish(big_first_value);
+  BackgroundCli sub({"sub", "--url", proxy.url(), "--reconnect", "--reconnect-delay", "0.05", "--session",
+                     "5", "--count", "4", "--timeout", "30", "CliSession/d"});
+  ASSERT_TRUE(proxy.wait_for_connections(1, short_wait));
+  ASSERT_TRUE(wait_for_bytes_to_client(proxy, 0, big_first_value.size(), short_wait))
+      << "brook sub did not subscribe; " << sub.result().describe();
+  publish("v2");
+  first_broker->crash();
+  first_broker.reset();
+  BrokerProcess second_broker(config);
+  BROOK_ASSERT_STARTED(second_broker);
+  publish("v3");
+  publish("v4");
+
+  CliResult result = sub.result();
+  EXPECT_EQ(result.exit_code(), 0) << result.describe();
+  EXPECT_EQ(result.out, "CliSession/d\t1\t" + big_first_value + "\nCliSession/d\t2\tv2\nCliSession/d\t3\tv3\n"
+                        "CliSession/d\t4\tv4\n")
+      << result.err;
+  EXPECT_FALSE(contains(result.err, "session lost")) << result.err;
+  EXPECT_TRUE(contains(result.err, "reconnected, nothing missed")) << result.err;
+  second_broker.stop();
+  std::filesystem::remove_all(data_dir);
 }
 
 // ---- brook pub ----------------------------------------------------------------------------

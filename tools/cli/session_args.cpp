@@ -16,8 +16,11 @@ void add_session_options(CLI::App& cmd, SessionArgs& args) {
                  "--password-file)");
   cmd.add_option("--password-file", args.password_file, "read the password from this file's first line");
   cmd.add_option("--session", args.session_number,
-                 "name the session PRINCIPAL/N (N > 0): connecting again with it resumes it")
+                 "name the session PRINCIPAL/N (N > 0): connecting again with it resumes it, also "
+                 "after a restart of a broker with a data dir")
       ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--transient-session", args.transient_session,
+               "with --session: the broker keeps the session in memory only (a restart ends it)");
   cmd.add_option("--reconnect-timeout", args.reconnect_timeout_s,
                  "how long the session survives a dropped connection, in seconds (default 60)")
       ->check(CLI::Range(0.0, 86400.0));
@@ -34,6 +37,7 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
   o.client_name = std::move(client_name);
   o.principal = args.principal;
   o.session_number = args.session_number;
+  o.durable_session = !args.transient_session;
   o.spin = args.spin;
   if (!args.password_file.empty()) {
     std::ifstream in(args.password_file);

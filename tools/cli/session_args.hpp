@@ -14,6 +14,7 @@ struct SessionArgs {
   std::string principal;  // default $BROOK_PRINCIPAL
   std::string password_file;
   std::int64_t session_number = 0;
+  bool transient_session = false;  // a named session the broker does not journal
   double reconnect_timeout_s = 60;
   double reconnect_delay_s = 1;
   bool spin = false;  // busy-poll (shared memory: the lowest latency, a core taken)

@@ -36,8 +36,9 @@ Action add_sub_command(CLI::App& app) {
   cmd->add_option("--count", args->count, "exit 0 after this many lines");
   cmd->add_option("--timeout", args->timeout_s, "give up after SECONDS (exit 1 if --count was not reached)");
   cmd->add_flag("--reconnect", args->reconnect,
-                "resume the session through dropped connections; if the broker lost it (a "
-                "restart), say so on stderr and subscribe afresh");
+                "resume the session through dropped connections (with --session, also through a "
+                "restart of a broker with a data dir); if the broker lost it (a restart without "
+                "one), say so on stderr and subscribe afresh");
   cmd->add_flag("--wire", args->wire,
                 "add a fourth field: how the value travelled, `full N` or `delta N` (N bytes)");
   cmd->add_option("--history", args->history,
