@@ -13,6 +13,8 @@
 
 #include "broker_process.hpp"
 #include "brook/client/client.hpp"
+#include "brook/codec/messages.hpp"
+#include "raw_connection.hpp"
 #include "update_log.hpp"
 
 namespace brook::test {
@@ -137,6 +139,119 @@ TEST(DurableSession, survives_kill_9_with_its_id_and_subscriptions_and_its_clien
 
 TEST(DurableSession, survives_a_graceful_restart_the_same_way) {
   a_session_outlives_its_broker(Stop::sigterm);
+}
+
+// Request handlers are not journalled: the client registers them again when it takes a
+// restored session back, and requests reach it as before.
+TEST(DurableSession, a_request_handler_on_a_restored_session_answers_again) {
+  const std::string data_dir = make_temp_dir("brook-durable-handler");
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  Client handler;
+  Comebacks comebacks;
+  comebacks.watch(handler);
+  auto answer = [](const Request& request, Responder responder) { responder.respond("quote for " + std::string(request.text())); };
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    ASSERT_TRUE(handler.connect(named(broker.url(), 15)));
+    ASSERT_TRUE(await(handler.add_request_handler("Svc/quote", answer)));
+    ASSERT_TRUE(await(handler.publish_acked("Barrier/s", bytes_of("durable")), 10s));
+    broker.crash();
+  }
+  BrokerProcess broker(journalled(data_dir, listen));
+  BROOK_ASSERT_STARTED(broker);
+  Client requester;
+  ASSERT_TRUE(connect_client_once(requester, broker.url(), "durable-handler-requester"));
+  Response response;
+  for (int attempt = 0; attempt < 200; ++attempt) {  // until the handler is back (bounded)
+    auto future = requester.send_request("Svc/quote", "EURUSD", 5s);
+    ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+    response = future.get();
+    if (response.status.code != ErrorCode::no_handler) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(response.status) << response.status.message;
+  EXPECT_EQ(response.text(), "quote for EURUSD");
+  EXPECT_EQ(comebacks.resumed.load(), 1);
+  EXPECT_EQ(comebacks.new_sessions.load(), 0);
+  handler.close();
+  std::filesystem::remove_all(data_dir);
+}
+
+// The frames a raw connection reads until one decodes as T (bounded), or nothing.
+template <class T>
+std::optional<T> read_until(RawConnection& raw, codec::FrameDecoder& decoder, std::vector<std::byte>& keep) {
+  for (int frames = 0; frames < 64; ++frames) {
+    auto frame = raw.read_frame(10s);
+    if (!frame) return std::nullopt;
+    keep = std::move(*frame);  // the decoded views point into it
+    auto decoded = decoder.decode(keep);
+    if (auto* m = std::get_if<T>(&decoded.message)) return *m;
+  }
+  return std::nullopt;
+}
+
+// A client whose connection drops after it took a restored session back, before it sent its
+// positions: the next connection is told `restored` again, and its positions still bring the
+// session's subscriptions back.
+TEST(DurableSession, positions_that_never_came_are_asked_for_again_on_the_next_connection) {
+  const std::string data_dir = make_temp_dir("brook-durable-raw");
+  const std::uint16_t port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  codec::FrameEncoder encoder;
+  codec::FrameDecoder decoder;
+  std::vector<std::byte> frame;
+  std::vector<std::byte> token;
+  // Connects and reads the broker's Connected.
+  auto connect = [&](RawConnection& raw, bool with_token) -> std::optional<codec::ConnectedMsg> {
+    codec::ConnectMsg m;
+    m.client_name = "raw-durable";
+    m.session_number = 21;
+    m.reconnect_timeout_ms = 60'000;
+    if (with_token) {
+      m.token = token;
+      m.resend_from = 2;  // the Subscribe below was frame 1, confirmed
+    }
+    if (!raw.send_bytes(encoder.connect(m))) return std::nullopt;
+    return read_until<codec::ConnectedMsg>(raw, decoder, frame);
+  };
+  {
+    BrokerProcess broker(journalled(data_dir, listen));
+    BROOK_ASSERT_STARTED(broker);
+    RawConnection raw(port);
+    auto connected = connect(raw, false);
+    ASSERT_TRUE(connected);
+    token.assign(connected->token.begin(), connected->token.end());
+    ASSERT_TRUE(raw.send_bytes(encoder.subscribe(1, "Raw//")));
+    ASSERT_TRUE(read_until<codec::SubscribedMsg>(raw, decoder, frame));
+    Client publisher;  // one shard: its acknowledged publish is durable after the session's record
+    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "raw-durable-publisher"));
+    ASSERT_TRUE(await(publisher.publish_acked("Barrier/s", bytes_of("durable")), 10s));
+    broker.crash();
+  }
+  BrokerProcess broker(journalled(data_dir, listen));
+  BROOK_ASSERT_STARTED(broker);
+  {
+    RawConnection first(port);
+    auto connected = connect(first, true);
+    ASSERT_TRUE(connected);
+    EXPECT_TRUE(connected->resumed);
+    EXPECT_TRUE(connected->restored);
+    EXPECT_EQ(connected->last_received, 1u);
+  }  // gone before it sent its positions
+  RawConnection second(port);
+  auto connected = connect(second, true);
+  ASSERT_TRUE(connected);
+  EXPECT_TRUE(connected->resumed);
+  EXPECT_TRUE(connected->restored) << "the positions were not asked for again";
+  ASSERT_TRUE(second.send_bytes(encoder.resume_subscriptions({})));
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "raw-durable-publisher"));
+  ASSERT_TRUE(await(publisher.publish_acked("Raw/x", bytes_of("after")), 10s));
+  auto added = read_until<codec::TopicAddMsg>(second, decoder, frame);
+  ASSERT_TRUE(added) << "the restored subscription did not come back";
+  EXPECT_EQ(added->path, "Raw/x");
+  std::filesystem::remove_all(data_dir);
 }
 
 TEST(DurableSession, a_client_that_opts_out_gets_a_new_session_after_a_restart_and_still_misses_nothing) {

@@ -183,6 +183,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
       timeout_ms = inbound_pending() ? 0 : std::min(idle_wait_ms, until_check_ms);
     }
     if (journal_) {
+      journal_changed_sessions();
       journal_->submit(*reactor_, now_ns());
       if (journal_->take_rolled()) snapshot_topics();
       // The next periodic sync is due within the interval, sleeping or not.

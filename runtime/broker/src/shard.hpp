@@ -335,6 +335,7 @@ struct Session {
   // comes. Subscribe and Unsubscribe frames up to restored_through are in them already.
   std::uint64_t publisher_key = 0;
   std::uint64_t restored_through = 0;
+  bool record_due = false;  // changed this turn: its record is written at the turn's end
   bool restored = false;
   bool awaiting_positions = false;
   std::uint32_t held_by = 0;
@@ -583,8 +584,12 @@ class Shard final : public transport::ReactorHandler {
   void restore_sessions();
   void make_durable(Session& s);
   void journal_session(Session& s);
+  // A durable session's subscriptions changed: one record for all of a turn's changes.
+  void session_changed(Session& s);
+  void journal_changed_sessions();
   void snapshot_sessions();
   void attach_restored(Session& s, std::uint64_t resend_from, codec::ConnectedMsg& connected);
+  void reattach_awaiting_positions(Session& s, codec::ConnectedMsg& connected);
   void resume_restored_subscriptions(Session& s, const codec::ResumeSubscriptionsMsg& m);
   // A frame of a resumed session that a restored broker applied before it stopped.
   bool already_applied(const OwnedTopic& topic, std::uint64_t publisher_key, std::uint64_t frame) const;
@@ -744,6 +749,7 @@ class Shard final : public transport::ReactorHandler {
   std::vector<journal::RestoredTopic> restored_;  // until run() restores them
   std::vector<journal::SessionRecord> restored_sessions_;
   std::vector<std::byte> session_record_;  // scratch for journal_session()
+  std::vector<std::uint64_t> changed_sessions_;  // tokens of sessions with record_due
   struct PendingAck {
     std::uint64_t lsn;
     unsigned from;

@@ -326,12 +326,12 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             // Sent again after a restart that kept the session: already among its subscriptions.
             if (++s.inbound_seq <= s.restored_through) return;
             subscribe(s, m);
-            journal_session(s);
+            session_changed(s);
           },
           [&](const codec::UnsubscribeMsg& m) {
             if (++s.inbound_seq <= s.restored_through) return;
             unsubscribe(s, m.request_id, m.selector);
-            journal_session(s);
+            session_changed(s);
           },
           [&](const codec::ResumeSubscriptionsMsg& m) {
             // Outside the counted frames: the client sends it once, right after Connected.

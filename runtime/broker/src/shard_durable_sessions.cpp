@@ -49,7 +49,22 @@ void Shard::make_durable(Session& s) {
   journal_session(s);
 }
 
+void Shard::session_changed(Session& s) {
+  if (s.publisher_key == 0 || s.record_due) return;
+  s.record_due = true;
+  changed_sessions_.push_back(session_token(s));
+  // A frame that changed the session is Received once its record is durable.
+  s.unprobed_owners |= std::uint64_t{1} << index_;
+}
+
+void Shard::journal_changed_sessions() {
+  for (std::uint64_t token : changed_sessions_)
+    if (Session* s = session_for(token); s && s->record_due) journal_session(*s);
+  changed_sessions_.clear();
+}
+
 void Shard::journal_session(Session& s) {
+  s.record_due = false;
   if (s.publisher_key == 0 || !journal_ || !journal_->failure().empty()) return;
   journal::SessionRecord record;
   record.principal = s.principal;
@@ -123,11 +138,28 @@ void Shard::attach_restored(Session& s, std::uint64_t resend_from, codec::Connec
   s.reported_inbound_seq = s.inbound_seq;
 }
 
+void Shard::reattach_awaiting_positions(Session& s, codec::ConnectedMsg& connected) {
+  // The connection that took the restored session back dropped before the client's positions
+  // came: start the restored stream again. Subscriptions made since wait for the positions
+  // too (the client's aliases of them go with this reset), and nothing queued is kept.
+  unbind_all(s);
+  s.out.clear();
+  for (Subscription& sub : s.subscriptions) {
+    if (sub.key == 0) continue;
+    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
+      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, sub.key, 0, 0, nullptr});
+    subscription_owner_.erase(sub.key);
+    sub.key = 0;
+  }
+  connected.restored = true;
+}
+
 void Shard::resume_restored_subscriptions(Session& s, const codec::ResumeSubscriptionsMsg& m) {
   if (!s.awaiting_positions) return;
   s.awaiting_positions = false;
   for (Subscription& sub : s.subscriptions) {
     if (sub.key != 0) continue;  // made in this session since the restart
+    sub.positions.clear();
     sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
     sub.resume = true;
     for (const codec::TopicPosition& p : m.positions)

@@ -178,6 +178,7 @@ void Shard::refuse_pending_acks() {
 // One probe round at a time per session; frames that arrive meanwhile go in the next.
 void Shard::report_durable_received(Session& s) {
   if (s.probes_outstanding > 0) return;
+  if (s.record_due) journal_session(s);  // the probe below must cover its record
   s.probed_seq = s.inbound_seq;
   if (s.unprobed_owners == 0) {  // nothing journalled since the last report
     s.reported_inbound_seq = s.probed_seq;

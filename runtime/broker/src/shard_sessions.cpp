@@ -242,6 +242,7 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   codec::ConnectedMsg m;
   bool gap = false;
   if (s.restored) attach_restored(s, resend_from, m);
+  else if (s.awaiting_positions) reattach_awaiting_positions(s, m);
   else if (resumed && !s.out.rewind(last_received)) {
     gap = true;
     resync(s);

@@ -318,6 +318,10 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
     out.assign(frame.begin(), frame.end());
   }
   out.insert(out.end(), resend.begin(), resend.end());
+  if (m.restored)  // request handlers are not journalled: register them again, after the rest
+    for (auto& [path, handler] : request_handlers)
+      append_session(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
+                                         handler_sticky[path]));
   sent_log.confirm(m.last_received);
   if (m.resync) {
     aliases.clear();
