@@ -35,14 +35,7 @@ BrokerConfig journalled(const std::string& data_dir, const std::string& listen) 
 }
 
 ClientOptions named(const std::string& url, std::int64_t number) {
-  ClientOptions options;
-  options.url = url;
-  options.client_name = "durable-session-test";
-  options.session_number = number;
-  options.connect_timeout = 10s;
-  options.reconnect_delay = 20ms;
-  options.retries = -1;
-  return options;
+  return failsafe_named(url, "durable-session-test", number);
 }
 
 // Counts how the client came back after each drop.

@@ -239,18 +239,6 @@ TEST(History, history_and_epochs_survive_kill_9_with_a_data_dir_and_transient_to
   std::filesystem::remove_all(data_dir);
 }
 
-// A fail-safe client on a named session: it retries without end, quickly.
-ClientOptions failsafe_named(const std::string& url, const std::string& name, std::int64_t session_number) {
-  ClientOptions options;
-  options.url = url;
-  options.client_name = name;
-  options.session_number = session_number;
-  options.connect_timeout = 10s;
-  options.reconnect_delay = 20ms;
-  options.retries = -1;
-  return options;
-}
-
 // A fail-safe subscriber on a named session through five kill -9 restarts of a broker with a
 // data dir, while acknowledged updates stream to eight topics: the broker brings the session
 // back from its journal each time (same id, no new session), the client resumes it and its

@@ -116,6 +116,18 @@ inline Status connect_client_once(Client& client, const std::string& url,
   return client.connect(options);
 }
 
+// A fail-safe client on a named session: it retries without end, quickly.
+inline ClientOptions failsafe_named(const std::string& url, const std::string& name, std::int64_t session_number) {
+  ClientOptions options;
+  options.url = url;
+  options.client_name = name;
+  options.session_number = session_number;
+  options.connect_timeout = std::chrono::seconds(10);
+  options.reconnect_delay = std::chrono::milliseconds(20);
+  options.retries = -1;
+  return options;
+}
+
 // Subscribes and waits (bounded) for the broker's verdict. After an ok status every current
 // value of the matching topics is already in `log`.
 inline Status subscribe_and_wait(Client& client, std::string selector, UpdateLog& log,
