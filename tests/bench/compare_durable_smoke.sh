@@ -7,7 +7,7 @@ set -euo pipefail
 source_dir="$1" out="$2"
 command -v nats-server >/dev/null || { echo "nats-server is not installed: skipped"; exit 77; }
 [[ -x "$PEER_BENCH" ]] || { echo "no $PEER_BENCH (libnats, libhiredis and libmosquitto all missing?): skipped"; exit 77; }
-"$PEER_BENCH" --help 2>&1 | grep -q nats || { echo "peer_bench was built without libnats: skipped"; exit 77; }
+[[ "$("$PEER_BENCH" --help 2>&1)" == *nats* ]] || { echo "peer_bench was built without libnats: skipped"; exit 77; }
 rm -rf "$out"
 "$source_dir/bench/compare" --quick --only brook,nats --groups durable --no-build --no-install --out "$out"
 for payload in 64 1024; do
