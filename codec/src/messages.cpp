@@ -78,7 +78,7 @@ Decoded decode_control(const fb::Message* msg) {
               ConnectedMsg{view(b->session_id()), b->max_frame_bytes(), bytes_of(b->token()),
                            b->resumed(), b->resync(), b->last_received(),
                            b->reconnect_timeout_ms(), b->ping_interval_ms(),
-                           b->next_sequence(), b->restored()}};
+                           b->next_sequence(), b->restored(), b->journal()}};
     }
     case fb::Body::Subscribe: {
       auto b = msg->body_as_Subscribe();
@@ -300,7 +300,8 @@ std::span<const std::byte> FrameEncoder::connected(const ConnectedMsg& m) {
     token = fbb_->CreateVector(reinterpret_cast<const std::uint8_t*>(m.token.data()), m.token.size());
   BROOK_FINISH(Connected, fb::CreateConnected(*fbb_, id, m.max_frame_bytes, token, m.resumed,
                                               m.resync, m.last_received, m.reconnect_timeout_ms,
-                                              m.ping_interval_ms, m.next_sequence, m.restored));
+                                              m.ping_interval_ms, m.next_sequence, m.restored,
+                                              m.journal));
 }
 
 std::span<const std::byte> FrameEncoder::subscribe(std::uint32_t request_id,

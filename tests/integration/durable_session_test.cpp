@@ -8,12 +8,16 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <future>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "broker_process.hpp"
 #include "brook/client/client.hpp"
 #include "brook/codec/messages.hpp"
+#include "fault_proxy.hpp"
 #include "raw_connection.hpp"
 #include "update_log.hpp"
 
@@ -184,66 +188,138 @@ std::optional<T> read_until(RawConnection& raw, codec::FrameDecoder& decoder, st
   return std::nullopt;
 }
 
-// A client whose connection drops after it took a restored session back, before it sent its
-// positions: the next connection is told `restored` again, and its positions still bring the
-// session's subscriptions back.
-TEST(DurableSession, positions_that_never_came_are_asked_for_again_on_the_next_connection) {
-  const std::string data_dir = make_temp_dir("brook-durable-raw");
-  const std::uint16_t port = free_port();
-  const std::string listen = "127.0.0.1:" + std::to_string(port);
-  codec::FrameEncoder encoder;
-  codec::FrameDecoder decoder;
-  std::vector<std::byte> frame;
-  std::vector<std::byte> token;
-  // Connects and reads the broker's Connected.
-  auto connect = [&](RawConnection& raw, bool with_token) -> std::optional<codec::ConnectedMsg> {
+// A session named 21 speaking the wire format by hand, subscribed to Raw// on a broker that was
+// then killed: the tests take it back from the restarted broker (broker()).
+class RestoredRawSession : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BrokerProcess first(journalled(data_dir_, listen_));
+    BROOK_ASSERT_STARTED(first);
+    RawConnection raw(port_);
+    auto connected = connect(raw, 0, false);
+    ASSERT_TRUE(connected);
+    token_.assign(connected->token.begin(), connected->token.end());
+    ASSERT_TRUE(raw.send_bytes(encoder_.subscribe(1, "Raw//")));
+    ASSERT_TRUE(read_until<codec::SubscribedMsg>(raw, decoder_, frame_));
+    Client publisher;  // one shard: its acknowledged publish is durable after the session's record
+    ASSERT_TRUE(connect_client_once(publisher, first.url(), "raw-durable-publisher"));
+    ASSERT_TRUE(await(publisher.publish_acked("Barrier/s", bytes_of("durable")), 10s));
+    first.crash();
+    broker_ = std::make_unique<BrokerProcess>(journalled(data_dir_, listen_));
+  }
+  void TearDown() override {
+    broker_.reset();
+    std::filesystem::remove_all(data_dir_);
+  }
+
+  // Connects (with the session's token unless `with_token` is false) and reads Connected.
+  std::optional<codec::ConnectedMsg> connect(RawConnection& raw, std::uint64_t resend_from, bool with_token = true) {
     codec::ConnectMsg m;
     m.client_name = "raw-durable";
     m.session_number = 21;
     m.reconnect_timeout_ms = 60'000;
-    if (with_token) {
-      m.token = token;
-      m.resend_from = 2;  // the Subscribe below was frame 1, confirmed
-    }
-    if (!raw.send_bytes(encoder.connect(m))) return std::nullopt;
-    return read_until<codec::ConnectedMsg>(raw, decoder, frame);
-  };
-  {
-    BrokerProcess broker(journalled(data_dir, listen));
-    BROOK_ASSERT_STARTED(broker);
-    RawConnection raw(port);
-    auto connected = connect(raw, false);
-    ASSERT_TRUE(connected);
-    token.assign(connected->token.begin(), connected->token.end());
-    ASSERT_TRUE(raw.send_bytes(encoder.subscribe(1, "Raw//")));
-    ASSERT_TRUE(read_until<codec::SubscribedMsg>(raw, decoder, frame));
-    Client publisher;  // one shard: its acknowledged publish is durable after the session's record
-    ASSERT_TRUE(connect_client_once(publisher, broker.url(), "raw-durable-publisher"));
-    ASSERT_TRUE(await(publisher.publish_acked("Barrier/s", bytes_of("durable")), 10s));
-    broker.crash();
+    if (with_token) m.token = token_;
+    m.resend_from = resend_from;
+    if (!raw.send_bytes(encoder_.connect(m))) return std::nullopt;
+    return read_until<codec::ConnectedMsg>(raw, decoder_, frame_);
   }
-  BrokerProcess broker(journalled(data_dir, listen));
-  BROOK_ASSERT_STARTED(broker);
+  // Publishes to Raw/x and returns the TopicAdd `raw` reads for it, if any.
+  std::optional<codec::TopicAddMsg> publish_and_read(RawConnection& raw) {
+    Client publisher;
+    if (!connect_client_once(publisher, broker_->url(), "raw-durable-publisher")) return std::nullopt;
+    if (!await(publisher.publish_acked("Raw/x", bytes_of("after")), 10s)) return std::nullopt;
+    return read_until<codec::TopicAddMsg>(raw, decoder_, frame_);
+  }
+
+  const std::string data_dir_ = make_temp_dir("brook-durable-raw");
+  const std::uint16_t port_ = free_port();
+  const std::string listen_ = "127.0.0.1:" + std::to_string(port_);
+  std::unique_ptr<BrokerProcess> broker_;
+  codec::FrameEncoder encoder_;
+  codec::FrameDecoder decoder_;
+  std::vector<std::byte> frame_;
+  std::vector<std::byte> token_;
+};
+
+// A client whose connection drops after it took a restored session back, before it sent its
+// positions: the next connection is told `restored` again, and its positions still bring the
+// session's subscriptions back.
+TEST_F(RestoredRawSession, positions_that_never_came_are_asked_for_again_on_the_next_connection) {
+  BROOK_ASSERT_STARTED(*broker_);
   {
-    RawConnection first(port);
-    auto connected = connect(first, true);
+    RawConnection first(port_);
+    auto connected = connect(first, 2);  // the Subscribe was frame 1, confirmed
     ASSERT_TRUE(connected);
     EXPECT_TRUE(connected->resumed);
     EXPECT_TRUE(connected->restored);
     EXPECT_EQ(connected->last_received, 1u);
   }  // gone before it sent its positions
-  RawConnection second(port);
-  auto connected = connect(second, true);
+  RawConnection second(port_);
+  auto connected = connect(second, 2);
   ASSERT_TRUE(connected);
   EXPECT_TRUE(connected->resumed);
   EXPECT_TRUE(connected->restored) << "the positions were not asked for again";
-  ASSERT_TRUE(second.send_bytes(encoder.resume_subscriptions({})));
-  Client publisher;
-  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "raw-durable-publisher"));
-  ASSERT_TRUE(await(publisher.publish_acked("Raw/x", bytes_of("after")), 10s));
-  auto added = read_until<codec::TopicAddMsg>(second, decoder, frame);
+  ASSERT_TRUE(second.send_bytes(encoder_.resume_subscriptions({})));
+  auto added = publish_and_read(second);
   ASSERT_TRUE(added) << "the restored subscription did not come back";
   EXPECT_EQ(added->path, "Raw/x");
+}
+
+// A client that does not say how its frames were counted (resend_from 0: a new process, or a
+// client older than restored sessions) is counted on from far above the old frames, so that
+// none of its new ones is taken for an old one, and its subscriptions come back at once.
+TEST_F(RestoredRawSession, a_client_that_does_not_know_its_count_goes_on_far_above_it) {
+  BROOK_ASSERT_STARTED(*broker_);
+  RawConnection raw(port_);
+  auto connected = connect(raw, 0);
+  ASSERT_TRUE(connected);
+  EXPECT_TRUE(connected->resumed);
+  EXPECT_GT(connected->last_received, std::uint64_t{1} << 32);
+  auto added = publish_and_read(raw);
+  ASSERT_TRUE(added) << "the restored subscription did not come back without positions";
+  EXPECT_EQ(added->path, "Raw/x");
+}
+
+// A connection reset while a fail-safe publisher streams to a broker with a journal: the
+// broker reports only durable frames as taken (Connected.last_received is its last Received),
+// the client sends the rest again, and the broker skips those it had taken: the topic's history
+// holds every value once.
+TEST(DurableSession, a_connection_reset_mid_stream_with_a_journal_applies_nothing_twice) {
+  const std::string data_dir = make_temp_dir("brook-durable-reset");
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  BrokerConfig config = journalled(data_dir, listen);
+  config.config_toml = "[history]\ndepth = 100000\nmax_bytes = 104857600\n";
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  FaultProxy proxy(broker.port());
+  ASSERT_TRUE(proxy.listening());
+  Client publisher;
+  Comebacks comebacks;
+  comebacks.watch(publisher);
+  ASSERT_TRUE(publisher.connect(named(proxy.url(), 16)));
+  constexpr int count = 20'000;
+  std::thread stream([&] {
+    for (int n = 1; n <= count; ++n) {
+      publisher.publish("Reset/t", "n" + std::to_string(n));
+      if (n % 64 == 0) std::this_thread::sleep_for(200us);
+    }
+  });
+  ASSERT_TRUE(proxy.wait_for_bytes_to_upstream(0, 200'000, 10s));
+  ASSERT_TRUE(proxy.reset(0));
+  stream.join();
+  ASSERT_TRUE(await(publisher.publish_acked("Reset/t", bytes_of("end")), 30s));
+  UpdateLog log;
+  Client reader;
+  ASSERT_TRUE(connect_client_once(reader, broker.url(), "durable-reset-reader"));
+  ASSERT_TRUE(subscribe_with(reader, "Reset/t", log, {.history = 0, .since = 0}));
+  ASSERT_TRUE(log.wait_until([](const std::vector<Received>& e) { return !e.empty() && e.back().value == "end"; }, 30s));
+  std::vector<std::string> want = {};
+  for (int n = 1; n <= count; ++n) want.push_back("n" + std::to_string(n));
+  want.push_back("end");
+  EXPECT_EQ(values_of(log, "Reset/t") == want, true) << "lost or doubled across the reset (" << log.size()
+                                                     << " values kept for " << want.size() << " published)";
+  EXPECT_EQ(comebacks.resumed.load(), 1);
+  publisher.close();
   std::filesystem::remove_all(data_dir);
 }
 

@@ -35,14 +35,6 @@ void publish_range(Client& client, const std::string& path, int from, int to) {
   ASSERT_TRUE(last.get());
 }
 
-Status subscribe_with(Client& client, const std::string& selector, UpdateLog& log, const SubscribeOptions& options) {
-  auto verdict = std::make_shared<std::promise<Status>>();
-  auto answer = verdict->get_future();
-  client.subscribe(selector, log.handler(), options, [verdict](const Status& s) { verdict->set_value(s); });
-  if (answer.wait_for(60s) != std::future_status::ready) return Status{ErrorCode::internal, "no answer"};
-  return answer.get();
-}
-
 // The sequences `log` holds for `path`, in arrival order.
 std::vector<std::uint64_t> sequences(const UpdateLog& log, const std::string& path) {
   std::vector<std::uint64_t> seqs;

@@ -144,6 +144,17 @@ inline Status subscribe_and_wait(Client& client, std::string selector, UpdateLog
   return answer.get();
 }
 
+// The same with history options (SubscribeOptions); a replay may take a while.
+inline Status subscribe_with(Client& client, const std::string& selector, UpdateLog& log,
+                             const SubscribeOptions& options) {
+  auto verdict = std::make_shared<std::promise<Status>>();
+  auto answer = verdict->get_future();
+  client.subscribe(selector, log.handler(), options, [verdict](const Status& s) { verdict->set_value(s); });
+  if (answer.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+    return Status{ErrorCode::internal, "no answer to subscribe within the timeout"};
+  return answer.get();
+}
+
 // A ping round trip: everything this client sent before it has been read by its shard.
 inline bool round_trip(Client& client,
                        std::chrono::milliseconds timeout = std::chrono::seconds(10)) {

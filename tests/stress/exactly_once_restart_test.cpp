@@ -89,12 +89,7 @@ TEST(ExactlyOnceAcrossRestarts, twenty_kill_9s_lose_nothing_and_apply_nothing_tw
   UpdateLog history;
   Client reader;
   ASSERT_TRUE(connect_client_once(reader, broker.url(), "exactly-once-reader"));
-  auto verdict = std::make_shared<std::promise<Status>>();
-  auto answer = verdict->get_future();
-  reader.subscribe("Once//", history.handler(), SubscribeOptions{.history = 0, .since = 0},
-                   [verdict](const Status& s) { verdict->set_value(s); });
-  ASSERT_EQ(answer.wait_for(30s), std::future_status::ready);
-  ASSERT_TRUE(answer.get());
+  ASSERT_TRUE(subscribe_with(reader, "Once//", history, {.history = 0, .since = 0}));
   ASSERT_TRUE(history.wait_until(
       [&](const std::vector<Received>& e) { return values_by_topic(e) == published; }, 30s))
       << "the journal lost or doubled a value";

@@ -335,6 +335,9 @@ struct Session {
   // comes. Subscribe and Unsubscribe frames up to restored_through are in them already.
   std::uint64_t publisher_key = 0;
   std::uint64_t restored_through = 0;
+  // Resumed with a journal: the frames up to here were taken before the drop; the client
+  // sends again those not reported Received (they may not be durable), and they are skipped.
+  std::uint64_t skip_through = 0;
   bool record_due = false;  // changed this turn: its record is written at the turn's end
   bool restored = false;
   bool awaiting_positions = false;

@@ -257,6 +257,12 @@ void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
 
 void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded& decoded,
                                  std::span<const std::byte> frame) {
+  // A frame sent again after a resumption that was taken before it: counted, not applied.
+  if (s.inbound_seq < s.skip_through && !std::holds_alternative<codec::ResumeSubscriptionsMsg>(decoded.message) &&
+      !std::holds_alternative<codec::ConnectMsg>(decoded.message)) {
+    ++s.inbound_seq;
+    return;
+  }
   std::visit(
       overloaded{
           [&](const codec::PublishMsg& m) {

@@ -29,6 +29,12 @@ namespace {
 // (milliseconds): a topic with more publishers than this forgets the least recent ones.
 constexpr std::size_t publishers_per_topic = 16;
 
+// How far above the last count its journal knows a session's frames go on, for a client that
+// does not know how they were counted: far more frames than a session sends between two of
+// its records (a segment roll writes one), so that none of its new frames is taken for an old
+// one, also when a crash comes before a record says where the count went.
+constexpr std::uint64_t frame_count_jump = std::uint64_t{1} << 32;
+
 std::uint64_t random_publisher_key() {
   std::uint64_t key = 0;
   while (key == 0)
@@ -72,7 +78,7 @@ void Shard::journal_session(Session& s) {
   std::memcpy(record.token.data(), s.token.data(), record.token.size());
   record.reconnect_timeout_ms = s.reconnect_timeout_ms;
   record.time_ns = realtime_ns();
-  record.through = s.inbound_seq;
+  record.through = std::max({s.inbound_seq, s.skip_through, s.restored_through});
   record.publisher_key = s.publisher_key;
   record.ended = s.ended;
   if (!s.ended) {
@@ -120,20 +126,24 @@ void Shard::restore_sessions() {
 
 void Shard::attach_restored(Session& s, std::uint64_t resend_from, codec::ConnectedMsg& connected) {
   s.restored = false;
-  s.awaiting_positions = true;
   connected.restored = true;
   if (resend_from > 0) {
     // The client counts its frames as before the restart: the ones it sends again keep their
-    // numbers, and an owner that journalled one knows it.
+    // numbers, and an owner that journalled one knows it. It sends its positions next.
     s.inbound_seq = resend_from - 1;
+    s.awaiting_positions = true;
   } else {
-    // A client that does not know how the session's frames were counted (a new login, or a
-    // process that lost its count) starts again at 1: its frames must not be mistaken for
-    // the old ones, so the session publishes under a new key.
-    s.inbound_seq = 0;
-    s.restored_through = 0;
-    s.publisher_key = random_publisher_key();
-    journal_session(s);
+    // A client that does not know how the session's frames were counted (a new login, a
+    // process that lost its count, or one older than restored sessions) counts on from far
+    // above the old frames. It may not send positions: the subscriptions start again from
+    // the topics' current values, flagged resync.
+    s.inbound_seq = s.restored_through + frame_count_jump;
+    for (Subscription& sub : s.subscriptions) {
+      if (sub.key != 0) continue;
+      sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
+      sub.resync = true;
+      add_selector(s, sub);
+    }
   }
   s.reported_inbound_seq = s.inbound_seq;
 }

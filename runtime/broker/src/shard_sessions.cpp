@@ -241,12 +241,21 @@ void Shard::attach(Session& s, Connection& c, bool resumed) {
   c.state = ConnectionState::attached;
   codec::ConnectedMsg m;
   bool gap = false;
-  if (s.restored) attach_restored(s, resend_from, m);
-  else if (s.awaiting_positions) reattach_awaiting_positions(s, m);
-  else if (resumed && !s.out.rewind(last_received)) {
-    gap = true;
-    resync(s);
+  if (s.restored) {
+    attach_restored(s, resend_from, m);
+  } else {
+    if (s.awaiting_positions) reattach_awaiting_positions(s, m);
+    else if (resumed && !s.out.rewind(last_received)) {
+      gap = true;
+      resync(s);
+    }
+    if (resumed && journal_) {
+      // Only what Received reported is durable: the client keeps the rest and sends it again.
+      s.skip_through = std::max(s.skip_through, s.inbound_seq);
+      s.inbound_seq = s.reported_inbound_seq;
+    }
   }
+  m.journal = journal_ != nullptr;
   m.session_id = s.id;
   m.max_frame_bytes = options_.max_frame_bytes;
   m.token = s.token;
@@ -280,6 +289,7 @@ void Shard::resync_subscriptions(Session& s) {
   ++counters_.resyncs;
   unbind_all(s);
   for (auto& sub : s.subscriptions) {
+    if (sub.key == 0) continue;  // restored, waiting for the client's positions
     for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
       send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, sub.key, 0, 0, nullptr});
     subscription_owner_.erase(sub.key);

@@ -239,6 +239,8 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // Session sequence of each call awaiting an answer: an answer means the broker has every
   // frame up to it, which need not be sent again after a failover or restart.
   std::unordered_map<std::uint32_t, std::uint64_t> answer_confirms;
+  // The broker journals: only its Received lets frames go (an answer vouches for its own).
+  bool confirm_on_received_only = false;
 
   // The persistent queue (ClientOptions::queue_path). Callers append under the lock and
   // commit to the outbox in the same hold, so the file's order is the session's; nobody

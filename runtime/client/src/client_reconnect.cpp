@@ -281,6 +281,7 @@ void Client::Impl::on_connected(const codec::ConnectedMsg& m) {
                                                                    queue_file->error()));
   }
   received_seq = m.next_sequence - 1;
+  confirm_on_received_only = m.journal;
   if (recovering) {
     if (has_session && (fresh_session || !m.resumed)) restart_session(m, previous_id);
     else resumed(m, !has_session);

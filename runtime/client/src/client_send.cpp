@@ -329,7 +329,7 @@ void Client::Impl::rebase_log(std::uint64_t last_received) {
 void Client::Impl::answered(std::uint32_t request_id) {
   auto it = answer_confirms.find(request_id);
   if (it == answer_confirms.end()) return;
-  if (it->second <= sent_log.last()) sent_log.confirm(it->second);
+  if (it->second <= sent_log.last() && !confirm_on_received_only) sent_log.confirm(it->second);
   answer_confirms.erase(it);
 }
 

@@ -40,6 +40,7 @@ struct ConnectedMsg {
   std::uint32_t ping_interval_ms = 0;
   std::uint64_t next_sequence = 1;
   bool restored = false;  // brought back from the broker's journal: send ResumeSubscriptions
+  bool journal = false;   // only Received confirms the client's frames (brook.fbs)
 };
 // Where a client is in a topic: the last sequence it holds, and the epoch it is from.
 struct TopicPosition {
