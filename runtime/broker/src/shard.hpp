@@ -383,6 +383,7 @@ struct Connection {
   bool recv_armed = false;
   bool send_in_flight = false;
   bool session_in_send = false;  // the send in flight carries frames of the session's queue
+  bool control_last = false;     // ... and its connection frames after them, not before
   bool closing = false;          // no more input; close once the queued frames are out
   bool paused = false;           // input held back by mailbox back-pressure
   bool flush_listed = false;
@@ -474,7 +475,9 @@ class Shard final : public transport::ReactorHandler {
   void flush_sessions();
   void start_send(Connection& c);
   void send_control(Connection& c, std::span<const std::byte> frame);
-  void report_received(Connection& c, Session& s);
+  // Tells the client how many of its frames the broker has (durable, with a journal), once
+  // `every` frames went unreported.
+  void report_received(Connection& c, Session& s, std::uint64_t every = 256);
   void protocol_error(Connection& c, codec::ErrorCode code, std::string_view message);
   void begin_close(Connection& c);
   void maybe_release(Connection& c);

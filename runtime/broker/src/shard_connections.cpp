@@ -427,17 +427,24 @@ void Shard::start_send(Connection& c) {
   if (c.control_out.empty() && !session_frames) return;
   std::size_t wanted = 1 + (session_frames ? std::min(max_iovecs - 1, s->out.frames() * 2) : 0);
   if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 16));
+  // Connection frames go between whole session frames: ahead of them, unless the last send
+  // left part of a frame behind, whose rest must come first (a ping inside a frame would
+  // become part of its value).
+  c.control_last = session_frames && s->out.mid_frame() && !c.control_out.empty();
   if (!c.control_out.empty()) {
     c.control_sending.swap(c.control_out);
     c.control_out.clear();
-    c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};
+    if (!c.control_last) c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};
   }
   c.session_in_send = false;
   if (session_frames) {
-    std::size_t gathered = s->out.gather(std::span(c.iov).subspan(n), pool_);
+    // gather() takes whole frames (after the rest of a partly sent one).
+    std::size_t gathered =
+        s->out.gather(std::span(c.iov).subspan(n, c.iov.size() - n - (c.control_last ? 1 : 0)), pool_);
     c.session_in_send = gathered > 0;
     n += gathered;
   }
+  if (c.control_last) c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};
   if (n == 0) return;
   c.offered_bytes = 0;
   for (std::size_t i = 0; i < n; ++i) c.offered_bytes += c.iov[i].iov_len;
@@ -460,6 +467,7 @@ void Shard::on_send(Connection& c, int result) {
   c.session_in_send = false;
   if (result < 0) {
     c.send_failed = true;
+    c.control_last = false;
     c.control_sending.clear();
     c.control_out.clear();
     if (s) s->out.abort_send();  // the frames stay for replay when the client comes back
@@ -472,6 +480,12 @@ void Shard::on_send(Connection& c, int result) {
   c.congested = bytes < c.offered_bytes;
   if (bytes > 0) c.last_sent_ns = now_ns();
   std::size_t control = std::min(bytes, c.control_sending.size());
+  if (c.control_last) {
+    // The session's frames went first: the connection frames got what they left.
+    const std::size_t session_offered = c.offered_bytes - c.control_sending.size();
+    control = bytes > session_offered ? bytes - session_offered : 0;
+    c.control_last = false;
+  }
   if (control < c.control_sending.size()) {
     // The rest of the connection frames goes first next time, ahead of anything newer.
     c.control_out.insert(c.control_out.begin(), c.control_sending.begin() + static_cast<std::ptrdiff_t>(control),
@@ -488,10 +502,10 @@ void Shard::on_send(Connection& c, int result) {
 
 // A client keeps what it sent until the broker says it has it; without this it would keep its
 // whole recovery_bytes of publishes, and writing them to memory that cold cost the publisher
-// more than sending them. Once per 256 frames keeps it small and adds a frame per ~64 KiB.
-void Shard::report_received(Connection& c, Session& s) {
-  constexpr std::uint64_t report_every = 256;
-  if (s.inbound_seq - s.reported_inbound_seq < report_every) return;
+// more than sending them. Once per 256 frames keeps it small and adds a frame per ~64 KiB;
+// a client gone quiet hears about the rest at the next liveness check (check_liveness).
+void Shard::report_received(Connection& c, Session& s, std::uint64_t every) {
+  if (s.inbound_seq <= s.reported_inbound_seq || s.inbound_seq - s.reported_inbound_seq < every) return;
   if (journal_) {
     report_durable_received(s);
     return;

@@ -26,7 +26,8 @@ namespace {
 
 // How many sessions' positions a topic remembers. A session's position matters only while it
 // may send a frame again, which it stops doing once the broker reports the frame Received
-// (milliseconds): a topic with more publishers than this forgets the least recent ones.
+// (every 256 frames, and at the next liveness check, at most a second, for a quiet client):
+// a topic with more publishers than this forgets the least recent ones.
 constexpr std::size_t publishers_per_topic = 16;
 
 // How far above the last count its journal knows a session's frames go on, for a client that

@@ -454,6 +454,9 @@ void Shard::check_liveness(std::uint64_t now) {
       continue;
     }
     if (c->state != ConnectionState::attached) continue;
+    // A quiet client hears about its last frames too, within a period: it lets them go, and
+    // a journal's owners need not remember its position for long (shard_durable_sessions.cpp).
+    if (c->session) report_received(*c, *c->session, 1);
     if (c->ping_sent_ns != 0) {
       if (elapsed(now, c->ping_sent_ns) >= interval) {
         // No answer for a whole interval: the connection is dead, the session waits.

@@ -117,17 +117,22 @@ void Shard::send_shm(Connection& c) {
   auto& ring = link.to_client;
   std::size_t written = 0;
   bool stopped = false;
-  if (!c.control_out.empty()) {
+  // Connection frames go between whole session frames (a ping inside a frame would become
+  // part of its value): true once none is left to write.
+  auto write_control = [&] {
+    if (c.control_out.empty()) return true;
     const std::size_t n = ring.write(c.control_out);
     c.control_out.erase(c.control_out.begin(), c.control_out.begin() + static_cast<std::ptrdiff_t>(n));
     written += n;
-    stopped = !c.control_out.empty();
-  }
+    return c.control_out.empty();
+  };
   link.space_needed = 1;
   Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
+  if (!(s && s->out.mid_frame())) stopped = !write_control();
   // A closing connection sends its session's frames only as an ending session's last words.
   if (!stopped && s && !s->out.empty() && (!c.closing || s->ended)) {
     s->out.send_by_copy([&](const OutFrame& f, std::size_t skip) -> std::size_t {
+      if (skip == 0 && !write_control()) return 0;  // at a frame boundary: connection frames first
       if (skip == 0 && f.shared_at != 0 && broadcast_.live(f.shared_at - 1)) {
         std::array<std::byte, codec::shared_update_bytes> reference;
         codec::write_shared_update(reference.data(), f.head.data(), f.shared_at - 1, f.body_bytes,
@@ -159,6 +164,7 @@ void Shard::send_shm(Connection& c) {
     });
     stopped = !s->out.empty();
   }
+  if (!c.control_out.empty()) stopped = (s && s->out.mid_frame()) || !write_control() || stopped;
   if (ring.corrupt()) {
     // The client wrote nonsense over its read position: its session ends, and nothing more
     // can go to it.
