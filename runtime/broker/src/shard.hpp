@@ -656,6 +656,10 @@ class Shard final : public transport::ReactorHandler {
   // Subscriber side (shard_delivery.cpp).
   void subscribe(Session& s, const codec::SubscribeMsg& m);
   void add_selector(Session& s, Subscription& subscription);
+  // A subscription key no shard has seen yet.
+  std::uint64_t new_subscription_key() noexcept { return (std::uint64_t{index_} << 48) | next_subscription_++; }
+  // Every shard forgets the subscription `key` (0: a restored one never added: nothing to do).
+  void withdraw_selector(std::uint64_t key);
   void unsubscribe(Session& s, std::uint32_t request_id, std::string_view selector_text);
   void drop_subscriptions(Session& s);
   void unbind_all(Session& s);

@@ -17,7 +17,7 @@ void Shard::subscribe(Session& c, const codec::SubscribeMsg& m) {
                "' (use PATH, PATH/* for children or PATH// for PATH and its descendants)");
     return;
   }
-  std::uint64_t key = (std::uint64_t{index_} << 48) | next_subscription_++;
+  std::uint64_t key = new_subscription_key();
   std::vector<ResumePosition> positions;
   positions.reserve(m.positions.size());
   for (const auto& p : m.positions) positions.push_back({std::string(p.path), p.epoch, p.seq});
@@ -66,10 +66,7 @@ void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view t
   }
   std::erase_if(c.subscriptions, [&](const Subscription& s) {
     if (!(s.selector == *selector)) return false;
-    if (s.key == 0) return true;  // restored, not yet added (shard_durable_sessions.cpp)
-    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, s.key, 0, 0, nullptr});
-    subscription_owner_.erase(s.key);
+    withdraw_selector(s.key);
     return true;
   });
   // Unbind the topics that no remaining subscription of this session matches.
@@ -96,13 +93,15 @@ void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view t
   enqueue_control(c, encoder_.unsubscribed(request_id, selector->text()));
 }
 
+void Shard::withdraw_selector(std::uint64_t key) {
+  if (key == 0) return;  // restored, not yet added (shard_durable_sessions.cpp)
+  for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
+    send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, key, 0, 0, nullptr});
+  subscription_owner_.erase(key);
+}
+
 void Shard::drop_subscriptions(Session& c) {
-  for (const auto& s : c.subscriptions) {
-    if (s.key == 0) continue;  // restored, not yet added
-    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, s.key, 0, 0, nullptr});
-    subscription_owner_.erase(s.key);
-  }
+  for (const auto& s : c.subscriptions) withdraw_selector(s.key);
   c.subscriptions.clear();
   unbind_all(c);
 }

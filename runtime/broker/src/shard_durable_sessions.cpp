@@ -141,7 +141,7 @@ void Shard::attach_restored(Session& s, std::uint64_t resend_from, codec::Connec
     s.inbound_seq = s.restored_through + frame_count_jump;
     for (Subscription& sub : s.subscriptions) {
       if (sub.key != 0) continue;
-      sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
+      sub.key = new_subscription_key();
       sub.resync = true;
       add_selector(s, sub);
     }
@@ -156,10 +156,7 @@ void Shard::reattach_awaiting_positions(Session& s, codec::ConnectedMsg& connect
   unbind_all(s);
   s.out.clear();
   for (Subscription& sub : s.subscriptions) {
-    if (sub.key == 0) continue;
-    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, sub.key, 0, 0, nullptr});
-    subscription_owner_.erase(sub.key);
+    withdraw_selector(sub.key);
     sub.key = 0;
   }
   connected.restored = true;
@@ -171,7 +168,7 @@ void Shard::resume_restored_subscriptions(Session& s, const codec::ResumeSubscri
   for (Subscription& sub : s.subscriptions) {
     if (sub.key != 0) continue;  // made in this session since the restart
     sub.positions.clear();
-    sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
+    sub.key = new_subscription_key();
     sub.resume = true;
     for (const codec::TopicPosition& p : m.positions)
       if (sub.selector.matches(p.path)) sub.positions.push_back({std::string(p.path), p.epoch, p.seq});

@@ -8,7 +8,6 @@
 // accepting shard stops reading, and sends the fd and the bytes it read to the session's shard.
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -290,10 +289,8 @@ void Shard::resync_subscriptions(Session& s) {
   unbind_all(s);
   for (auto& sub : s.subscriptions) {
     if (sub.key == 0) continue;  // restored, waiting for the client's positions
-    for (unsigned shard = 0; shard < mesh_.shard_count; ++shard)
-      send_to(shard, {ShardMessageKind::remove_selector, 0, 0, 0, sub.key, 0, 0, nullptr});
-    subscription_owner_.erase(sub.key);
-    sub.key = (std::uint64_t{index_} << 48) | next_subscription_++;
+    withdraw_selector(sub.key);
+    sub.key = new_subscription_key();
     sub.resync = true;
     add_selector(s, sub);
   }
