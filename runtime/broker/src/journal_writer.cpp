@@ -200,13 +200,13 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
 
 // Oldest first: a crash between two removals must leave the segments that remain contiguous,
 // or the next start-up finds lsns missing between them and refuses to start.
-int JournalWriter::remove_older_segments() {
+int JournalWriter::remove_older_segments(std::uint64_t first_lsn) {
   namespace fs = std::filesystem;
   std::error_code ec;
   std::vector<std::pair<std::uint64_t, fs::path>> older;
   for (const auto& entry : fs::directory_iterator(shard_directory(options_.data_dir, options_.shard), ec)) {
     auto lsn = parse_segment_name(entry.path().filename().string());
-    if (lsn && *lsn < segment_first_lsn_) older.emplace_back(*lsn, entry.path());
+    if (lsn && *lsn < first_lsn) older.emplace_back(*lsn, entry.path());
   }
   if (ec) return -ec.value();
   std::sort(older.begin(), older.end());

@@ -79,8 +79,9 @@ class JournalWriter {
   bool take_rolled() noexcept { return std::exchange(rolled_, false); }
   void begin_snapshot() noexcept { snapshot_start_ = filling_.size(); }
   void end_snapshot() noexcept { snapshot_bytes_ = filling_.size() - snapshot_start_; }
-  // Removes the segments before the one being written; returns how many, or -errno.
-  int remove_older_segments();
+  std::uint64_t segment_first_lsn() const noexcept { return segment_first_lsn_; }
+  // Removes the segments that begin before `first_lsn`; returns how many, or -errno.
+  int remove_older_segments(std::uint64_t first_lsn);
   // Why the journal stopped (a write or sync failed: a full disk, an I/O error); then no
   // record is made durable again, and the broker refuses what needs the journal.
   const std::string& failure() const noexcept { return failure_; }

@@ -777,7 +777,13 @@ class Shard final : public transport::ReactorHandler {
     PublisherRef publisher;
   };
   std::deque<PendingDelivery> pending_deliveries_;  // in lsn order
-  std::uint64_t snapshot_lsn_ = 0;  // the last record of a snapshot not yet durable (0: none)
+  // Snapshots not yet durable, oldest first. Under load a segment can roll again before the
+  // last snapshot is durable; each one, once durable, frees the segments before its own.
+  struct PendingSnapshot {
+    std::uint64_t last_lsn;       // its last record
+    std::uint64_t segment_first;  // no earlier than the segment that holds its records
+  };
+  std::deque<PendingSnapshot> pending_snapshots_;
   OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here

@@ -128,12 +128,15 @@ void Shard::on_journal_completion(const transport::Completion& completion) {
     pending_acks_.pop_front();
   }
   if (!journal_->failure().empty()) refuse_pending_acks();
-  if (snapshot_lsn_ != 0 && durable >= snapshot_lsn_) {
-    snapshot_lsn_ = 0;
-    if (int removed = journal_->remove_older_segments(); removed < 0)
+  std::uint64_t free_before = 0;
+  while (!pending_snapshots_.empty() && pending_snapshots_.front().last_lsn <= durable) {
+    free_before = pending_snapshots_.front().segment_first;
+    pending_snapshots_.pop_front();
+  }
+  if (free_before != 0)
+    if (int removed = journal_->remove_older_segments(free_before); removed < 0)
       std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
                    std::strerror(-removed));
-  }
 }
 
 void Shard::snapshot_topics() {
@@ -155,7 +158,8 @@ void Shard::snapshot_topics() {
   }
   snapshot_sessions();
   journal_->end_snapshot();
-  snapshot_lsn_ = journal_->last_lsn();
+  // Its records go to the segment being written or to one the next write starts.
+  pending_snapshots_.push_back({journal_->last_lsn(), journal_->segment_first_lsn()});
 }
 
 void Shard::refuse_pending_acks() {
