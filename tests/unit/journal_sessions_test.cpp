@@ -117,7 +117,7 @@ TEST_F(JournalRestore, each_live_sessions_last_record_goes_to_its_home_shard) {
                   {RecordType::session, session_payload(changed)},
                   {RecordType::session, session_payload(ended_later)}});
   const unsigned shards = 3;
-  auto restored = restore_topics(dir_.string(), shards, 8);
+  auto restored = restore_topics(dir_.string(), shards, 8, 1u << 20);
   ASSERT_TRUE(restored.error.empty()) << restored.error;
   EXPECT_EQ(restored.sessions, 1u);
   const unsigned home = session_home("desk/1", shards);
@@ -130,7 +130,7 @@ TEST_F(JournalRestore, publisher_positions_of_every_record_are_merged_per_topic)
                   {RecordType::topic, topic_payload("Odds/a", 2, {{22, 9}})},
                   {RecordType::topic, topic_payload("Odds/a", 3, {{11, 6}})},
                   {RecordType::topic, topic_payload("Odds/a", 4, {})}});
-  auto restored = restore_topics(dir_.string(), 1, 8);
+  auto restored = restore_topics(dir_.string(), 1, 8, 1u << 20);
   ASSERT_TRUE(restored.error.empty()) << restored.error;
   ASSERT_EQ(restored.topics_by_owner[0].size(), 1u);
   const auto& topic = restored.topics_by_owner[0][0];
@@ -142,7 +142,7 @@ TEST_F(JournalRestore, publisher_positions_of_every_record_are_merged_per_topic)
 TEST_F(JournalRestore, a_damaged_session_record_stops_the_start_with_where) {
   std::vector<std::byte> bad(10, std::byte{1});
   write_shard(0, {{RecordType::session, bad}});
-  auto restored = restore_topics(dir_.string(), 1, 8);
+  auto restored = restore_topics(dir_.string(), 1, 8, 1u << 20);
   EXPECT_NE(restored.error.find("is not a session record"), std::string::npos) << restored.error;
 }
 

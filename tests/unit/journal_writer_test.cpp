@@ -201,5 +201,52 @@ TEST_F(JournalWriterTest, a_write_the_file_refuses_stops_the_journal_and_says_wh
   EXPECT_GE(lsns.size(), writer->durable_lsn());
 }
 
+
+// The segment index: from the position locate(lsn) gives, reading forward finds record `lsn`
+// within the same segment, while the journal is written and after it is reopened; removing
+// the segments before an lsn keeps the one that holds it.
+TEST_F(JournalWriterTest, the_segment_index_finds_each_record_from_a_nearby_mark) {
+  auto find = [](JournalWriter& writer, std::uint64_t lsn) -> std::uint64_t {
+    auto position = writer.segments().locate(lsn);
+    if (!position) return ~0ull;
+    std::vector<std::byte> bytes(position->bytes_left);
+    if (::pread(position->fd, bytes.data(), bytes.size(), static_cast<off_t>(position->offset)) !=
+        static_cast<ssize_t>(bytes.size()))
+      return ~0ull;
+    std::size_t at = 0;
+    while (at < bytes.size()) {
+      RecordView record;
+      if (read_record(std::span(bytes).subspan(at), record) != RecordCheck::ok) return ~0ull;
+      if (record.lsn == lsn) return at;  // bytes read before it
+      at += record.bytes;
+    }
+    return ~0ull;
+  };
+  {
+    auto writer = open(SyncPolicy::interval, 256 << 10);
+    write_turns(*writer, 20000, 500, true);
+    ASSERT_EQ(writer->durable_lsn(), 20000u);
+    EXPECT_GT(writer->segments().size(), 4u);
+    for (std::uint64_t lsn : {1ull, 2ull, 999ull, 5000ull, 12345ull, 19999ull, 20000ull}) {
+      const std::uint64_t skipped = find(*writer, lsn);
+      ASSERT_NE(skipped, ~0ull) << lsn;
+      // A mark at least every 64 KiB: what is read before the record is less than that and
+      // one record (under 200 bytes here).
+      EXPECT_LT(skipped, (64u << 10) + 200) << lsn;
+    }
+  }
+  auto writer = open(SyncPolicy::interval, 256 << 10);
+  for (std::uint64_t lsn : {1ull, 7000ull, 20000ull}) {
+    const std::uint64_t skipped = find(*writer, lsn);
+    ASSERT_NE(skipped, ~0ull) << "after a reopen: " << lsn;
+    EXPECT_LT(skipped, (64u << 10) + 200) << lsn;
+  }
+  const std::size_t before = writer->segments().size();
+  ASSERT_GT(writer->segments().remove_before(12345), 0);
+  EXPECT_LT(writer->segments().size(), before);
+  EXPECT_NE(find(*writer, 12345), ~0ull) << "the segment holding the lsn went";
+  EXPECT_EQ(find(*writer, 1), ~0ull) << "lsn 1's segment stayed";
+}
+
 }  // namespace
 }  // namespace brook::runtime::journal

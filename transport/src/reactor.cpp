@@ -184,6 +184,12 @@ void Reactor::sync_file(int fd, std::uint64_t token) {
   io_uring_sqe_set_data64(sqe, pack_user_data(Op::file_sync, token));
 }
 
+void Reactor::read_file(int fd, void* buffer, unsigned bytes, std::uint64_t offset, std::uint64_t token) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_read(sqe, fd, buffer, bytes, offset);
+  io_uring_sqe_set_data64(sqe, pack_user_data(Op::file_read, token));
+}
+
 void Reactor::wake() noexcept {
   std::uint64_t one = 1;
   // A full counter (EAGAIN) still wakes the reader, so the result needs no handling.

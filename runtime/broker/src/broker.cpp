@@ -128,7 +128,7 @@ std::string Broker::start() {
 std::string Broker::open_journal(unsigned shard_count) {
   const auto& o = impl_->options;
   const auto started = std::chrono::steady_clock::now();
-  auto restored = journal::restore_topics(o.data_dir, shard_count, o.history_depth);
+  auto restored = journal::restore_topics(o.data_dir, shard_count, o.history_depth, o.history_memory_bytes);
   if (!restored.error.empty()) return "journal in " + o.data_dir + ": " + restored.error;
   for (unsigned i = 0; i < shard_count; ++i) {
     std::string error;

@@ -68,6 +68,7 @@ std::string BrokerOptions::validate() const {
   if (storage_segment_bytes < (64u << 10) || storage_segment_bytes > (1ull << 32))
     return "storage.segment_bytes must be between 65536 and 4294967296";
   if (history_depth > (1u << 24)) return "history.depth must be at most 16777216";
+  if (history_memory_bytes < 4096) return "history.memory_bytes must be at least 4096";
   if (recv_buffer_bytes < 4096) return "io.recv_buffer_bytes must be at least 4096";
   if (shm_ring_bytes < 4096 || !std::has_single_bit(shm_ring_bytes))
     return "shm.ring_bytes must be a power of two of at least 4096";
@@ -160,6 +161,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("history", "depth", o.history_depth);
   read("history", "max_bytes", o.history_max_bytes);
   read("history", "max_age_ms", o.history_max_age_ms);
+  read("history", "memory_bytes", o.history_memory_bytes);
   read("io", "recv_buffer_count", o.recv_buffer_count);
   read("io", "recv_buffer_bytes", o.recv_buffer_bytes);
   return o.validate();

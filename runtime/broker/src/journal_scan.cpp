@@ -81,7 +81,7 @@ std::string where(const std::string& path, std::size_t offset, std::uint64_t lsn
 }  // namespace
 
 ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
-                              const std::function<void(const RecordView&)>& on_record) {
+                              const std::function<void(const RecordView&, const SegmentMark& where)>& on_record) {
   ScanResult result;
   std::error_code ec;
   if (!fs::exists(shard_dir, ec)) return result;
@@ -128,11 +128,14 @@ ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
     }
     std::span<const std::byte> all(bytes);
     std::size_t at = segment_header_bytes;
+    ScannedSegment scanned{.first_lsn = header->first_lsn, .path = path, .bytes = 0, .marks = {}};
     while (at < all.size()) {
       RecordView record;
       const RecordCheck check = read_record(all.subspan(at), record);
       if (check == RecordCheck::ok && record.lsn == expected) {
-        on_record(record);
+        on_record(record, SegmentMark{header->first_lsn, at});
+        if (scanned.marks.empty() || at >= scanned.marks.back().offset + SegmentIndex::mark_every_bytes)
+          scanned.marks.push_back({record.lsn, at});
         ++result.records;
         result.last_lsn = expected++;
         at += record.bytes;
@@ -163,8 +166,15 @@ ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
     }
     result.last_segment = path;
     result.last_segment_bytes = bytes.size();
+    scanned.bytes = bytes.size();
+    result.segments.push_back(std::move(scanned));
   }
   return result;
+}
+
+ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
+                              const std::function<void(const RecordView&)>& on_record) {
+  return scan_shard_journal(shard_dir, shard, [&](const RecordView& r, const SegmentMark&) { on_record(r); });
 }
 
 }  // namespace brook::runtime::journal

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "journal_format.hpp"
+#include "journal_segments.hpp"
 
 namespace brook::runtime::journal {
 
@@ -26,12 +27,16 @@ struct ScanResult {
   std::uint64_t last_lsn = 0;        // 0: the journal is empty
   std::string last_segment;          // the path the writer continues, "" if none
   std::uint64_t last_segment_bytes = 0;
+  std::vector<ScannedSegment> segments;  // what remains, oldest first, with their marks
   std::string repaired;              // what was dropped, and where; "" if nothing
   std::string error;                 // damage the scan will not repair; "" if none
 };
 
 // `shard_dir` may not exist yet (an empty journal). `on_record` sees each good record once,
-// in lsn order; its payload is valid during the call only.
+// in lsn order, with its segment's first lsn and its offset there; its payload is valid
+// during the call only.
+ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
+                              const std::function<void(const RecordView&, const SegmentMark& where)>& on_record);
 ScanResult scan_shard_journal(const std::string& shard_dir, unsigned shard,
                               const std::function<void(const RecordView&)>& on_record);
 

@@ -11,17 +11,6 @@
 
 namespace brook::runtime::journal {
 
-namespace {
-
-// A topic record's frame and the publisher positions after it.
-struct TopicRecordBody {
-  std::string_view path;
-  std::span<const std::byte> frame;
-  std::span<const std::byte> publishers;
-};
-
-// The frame's own lengths agree with the record it came in: the record's checksum says the
-// bytes are what was written, this says they are a publish frame the shards can read.
 std::optional<TopicRecordBody> topic_record_body(std::span<const std::byte> body) {
   if (body.size() < codec::publish_head_bytes) return std::nullopt;
   std::uint32_t size;
@@ -37,6 +26,8 @@ std::optional<TopicRecordBody> topic_record_body(std::span<const std::byte> body
       std::string_view(reinterpret_cast<const char*>(body.data()) + codec::publish_head_bytes, path_bytes),
       body.first(size), body.subspan(size)};
 }
+
+namespace {
 
 void merge_publishers(std::vector<PublisherPosition>& into, std::span<const std::byte> positions) {
   for (std::size_t at = 0; at + publisher_position_bytes <= positions.size(); at += publisher_position_bytes) {
@@ -90,12 +81,27 @@ TopicRecordHead decode_topic_head(std::span<const std::byte> payload) {
 
 namespace {
 
-// Keeps a topic's last `depth` updates in seq order, each seq once. Records come in seq
-// order within a shard's journal; across shard directories (the shard count changed) they
-// may not, and a snapshot after a roll writes an update again: both are rare, so the common
-// case is an append, and trimming waits until twice the depth is held.
+// The newest `depth` updates, of at most `memory_bytes` (the newest always).
+void trim_history(RestoredTopic& topic, std::size_t depth, std::uint64_t memory_bytes) {
+  auto& history = topic.history;
+  std::size_t keep = 0;
+  std::uint64_t bytes = 0;
+  while (keep < history.size() && keep < depth) {
+    const std::uint64_t next = history[history.size() - 1 - keep].frame.size();
+    if (keep > 0 && bytes + next > memory_bytes) break;
+    bytes += next;
+    ++keep;
+  }
+  history.erase(history.begin(), history.end() - static_cast<std::ptrdiff_t>(keep));
+  topic.history_bytes = bytes;
+}
+
+// Keeps a topic's last `depth` updates in seq order, each seq once, and about `memory_bytes`
+// of them. Records come in seq order within a shard's journal; across shard directories (the
+// shard count changed) they may not, and a snapshot after a roll writes an update again: both
+// are rare, so the common case is an append, and trimming waits until twice the limits are held.
 void add_to_history(RestoredTopic& topic, const TopicRecordHead& head, std::span<const std::byte> frame,
-                    std::size_t depth) {
+                    std::size_t depth, std::uint64_t memory_bytes) {
   auto& history = topic.history;
   auto at = history.end();
   if (!history.empty() && head.seq <= history.back().seq) {
@@ -104,13 +110,14 @@ void add_to_history(RestoredTopic& topic, const TopicRecordHead& head, std::span
     if (at != history.end() && at->seq == head.seq) return;
   }
   history.insert(at, RestoredUpdate{head.seq, head.time_ns, {frame.begin(), frame.end()}});
-  if (history.size() >= 2 * depth) history.erase(history.begin(), history.end() - static_cast<std::ptrdiff_t>(depth));
+  topic.history_bytes += frame.size();
+  if (history.size() >= 2 * depth || topic.history_bytes >= 2 * memory_bytes) trim_history(topic, depth, memory_bytes);
 }
 
 }  // namespace
 
 RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count,
-                               std::uint32_t history_depth) {
+                               std::uint32_t history_depth, std::uint64_t memory_bytes) {
   RestoredJournal restored;
   restored.topics_by_owner.resize(shard_count);
   restored.scans.resize(shard_count);
@@ -132,7 +139,7 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
   for (unsigned shard : shards) {
     const std::string dir = shard_directory(data_dir, shard);
     std::string bad_record;
-    auto scan = scan_shard_journal(dir, shard, [&](const RecordView& r) {
+    auto scan = scan_shard_journal(dir, shard, [&](const RecordView& r, const SegmentMark&) {
       if (!bad_record.empty()) return;
       if (r.type == RecordType::session) {
         auto session = decode_session_record(r.payload);
@@ -159,7 +166,11 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
       RestoredTopic& topic = it->second;
       merge_publishers(topic.publishers, body->publishers);
       const std::size_t depth = head.history >= 0 ? static_cast<std::size_t>(head.history) : history_depth;
-      if (head.seq > 0 && depth > 0) add_to_history(topic, head, body->frame, depth);
+      if (head.seq > 0 && depth > 0) {
+        add_to_history(topic, head, body->frame, depth, memory_bytes);
+        if (shard < shard_count && topic_owner(body->path, shard_count) == shard)
+          topic.index.add(head.seq, r.lsn, head.time_ns, body->frame.size());
+      }
       if (!fresh && topic.head.seq > head.seq) return;
       topic.head = head;
       topic.frame.assign(body->frame.begin(), body->frame.end());
@@ -175,8 +186,7 @@ RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count
   restored.topics = latest.size();
   for (auto& [path, topic] : latest) {
     const std::size_t depth = topic.head.history >= 0 ? static_cast<std::size_t>(topic.head.history) : history_depth;
-    if (topic.history.size() > depth)
-      topic.history.erase(topic.history.begin(), topic.history.end() - static_cast<std::ptrdiff_t>(depth));
+    trim_history(topic, depth, memory_bytes);
   }
   for (auto& [path, topic] : latest)
     restored.topics_by_owner[topic_owner(path, shard_count)].push_back(std::move(topic));

@@ -21,13 +21,16 @@
 //
 // restore_topics() runs on the thread that starts the broker, before the shards run.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "journal_scan.hpp"
 #include "journal_sessions.hpp"
+#include "topic_journal_index.hpp"
 
 namespace brook::runtime::journal {
 
@@ -56,6 +59,16 @@ struct PublisherPosition {
 };
 constexpr std::size_t publisher_position_bytes = 16;
 
+// A topic record's frame and the publisher positions after it (the payload after its head).
+struct TopicRecordBody {
+  std::string_view path;
+  std::span<const std::byte> frame;
+  std::span<const std::byte> publishers;
+};
+// The frame's own lengths agree with the record it came in: the record's checksum says the
+// bytes are what was written, this says they are a publish frame the shards can read.
+std::optional<TopicRecordBody> topic_record_body(std::span<const std::byte> body);
+
 // One update of a topic's history, as its record kept it.
 struct RestoredUpdate {
   std::uint64_t seq = 0;
@@ -70,6 +83,10 @@ struct RestoredTopic {
   std::vector<std::byte> frame;  // a publish frame: path, type, value
   std::vector<RestoredUpdate> history;
   std::vector<PublisherPosition> publishers;  // the highest frame of each, from every record
+  // Where its updates are in its owner's journal (records in another shard's directory, left
+  // by another shard count, are not indexed): for a topic whose history spills to disk.
+  TopicJournalIndex index;
+  std::uint64_t history_bytes = 0;  // of `history`'s frames
 };
 
 struct RestoredJournal {
@@ -84,9 +101,11 @@ struct RestoredJournal {
 };
 
 // Reads DATA_DIR/shard-* and returns each topic to its owner among `shard_count` shards
-// (topic_owner.hpp), and each durable session that had not ended to its home shard. `history_depth` is the broker's default for topics without their own
-// (history.depth); a topic keeps at most that many of its last updates.
+// (topic_owner.hpp), and each durable session that had not ended to its home shard.
+// `history_depth` is the broker's default for topics without their own (history.depth): a
+// topic's history holds at most that many of its last updates, and at most about
+// `memory_bytes` of them (history.memory_bytes; the index finds the others).
 RestoredJournal restore_topics(const std::string& data_dir, unsigned shard_count,
-                               std::uint32_t history_depth);
+                               std::uint32_t history_depth, std::uint64_t memory_bytes);
 
 }  // namespace brook::runtime::journal

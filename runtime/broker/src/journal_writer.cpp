@@ -48,6 +48,7 @@ std::unique_ptr<JournalWriter> JournalWriter::open(const WriterOptions& options,
     error = "cannot create " + dir + ": " + ec.message();
     return nullptr;
   }
+  for (const ScannedSegment& segment : scan.segments) writer->segments_.add_scanned(segment);
   if (scan.last_segment.empty()) {
     if (!writer->start_segment(next_lsn, error)) return nullptr;
     return writer;
@@ -83,6 +84,7 @@ bool JournalWriter::start_segment(std::uint64_t first_lsn, std::string& error) {
   }
   segment_offset_ = sizeof header;
   segment_first_lsn_ = first_lsn;
+  segments_.begin(first_lsn, segment_path_, segment_offset_);
   return sync_directory(dir, error);
 }
 
@@ -101,6 +103,13 @@ std::uint64_t JournalWriter::append(RecordType type, std::span<const std::byte> 
                                     std::span<const std::byte> body, std::span<const std::byte> tail) {
   const std::uint64_t lsn = next_lsn_++;
   if (filling_.empty()) filling_first_lsn_ = lsn;
+  // A batch's first record (it may begin a segment), and each one due for a mark.
+  if (filling_.size() >= next_mark_at_) {
+    filling_marks_.push_back({lsn, filling_.size()});
+    next_mark_at_ = filling_.size() + SegmentIndex::mark_every_bytes;
+  } else if (filling_.empty()) {
+    filling_marks_.push_back({lsn, 0});
+  }
   append_record(filling_, lsn, type, head, body, tail);
   filling_last_lsn_ = lsn;
   return lsn;
@@ -144,8 +153,13 @@ void JournalWriter::start_write(transport::Reactor& reactor) {
     durable_lsn_ = std::max(durable_lsn_, written_lsn_);
     rolled_ = true;
   }
+  for (const SegmentMark& m : filling_marks_) segments_.mark(m.lsn, segment_offset_ + m.offset);
+  filling_marks_.clear();
   writing_.swap(filling_);
   filling_.clear();
+  const std::uint64_t next_write_at = segment_offset_ + writing_.size();
+  const std::uint64_t due = segments_.next_mark_offset();
+  next_mark_at_ = due > next_write_at ? due - next_write_at : 0;
   writing_last_lsn_ = filling_last_lsn_;
   written_ = 0;
   write_in_flight_ = true;
@@ -173,6 +187,7 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
     }
     write_in_flight_ = false;
     written_lsn_ = writing_last_lsn_;
+    segments_.written_to(segment_offset_);
     writing_.clear();
     bool moved = false;
     if (options_.sync != SyncPolicy::always) {  // durable once written
@@ -196,26 +211,6 @@ bool JournalWriter::on_completion(transport::Reactor& reactor, const transport::
   }
   submit(reactor, now_ns);
   return moved;
-}
-
-// Oldest first: a crash between two removals must leave the segments that remain contiguous,
-// or the next start-up finds lsns missing between them and refuses to start.
-int JournalWriter::remove_older_segments(std::uint64_t first_lsn) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::vector<std::pair<std::uint64_t, fs::path>> older;
-  for (const auto& entry : fs::directory_iterator(shard_directory(options_.data_dir, options_.shard), ec)) {
-    auto lsn = parse_segment_name(entry.path().filename().string());
-    if (lsn && *lsn < first_lsn) older.emplace_back(*lsn, entry.path());
-  }
-  if (ec) return -ec.value();
-  std::sort(older.begin(), older.end());
-  int removed = 0;
-  for (const auto& [lsn, path] : older) {
-    if (!fs::remove(path, ec) && ec) return -ec.value();
-    ++removed;
-  }
-  return removed;
 }
 
 void JournalWriter::fail(std::string why) {

@@ -12,8 +12,9 @@
 // that passes segment_bytes is synced and closed, and the next one begins (with its
 // directory entry synced), so only the last segment can ever be torn by a crash
 // (journal_scan.hpp). The owner then writes every topic's state into the new segment, and
-// once that is durable the older segments are removed: the journal of a shard is its last
-// segment or two, however long the broker runs. Everything runs on the shard's thread.
+// once that is durable the older segments go, except those still holding history that a
+// topic keeps only on disk (Shard::remove_unretained_segments). segments() knows where
+// each record is, for reading history back. Everything runs on the shard's thread.
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -25,6 +26,7 @@
 #include "brook/transport/reactor.hpp"
 #include "journal_format.hpp"
 #include "journal_scan.hpp"
+#include "journal_segments.hpp"
 
 namespace brook::runtime::journal {
 
@@ -80,8 +82,7 @@ class JournalWriter {
   void begin_snapshot() noexcept { snapshot_start_ = filling_.size(); }
   void end_snapshot() noexcept { snapshot_bytes_ = filling_.size() - snapshot_start_; }
   std::uint64_t segment_first_lsn() const noexcept { return segment_first_lsn_; }
-  // Removes the segments that begin before `first_lsn`; returns how many, or -errno.
-  int remove_older_segments(std::uint64_t first_lsn);
+  SegmentIndex& segments() noexcept { return segments_; }
   // Why the journal stopped (a write or sync failed: a full disk, an I/O error); then no
   // record is made durable again, and the broker refuses what needs the journal.
   const std::string& failure() const noexcept { return failure_; }
@@ -104,6 +105,9 @@ class JournalWriter {
   std::uint64_t durable_lsn_;
   std::uint64_t written_lsn_;
   std::vector<std::byte> filling_;    // records of the turns since the last write
+  std::vector<SegmentMark> filling_marks_;  // offsets in filling_ until written
+  std::size_t next_mark_at_ = 0;            // in filling_: where the next mark is due
+  SegmentIndex segments_;
   std::uint64_t filling_first_lsn_ = 0;
   std::uint64_t filling_last_lsn_ = 0;
   std::vector<std::byte> writing_;    // the write in flight

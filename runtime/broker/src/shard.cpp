@@ -160,6 +160,10 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (now >= next_liveness_check_ns_) {
       check_liveness(now);
       next_liveness_check_ns_ = now + liveness_period_ns(options_);
+      if (journal_ && now >= next_retention_check_ns_) {
+        next_retention_check_ns_ = now + 1'000'000'000;
+        remove_unretained_segments();
+      }
     }
     flush_sessions();
     wake_peers();
@@ -385,6 +389,9 @@ void Shard::on_completion(const transport::Completion& completion) {
     case Op::file_write:
     case Op::file_sync:
       on_journal_completion(completion);
+      break;
+    case Op::file_read:
+      on_journal_read(completion);
       break;
   }
 }

@@ -45,6 +45,7 @@
 #include "shm_broadcast_log.hpp"
 #include "shm_link.hpp"
 #include "topic_history.hpp"
+#include "topic_journal_index.hpp"
 
 namespace brook::runtime {
 
@@ -164,8 +165,13 @@ struct OwnedTopic {
   bool has_value = false;         // false for a topic that does not retain its value
   SharedBuffer* frame = nullptr;  // latest publish frame: path + current value (one ref)
   std::uint64_t epoch = 0;        // 48 bits; changes when the topic's history is lost
-  HistoryLimits history_limits;
+  HistoryLimits history_limits;   // what it keeps (set_history_limits)
+  HistoryLimits memory_limits;    // what of it memory holds: all of it, unless it spills
   TopicHistory history;
+  // Spills: its history limits keep more than history.memory_bytes, and it is journalled;
+  // the part memory lacks is read back from the journal, where the index finds it.
+  bool spills = false;
+  TopicJournalIndex journal_index;
   // Durable topics: the last frame applied of each durable session that published here
   // recently (shard_durable_sessions.cpp), most recent last.
   std::vector<journal::PublisherPosition> publishers;
@@ -259,6 +265,21 @@ struct Replay {
   std::size_t next = 0;
   bool waiting = false;    // until the subscriber's shard asks for more (replay_resume)
   bool cancelled = false;  // the subscription went while the replay ran
+  // topics[next]'s history older than its memory, read from the journal
+  // (shard_journal_replay.cpp).
+  struct JournalCursor {
+    bool active = false;
+    bool reading = false;     // a read is in flight into `buffer`
+    bool exhausted = false;   // the journal has no more of it: memory has the rest
+    bool sent_first = false;  // its snapshot went: the rest go as history
+    void finish() { active = reading = exhausted = sent_first = false, sent = 0; }
+    std::uint64_t wanted_from = 0;
+    std::uint64_t next_seq = 0;  // the first sequence still to send
+    std::uint64_t sent = 0;      // since the last pause
+    journal::SegmentPosition position;
+    std::uint64_t token = 0;
+    std::vector<std::byte> buffer;
+  } journal;
 };
 
 struct TopicBinding {
@@ -605,7 +626,21 @@ class Shard final : public transport::ReactorHandler {
   void on_add_selector(unsigned from, const ShardMessage& message);
   // History (shard_replay.cpp). Owner side: a subscription's replay, a batch per call.
   void run_replay(std::uint64_t subscription_key);
-  std::size_t replay_topic(const Replay& replay, OwnedTopic& topic);
+  std::size_t replay_topic(Replay& replay, OwnedTopic& topic);
+  // The first sequence of `topic` the replay wants; since_plus_one is set when the client
+  // named a position (since, or a resumed one).
+  std::uint64_t wanted_from(const Replay& replay, const OwnedTopic& topic, std::uint64_t& since_plus_one) const;
+  // shard_journal_replay.cpp: history older than memory, read through the reactor.
+  bool start_journal_read(Replay& replay, OwnedTopic& topic);
+  bool read_journal(Replay& replay);
+  void on_journal_read(const transport::Completion& completion);
+  std::size_t send_journal_records(Replay& replay, OwnedTopic& topic, std::span<const std::byte> bytes,
+                                   std::size_t& consumed);
+  void send_replayed(const Replay& replay, const OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame,
+                     bool as_snapshot, bool with_value, bool gap);
+  bool journal_reading() const;
+  void remove_unretained_segments();
+  void set_history_limits(OwnedTopic& topic);
   void on_replay_resume(const ShardMessage& message);
   std::size_t continue_replays();
   // The add_selector buffer of a resumed subscription: its selector and the positions whose
@@ -784,6 +819,8 @@ class Shard final : public transport::ReactorHandler {
     std::uint64_t segment_first;  // no earlier than the segment that holds its records
   };
   std::deque<PendingSnapshot> pending_snapshots_;
+  std::uint64_t durable_snapshot_segment_ = 0;  // the segment of the last durable one (0: none)
+  std::uint64_t next_retention_check_ns_ = 0;
   OwnedTopic* last_published_ = nullptr;
   std::uint64_t next_topic_index_ = 1;
   std::unordered_map<std::string, Endpoint> endpoints_;  // request endpoints owned here
@@ -791,6 +828,7 @@ class Shard final : public transport::ReactorHandler {
   std::unordered_map<std::uint64_t, Selector> selector_of_;
   std::vector<std::unique_ptr<Replay>> replays_;
   std::vector<std::uint64_t> replays_to_continue_;  // past their share of a turn: next turn
+  std::uint64_t next_journal_read_ = 0;  // tokens of history reads from the journal
   bool replaying_ = false;  // run_replay() is on the stack: a nested resume only marks
   std::uint64_t epoch_state_ = 0;  // splitmix64 state for new topic epochs
 

@@ -50,7 +50,7 @@ void Shard::restore_topics() {
                          .history_bytes = head.history_bytes,
                          .history_age_ms = head.history_age_ms,
                          .durable = true};
-    topic->history_limits = history_limits_for(topic->properties);
+    set_history_limits(*topic);
     topic->epoch = head.epoch != 0 ? head.epoch : new_topic_epoch();
     topic->seq = head.seq;
     topic->has_value = head.has_value;
@@ -59,8 +59,9 @@ void Shard::restore_topics() {
     for (const journal::RestoredUpdate& update : restored.history) {
       // The current value's buffer is shared with the history, as a live update's is.
       SharedBuffer* entry = update.seq == head.seq ? (frame->add_ref(), frame) : buffer_of(pool_, update.frame);
-      topic->history.push({update.seq, update.time_ns, entry}, topic->history_limits);
+      topic->history.push({update.seq, update.time_ns, entry}, topic->memory_limits);
     }
+    if (topic->spills) topic->journal_index = std::move(restored.index);
   }
   restored_ = {};
 }
@@ -128,21 +129,40 @@ void Shard::on_journal_completion(const transport::Completion& completion) {
     pending_acks_.pop_front();
   }
   if (!journal_->failure().empty()) refuse_pending_acks();
-  std::uint64_t free_before = 0;
+  bool snapshot_durable = false;
   while (!pending_snapshots_.empty() && pending_snapshots_.front().last_lsn <= durable) {
-    free_before = pending_snapshots_.front().segment_first;
+    durable_snapshot_segment_ = pending_snapshots_.front().segment_first;
     pending_snapshots_.pop_front();
+    snapshot_durable = true;
   }
-  if (free_before != 0)
-    if (int removed = journal_->remove_older_segments(free_before); removed < 0)
-      std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
-                   std::strerror(-removed));
+  if (snapshot_durable) remove_unretained_segments();
+}
+
+// A segment goes once a durable snapshot after it holds every topic's state, and no topic
+// whose history spills still keeps an update in it. Not while a replay reads the journal: a
+// descriptor closed under a read in flight could be reused.
+void Shard::remove_unretained_segments() {
+  if (durable_snapshot_segment_ == 0 || journal_->segments().size() < 2 || journal_reading()) return;
+  std::uint64_t keep_from = durable_snapshot_segment_;
+  const std::uint64_t now = history_clock_ns();
+  for (auto& [path, topic] : topic_by_path_) {
+    if (!topic->spills || topic->journal_index.empty()) continue;
+    topic->journal_index.trim(topic->seq, topic->history_limits, now);
+    keep_from = std::min(keep_from, topic->journal_index.oldest_lsn());
+  }
+  if (int removed = journal_->segments().remove_before(keep_from); removed < 0)
+    std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
+                 std::strerror(-removed));
 }
 
 void Shard::snapshot_topics() {
   journal_->begin_snapshot();
   for (const auto& [path, topic] : topic_by_path_) {
     if (!topic->properties.durable) continue;
+    if (topic->spills) {  // its history stays where it is, in segments kept for it
+      journal_topic(*topic);
+      continue;
+    }
     // Its history, oldest first; the newest entry is the current value. Without history (or
     // when the current value has no entry), the topic's state as of now.
     // The record of the current value carries the topic's publisher positions.

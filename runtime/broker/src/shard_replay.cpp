@@ -49,6 +49,17 @@ HistoryLimits Shard::history_limits_for(const codec::TopicProperties& p) const {
                         1'000'000};
 }
 
+// Memory holds all of a topic's history unless it is journalled and its limits keep more than
+// history.memory_bytes: then memory holds the newest of it, the journal all of it.
+void Shard::set_history_limits(OwnedTopic& topic) {
+  topic.history_limits = history_limits_for(topic.properties);
+  topic.memory_limits = topic.history_limits;
+  topic.spills = journal_ && topic.properties.durable && topic.history_limits.depth > 0 &&
+                 topic.history_limits.max_bytes > options_.history_memory_bytes;
+  if (topic.spills) topic.memory_limits.max_bytes = options_.history_memory_bytes;
+  else topic.journal_index.clear();
+}
+
 std::uint64_t Shard::new_topic_epoch() {
   // splitmix64, seeded from the clock and the shard: a topic made anew (another run without
   // a data dir, wiped storage) gets another epoch. 48 bits travel in a shard message.
@@ -63,7 +74,7 @@ std::uint64_t Shard::new_topic_epoch() {
 void Shard::record_history(OwnedTopic& topic) {
   if (topic.history_limits.depth == 0) return;
   topic.frame->add_ref();
-  topic.history.push({topic.seq, history_clock_ns(), topic.frame}, topic.history_limits);
+  topic.history.push({topic.seq, history_clock_ns(), topic.frame}, topic.memory_limits);
 }
 
 // [u32 selector bytes][selector] then per position [u64 epoch][u64 seq][u16 path bytes][path]:
@@ -123,19 +134,28 @@ void Shard::run_replay(std::uint64_t subscription_key) {
     if (it == replays_.end()) break;
     Replay& replay = **it;
     if (replay.cancelled) {
-      replays_.erase(it);
+      if (!replay.journal.reading) replays_.erase(it);  // else its read's completion does
       break;
     }
-    if (replay.waiting) break;
+    if (replay.waiting || replay.journal.reading) break;
     if (sent_this_turn >= replay_turn_share) {
       replays_to_continue_.push_back(subscription_key);
       break;
     }
     std::size_t sent = 0;
-    while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled)
-      sent += replay_topic(replay, *replay.topics[replay.next++]);
+    bool journal_waits = false;
+    while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled) {
+      OwnedTopic& topic = *replay.topics[replay.next];
+      // History older than memory comes from the journal first; its read's completion goes
+      // on (on_journal_read), or the journal has no more and memory sends the rest.
+      if (replay.journal.active ? !replay.journal.exhausted : start_journal_read(replay, topic))
+        if ((journal_waits = read_journal(replay))) break;
+      sent += replay_topic(replay, topic);
+      ++replay.next;
+    }
     sent_this_turn += sent;
     if (replay.cancelled) continue;  // erased above
+    if (journal_waits) break;
     if (replay.next == replay.topics.size()) {
       const unsigned to = replay.to;
       // Sending may have added replays (the vector moved; the Replay did not).
@@ -149,16 +169,12 @@ void Shard::run_replay(std::uint64_t subscription_key) {
     send_to(replay.to, {ShardMessageKind::replay_paused, 0, 0, 0, subscription_key, 0, 0, nullptr});
   }
   replaying_ = false;
-  std::erase_if(replays_, [](const auto& r) { return r->cancelled; });
+  std::erase_if(replays_, [](const auto& r) { return r->cancelled && !r->journal.reading; });
 }
 
-std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
-  if (topic.interest[replay.to]++ == 0) topic.interested_mask |= std::uint64_t{1} << replay.to;
-  TopicHistory& history = topic.history;
-  history.expire(history_clock_ns(), topic.history_limits);
-  // The first sequence the subscriber wants, and where the history has it.
-  std::uint64_t wanted_from;
-  std::uint64_t since_plus_one = replay.since_plus_one;
+std::uint64_t Shard::wanted_from(const Replay& replay, const OwnedTopic& topic,
+                                 std::uint64_t& since_plus_one) const {
+  since_plus_one = replay.since_plus_one;
   if (replay.resume) {
     // After the client's position in this epoch; from the start of the history otherwise.
     since_plus_one = 1;
@@ -167,37 +183,64 @@ std::size_t Shard::replay_topic(const Replay& replay, OwnedTopic& topic) {
         found != replay.positions.end() && found->second.first == topic.epoch)
       since_plus_one = found->second.second + 1;
   }
-  if (since_plus_one != 0) {
-    wanted_from = since_plus_one;  // since + 1
-  } else {
-    wanted_from = topic.seq >= replay.history ? topic.seq - replay.history + 1 : 1;
+  if (since_plus_one != 0) return since_plus_one;  // since + 1
+  return topic.seq >= replay.history ? topic.seq - replay.history + 1 : 1;
+}
+
+void Shard::send_replayed(const Replay& replay, const OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame,
+                          bool as_snapshot, bool with_value, bool gap) {
+  if (!as_snapshot) {
+    send_to(replay.to, {ShardMessageKind::history, 0, 0, 0, topic.key, seq, replay.subscription_key, frame});
+    return;
   }
-  const std::size_t first = history.first_after(wanted_from - 1);
+  send_to(replay.to, {ShardMessageKind::snapshot,
+                      static_cast<std::uint8_t>(property_flags_with_value(topic, with_value) |
+                                                (gap ? snapshot_gap : 0)),
+                      static_cast<std::uint16_t>(topic.epoch >> 32), static_cast<std::uint32_t>(topic.epoch),
+                      topic.key, seq, replay.subscription_key, frame});
+}
+
+// Memory's part of a topic's history, and the start of its live updates for this
+// subscription: both in this one step.
+std::size_t Shard::replay_topic(Replay& replay, OwnedTopic& topic) {
+  if (topic.interest[replay.to]++ == 0) topic.interested_mask |= std::uint64_t{1} << replay.to;
+  TopicHistory& history = topic.history;
+  history.expire(history_clock_ns(), topic.history_limits);
+  Replay::JournalCursor& journal = replay.journal;
+  if (journal.active && journal.sent_first) {
+    // The journal sent its snapshot and older updates: memory sends the rest as history. (A
+    // journal that failed meanwhile may leave a hole between the two; the sequences show it.)
+    const std::uint64_t next_seq = journal.next_seq;
+    journal.finish();
+    std::size_t sent = 0;
+    for (std::size_t i = history.first_after(next_seq - 1); i < history.size(); ++i, ++sent) {
+      history[i].frame->add_ref();
+      send_replayed(replay, topic, history[i].seq, history[i].frame, false, true, false);
+    }
+    return sent;
+  }
+  journal.finish();  // the journal had none of it: memory decides, gap included
+  // The first sequence the subscriber wants, and where the history has it.
+  std::uint64_t since_plus_one;
+  const std::uint64_t wanted = wanted_from(replay, topic, since_plus_one);
+  const std::size_t first = history.first_after(wanted - 1);
   const std::uint64_t oldest_kept = first < history.size() ? history[first].seq : topic.seq + 1;
   // A subscriber ahead of the topic holds sequences this broker never made durable: it must
   // start again, like one whose updates are gone.
-  const bool ahead = since_plus_one != 0 && wanted_from > topic.seq + 1;
-  const bool gap = ahead || (wanted_from <= topic.seq && oldest_kept > wanted_from);
-  const auto epoch_low = static_cast<std::uint32_t>(topic.epoch);
-  const auto epoch_high = static_cast<std::uint16_t>(topic.epoch >> 32);
-  auto snapshot = [&](std::uint64_t seq, SharedBuffer* frame, bool with_value) {
-    frame->add_ref();
-    send_to(replay.to, {ShardMessageKind::snapshot,
-                        static_cast<std::uint8_t>(property_flags_with_value(topic, with_value) |
-                                                  (gap ? snapshot_gap : 0)),
-                        epoch_high, epoch_low, topic.key, seq, replay.subscription_key, frame});
-  };
+  const bool ahead = since_plus_one != 0 && wanted > topic.seq + 1;
+  const bool gap = ahead || (wanted <= topic.seq && oldest_kept > wanted);
   if (first == history.size() || ahead) {
     // Nothing kept to send: the current value when the subscriber lacks updates (flagged),
     // else the topic alone (the subscriber holds its value already).
-    snapshot(topic.seq, topic.frame, gap && topic.has_value);
+    topic.frame->add_ref();
+    send_replayed(replay, topic, topic.seq, topic.frame, true, gap && topic.has_value, gap);
     return 1;
   }
-  snapshot(history[first].seq, history[first].frame, true);
+  history[first].frame->add_ref();
+  send_replayed(replay, topic, history[first].seq, history[first].frame, true, true, gap);
   for (std::size_t i = first + 1; i < history.size(); ++i) {
     history[i].frame->add_ref();
-    send_to(replay.to, {ShardMessageKind::history, 0, 0, 0, topic.key, history[i].seq,
-                        replay.subscription_key, history[i].frame});
+    send_replayed(replay, topic, history[i].seq, history[i].frame, false, true, false);
   }
   return history.size() - first;
 }
@@ -222,7 +265,7 @@ std::vector<OwnedTopic*> Shard::cancel_replay(std::uint64_t subscription_key) {
     unsent.assign(replay->topics.begin() + static_cast<std::ptrdiff_t>(replay->next), replay->topics.end());
     replay->cancelled = true;
   }
-  if (!replaying_) std::erase_if(replays_, [](const auto& r) { return r->cancelled; });
+  if (!replaying_) std::erase_if(replays_, [](const auto& r) { return r->cancelled && !r->journal.reading; });
   return unsent;
 }
 

@@ -106,7 +106,7 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     last_published_ = topic;
     topic->key = (std::uint64_t{index_} << 48) | next_topic_index_++;
     topic->properties.type = type;
-    topic->history_limits = history_limits_for(topic->properties);
+    set_history_limits(*topic);
     topic->epoch = new_topic_epoch();
     created = true;
   }
@@ -142,6 +142,7 @@ void Shard::on_publish(unsigned from, const ShardMessage& m) {
     } else {
       lsn = journal_update(*topic, topic->seq, topic->frame, history_clock_ns());
     }
+    if (topic->spills) topic->journal_index.add(topic->seq, lsn, history_clock_ns(), topic->frame->size());
     // Subscribers see an update once the journal has written it: one a crash of brookd can
     // still lose is never delivered, and its sequence never seen twice.
     if (!created) deliver_when_durable(lsn, *topic, delta, {from, m.a});
@@ -227,7 +228,7 @@ void Shard::on_create_topic(unsigned from, const ShardMessage& m) {
                          .history_bytes = m.b,
                          .history_age_ms = static_cast<std::uint32_t>(m.c >> 32),
                          .durable = (m.flags & topic_transient) == 0};
-    topic->history_limits = history_limits_for(topic->properties);
+    set_history_limits(*topic);
     topic->epoch = new_topic_epoch();
     topic->frame = frame;  // path only: subscribers learn the topic, no value yet
     remote_selectors_.for_each_match(publish.path, [&](std::uint64_t key, const Selector&) {

@@ -21,7 +21,7 @@ namespace brook::transport {
 
 enum class Op : std::uint8_t {
   accept = 1, recv = 2, send = 3, wake = 4, cancel = 5, read = 6, write = 7, file_write = 8,
-  file_sync = 9
+  file_sync = 9, file_read = 10
 };
 
 struct ReactorOptions {
@@ -86,6 +86,9 @@ class Reactor {
   void write_file(int fd, const void* data, unsigned bytes, std::uint64_t offset,
                   std::uint64_t token, bool then_sync);
   void sync_file(int fd, std::uint64_t token);
+  // `bytes` at `offset` of a file into `buffer` (history read back from the journal),
+  // completing as Op::file_read with the bytes read; the buffer must stay put until then.
+  void read_file(int fd, void* buffer, unsigned bytes, std::uint64_t offset, std::uint64_t token);
 
   // Another thread calls wake() to interrupt wait(); it costs one eventfd write.
   void wake() noexcept;

@@ -85,6 +85,9 @@ struct BrokerOptions {
   std::uint32_t history_depth = 8;
   std::uint64_t history_max_bytes = 1ull << 20;
   std::uint32_t history_max_age_ms = 0;
+  // With a data dir, a durable topic keeps at most this many bytes of its history in memory;
+  // the rest of what its limits keep stays in the journal and is read back from there.
+  std::uint64_t history_memory_bytes = 1ull << 20;
   // After a turn with work a shard keeps polling this long before it sleeps: the reply to
   // what it just delivered (a round trip's second half, the next update of a burst) then
   // finds it awake, without a wake-up. It yields the core while it polls. 0: sleep at once.
