@@ -167,5 +167,45 @@ TEST(JournalHistory, segments_go_once_no_topic_keeps_their_updates_and_older_his
   std::filesystem::remove_all(data_dir);
 }
 
+
+// A subscription that goes in the middle of a journal pass leaves the broker's interest
+// counts right: a subscriber of the same topics keeps getting every update, and a new
+// replay of them is whole.
+TEST(JournalHistory, unsubscribing_during_a_journal_pass_leaves_other_subscribers_whole) {
+  const std::string data_dir = make_temp_dir("brook-journal-history");
+  BrokerProcess broker(spilling(data_dir, 10000));
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "history-publisher"));
+  for (int t = 0; t < 10; ++t) publish_range(publisher, "Spill/t" + std::to_string(t), 1, 2000);
+
+  UpdateLog steady;
+  Client watcher;
+  ASSERT_TRUE(connect_client_once(watcher, broker.url(), "history-watcher"));
+  ASSERT_TRUE(subscribe_and_wait(watcher, "Spill//", steady));
+  {
+    UpdateLog replayed;
+    Client leaver;
+    ASSERT_TRUE(connect_client_once(leaver, broker.url(), "history-leaver"));
+    Subscription s = leaver.subscribe("Spill//", replayed.handler(), SubscribeOptions{.history = 2000});
+    replayed.wait_for(1, 10s);
+    ASSERT_TRUE(leaver.unsubscribe(s));
+    ASSERT_TRUE(round_trip(leaver));
+  }
+  publish_range(publisher, "Spill/t7", 2001, 2010);
+  ASSERT_TRUE(steady.wait_until(
+      [](const std::vector<Received>& e) { return !e.empty() && e.back().topic_seq == 2010; }, 10s));
+  expect_contiguous(steady, "Spill/t7", 2000, 2010, false);
+
+  UpdateLog again;
+  Client late;
+  ASSERT_TRUE(connect_client_once(late, broker.url(), "history-late"));
+  ASSERT_TRUE(subscribe_with(late, "Spill//", again, {.history = 2000}));
+  expect_contiguous(again, "Spill/t7", 11, 2010, false);
+  expect_contiguous(again, "Spill/t3", 1, 2000, false);
+  broker.stop();
+  std::filesystem::remove_all(data_dir);
+}
+
 }  // namespace
 }  // namespace brook::test

@@ -83,19 +83,28 @@ void append_record(std::vector<std::byte>& out, std::uint64_t lsn, RecordType ty
   put<std::uint32_t>(r + 4, crc32c({r + 8, record_header_bytes - 8 + payload}));
 }
 
-RecordCheck read_record(std::span<const std::byte> bytes, RecordView& record) noexcept {
+RecordCheck read_record_unchecked(std::span<const std::byte> bytes, RecordView& record) noexcept {
   if (bytes.size() < record_header_bytes) return RecordCheck::incomplete;
   const auto length = get<std::uint32_t>(bytes.data());
   if (length > max_payload_bytes) return RecordCheck::damaged;
   const std::size_t whole = record_header_bytes + length;
   if (bytes.size() < whole) return RecordCheck::incomplete;
-  if (get<std::uint32_t>(bytes.data() + 4) != crc32c(bytes.subspan(8, whole - 8)))
-    return RecordCheck::damaged;
   record.lsn = get<std::uint64_t>(bytes.data() + 8);
   record.type = static_cast<RecordType>(get<std::uint16_t>(bytes.data() + 16));
   record.payload = bytes.subspan(record_header_bytes, length);
   record.bytes = whole;
   return RecordCheck::ok;
+}
+
+bool record_checksum_matches(const RecordView& record) noexcept {
+  const std::byte* start = record.payload.data() - record_header_bytes;
+  return get<std::uint32_t>(start + 4) == crc32c({start + 8, record.bytes - 8});
+}
+
+RecordCheck read_record(std::span<const std::byte> bytes, RecordView& record) noexcept {
+  const RecordCheck framed = read_record_unchecked(bytes, record);
+  if (framed != RecordCheck::ok) return framed;
+  return record_checksum_matches(record) ? RecordCheck::ok : RecordCheck::damaged;
 }
 
 std::string shard_directory(const std::string& data_dir, unsigned shard) {

@@ -64,6 +64,10 @@ enum class RecordCheck { ok, incomplete, damaged };
 // Reads the record at the start of `bytes`: ok (and `record` filled), incomplete (the bytes
 // end before the record does), or damaged (a length no record has, or a wrong checksum).
 RecordCheck read_record(std::span<const std::byte> bytes, RecordView& record) noexcept;
+// The same without the checksum, for a reader that skips most records (a replay looking for
+// one topic's): it checks those it uses with record_checksum_matches().
+RecordCheck read_record_unchecked(std::span<const std::byte> bytes, RecordView& record) noexcept;
+bool record_checksum_matches(const RecordView& record) noexcept;
 
 // DIR/shard-N and the name of the segment whose first record is `first_lsn`.
 std::string shard_directory(const std::string& data_dir, unsigned shard);

@@ -265,17 +265,24 @@ struct Replay {
   std::size_t next = 0;
   bool waiting = false;    // until the subscriber's shard asks for more (replay_resume)
   bool cancelled = false;  // the subscription went while the replay ran
-  // topics[next]'s history older than its memory, read from the journal
-  // (shard_journal_replay.cpp).
+  // Its topics' history older than their memory, read from the journal in one pass before
+  // the rest (shard_journal_replay.cpp).
+  struct JournalTopic {
+    OwnedTopic* topic = nullptr;
+    std::uint64_t wanted_from = 0;
+    std::uint64_t next_seq = 0;  // the first sequence still to send
+    bool sent_first = false;     // its snapshot went: the rest go as history
+    bool reached_memory = false;
+  };
+  bool journal_checked = false;  // which topics need the journal is decided
   struct JournalCursor {
     bool active = false;
     bool reading = false;     // a read is in flight into `buffer`
-    bool exhausted = false;   // the journal has no more of it: memory has the rest
-    bool sent_first = false;  // its snapshot went: the rest go as history
-    void finish() { active = reading = exhausted = sent_first = false, sent = 0; }
-    std::uint64_t wanted_from = 0;
-    std::uint64_t next_seq = 0;  // the first sequence still to send
-    std::uint64_t sent = 0;      // since the last pause
+    bool exhausted = false;   // the journal has no more for them: memory has the rest
+    std::vector<JournalTopic> topics;
+    TopicPathMap<std::size_t> by_path;  // into topics
+    std::size_t reached = 0;  // topics whose memory the pass has reached
+    std::uint64_t sent = 0;   // since the last pause
     journal::SegmentPosition position;
     std::uint64_t token = 0;
     std::vector<std::byte> buffer;
@@ -626,16 +633,16 @@ class Shard final : public transport::ReactorHandler {
   void on_add_selector(unsigned from, const ShardMessage& message);
   // History (shard_replay.cpp). Owner side: a subscription's replay, a batch per call.
   void run_replay(std::uint64_t subscription_key);
-  std::size_t replay_topic(Replay& replay, OwnedTopic& topic);
+  std::size_t replay_topic(Replay& replay, OwnedTopic& topic, const Replay::JournalTopic* from_journal = nullptr);
   // The first sequence of `topic` the replay wants; since_plus_one is set when the client
   // named a position (since, or a resumed one).
   std::uint64_t wanted_from(const Replay& replay, const OwnedTopic& topic, std::uint64_t& since_plus_one) const;
   // shard_journal_replay.cpp: history older than memory, read through the reactor.
-  bool start_journal_read(Replay& replay, OwnedTopic& topic);
+  bool start_journal_read(Replay& replay);
   bool read_journal(Replay& replay);
+  std::size_t finish_journal_read(Replay& replay);
   void on_journal_read(const transport::Completion& completion);
-  std::size_t send_journal_records(Replay& replay, OwnedTopic& topic, std::span<const std::byte> bytes,
-                                   std::size_t& consumed);
+  std::size_t send_journal_records(Replay& replay, std::span<const std::byte> bytes, std::size_t& consumed);
   void send_replayed(const Replay& replay, const OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame,
                      bool as_snapshot, bool with_value, bool gap);
   bool journal_reading() const;

@@ -1,21 +1,24 @@
-// History older than a topic's memory, read back from its owner's journal: for a topic whose
-// history limits keep more than history.memory_bytes (its history "spills").
+// History older than its topics' memory, read back from the owner's journal: for topics whose
+// history limits keep more than history.memory_bytes (their history "spills").
 //
-//   run_replay: topics[next] wants sequences memory no longer holds
-//     start_journal_read: from the topic index's mark at or before the first one wanted
-//     read_journal --> reactor: read 256 KiB of the segment --> on_journal_read
-//       send_journal_records: the topic's records among them, as its snapshot then history
-//       memory's oldest reached (or the journal has no more): run_replay goes on, and
-//         replay_topic sends the rest from memory and counts the subscriber's interest
-//       else the next read; after replay_batch updates, first a pause until the
+//   run_replay, first: start_journal_read gathers the replay's topics that want sequences
+//     memory no longer holds, and starts at the lowest of their index marks
+//     read_journal --> reactor: read 1 MiB of the segment --> on_journal_read
+//       send_journal_records: those topics' records among them, each topic's first as its
+//         snapshot, the others as history
+//       every topic reached its memory's oldest, or the journal has no more:
+//         finish_journal_read: memory sends the rest of each of them, and their live
+//         updates start, all in that one step; run_replay goes on with the other topics
+//       else the next read; after journal_batch updates, first a pause until the
 //         subscriber's queue has room (replay_paused / replay_resume, as for memory)
 //
-// The shard's live traffic goes on between reads: the file read is the kernel's, through the
-// shard's own io_uring, never a blocking pread on the loop. The topic takes no live update for
-// this subscription meanwhile, as for any topic its replay has not reached; memory keeps what
-// arrives, and replay_topic sends it in the step that starts the live updates: no gap and no
-// duplicate. Updates memory dropped before the journal wrote them are waited for a turn.
-// Every function runs on the shard's thread.
+// One pass for all of them: a shard's journal interleaves its topics, and a pass per topic
+// would read it once per topic. The shard's live traffic goes on between reads: the file read
+// is the kernel's, through the shard's own io_uring, never a blocking pread on the loop. These
+// topics take no live update for this subscription meanwhile, as for any topic its replay has
+// not reached; memory keeps what arrives, and finish_journal_read sends it in the step that
+// starts the live updates: no gap and no duplicate. Updates memory dropped before the
+// journal wrote them are waited for a turn. Every function runs on the shard's thread.
 #include <algorithm>
 #include <cstring>
 
@@ -25,7 +28,7 @@ namespace brook::runtime {
 
 namespace {
 
-constexpr std::size_t journal_read_bytes = 256u << 10;
+constexpr std::size_t journal_read_bytes = 1u << 20;
 // Above the journal writer's token and below every connection's.
 constexpr std::uint64_t journal_read_token_base = 0xfffe00000000ull;
 // Updates read from the journal before the replay waits for its subscriber's queue.
@@ -41,21 +44,32 @@ bool Shard::journal_reading() const {
   return std::any_of(replays_.begin(), replays_.end(), [](const auto& r) { return r->journal.reading; });
 }
 
-bool Shard::start_journal_read(Replay& replay, OwnedTopic& topic) {
-  if (!journal_ || !topic.spills || topic.journal_index.empty() || !journal_->failure().empty()) return false;
-  topic.history.expire(history_clock_ns(), topic.history_limits);
-  std::uint64_t since_plus_one;
-  const std::uint64_t from = wanted_from(replay, topic, since_plus_one);
-  const std::uint64_t memory_first = memory_first_seq(topic);
-  if (from >= memory_first || from > topic.seq || topic.journal_index.oldest_seq() >= memory_first) return false;
-  auto position = journal_->segments().locate(topic.journal_index.lsn_for(from));
-  if (!position) return false;
+bool Shard::start_journal_read(Replay& replay) {
+  if (!journal_ || !journal_->failure().empty()) return false;
   Replay::JournalCursor& c = replay.journal;
-  c.finish();
+  std::uint64_t from_lsn = ~0ull;
+  for (std::size_t i = replay.next; i < replay.topics.size(); ++i) {
+    OwnedTopic& topic = *replay.topics[i];
+    if (!topic.spills || topic.journal_index.empty()) continue;
+    topic.history.expire(history_clock_ns(), topic.history_limits);
+    std::uint64_t since_plus_one;
+    const std::uint64_t from = wanted_from(replay, topic, since_plus_one);
+    const std::uint64_t memory_first = memory_first_seq(topic);
+    if (from >= memory_first || from > topic.seq || topic.journal_index.oldest_seq() >= memory_first) continue;
+    const std::string path(codec::read_trusted_publish(topic.frame->data(), topic.frame->size()).path);
+    c.by_path.emplace(path, c.topics.size());
+    c.topics.push_back({&topic, from, from, false, false});
+    from_lsn = std::min(from_lsn, topic.journal_index.lsn_for(from));
+  }
+  if (c.topics.empty()) return false;
+  auto position = journal_->segments().locate(from_lsn);
+  if (!position) {
+    c = {};
+    return false;
+  }
   c.active = true;
-  c.wanted_from = c.next_seq = from;
   c.position = *position;
-  if (c.token == 0) c.token = journal_read_token_base | (++next_journal_read_ & 0xffffffffu);
+  c.token = journal_read_token_base | (++next_journal_read_ & 0xffffffffu);
   return true;
 }
 
@@ -65,8 +79,12 @@ bool Shard::read_journal(Replay& replay) {
   Replay::JournalCursor& c = replay.journal;
   // Again: the segment being written grows, and a paused replay's segment may have gone.
   auto position = journal_->segments().advance(c.position, 0);
-  if (!position)
-    position = journal_->segments().locate(replay.topics[replay.next]->journal_index.lsn_for(c.next_seq));
+  if (!position) {
+    std::uint64_t lsn = ~0ull;
+    for (const Replay::JournalTopic& t : c.topics)
+      if (!t.reached_memory) lsn = std::min(lsn, t.topic->journal_index.lsn_for(t.next_seq));
+    position = journal_->segments().locate(lsn);
+  }
   if (!position || !journal_->failure().empty()) {
     c.exhausted = true;
     return false;
@@ -87,46 +105,72 @@ bool Shard::read_journal(Replay& replay) {
   return true;
 }
 
-std::size_t Shard::send_journal_records(Replay& replay, OwnedTopic& topic, std::span<const std::byte> bytes,
-                                        std::size_t& consumed) {
+std::size_t Shard::send_journal_records(Replay& replay, std::span<const std::byte> bytes, std::size_t& consumed) {
   Replay::JournalCursor& c = replay.journal;
-  const std::string_view path = codec::read_trusted_publish(topic.frame->data(), topic.frame->size()).path;
   std::size_t sent = 0;
   consumed = 0;
-  while (consumed < bytes.size()) {
-    if (c.next_seq >= memory_first_seq(topic)) {
-      c.exhausted = true;
-      break;
-    }
+  while (consumed < bytes.size() && c.reached < c.topics.size()) {
     journal::RecordView record;
-    const journal::RecordCheck check = journal::read_record(bytes.subspan(consumed), record);
+    const journal::RecordCheck check = journal::read_record_unchecked(bytes.subspan(consumed), record);
     if (check == journal::RecordCheck::incomplete) break;  // the next read starts with it
-    if (check == journal::RecordCheck::damaged) {
+    bool damaged = check == journal::RecordCheck::damaged;
+    Replay::JournalTopic* wanted = nullptr;
+    std::span<const std::byte> frame_bytes;
+    if (!damaged) {
+      consumed += record.bytes;
+      if (record.type != journal::RecordType::topic) continue;
+      auto body = record.payload.size() > journal::topic_record_head_bytes
+                      ? journal::topic_record_body(record.payload.subspan(journal::topic_record_head_bytes))
+                      : std::nullopt;
+      if (body) {
+        auto found = c.by_path.find(body->path);
+        if (found == c.by_path.end()) continue;  // another topic's: its checksum is its reader's
+        wanted = &c.topics[found->second];
+        frame_bytes = body->frame;
+      }
+      damaged = !body || !journal::record_checksum_matches(record);
+    }
+    if (damaged) {
       std::fprintf(stderr, "brookd: shard %u: a damaged journal record at offset %llu: history read stops there\n",
                    index_, static_cast<unsigned long long>(c.position.offset + consumed));
       c.exhausted = true;
       break;
     }
-    consumed += record.bytes;
-    if (record.type != journal::RecordType::topic || record.payload.size() <= journal::topic_record_head_bytes)
-      continue;
-    auto body = journal::topic_record_body(record.payload.subspan(journal::topic_record_head_bytes));
-    if (!body || body->path != path) continue;
+    if (wanted->reached_memory) continue;
+    OwnedTopic& topic = *wanted->topic;
     const journal::TopicRecordHead head = journal::decode_topic_head(record.payload);
     // Another epoch is a topic of the same path before it was removed; a sequence already
     // sent is a snapshot's copy of an update.
-    if (head.epoch != topic.epoch || head.seq < c.next_seq || head.seq == 0) continue;
+    if (head.epoch != topic.epoch || head.seq < wanted->next_seq || head.seq == 0) continue;
     if (head.seq >= memory_first_seq(topic)) {
-      c.exhausted = true;
-      break;
+      wanted->reached_memory = true;
+      ++c.reached;
+      continue;
     }
-    SharedBuffer* frame = pool_.allocate(body->frame.size());
-    std::memcpy(frame->data(), body->frame.data(), body->frame.size());
-    send_replayed(replay, topic, head.seq, frame, !c.sent_first, true, !c.sent_first && head.seq > c.wanted_from);
-    c.sent_first = true;
-    c.next_seq = head.seq + 1;
+    SharedBuffer* frame = pool_.allocate(frame_bytes.size());
+    std::memcpy(frame->data(), frame_bytes.data(), frame_bytes.size());
+    send_replayed(replay, topic, head.seq, frame, !wanted->sent_first, true,
+                  !wanted->sent_first && head.seq > wanted->wanted_from);
+    wanted->sent_first = true;
+    wanted->next_seq = head.seq + 1;
     ++sent;
   }
+  if (c.reached == c.topics.size()) c.exhausted = true;
+  return sent;
+}
+
+// Memory's part of each topic the pass served, and their live updates from now on; they
+// leave the replay's list of topics still to send.
+std::size_t Shard::finish_journal_read(Replay& replay) {
+  Replay::JournalCursor& c = replay.journal;
+  std::size_t sent = 0;
+  for (const Replay::JournalTopic& t : c.topics) sent += replay_topic(replay, *t.topic, &t);
+  std::erase_if(replay.topics, [&](OwnedTopic* topic) {
+    return c.by_path.contains(codec::read_trusted_publish(topic->frame->data(), topic->frame->size()).path);
+  });
+  std::vector<std::byte> buffer = std::move(c.buffer);
+  c = {};
+  c.buffer = std::move(buffer);
   return sent;
 }
 
@@ -142,7 +186,6 @@ void Shard::on_journal_read(const transport::Completion& completion) {
     if (!replaying_) replays_.erase(it);
     return;
   }
-  OwnedTopic& topic = *replay.topics[replay.next];
   if (completion.result <= 0) {
     if (completion.result < 0)
       std::fprintf(stderr, "brookd: shard %u: reading history from the journal failed: %s\n", index_,
@@ -151,7 +194,7 @@ void Shard::on_journal_read(const transport::Completion& completion) {
   } else {
     std::size_t consumed = 0;
     const auto bytes = static_cast<std::size_t>(completion.result);
-    c.sent += send_journal_records(replay, topic, {c.buffer.data(), bytes}, consumed);
+    c.sent += send_journal_records(replay, {c.buffer.data(), bytes}, consumed);
     if (!c.exhausted && consumed == 0) {
       // A record longer than the buffer: the next read takes it whole.
       std::uint32_t payload = 0;

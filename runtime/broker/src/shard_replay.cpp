@@ -143,19 +143,21 @@ void Shard::run_replay(std::uint64_t subscription_key) {
       break;
     }
     std::size_t sent = 0;
-    bool journal_waits = false;
-    while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled) {
-      OwnedTopic& topic = *replay.topics[replay.next];
-      // History older than memory comes from the journal first; its read's completion goes
-      // on (on_journal_read), or the journal has no more and memory sends the rest.
-      if (replay.journal.active ? !replay.journal.exhausted : start_journal_read(replay, topic))
-        if ((journal_waits = read_journal(replay))) break;
-      sent += replay_topic(replay, topic);
-      ++replay.next;
+    // History older than memory comes from the journal first, for every topic that needs it
+    // in one pass; each read's completion goes on (on_journal_read), and once the journal has
+    // no more, memory sends the rest of those topics.
+    if (!replay.journal_checked) {
+      replay.journal_checked = true;
+      start_journal_read(replay);
     }
+    if (replay.journal.active) {
+      if (!replay.journal.exhausted && read_journal(replay)) break;
+      sent += finish_journal_read(replay);
+    }
+    while (replay.next < replay.topics.size() && sent < replay_batch && !replay.cancelled)
+      sent += replay_topic(replay, *replay.topics[replay.next++]);
     sent_this_turn += sent;
     if (replay.cancelled) continue;  // erased above
-    if (journal_waits) break;
     if (replay.next == replay.topics.size()) {
       const unsigned to = replay.to;
       // Sending may have added replays (the vector moved; the Replay did not).
@@ -202,24 +204,21 @@ void Shard::send_replayed(const Replay& replay, const OwnedTopic& topic, std::ui
 
 // Memory's part of a topic's history, and the start of its live updates for this
 // subscription: both in this one step.
-std::size_t Shard::replay_topic(Replay& replay, OwnedTopic& topic) {
+std::size_t Shard::replay_topic(Replay& replay, OwnedTopic& topic, const Replay::JournalTopic* from_journal) {
   if (topic.interest[replay.to]++ == 0) topic.interested_mask |= std::uint64_t{1} << replay.to;
   TopicHistory& history = topic.history;
   history.expire(history_clock_ns(), topic.history_limits);
-  Replay::JournalCursor& journal = replay.journal;
-  if (journal.active && journal.sent_first) {
+  if (from_journal && from_journal->sent_first) {
     // The journal sent its snapshot and older updates: memory sends the rest as history. (A
     // journal that failed meanwhile may leave a hole between the two; the sequences show it.)
-    const std::uint64_t next_seq = journal.next_seq;
-    journal.finish();
     std::size_t sent = 0;
-    for (std::size_t i = history.first_after(next_seq - 1); i < history.size(); ++i, ++sent) {
+    for (std::size_t i = history.first_after(from_journal->next_seq - 1); i < history.size(); ++i, ++sent) {
       history[i].frame->add_ref();
       send_replayed(replay, topic, history[i].seq, history[i].frame, false, true, false);
     }
     return sent;
   }
-  journal.finish();  // the journal had none of it: memory decides, gap included
+  // Memory decides (the journal had none of it), gap included.
   // The first sequence the subscriber wants, and where the history has it.
   std::uint64_t since_plus_one;
   const std::uint64_t wanted = wanted_from(replay, topic, since_plus_one);
