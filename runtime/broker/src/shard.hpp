@@ -355,6 +355,7 @@ struct Session {
   std::uint64_t unprobed_owners = 0;
   std::uint32_t probes_outstanding = 0;
   std::uint64_t probed_seq = 0;
+  bool closing = false;  // the client sent Close: it ends once its frames are durable
   // Replays paused until this session's queue has room: (owner shard, subscription key).
   std::vector<std::pair<unsigned, std::uint64_t>> replays_waiting;
   // Durable sessions (shard_durable_sessions.cpp): the key its publishes are journalled

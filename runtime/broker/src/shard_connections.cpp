@@ -247,9 +247,17 @@ void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
   }
   if (std::holds_alternative<codec::PongMsg>(decoded.message)) return;  // liveness only
   if (std::holds_alternative<codec::CloseMsg>(decoded.message)) {
-    // Every frame before the Close was taken: the client may forget them all (its queue file).
-    if (c.session) send_control(c, encoder_.received(c.session->inbound_seq));
-    end_session(*c.session, codec::ErrorCode::none, {});
+    // Every frame before the Close was taken: the client may forget them all (its queue
+    // file). With a journal only once they are durable (on_durable_through ends it then).
+    Session& s = *c.session;
+    if (journal_ && s.reported_inbound_seq < s.inbound_seq) {
+      s.closing = true;
+      report_durable_received(s);
+      if (s.reported_inbound_seq < s.inbound_seq) return;
+    } else {
+      send_control(c, encoder_.received(s.inbound_seq));
+    }
+    end_session(s, codec::ErrorCode::none, {});
     return;
   }
   handle_session_frame(c, *c.session, decoded, frame);

@@ -233,6 +233,10 @@ void Shard::on_durable_through(const ShardMessage& m) {
   s->reported_inbound_seq = s->probed_seq;
   if (s->connection && s->connection->state == ConnectionState::attached)
     send_control(*s->connection, encoder_.received(s->probed_seq));
+  if (s->closing && !s->ended) {
+    if (s->reported_inbound_seq < s->inbound_seq) report_durable_received(*s);
+    if (s->reported_inbound_seq >= s->inbound_seq) end_session(*s, codec::ErrorCode::none, {});
+  }
 }
 
 bool Shard::journal_idle() const {
