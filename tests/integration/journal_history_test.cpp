@@ -211,5 +211,99 @@ TEST(JournalHistory, unsubscribing_during_a_journal_pass_leaves_other_subscriber
   std::filesystem::remove_all(data_dir);
 }
 
+
+// One pass serves several topics: one that reached its memory early gets the rest and its
+// live updates at once, and misses nothing while the pass goes on through another topic's
+// far longer history for a slow subscriber (its memory meanwhile moves far past where the
+// pass left it).
+TEST(JournalHistory, a_topic_done_early_in_a_pass_misses_nothing_while_the_pass_goes_on) {
+  const std::string data_dir = make_temp_dir("brook-journal-history");
+  BrokerConfig config = spilling(data_dir, 30000);
+  config.shards = 1;
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "history-publisher"));
+  publish_range(publisher, "Spill/a", 1, 200);
+  const std::string big(2000, 'x');
+  std::future<Status> last;
+  for (int n = 1; n <= 20000; ++n) last = publisher.publish_acked("Spill/b", std::as_bytes(std::span(big.data(), big.size())));
+  ASSERT_EQ(last.wait_for(60s), std::future_status::ready);
+  ASSERT_TRUE(last.get());
+
+  UpdateLog log;
+  auto to_log = log.handler();
+  std::atomic<int> count{0};
+  Client subscriber;
+  ASSERT_TRUE(connect_client_once(subscriber, broker.url(), "history-subscriber"));
+  subscriber.subscribe("Spill//", [&](const Update& u) {
+    to_log(u);
+    if (++count % 5 == 0) std::this_thread::sleep_for(1ms);  // slower than the journal
+  }, SubscribeOptions{.history = 30000});
+  ASSERT_TRUE(log.wait_until([](const std::vector<Received>& e) { return e.size() > 10; }, 30s));
+  publish_range(publisher, "Spill/a", 201, 3200);
+  ASSERT_TRUE(log.wait_until([](const std::vector<Received>& e) {
+    for (auto it = e.rbegin(); it != e.rend(); ++it)
+      if (it->path == "Spill/a") return it->topic_seq == 3200;
+    return false;
+  }, 120s));
+  expect_contiguous(log, "Spill/a", 1, 3200, false);
+  broker.stop();
+  std::filesystem::remove_all(data_dir);
+}
+
+// A replay from the journal sends what the topic keeps (its depth), not whatever its
+// segments still hold, and flags what is older as a gap.
+TEST(JournalHistory, a_replay_from_the_journal_sends_only_what_the_topic_keeps) {
+  const std::string data_dir = make_temp_dir("brook-journal-history");
+  BrokerConfig config = spilling(data_dir, 100);
+  config.shards = 1;
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "history-publisher"));
+  publish_range(publisher, "Spill/kept", 1, 500);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client_once(subscriber, broker.url(), "history-subscriber"));
+  ASSERT_TRUE(subscribe_with(subscriber, "Spill/kept", log, {.history = 500}));
+  expect_contiguous(log, "Spill/kept", 401, 500, true);
+  broker.stop();
+  std::filesystem::remove_all(data_dir);
+}
+
+// A quiet topic whose updates aged out holds no segment: the journal shrinks as the busy
+// topic's segments go.
+TEST(JournalHistory, a_quiet_topic_keeps_no_old_segment) {
+  const std::string data_dir = make_temp_dir("brook-journal-history");
+  BrokerConfig config = with_shards(1);
+  config.extra_args = {"--data-dir", data_dir};
+  config.config_toml = "[storage]\nsync = \"interval\"\nsegment_bytes = 65536\n"
+                       "[history]\ndepth = 1000\nmax_bytes = 104857600\nmemory_bytes = 4096\nmax_age_ms = 1000\n";
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher;
+  ASSERT_TRUE(connect_client_once(publisher, broker.url(), "history-publisher"));
+  publish_range(publisher, "Spill/quiet", 1, 5);
+  for (int n = 1; n <= 20000; n += 200) publish_range(publisher, "Spill/busy", n, n + 199);
+  std::this_thread::sleep_for(1500ms);  // every update so far is past the age limit
+  for (int n = 20001; n <= 21000; n += 200) publish_range(publisher, "Spill/busy", n, n + 199);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (journal_bytes(data_dir) > 600'000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  EXPECT_LE(journal_bytes(data_dir), 600'000u) << "a quiet topic kept the old segments";
+  // Its current value is still there after a restart.
+  broker.crash();
+  BrokerProcess again(config);
+  BROOK_ASSERT_STARTED(again);
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client_once(subscriber, again.url(), "history-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Spill/quiet", log));
+  EXPECT_EQ(log.entries().at(0).topic_seq, 5u);
+  again.stop();
+  std::filesystem::remove_all(data_dir);
+}
+
 }  // namespace
 }  // namespace brook::test

@@ -217,8 +217,10 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     if (shm_asked) shm_awake();
   }
   // What the journal was given goes to disk before the thread ends: a clean stop loses nothing.
-  for (int i = 0; i < 500 && !journal_idle(); ++i) {
-    journal_->submit(*reactor_, now_ns());
+  // History reads from it end first: the kernel writes into their buffers until they do.
+  for (auto& replay : replays_) replay->cancelled = true;
+  for (int i = 0; i < 500 && (!journal_idle() || journal_reading()); ++i) {
+    if (journal_) journal_->submit(*reactor_, now_ns());
     reactor_->run_once(*this, 10);
   }
   // The kernel writes into each armed doorbell's link: take them back before the links go.

@@ -284,6 +284,7 @@ struct Replay {
     std::size_t reached = 0;  // topics whose memory the pass has reached
     std::uint64_t sent = 0;   // since the last pause
     journal::SegmentPosition position;
+    unsigned requested = 0;   // bytes the read in flight asked for
     std::uint64_t token = 0;
     std::vector<std::byte> buffer;
   } journal;
@@ -642,12 +643,14 @@ class Shard final : public transport::ReactorHandler {
   bool start_journal_read(Replay& replay);
   bool read_journal(Replay& replay);
   std::size_t finish_journal_read(Replay& replay);
+  std::size_t hand_over_to_memory(Replay& replay, const Replay::JournalTopic& topic);
   void on_journal_read(const transport::Completion& completion);
   std::size_t send_journal_records(Replay& replay, std::span<const std::byte> bytes, std::size_t& consumed);
   void send_replayed(const Replay& replay, const OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame,
                      bool as_snapshot, bool with_value, bool gap);
   bool journal_reading() const;
   void remove_unretained_segments();
+  bool spills_beyond_memory(OwnedTopic& topic);
   void set_history_limits(OwnedTopic& topic);
   void on_replay_resume(const ShardMessage& message);
   std::size_t continue_replays();

@@ -250,6 +250,10 @@ void Shard::handle_frame(Connection& c, std::span<const std::byte> frame) {
     // Every frame before the Close was taken: the client may forget them all (its queue
     // file). With a journal only once they are durable (on_durable_through ends it then).
     Session& s = *c.session;
+    if (journal_ && !journal_->failure().empty() && s.reported_inbound_seq < s.inbound_seq) {
+      end_session(s, codec::ErrorCode::storage_failed, journal_->failure());  // never durable now
+      return;
+    }
     if (journal_ && s.reported_inbound_seq < s.inbound_seq) {
       s.closing = true;
       report_durable_received(s);

@@ -150,31 +150,53 @@ void Shard::remove_unretained_segments() {
     topic->journal_index.trim(topic->seq, topic->history_limits, now);
     keep_from = std::min(keep_from, topic->journal_index.oldest_lsn());
   }
+  // A replay between two reads goes on from its segment.
+  for (const auto& replay : replays_)
+    if (replay->journal.active) keep_from = std::min(keep_from, replay->journal.position.first_lsn);
   if (int removed = journal_->segments().remove_before(keep_from); removed < 0)
     std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
                  std::strerror(-removed));
+}
+
+// A spilling topic keeps updates that only older segments hold: memory lacks some of what
+// its index points at. Otherwise (a quiet topic, a new shard count, everything expired)
+// its history is written into the snapshot as any topic's, and no old segment is kept for it.
+bool Shard::spills_beyond_memory(OwnedTopic& topic) {
+  const std::uint64_t now = history_clock_ns();
+  topic.history.expire(now, topic.history_limits);
+  topic.journal_index.trim(topic.seq, topic.history_limits, now);
+  if (topic.journal_index.empty() || topic.history.empty()) return false;
+  const std::uint64_t depth = topic.history_limits.depth;
+  const std::uint64_t kept_from = topic.seq >= depth ? topic.seq - depth + 1 : 1;
+  const std::uint64_t memory_first = topic.history[0].seq;
+  return memory_first > kept_from && memory_first > topic.journal_index.oldest_seq();
 }
 
 void Shard::snapshot_topics() {
   journal_->begin_snapshot();
   for (const auto& [path, topic] : topic_by_path_) {
     if (!topic->properties.durable) continue;
-    if (topic->spills) {  // its history stays where it is, in segments kept for it
-      journal_topic(*topic);
+    if (topic->spills && spills_beyond_memory(*topic)) {
+      journal_topic(*topic);  // its history stays where it is, in segments kept for it
       continue;
     }
+    if (topic->spills) topic->journal_index.clear();  // its history is all in memory: written below
     // Its history, oldest first; the newest entry is the current value. Without history (or
     // when the current value has no entry), the topic's state as of now.
     // The record of the current value carries the topic's publisher positions.
     const TopicHistory& history = topic->history;
     const bool current_in_history = !history.empty() && history[history.size() - 1].seq == topic->seq;
-    for (std::size_t i = 0; i + (current_in_history ? 1 : 0) < history.size(); ++i)
-      journal_update(*topic, history[i].seq, history[i].frame, history[i].time_ns);
-    if (current_in_history)
-      journal_update(*topic, topic->seq, history[history.size() - 1].frame,
-                     history[history.size() - 1].time_ns, topic->publishers);
-    else
+    for (std::size_t i = 0; i + (current_in_history ? 1 : 0) < history.size(); ++i) {
+      const std::uint64_t lsn = journal_update(*topic, history[i].seq, history[i].frame, history[i].time_ns);
+      if (topic->spills) topic->journal_index.add(history[i].seq, lsn, history[i].time_ns, history[i].frame->size());
+    }
+    if (current_in_history) {
+      const HistoryEntry& current = history[history.size() - 1];
+      const std::uint64_t lsn = journal_update(*topic, topic->seq, current.frame, current.time_ns, topic->publishers);
+      if (topic->spills) topic->journal_index.add(current.seq, lsn, current.time_ns, current.frame->size());
+    } else {
       journal_topic(*topic);
+    }
   }
   snapshot_sessions();
   journal_->end_snapshot();

@@ -6,9 +6,10 @@
 //     read_journal --> reactor: read 1 MiB of the segment --> on_journal_read
 //       send_journal_records: those topics' records among them, each topic's first as its
 //         snapshot, the others as history
-//       every topic reached its memory's oldest, or the journal has no more:
-//         finish_journal_read: memory sends the rest of each of them, and their live
-//         updates start, all in that one step; run_replay goes on with the other topics
+//       a topic reached its memory's oldest: hand_over_to_memory: memory sends the rest of
+//         it, and its live updates start, in that one step
+//       every topic did, or the journal has no more: finish_journal_read hands the others
+//         over; run_replay goes on with the topics that never needed the journal
 //       else the next read; after journal_batch updates, first a pause until the
 //         subscriber's queue has room (replay_paused / replay_resume, as for memory)
 //
@@ -47,19 +48,28 @@ bool Shard::journal_reading() const {
 bool Shard::start_journal_read(Replay& replay) {
   if (!journal_ || !journal_->failure().empty()) return false;
   Replay::JournalCursor& c = replay.journal;
+  const std::uint64_t now = history_clock_ns();
   std::uint64_t from_lsn = ~0ull;
   for (std::size_t i = replay.next; i < replay.topics.size(); ++i) {
     OwnedTopic& topic = *replay.topics[i];
     if (!topic.spills || topic.journal_index.empty()) continue;
-    topic.history.expire(history_clock_ns(), topic.history_limits);
+    topic.history.expire(now, topic.history_limits);
+    // Memory empty: nothing it keeps is left but the current value, which memory sends.
+    if (topic.history.empty()) continue;
+    topic.journal_index.trim(topic.seq, topic.history_limits, now);
     std::uint64_t since_plus_one;
     const std::uint64_t from = wanted_from(replay, topic, since_plus_one);
+    // What the topic keeps, not whatever its segments still hold: older is a gap.
+    const std::uint64_t depth = topic.history_limits.depth;
+    const std::uint64_t kept_from =
+        std::max(topic.journal_index.oldest_seq(), topic.seq >= depth ? topic.seq - depth + 1 : 1);
     const std::uint64_t memory_first = memory_first_seq(topic);
-    if (from >= memory_first || from > topic.seq || topic.journal_index.oldest_seq() >= memory_first) continue;
+    const std::uint64_t read_from = std::max(from, kept_from);
+    if (read_from >= memory_first || from > topic.seq) continue;
     const std::string path(codec::read_trusted_publish(topic.frame->data(), topic.frame->size()).path);
     c.by_path.emplace(path, c.topics.size());
-    c.topics.push_back({&topic, from, from, false, false});
-    from_lsn = std::min(from_lsn, topic.journal_index.lsn_for(from));
+    c.topics.push_back({&topic, from, read_from, false, false});
+    from_lsn = std::min(from_lsn, topic.journal_index.lsn_for(read_from));
   }
   if (c.topics.empty()) return false;
   auto position = journal_->segments().locate(from_lsn);
@@ -99,8 +109,8 @@ bool Shard::read_journal(Replay& replay) {
     return false;
   }
   if (c.buffer.size() < journal_read_bytes) c.buffer.resize(journal_read_bytes);
-  const auto bytes = static_cast<unsigned>(std::min<std::uint64_t>(c.position.bytes_left, c.buffer.size()));
-  reactor_->read_file(c.position.fd, c.buffer.data(), bytes, c.position.offset, c.token);
+  c.requested = static_cast<unsigned>(std::min<std::uint64_t>(c.position.bytes_left, c.buffer.size()));
+  reactor_->read_file(c.position.fd, c.buffer.data(), c.requested, c.position.offset, c.token);
   c.reading = true;
   return true;
 }
@@ -140,11 +150,16 @@ std::size_t Shard::send_journal_records(Replay& replay, std::span<const std::byt
     OwnedTopic& topic = *wanted->topic;
     const journal::TopicRecordHead head = journal::decode_topic_head(record.payload);
     // Another epoch is a topic of the same path before it was removed; a sequence already
-    // sent is a snapshot's copy of an update.
+    // sent is a snapshot's copy of an update; one older than the age limit is not kept.
     if (head.epoch != topic.epoch || head.seq < wanted->next_seq || head.seq == 0) continue;
+    if (topic.history_limits.max_age_ns != 0 && head.time_ns + topic.history_limits.max_age_ns < history_clock_ns())
+      continue;
     if (head.seq >= memory_first_seq(topic)) {
+      // Memory has the rest: it sends them now, and the topic's live updates start, before a
+      // later publish can push what it holds out.
       wanted->reached_memory = true;
       ++c.reached;
+      sent += hand_over_to_memory(replay, *wanted);
       continue;
     }
     SharedBuffer* frame = pool_.allocate(frame_bytes.size());
@@ -159,15 +174,21 @@ std::size_t Shard::send_journal_records(Replay& replay, std::span<const std::byt
   return sent;
 }
 
-// Memory's part of each topic the pass served, and their live updates from now on; they
-// leave the replay's list of topics still to send.
+// Memory's part of a topic the pass served, and its live updates from now on; it leaves the
+// replay's list of topics still to send.
+std::size_t Shard::hand_over_to_memory(Replay& replay, const Replay::JournalTopic& t) {
+  const std::size_t sent = replay_topic(replay, *t.topic, &t);
+  std::erase(replay.topics, t.topic);
+  return sent;
+}
+
+// The pass ended (every topic reached its memory, or the journal has no more): the topics
+// still in it are handed over now.
 std::size_t Shard::finish_journal_read(Replay& replay) {
   Replay::JournalCursor& c = replay.journal;
   std::size_t sent = 0;
-  for (const Replay::JournalTopic& t : c.topics) sent += replay_topic(replay, *t.topic, &t);
-  std::erase_if(replay.topics, [&](OwnedTopic* topic) {
-    return c.by_path.contains(codec::read_trusted_publish(topic->frame->data(), topic->frame->size()).path);
-  });
+  for (const Replay::JournalTopic& t : c.topics)
+    if (!t.reached_memory) sent += hand_over_to_memory(replay, t);
   std::vector<std::byte> buffer = std::move(c.buffer);
   c = {};
   c.buffer = std::move(buffer);
@@ -196,12 +217,15 @@ void Shard::on_journal_read(const transport::Completion& completion) {
     const auto bytes = static_cast<std::size_t>(completion.result);
     c.sent += send_journal_records(replay, {c.buffer.data(), bytes}, consumed);
     if (!c.exhausted && consumed == 0) {
-      // A record longer than the buffer: the next read takes it whole.
+      // A record longer than the buffer: the next read takes it whole. (Shorter: the read
+      // came back short, and the next one reads it again.)
       std::uint32_t payload = 0;
       if (bytes >= 4) std::memcpy(&payload, c.buffer.data(), 4);
       const std::size_t whole = journal::record_header_bytes + payload;
-      if (bytes < 4 || payload > journal::max_payload_bytes || whole <= c.buffer.size()) c.exhausted = true;
-      else c.buffer.resize(whole);
+      if (payload > journal::max_payload_bytes || (bytes == c.requested && whole <= c.buffer.size()))
+        c.exhausted = true;  // damage: a whole read that holds no whole record
+      else if (whole > c.buffer.size())
+        c.buffer.resize(whole);
     }
     if (!c.exhausted) {
       auto next = journal_->segments().advance(c.position, consumed);
