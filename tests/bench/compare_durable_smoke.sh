@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/compare --quick --only brook,nats --groups durable against the binaries of this build:
 # Brook under each storage.sync beside nats-server with JetStream, one table per payload with a
-# verdict on the target, and no store left behind. Skipped (77) without nats-server or a
+# verdict on the target, the history replay from memory and from the journal, and no store
+# left behind. Skipped (77) without nats-server or a
 # peer_bench built with cnats.
 set -euo pipefail
 source_dir="$1" out="$2"
@@ -16,6 +17,8 @@ done
 grep -q '^| nats (JetStream' "$out/results.md" || { echo "results.md has no JetStream row" >&2; exit 1; }
 test "$(grep -c '^Target: with sync always' "$out/results.md")" -eq 2 || { echo "results.md lacks the durable target's verdicts" >&2; exit 1; }
 grep -q '"durable":' "$out/meta.json" || { echo "meta.json does not say how the stores were set up" >&2; exit 1; }
+grep -q '^### History replay' "$out/results.md" || { echo "results.md has no history replay table" >&2; exit 1; }
+grep -qE '^journal +[0-9]+ +[0-9]+ +[0-9]+ +0 +0$' "$out/results.md" || { echo "the journal replay lost or reordered an update" >&2; exit 1; }
 test ! -e "$out/durable-store" || { echo "the durable group left its stores behind" >&2; exit 1; }
 if grep -q '^#### throughput' "$out/results.md"; then echo "--groups durable ran the live group too" >&2; exit 1; fi
 echo "bench/compare durable smoke: ok ($(grep -c . "$out/results.jsonl") results)"
