@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare --quick --only brook,nats --groups durable against the binaries of this build:
 # Brook under each storage.sync beside nats-server with JetStream, one table per payload with a
-# verdict on the target, the history replay from memory and from the journal, and no store
+# verdict on the target, the history replay from memory and from the journal, a restart after kill -9, and no store
 # left behind. Skipped (77) without nats-server or a
 # peer_bench built with cnats.
 set -euo pipefail
@@ -19,6 +19,7 @@ test "$(grep -c '^Target: with sync always' "$out/results.md")" -eq 2 || { echo 
 grep -q '"durable":' "$out/meta.json" || { echo "meta.json does not say how the stores were set up" >&2; exit 1; }
 grep -q '^### History replay' "$out/results.md" || { echo "results.md has no history replay table" >&2; exit 1; }
 grep -qE '^journal +[0-9]+ +[0-9]+ +[0-9]+ +0 +0$' "$out/results.md" || { echo "the journal replay lost or reordered an update" >&2; exit 1; }
+grep -qE '^depth = 8 .* 1000 topic\(s\)' "$out/results.md" || { echo "results.md has no restart with every topic restored" >&2; exit 1; }
 test ! -e "$out/durable-store" || { echo "the durable group left its stores behind" >&2; exit 1; }
 if grep -q '^#### throughput' "$out/results.md"; then echo "--groups durable ran the live group too" >&2; exit 1; fi
 echo "bench/compare durable smoke: ok ($(grep -c . "$out/results.jsonl") results)"
