@@ -218,11 +218,13 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   }
   // What the journal was given goes to disk before the thread ends: a clean stop loses nothing.
   // History reads from it end first: the kernel writes into their buffers until they do.
+  stopping_ = true;
   for (auto& replay : replays_) replay->cancelled = true;
-  for (int i = 0; i < 500 && (!journal_idle() || journal_reading()); ++i) {
-    if (journal_) journal_->submit(*reactor_, now_ns());
+  for (int i = 0; i < 500 && !journal_idle(); ++i) {
+    journal_->submit(*reactor_, now_ns());
     reactor_->run_once(*this, 10);
   }
+  while (journal_reading()) reactor_->run_once(*this, 10);  // a file read always completes
   // The kernel writes into each armed doorbell's link: take them back before the links go.
   for (std::uint32_t slot : shm_slots_)
     if (Connection* c = connections_[slot].get(); c && c->shm && c->shm->doorbell_armed)

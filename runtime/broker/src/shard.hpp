@@ -282,6 +282,9 @@ struct Replay {
     std::vector<JournalTopic> topics;
     TopicPathMap<std::size_t> by_path;  // into topics
     std::size_t reached = 0;  // topics whose memory the pass has reached
+    // Those, handed to memory: still in topics (removed when the pass ends), not unsent.
+    std::unordered_set<OwnedTopic*> handed_over;
+    unsigned short_reads = 0;  // in a row that held no whole record
     std::uint64_t sent = 0;   // since the last pause
     journal::SegmentPosition position;
     unsigned requested = 0;   // bytes the read in flight asked for
@@ -840,6 +843,7 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::unique_ptr<Replay>> replays_;
   std::vector<std::uint64_t> replays_to_continue_;  // past their share of a turn: next turn
   std::uint64_t next_journal_read_ = 0;  // tokens of history reads from the journal
+  bool stopping_ = false;                // the loop ended: no new history read starts
   bool replaying_ = false;  // run_replay() is on the stack: a nested resume only marks
   std::uint64_t epoch_state_ = 0;  // splitmix64 state for new topic epochs
 

@@ -150,9 +150,12 @@ void Shard::remove_unretained_segments() {
     topic->journal_index.trim(topic->seq, topic->history_limits, now);
     keep_from = std::min(keep_from, topic->journal_index.oldest_lsn());
   }
-  // A replay between two reads goes on from its segment.
+  // A replay between two reads goes on from its segment; one paused for its subscriber holds
+  // none (a stalled subscriber must not keep the journal from shrinking): if its segment
+  // goes, it goes on from where the index says, and what is gone arrives flagged as a gap.
   for (const auto& replay : replays_)
-    if (replay->journal.active) keep_from = std::min(keep_from, replay->journal.position.first_lsn);
+    if (replay->journal.active && !replay->waiting)
+      keep_from = std::min(keep_from, replay->journal.position.first_lsn);
   if (int removed = journal_->segments().remove_before(keep_from); removed < 0)
     std::fprintf(stderr, "brookd: shard %u: cannot remove old journal segments: %s\n", index_,
                  std::strerror(-removed));
@@ -206,10 +209,14 @@ void Shard::snapshot_topics() {
 
 void Shard::refuse_pending_acks() {
   for (const PendingAck& ack : pending_acks_)
-    // A probe is never answered: its client keeps what it sent, as nothing became durable.
+    // A probe's session never hears Received (its client keeps what it sent, as nothing
+    // became durable); one that is closing ends with storage_failed.
     if (ack.probed_seq == 0)
       send_to(ack.from, {ShardMessageKind::reply, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
                        ack.request_id, ack.a, 0, 0, text_buffer(pool_, "journal: " + journal_->failure())});
+    else
+      send_to(ack.from, {ShardMessageKind::durable_through, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
+                         0, ack.a, ack.probed_seq, 0, nullptr});
   pending_acks_.clear();
 }
 
@@ -240,7 +247,11 @@ void Shard::report_durable_received(Session& s) {
 }
 
 void Shard::on_durability_probe(unsigned from, const ShardMessage& m) {
-  if (!journal_->failure().empty()) return;
+  if (!journal_->failure().empty()) {
+    send_to(from, {ShardMessageKind::durable_through, 0, static_cast<std::uint16_t>(codec::ErrorCode::storage_failed),
+                   0, m.a, m.b, 0, nullptr});
+    return;
+  }
   if (journal_->last_lsn() <= journal_->durable_lsn() && pending_acks_.empty()) {
     send_to(from, {ShardMessageKind::durable_through, 0, 0, 0, m.a, m.b, 0, nullptr});
     return;
@@ -251,6 +262,11 @@ void Shard::on_durability_probe(unsigned from, const ShardMessage& m) {
 void Shard::on_durable_through(const ShardMessage& m) {
   Session* s = session_for(m.a);
   if (!s || s->probes_outstanding == 0 || s->probed_seq != m.b) return;
+  if (m.code == static_cast<std::uint16_t>(codec::ErrorCode::storage_failed)) {
+    // Never durable now: the probe round stays open (no Received again), and a Close ends.
+    if (s->closing && !s->ended) end_session(*s, codec::ErrorCode::storage_failed, "the broker's journal failed");
+    return;
+  }
   if (--s->probes_outstanding != 0) return;
   s->reported_inbound_seq = s->probed_seq;
   if (s->connection && s->connection->state == ConnectionState::attached)

@@ -7,7 +7,8 @@
 //       send_journal_records: those topics' records among them, each topic's first as its
 //         snapshot, the others as history
 //       a topic reached its memory's oldest: hand_over_to_memory: memory sends the rest of
-//         it, and its live updates start, in that one step
+//         it, and its live updates start, in that one step (it leaves the replay's topics
+//         when the pass ends)
 //       every topic did, or the journal has no more: finish_journal_read hands the others
 //         over; run_replay goes on with the topics that never needed the journal
 //       else the next read; after journal_batch updates, first a pause until the
@@ -46,7 +47,7 @@ bool Shard::journal_reading() const {
 }
 
 bool Shard::start_journal_read(Replay& replay) {
-  if (!journal_ || !journal_->failure().empty()) return false;
+  if (!journal_ || !journal_->failure().empty() || stopping_) return false;
   Replay::JournalCursor& c = replay.journal;
   const std::uint64_t now = history_clock_ns();
   std::uint64_t from_lsn = ~0ull;
@@ -164,8 +165,9 @@ std::size_t Shard::send_journal_records(Replay& replay, std::span<const std::byt
     }
     SharedBuffer* frame = pool_.allocate(frame_bytes.size());
     std::memcpy(frame->data(), frame_bytes.data(), frame_bytes.size());
+    // A jump after the first: its segment went while the replay was paused.
     send_replayed(replay, topic, head.seq, frame, !wanted->sent_first, true,
-                  !wanted->sent_first && head.seq > wanted->wanted_from);
+                  head.seq > (wanted->sent_first ? wanted->next_seq : wanted->wanted_from));
     wanted->sent_first = true;
     wanted->next_seq = head.seq + 1;
     ++sent;
@@ -177,9 +179,8 @@ std::size_t Shard::send_journal_records(Replay& replay, std::span<const std::byt
 // Memory's part of a topic the pass served, and its live updates from now on; it leaves the
 // replay's list of topics still to send.
 std::size_t Shard::hand_over_to_memory(Replay& replay, const Replay::JournalTopic& t) {
-  const std::size_t sent = replay_topic(replay, *t.topic, &t);
-  std::erase(replay.topics, t.topic);
-  return sent;
+  replay.journal.handed_over.insert(t.topic);
+  return replay_topic(replay, *t.topic, &t);
 }
 
 // The pass ended (every topic reached its memory, or the journal has no more): the topics
@@ -189,6 +190,7 @@ std::size_t Shard::finish_journal_read(Replay& replay) {
   std::size_t sent = 0;
   for (const Replay::JournalTopic& t : c.topics)
     if (!t.reached_memory) sent += hand_over_to_memory(replay, t);
+  std::erase_if(replay.topics, [&](OwnedTopic* topic) { return c.handed_over.contains(topic); });
   std::vector<std::byte> buffer = std::move(c.buffer);
   c = {};
   c.buffer = std::move(buffer);
@@ -216,14 +218,17 @@ void Shard::on_journal_read(const transport::Completion& completion) {
     std::size_t consumed = 0;
     const auto bytes = static_cast<std::size_t>(completion.result);
     c.sent += send_journal_records(replay, {c.buffer.data(), bytes}, consumed);
+    c.short_reads = consumed == 0 ? c.short_reads + 1 : 0;
     if (!c.exhausted && consumed == 0) {
       // A record longer than the buffer: the next read takes it whole. (Shorter: the read
       // came back short, and the next one reads it again.)
       std::uint32_t payload = 0;
       if (bytes >= 4) std::memcpy(&payload, c.buffer.data(), 4);
       const std::size_t whole = journal::record_header_bytes + payload;
-      if (payload > journal::max_payload_bytes || (bytes == c.requested && whole <= c.buffer.size()))
-        c.exhausted = true;  // damage: a whole read that holds no whole record
+      // Damage: a whole read that holds no whole record, or a file shorter than its index.
+      if (payload > journal::max_payload_bytes || (bytes == c.requested && whole <= c.buffer.size()) ||
+          c.short_reads > 2)
+        c.exhausted = true;
       else if (whole > c.buffer.size())
         c.buffer.resize(whole);
     }

@@ -191,8 +191,9 @@ std::uint64_t Shard::wanted_from(const Replay& replay, const OwnedTopic& topic,
 
 void Shard::send_replayed(const Replay& replay, const OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame,
                           bool as_snapshot, bool with_value, bool gap) {
-  if (!as_snapshot) {
-    send_to(replay.to, {ShardMessageKind::history, 0, 0, 0, topic.key, seq, replay.subscription_key, frame});
+  if (!as_snapshot) {  // gap: the updates before it are gone (flagged on the client's update)
+    send_to(replay.to, {ShardMessageKind::history, gap ? snapshot_gap : std::uint8_t{0}, 0, 0, topic.key, seq,
+                        replay.subscription_key, frame});
     return;
   }
   send_to(replay.to, {ShardMessageKind::snapshot,
@@ -210,11 +211,13 @@ std::size_t Shard::replay_topic(Replay& replay, OwnedTopic& topic, const Replay:
   history.expire(history_clock_ns(), topic.history_limits);
   if (from_journal && from_journal->sent_first) {
     // The journal sent its snapshot and older updates: memory sends the rest as history. (A
-    // journal that failed meanwhile may leave a hole between the two; the sequences show it.)
+    // pass that ended early, a failed journal, may leave a hole between the two: flagged.)
     std::size_t sent = 0;
-    for (std::size_t i = history.first_after(from_journal->next_seq - 1); i < history.size(); ++i, ++sent) {
+    const std::size_t first = history.first_after(from_journal->next_seq - 1);
+    for (std::size_t i = first; i < history.size(); ++i, ++sent) {
       history[i].frame->add_ref();
-      send_replayed(replay, topic, history[i].seq, history[i].frame, false, true, false);
+      send_replayed(replay, topic, history[i].seq, history[i].frame, false, true,
+                    i == first && history[i].seq > from_journal->next_seq);
     }
     return sent;
   }
@@ -262,6 +265,8 @@ std::vector<OwnedTopic*> Shard::cancel_replay(std::uint64_t subscription_key) {
   for (auto& replay : replays_) {
     if (replay->subscription_key != subscription_key || replay->cancelled) continue;
     unsent.assign(replay->topics.begin() + static_cast<std::ptrdiff_t>(replay->next), replay->topics.end());
+    // Topics a journal pass handed to memory have their interest counted: they were sent.
+    std::erase_if(unsent, [&](OwnedTopic* t) { return replay->journal.handed_over.contains(t); });
     replay->cancelled = true;
   }
   if (!replaying_) std::erase_if(replays_, [](const auto& r) { return r->cancelled && !r->journal.reading; });
@@ -279,7 +284,8 @@ void Shard::on_history(const ShardMessage& m) {
     if (auto found = s->bindings.find(m.a); found != s->bindings.end()) binding = &found->second;
   // Never backwards: a topic this session already had from another subscription has moved on.
   const bool wanted = binding && binding->held_topic_seq < m.b;
-  const bool queued = wanted && enqueue_update(*s, *binding, false, m.b, m.buffer, nullptr) == QueuedBody::value;
+  const std::uint16_t flags = codec::frame_flag_sequenced | ((m.flags & snapshot_gap) ? codec::frame_flag_resync : 0);
+  const bool queued = wanted && enqueue_update(*s, *binding, false, m.b, m.buffer, nullptr, flags) == QueuedBody::value;
   if (binding) binding->queued_sequence = 0;  // conflation must not replace an update before this one
   if (!queued) m.buffer->release();
 }
