@@ -18,7 +18,7 @@
 // would read it once per topic. The shard's live traffic goes on between reads: the file read
 // is the kernel's, through the shard's own io_uring, never a blocking pread on the loop. These
 // topics take no live update for this subscription meanwhile, as for any topic its replay has
-// not reached; memory keeps what arrives, and finish_journal_read sends it in the step that
+// not reached; memory keeps what arrives, and hand_over_to_memory sends it in the step that
 // starts the live updates: no gap and no duplicate. Updates memory dropped before the
 // journal wrote them are waited for a turn. Every function runs on the shard's thread.
 #include <algorithm>
@@ -31,7 +31,7 @@ namespace brook::runtime {
 namespace {
 
 constexpr std::size_t journal_read_bytes = 1u << 20;
-// Above the journal writer's token and below every connection's.
+// Below the journal writer's token (2^48 - 1) and far above every connection's.
 constexpr std::uint64_t journal_read_token_base = 0xfffe00000000ull;
 // Updates read from the journal before the replay waits for its subscriber's queue.
 constexpr std::uint64_t journal_batch = 1024;
