@@ -206,7 +206,9 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     const int completions = reactor_->process(*this, completions_per_turn);
     // A turn's length is its work, the wait excluded: what the shard's other connections
     // and its mailboxes waited for.
-    const std::uint64_t turn_ns = work_ns + (now_ns() - woken);
+    const std::uint64_t processed = now_ns();
+    if (!reactor_->completions_pending()) completions_seen_ns_ = processed;
+    const std::uint64_t turn_ns = work_ns + (processed - woken);
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
     sleeping_.store(false, std::memory_order_relaxed);
     if (work > 0 || completions > 0 || shm_input) last_active_ns_ = now_ns();

@@ -566,7 +566,7 @@ class Shard final : public transport::ReactorHandler {
   void check_memory();
   std::uint64_t memory_in_use() const noexcept;
   std::uint64_t resident_bytes();  // the process's, from /proc/self/statm
-  void shed_furthest_behind(std::size_t max_sessions);
+  void shed_longest_stalled(std::size_t max_sessions);
   void apply_queue_limit_policy(Session& s, std::string_view why);
   // Flow control (shard_flow.cpp).
   void hold_publisher(Session& subscriber, unsigned shard, std::uint64_t token);
@@ -783,6 +783,9 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> holding_sessions_;  // slots of sessions holding publishers back
   std::uint64_t next_liveness_check_ns_ = 0;
   std::uint64_t last_active_ns_ = 0;  // the end of the last turn that had work (idle_spin_us)
+  // When the shard last had every completion in hand: a connection's stall is judged as of
+  // then, not counting the time the shard itself waited for its core.
+  std::uint64_t completions_seen_ns_ = 0;
   std::uint64_t next_memory_check_ns_ = 0;
   std::uint64_t next_pool_release_ns_ = 0;
   int statm_fd_ = -1;

@@ -18,9 +18,9 @@
 //   past 55% of the budget   recovery windows shrink, oldest sent frames first: a client
 //                            that reconnects then gets current values (resync), not a
 //                            replay; pools give their free slabs back
-//   past 65%                 the stalled sessions furthest behind (most unsent bytes, and
-//                            nothing taken for 20 ms) are given the queue-limit policy:
-//                            drop-oldest + resync, or closed as slow consumers
+//   past 65%                 the stalled sessions (unsent bytes, and nothing taken for
+//                            20 ms) are given the queue-limit policy, the longest stalled
+//                            first: drop-oldest + resync, or closed as slow consumers
 //   past 85%                 publishes are refused (memory_limit) until the broker is back
 //                            under 75%: nothing acknowledged is lost, the publisher is told
 //
@@ -48,7 +48,9 @@ constexpr std::size_t recovery_frames_per_check = 65'536;
 constexpr std::size_t sessions_shed_per_check = 4;
 // A session with less than this unsent is not "behind": shedding it frees nothing.
 constexpr std::uint64_t shed_min_backlog_bytes = 64 * 1024;
-// A connection whose peer took nothing for this long is stalled.
+// A connection whose peer took nothing for this long is stalled, as of the last time the
+// shard had every completion in hand: a send that completed while the shard itself waited
+// for a core (or behind a full completion queue) is not a stall.
 constexpr std::uint64_t stalled_after_ns = 20'000'000;
 // Free slabs go back to the heap every 10 ms under pressure; otherwise 100 ms later, when a
 // pool holds more than this unused.
@@ -143,31 +145,37 @@ void Shard::check_memory() {
   // Rings keep their high-water mark: give back the chunks nothing lives in any more.
   for (auto& owned : sessions_)
     if (Session* s = owned.get()) s->out.release_unused_ring();
-  if (memory_state_ != MemoryState::pressure) shed_furthest_behind(sessions_shed_per_check);
+  if (memory_state_ != MemoryState::pressure) shed_longest_stalled(sessions_shed_per_check);
 }
 
-void Shard::shed_furthest_behind(std::size_t max_sessions) {
+void Shard::shed_longest_stalled(std::size_t max_sessions) {
   // Behind: a backlog, and nobody taking it (disconnected, or its peer took nothing for a
   // while). A session whose connection still takes what it is sent is slow, not stalled:
-  // flow control's business, never shed.
-  const std::uint64_t now = now_ns();
-  std::vector<Session*> behind;
+  // flow control's business, never shed. The longest stalled go first (a disconnected one
+  // before any).
+  const std::uint64_t seen = completions_seen_ns_;
+  struct Stalled {
+    Session* session;
+    std::uint64_t stalled_ns;
+  };
+  std::vector<Stalled> behind;
   for (auto& owned : sessions_) {
     Session* s = owned.get();
     if (!s || s->ended || s->out.bytes() < shed_min_backlog_bytes) continue;
     const Connection* c = s->connection;
-    if (!c || now - std::min(now, c->last_sent_ns) >= stalled_after_ns) behind.push_back(s);
+    const std::uint64_t stalled_ns = c ? seen - std::min(seen, c->last_sent_ns) : UINT64_MAX;
+    if (stalled_ns >= stalled_after_ns) behind.push_back({s, stalled_ns});
   }
   if (behind.empty()) return;
   const std::size_t n = std::min(max_sessions, behind.size());
   std::partial_sort(behind.begin(), behind.begin() + static_cast<std::ptrdiff_t>(n), behind.end(),
-                    [](const Session* a, const Session* b) { return a->out.bytes() > b->out.bytes(); });
+                    [](const Stalled& a, const Stalled& b) { return a.stalled_ns > b.stalled_ns; });
   const std::string why = "memory limit: the broker holds " + std::to_string(broker_memory_used_ >> 20) +
                           " MiB of its " + std::to_string(mesh_.memory_budget >> 20) +
-                          " MiB budget (limits.max_memory_bytes), and this session was furthest behind";
+                          " MiB budget (limits.max_memory_bytes), and this session had stalled longest";
   for (std::size_t i = 0; i < n; ++i) {
     ++counters_.memory_sheds;
-    apply_queue_limit_policy(*behind[i], why);
+    apply_queue_limit_policy(*behind[i].session, why);
   }
 }
 
