@@ -63,8 +63,16 @@ Status subscribe_counting(Client& client, const std::string& selector, InOrderCo
   client.subscribe(
       selector, [&counter](const Update& u) { counter.take(u); },
       [verdict](const Status& s) { verdict->set_value(s); });
-  if (answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
-    return Status{ErrorCode::internal, "no answer to subscribe"};
+  if (answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    auto pong = client.ping();
+    const bool ponged = pong.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    const bool late = answer.wait_for(std::chrono::seconds(1)) == std::future_status::ready;
+    return Status{ErrorCode::internal, "no answer to subscribe (state " + std::string(to_string(client.state())) +
+                                           ", calls handed to the client thread: " +
+                                           std::to_string(client.calls_handed_to_client_thread()) +
+                                           ", ping " + (ponged ? "answered" : "unanswered") +
+                                           (late ? ", the answer came after the ping" : "") + ")"};
+  }
   return answer.get();
 }
 
@@ -85,7 +93,8 @@ TEST_P(ClientContextP, a_thousand_sessions_on_one_context_use_one_thread_and_get
     clients.push_back(make_session());
     counters.push_back(std::make_unique<InOrderCounter>());
     ASSERT_TRUE(connect_client_once(*clients.back(), broker.url(), "ctx-" + std::to_string(i)));
-    ASSERT_TRUE(subscribe_counting(*clients.back(), "Context//", *counters.back()));
+    const Status subscribed = subscribe_counting(*clients.back(), "Context//", *counters.back());
+    ASSERT_TRUE(subscribed) << "session " << i << ": " << subscribed.message;
   }
   EXPECT_EQ(threads_of_this_process(), threads_before + (context_ ? 1 : 0)) << "a context is one thread";
   if (context_) EXPECT_EQ(context_->sessions(), sessions);

@@ -508,7 +508,11 @@ void Shard::on_send(Connection& c, int result) {
     s->out.complete(bytes - control);
     after_progress(*s);
   }
-  if (!c.control_out.empty() || (s && !s->out.empty())) mark_for_flush(c);
+  // Frames queued while this send was in flight (flush_sessions passed them over) go next,
+  // also when this send carried only connection frames: a Subscribed queued behind a
+  // Received otherwise waited for the client's next frame.
+  Session* attached = c.state == ConnectionState::attached ? c.session : nullptr;
+  if (!c.control_out.empty() || (attached && !attached->out.empty())) mark_for_flush(c);
   if (c.closing) maybe_release(c);
 }
 
