@@ -46,6 +46,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::too_many_requests: return "too many requests in flight";
     case ErrorCode::memory_limit: return "broker memory limit reached";
     case ErrorCode::storage_failed: return "broker storage failed";
+    case ErrorCode::permission_denied: return "permission denied";
     case ErrorCode::back_pressured: return "back-pressured";
   }
   return "unknown error";

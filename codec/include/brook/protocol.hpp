@@ -74,6 +74,8 @@ enum class ErrorCode : std::uint16_t {
                         // or its outbox is full; nothing was sent
   storage_failed = 23,  // the broker's journal cannot write (a full disk, an I/O error): the
                         // publish was refused, or not made durable
+  permission_denied = 24,  // the principal's permissions (auth.permissions_file) do not allow
+                           // the operation on that path
 };
 // A short phrase: "authentication failed", "no handler", ...
 BROOK_API std::string_view to_string(ErrorCode code);

@@ -61,6 +61,11 @@ std::string Broker::start() {
         },
         count, [impl = impl_.get()](unsigned shard) { impl->shards[shard]->wake(); });
   }
+  if (!o.permissions_file.empty()) {
+    std::string error;
+    impl_->mesh.permissions = Permissions::load(o.permissions_file, error);
+    if (!impl_->mesh.permissions) return "auth.permissions_file " + error;
+  }
   auto endpoint = transport::parse_endpoint(o.listen);
   if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
   impl_->listen_fd = transport::listen_tcp(*endpoint);

@@ -144,6 +144,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("session", "connect_timeout_ms", o.connect_timeout_ms);
   read("auth", "credentials_file", o.credentials_file);
   read("auth", "allow_anonymous", o.allow_anonymous);
+  read("auth", "permissions_file", o.permissions_file);
   read("requests", "sticky", o.requests_sticky);
   read("requests", "timeout_max_ms", o.request_timeout_max_ms);
   read("requests", "max_in_flight", o.request_max_in_flight);

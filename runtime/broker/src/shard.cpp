@@ -413,7 +413,7 @@ std::string Shard::describe_counters() const {
                 "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
                 "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
                 "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu "
-                "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu",
+                "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu permission_denials=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -445,7 +445,8 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.recovery_trimmed,
                 (unsigned long long)pool_.heap_bytes(),
                 (unsigned long long)counters_.flow_holds, (unsigned long long)counters_.flow_stalls,
-                (unsigned long long)counters_.flow_timeouts);
+                (unsigned long long)counters_.flow_timeouts,
+                (unsigned long long)counters_.permission_denials);
   return line;
 }
 

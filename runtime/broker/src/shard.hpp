@@ -29,6 +29,7 @@
 #include "brook/codec/delta.hpp"
 #include "brook/codec/messages.hpp"
 #include "brook/runtime/broker_options.hpp"
+#include "brook/runtime/permissions.hpp"
 #include "brook/runtime/selector.hpp"
 #include "brook/runtime/selector_index.hpp"
 #include "brook/runtime/shared_buffer.hpp"
@@ -71,6 +72,8 @@ struct Mesh {
   // Each shard stores its own and sums everyone's once per memory check. relaxed: these are
   // estimates read a millisecond apart, and nothing else is published through them.
   std::uint64_t memory_budget = 0;
+  // auth.permissions_file, or null: every principal may do everything.
+  std::shared_ptr<const Permissions> permissions;
   std::unique_ptr<MemoryGauge[]> memory_used;
   MemoryGauge process_rss;  // written by shard 0
   // Shards with records waiting behind a full ring. While any has, no shard reads sockets:
@@ -124,6 +127,7 @@ struct ShardCounters {
   std::uint64_t ping_timeouts = 0;
   std::uint64_t loop_turns = 0;
   std::uint64_t longest_turn_ns = 0;
+  std::uint64_t permission_denials = 0;  // calls refused by the principal's permissions
   std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
   std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
   std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
@@ -336,6 +340,7 @@ struct Session {
   std::vector<Subscription> subscriptions;
   std::unordered_map<std::uint64_t, TopicBinding> bindings;  // topic key -> alias
   // Publishers repeat paths: the last one validated, and its owner shard.
+  const PrincipalRules* rules = nullptr;  // its principal's permissions (Shard::rules_of)
   std::string last_publish_path;
   unsigned last_publish_owner = 0;
   std::uint32_t reconnect_timeout_ms = 0;
@@ -586,6 +591,10 @@ class Shard final : public transport::ReactorHandler {
   }
   void mark_for_flush(Session& s);
   void enqueue_control(Session& s, std::span<const std::byte> frame);
+  // Permissions (shard_permissions.cpp): null when every principal may do everything.
+  const PrincipalRules* rules_of(Session& s);
+  // False, and the session told why (permission_denied), when its principal may not.
+  bool permitted(Session& s, Operation operation, std::string_view path, std::uint32_t request_id);
   void refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,
               std::string_view message);
   // A full outbound queue is noticed mid-fan-out; the close happens after the fan-out.

@@ -293,6 +293,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
                        "invalid topic path '" + std::string(m.path) + "'");
                 return;
               }
+              if (!permitted(s, Operation::publish, m.path, m.request_id)) return;
               s.last_publish_path = m.path;
               s.last_publish_owner = owner_of(m.path);
             }
@@ -309,6 +310,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
                      "invalid topic path '" + std::string(m.path) + "'");
               return;
             }
+            if (!permitted(s, Operation::publish, m.path, m.request_id)) return;
             SharedBuffer* copy = pool_.allocate(codec::publish_frame_bytes(m.path.size(), 0));
             codec::write_publish(copy->data(), m.request_id, m.path, m.properties.type,
                                  std::span<const std::byte>{});

@@ -17,6 +17,12 @@ void Shard::subscribe(Session& c, const codec::SubscribeMsg& m) {
                "' (use PATH, PATH/* for children or PATH// for PATH and its descendants)");
     return;
   }
+  if (const PrincipalRules* rules = rules_of(c); rules && !rules->may_subscribe(*selector)) {
+    ++counters_.permission_denials;
+    refuse(c, codec::ErrorCode::permission_denied, m.request_id,
+           "permission denied: principal '" + c.principal + "' may not subscribe to '" + std::string(m.selector) + "'");
+    return;
+  }
   std::uint64_t key = new_subscription_key();
   std::vector<ResumePosition> positions;
   positions.reserve(m.positions.size());
@@ -138,6 +144,12 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
     return;
   }
   auto publish = codec::read_trusted_publish(frame->data(), frame->size());
+  // A wildcard delivers only the topics the principal may read: decided here, once per
+  // topic and session; what is never bound is never delivered.
+  if (const PrincipalRules* rules = rules_of(c); rules && !rules->allows(Operation::subscribe, publish.path)) {
+    frame->release();
+    return;
+  }
   auto& topic = local_topics_[topic_key];
   if (topic.path.empty()) {
     topic.path = publish.path;

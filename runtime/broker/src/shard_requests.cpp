@@ -46,6 +46,7 @@ void Shard::add_handler(Session& s, const codec::AddHandlerMsg& m) {
            "invalid endpoint path '" + std::string(m.path) + "'");
     return;
   }
+  if (!permitted(s, Operation::handle, m.path, m.request_id)) return;
   s.handled_endpoints[std::string(m.path)] = m.sticky;
   send_to(owner_of(m.path), {ShardMessageKind::add_handler,
                              static_cast<std::uint8_t>(m.sticky ? handler_sticky : 0), 0,
@@ -68,6 +69,14 @@ void Shard::send_request(Session& s, const codec::RequestMsg& m) {
   if (!is_valid_topic_path(m.path)) {
     enqueue_control(s, encoder_.request_result({m.request_id, codec::ErrorCode::invalid_path,
                                                 "invalid endpoint path '" + std::string(m.path) + "'",
+                                                codec::TopicType::string, {}}));
+    return;
+  }
+  if (const PrincipalRules* rules = rules_of(s); rules && !rules->allows(Operation::request, m.path)) {
+    ++counters_.permission_denials;
+    enqueue_control(s, encoder_.request_result({m.request_id, codec::ErrorCode::permission_denied,
+                                                "permission denied: principal '" + s.principal +
+                                                    "' may not request '" + std::string(m.path) + "'",
                                                 codec::TopicType::string, {}}));
     return;
   }

@@ -47,6 +47,7 @@ struct BrokerOptions {
   std::uint32_t connect_timeout_ms = 10'000;         // a new connection must send Connect by then
   std::string credentials_file;                      // PRINCIPAL:HASH lines (brook passwd)
   bool allow_anonymous = true;                       // sessions without a principal
+  std::string permissions_file;                      // who may publish, subscribe, request, handle (permissions.hpp)
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
   bool requests_sticky = true;
