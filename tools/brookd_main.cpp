@@ -1,5 +1,5 @@
 // brookd: the Brook broker. Prints "listening on tcp://HOST:PORT" once it accepts connections;
-// SIGINT/SIGTERM stop it cleanly.
+// SIGINT/SIGTERM stop it cleanly; SIGHUP reloads the permissions file.
 #include <sys/resource.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -61,16 +61,18 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Block the stop signals in every thread; the main thread waits for them with sigwait.
+  // Block the signals in every thread; the main thread waits for them with sigwait.
   // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
   // sigwait: restore the default dispositions first.
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGHUP, SIG_DFL);
+  sigset_t waited_signals;
+  sigemptyset(&waited_signals);
+  sigaddset(&waited_signals, SIGINT);
+  sigaddset(&waited_signals, SIGTERM);
+  sigaddset(&waited_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &waited_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   brook::runtime::Broker broker(options);
@@ -88,7 +90,14 @@ int main(int argc, char** argv) {
   brook::tools::notify_systemd("READY=1");
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    sigwait(&waited_signals, &signal);
+    if (signal != SIGHUP) break;
+    if (auto error = broker.reload(); !error.empty())
+      std::fprintf(stderr, "brookd: SIGHUP: %s\n", error.c_str());
+    else if (!options.permissions_file.empty())
+      std::fprintf(stderr, "brookd: SIGHUP: permissions reloaded from %s\n", options.permissions_file.c_str());
+  }
   std::fprintf(stderr, "brookd: %s received, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
   brook::tools::notify_systemd("STOPPING=1");
   broker.stop();

@@ -3,8 +3,10 @@
 // member); anonymous connections see public odds only. Each operation is tried allowed and
 // denied: a denied call gets permission_denied naming the operation and the path and has no
 // other effect, and a wildcard subscription delivers only the topics its principal may read,
-// also those created after it. Every wait is bounded.
+// also those created after it. A reload on SIGHUP takes a permission away at once; a file
+// that does not parse leaves the rules in force. Every wait is bounded.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -216,6 +218,57 @@ TEST_F(Permissions, requests_and_handlers_are_checked_per_endpoint) {
   EXPECT_EQ(no.status.code, ErrorCode::permission_denied);
   EXPECT_NE(no.status.message.find("request"), std::string::npos) << no.status.message;
   EXPECT_NE(no.status.message.find("Bets/place"), std::string::npos) << no.status.message;
+}
+
+TEST_F(Permissions, a_reload_on_sighup_takes_a_permission_away_at_once_and_a_bad_file_changes_nothing) {
+  BROOK_ASSERT_STARTED(*broker_);
+  Client alice, bob;
+  ASSERT_TRUE(connect(alice, "alice", alice_password));
+  ASSERT_TRUE(connect(bob, "bob", bob_password));
+  auto added = alice.add_request_handler("Bets/place", [](const Request&, Responder r) { r.respond("accepted"); });
+  ASSERT_EQ(added.wait_for(wait_time), std::future_status::ready);
+  ASSERT_TRUE(added.get());
+  UpdateLog log;
+  ASSERT_TRUE(subscribed(bob, "Odds//", log));
+  ASSERT_TRUE(acked(alice, "Odds/nba/lal-bos", "2.05"));
+  ASSERT_TRUE(acked(alice, "Odds/public/last", "before"));
+  ASSERT_TRUE(log.wait_for(2, wait_time));
+  auto request_code = [&] {
+    auto f = bob.send_request("Bets/place", "LAL 5.00 @ 2.05");
+    return f.wait_for(wait_time) == std::future_status::ready ? f.get().status.code : ErrorCode::internal;
+  };
+  ASSERT_EQ(request_code(), ErrorCode::none);
+
+  // A file that does not parse: brookd says so and keeps the rules it has.
+  std::ofstream(dir_ + "/permissions.toml") << "[group.customers\n";
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return broker_->log_tail().find("the rules in force stay") != std::string::npos; },
+                         wait_time))
+      << broker_->log_tail();
+  EXPECT_EQ(request_code(), ErrorCode::none);
+
+  // Customers lose the NBA odds and the bet desk.
+  std::string narrower = permissions_toml;
+  narrower.replace(narrower.find("deny_subscribe = [\"Odds/internal//\"]"),
+                   std::string_view("deny_subscribe = [\"Odds/internal//\"]").size(),
+                   "deny_subscribe = [\"Odds/internal//\", \"Odds/nba//\"]");
+  narrower.replace(narrower.find("request = [\"Bets/place\"]"), std::string_view("request = [\"Bets/place\"]").size(),
+                   "request = []");
+  std::ofstream(dir_ + "/permissions.toml") << narrower;
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return request_code() == ErrorCode::permission_denied; }, wait_time))
+      << broker_->log_tail();
+  // Every shard took the new rules by now (a request is refused on bob's, the topic is bound
+  // on bob's): the NBA price published next never reaches him, the public one does.
+  ASSERT_TRUE(acked(alice, "Odds/nba/lal-bos", "2.10"));
+  ASSERT_TRUE(acked(alice, "Odds/public/last", "after"));
+  ASSERT_TRUE(log.wait_until(
+      [](const std::vector<Received>& got) {
+        return std::any_of(got.begin(), got.end(), [](const Received& r) { return r.value == "after"; });
+      },
+      wait_time));
+  for (const auto& r : log.entries()) EXPECT_NE(r.value, "2.10") << "a revoked topic was still delivered";
+  EXPECT_TRUE(bob.is_connected());
 }
 
 }  // namespace

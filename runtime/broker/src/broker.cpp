@@ -65,6 +65,7 @@ std::string Broker::start() {
     std::string error;
     impl_->mesh.permissions = Permissions::load(o.permissions_file, error);
     if (!impl_->mesh.permissions) return "auth.permissions_file " + error;
+    impl_->mesh.permissions_generation.store(1, std::memory_order_relaxed);
   }
   auto endpoint = transport::parse_endpoint(o.listen);
   if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
@@ -186,6 +187,22 @@ void Broker::stop() {
   impl_->shm_listen_fd = -1;
   for (int fd : impl_->mesh.broadcast_read_only_fds) ::close(fd);
   impl_->mesh.broadcast_read_only_fds.clear();
+}
+
+std::string Broker::reload() {
+  const auto& o = impl_->options;
+  if (o.permissions_file.empty()) return {};
+  std::string error;
+  auto permissions = Permissions::load(o.permissions_file, error);
+  if (!permissions) return "auth.permissions_file " + error + " (the rules in force stay)";
+  auto& mesh = impl_->mesh;
+  {
+    std::lock_guard lock(mesh.permissions_mutex);
+    mesh.permissions = std::move(permissions);
+    mesh.permissions_generation.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (auto& shard : impl_->shards) shard->wake();
+  return {};
 }
 
 std::string Broker::listen_address() const { return impl_->address; }

@@ -125,6 +125,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
   reactor_ = std::make_unique<transport::Reactor>(ro);
   listen_fd_ = listen_fd;
   if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
+  take_permissions();
   restore_topics();
   restore_sessions();
   shm_listen_fd_ = shm_listen_fd;
@@ -140,6 +141,7 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     auto turn_start = now_ns();
     std::size_t work = 0;
     if (overflow_count_) flush_overflow();
+    if (mesh_.permissions_generation.load(std::memory_order_relaxed) != permissions_generation_) take_permissions();
     // Mailboxes are drained on every turn, back-pressured or not; see send_to() for why
     // this cannot deadlock.
     work += drain_mailboxes();

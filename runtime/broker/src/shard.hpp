@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -72,8 +73,12 @@ struct Mesh {
   // Each shard stores its own and sums everyone's once per memory check. relaxed: these are
   // estimates read a millisecond apart, and nothing else is published through them.
   std::uint64_t memory_budget = 0;
-  // auth.permissions_file, or null: every principal may do everything.
+  // auth.permissions_file as last (re)loaded, or null: every principal may do everything. A
+  // reload (SIGHUP) replaces it under the mutex and moves the generation; each shard looks
+  // at the generation once per turn and takes the new rules when it moved.
+  std::mutex permissions_mutex;
   std::shared_ptr<const Permissions> permissions;
+  std::atomic<std::uint64_t> permissions_generation{0};
   std::unique_ptr<MemoryGauge[]> memory_used;
   MemoryGauge process_rss;  // written by shard 0
   // Shards with records waiting behind a full ring. While any has, no shard reads sockets:
@@ -593,6 +598,10 @@ class Shard final : public transport::ReactorHandler {
   void enqueue_control(Session& s, std::span<const std::byte> frame);
   // Permissions (shard_permissions.cpp): null when every principal may do everything.
   const PrincipalRules* rules_of(Session& s);
+  // After a reload: every session's rules looked up again; topics it may no longer read are
+  // unbound and endpoints it may no longer handle withdrawn, at once.
+  void take_permissions();
+  void unbind(Session& s, std::uint64_t topic_key);
   // False, and the session told why (permission_denied), when its principal may not.
   bool permitted(Session& s, Operation operation, std::string_view path, std::uint32_t request_id);
   void refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,
@@ -795,6 +804,8 @@ class Shard final : public transport::ReactorHandler {
   // When the shard last had every completion in hand: a connection's stall is judged as of
   // then, not counting the time the shard itself waited for its core.
   std::uint64_t completions_seen_ns_ = 0;
+  std::shared_ptr<const Permissions> permissions_;  // this shard's copy of mesh_.permissions
+  std::uint64_t permissions_generation_ = 0;
   std::uint64_t next_memory_check_ns_ = 0;
   std::uint64_t next_pool_release_ns_ = 0;
   int statm_fd_ = -1;

@@ -89,14 +89,20 @@ void Shard::unsubscribe(Session& c, std::uint32_t request_id, std::string_view t
       ++it;
       continue;
     }
-    if (topic != local_topics_.end()) {
-      std::erase_if(topic->second.subscribers,
-                    [&](const LocalTopic::Subscriber& s) { return s.session_slot == c.slot; });
-      if (topic->second.subscribers.empty()) local_topics_.erase(topic);
-    }
-    it = c.bindings.erase(it);
+    const std::uint64_t topic_key = it->first;
+    ++it;
+    unbind(c, topic_key);
   }
   enqueue_control(c, encoder_.unsubscribed(request_id, selector->text()));
+}
+
+void Shard::unbind(Session& c, std::uint64_t topic_key) {
+  if (auto topic = local_topics_.find(topic_key); topic != local_topics_.end()) {
+    std::erase_if(topic->second.subscribers,
+                  [&](const LocalTopic::Subscriber& s) { return s.session_slot == c.slot; });
+    if (topic->second.subscribers.empty()) local_topics_.erase(topic);
+  }
+  c.bindings.erase(topic_key);
 }
 
 void Shard::withdraw_selector(std::uint64_t key) {

@@ -21,6 +21,9 @@ class Broker {
   std::string start();
   // Asks every shard to stop and joins them. Idempotent.
   void stop();
+  // Reads auth.permissions_file again (SIGHUP); each shard applies it at its next turn.
+  // Returns an error text, and keeps the rules in force, when the file cannot be used.
+  std::string reload();
   // The bound address, e.g. "127.0.0.1:43817" (valid after start()).
   std::string listen_address() const;
   unsigned shard_count() const;
