@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::string shm_path;
   bool spin = false;
   std::string data_dir;
+  std::string tls_listen;
   CLI::App app{"brookd: the Brook pub/sub broker"};
   app.add_option("--config", config_path, "TOML configuration file ([broker] table)");
   app.add_option("--listen", listen, "HOST:PORT to accept TCP clients on (port 0 picks one)");
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pin", no_pin, "do not pin shard threads to cores");
   app.add_option("--shm", shm_path, "Unix socket PATH for shared-memory clients (shm://PATH)");
   app.add_flag("--spin", spin, "shards busy-poll instead of sleeping (lowest latency, a core each)");
+  app.add_option("--tls-listen", tls_listen, "HOST:PORT to accept TLS clients on, beside --listen (tls.listen; needs tls.cert_file and tls.key_file)");
   app.add_option("--data-dir", data_dir, "journal topics to DIR: they survive a restart (storage.data_dir)");
   app.set_version_flag("--version", std::string("brookd ") + BROOK_VERSION_STRING + " (wire protocol " +
                                         std::to_string(brook::wire_version) + ")");
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   if (!shm_path.empty()) options.shm_path = shm_path;
   if (spin) options.spin = true;
   if (!data_dir.empty()) options.data_dir = data_dir;
+  if (!tls_listen.empty()) options.tls_listen = tls_listen;
   if (auto error = options.validate(); !error.empty()) {
     std::cerr << "brookd: " << error << "\n";
     return 2;
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
   if (!options.data_dir.empty()) std::fprintf(stderr, "brookd: %s\n", broker.storage_report().c_str());
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
+  if (!options.tls_listen.empty()) std::printf("listening on tls://%s\n", broker.tls_listen_address().c_str());
   std::fflush(stdout);
   std::fprintf(stderr, "brookd: %u shard(s), memory budget %llu MiB (limits.max_memory_bytes)\n",
                broker.shard_count(), (unsigned long long)(broker.memory_budget() >> 20));

@@ -10,7 +10,11 @@ namespace brook::cli {
 void add_session_options(CLI::App& cmd, SessionArgs& args) {
   if (const char* p = std::getenv("BROOK_PRINCIPAL")) args.principal = p;
   cmd.add_option("--url", args.url,
-                 "broker URL: tcp://HOST:PORT or shm://PATH (default $BROOK_URL or tcp://127.0.0.1:9090)");
+                 "broker URL: tcp://HOST:PORT, tls://HOST:PORT or shm://PATH (default $BROOK_URL or "
+                 "tcp://127.0.0.1:9090)");
+  cmd.add_option("--tls-ca", args.tls_ca, "tls://: the CA file (PEM) that signs the broker's certificate (default: the system's)");
+  cmd.add_option("--tls-cert", args.tls_cert, "tls://: this client's certificate (PEM), for a broker that verifies clients");
+  cmd.add_option("--tls-key", args.tls_key, "tls://: the key of --tls-cert");
   cmd.add_option("--principal", args.principal,
                  "who connects (default $BROOK_PRINCIPAL; password from $BROOK_PASSWORD or "
                  "--password-file)");
@@ -39,6 +43,9 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
   o.session_number = args.session_number;
   o.durable_session = !args.transient_session;
   o.spin = args.spin;
+  o.tls_ca_file = args.tls_ca;
+  o.tls_cert_file = args.tls_cert;
+  o.tls_key_file = args.tls_key;
   if (!args.password_file.empty()) {
     std::ifstream in(args.password_file);
     if (!in || !std::getline(in, o.credentials)) {

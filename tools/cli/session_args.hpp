@@ -10,6 +10,9 @@
 namespace brook::cli {
 
 struct SessionArgs {
+  std::string tls_ca;    // tls:// URLs: --tls-ca, --tls-cert, --tls-key
+  std::string tls_cert;
+  std::string tls_key;
   std::string url = default_url();
   std::string principal;  // default $BROOK_PRINCIPAL
   std::string password_file;

@@ -94,5 +94,5 @@ set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_COMPONENT_DEV_DEPENDS client)
 # What the headers and the static library's link need.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "liburing-dev, libxxhash-dev, libtomlplusplus-dev, nlohmann-json3-dev, pkgconf | pkg-config")
+    "liburing-dev, libxxhash-dev, libtomlplusplus-dev, libssl-dev, nlohmann-json3-dev, pkgconf | pkg-config")
 include(CPack)

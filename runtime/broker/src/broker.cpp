@@ -38,7 +38,9 @@ struct Broker::Impl {
   std::vector<std::thread> threads;
   int listen_fd = -1;
   int shm_listen_fd = -1;
+  int tls_listen_fd = -1;
   std::string address;
+  std::string tls_address;
   std::string storage_report;
   bool stopped = false;
 };
@@ -80,6 +82,28 @@ std::string Broker::start() {
   if (impl_->listen_fd < 0)
     return "cannot listen on " + o.listen + ": " + std::strerror(-impl_->listen_fd);
   impl_->address = endpoint->host + ":" + std::to_string(transport::local_port(impl_->listen_fd));
+
+  if (!o.tls_listen.empty()) {
+    transport::TlsOptions tls;
+    tls.cert_file = o.tls_cert_file;
+    tls.key_file = o.tls_key_file;
+    tls.ca_file = o.tls_ca_file;
+    tls.verify_peer = o.tls_verify_clients;
+    tls.allow_tls12 = o.tls_min_version == "1.2";
+    std::string error;
+    impl_->mesh.tls = transport::TlsContext::server(tls, error);
+    if (!impl_->mesh.tls) return "tls: " + error;
+    auto tls_endpoint = transport::parse_endpoint(o.tls_listen);
+    if (!tls_endpoint) return "cannot parse tls.listen address '" + o.tls_listen + "' (want HOST:PORT)";
+    impl_->tls_listen_fd = transport::listen_tcp(*tls_endpoint);
+    for (int waited_ms = 0; impl_->tls_listen_fd == -EADDRINUSE && waited_ms < 3000; waited_ms += 10) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      impl_->tls_listen_fd = transport::listen_tcp(*tls_endpoint);
+    }
+    if (impl_->tls_listen_fd < 0)
+      return "cannot listen on " + o.tls_listen + ": " + std::strerror(-impl_->tls_listen_fd);
+    impl_->tls_address = tls_endpoint->host + ":" + std::to_string(transport::local_port(impl_->tls_listen_fd));
+  }
 
   auto& mesh = impl_->mesh;
   mesh.shard_count = count;
@@ -123,7 +147,8 @@ std::string Broker::start() {
     Shard* shard = impl_->shards[i].get();
     int fd = i == 0 ? impl_->listen_fd : -1;
     int shm_fd = i == 0 ? impl_->shm_listen_fd : -1;
-    impl_->threads.emplace_back([shard, fd, shm_fd] { shard->run(fd, shm_fd); });
+    int tls_fd = i == 0 ? impl_->tls_listen_fd : -1;
+    impl_->threads.emplace_back([shard, fd, shm_fd, tls_fd] { shard->run(fd, shm_fd, tls_fd); });
   }
   for (auto& shard : impl_->shards) shard->wait_ready();
   return {};
@@ -185,6 +210,8 @@ void Broker::stop() {
   impl_->listen_fd = -1;
   if (impl_->shm_listen_fd >= 0) ::close(impl_->shm_listen_fd);
   impl_->shm_listen_fd = -1;
+  if (impl_->tls_listen_fd >= 0) ::close(impl_->tls_listen_fd);
+  impl_->tls_listen_fd = -1;
   for (int fd : impl_->mesh.broadcast_read_only_fds) ::close(fd);
   impl_->mesh.broadcast_read_only_fds.clear();
 }
@@ -206,6 +233,7 @@ std::string Broker::reload() {
 }
 
 std::string Broker::listen_address() const { return impl_->address; }
+std::string Broker::tls_listen_address() const { return impl_->tls_address; }
 
 unsigned Broker::shard_count() const { return impl_->mesh.shard_count; }
 std::uint64_t Broker::memory_budget() const { return impl_->mesh.memory_budget; }

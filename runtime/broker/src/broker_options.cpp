@@ -52,6 +52,10 @@ std::string BrokerOptions::validate() const {
   if (ping_interval_ms < 1) return "session.ping_interval_ms must be at least 1";
   if (connect_timeout_ms < 1) return "session.connect_timeout_ms must be at least 1";
   if (request_timeout_max_ms < 1) return "requests.timeout_max_ms must be at least 1";
+  if (tls_min_version != "1.3" && tls_min_version != "1.2") return "tls.min_version must be \"1.2\" or \"1.3\"";
+  if (!tls_listen.empty() && (tls_cert_file.empty() || tls_key_file.empty()))
+    return "tls.listen needs tls.cert_file and tls.key_file";
+  if (tls_verify_clients && tls_ca_file.empty()) return "tls.verify_clients needs tls.ca_file";
   if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
   if (idle_spin_us > 100'000) return "broker.idle_spin_us must be at most 100000 (or -1: automatic)";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
@@ -145,6 +149,12 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("auth", "credentials_file", o.credentials_file);
   read("auth", "allow_anonymous", o.allow_anonymous);
   read("auth", "permissions_file", o.permissions_file);
+  read("tls", "listen", o.tls_listen);
+  read("tls", "cert_file", o.tls_cert_file);
+  read("tls", "key_file", o.tls_key_file);
+  read("tls", "ca_file", o.tls_ca_file);
+  read("tls", "verify_clients", o.tls_verify_clients);
+  read("tls", "min_version", o.tls_min_version);
   read("requests", "sticky", o.requests_sticky);
   read("requests", "timeout_max_ms", o.request_timeout_max_ms);
   read("requests", "max_in_flight", o.request_max_in_flight);

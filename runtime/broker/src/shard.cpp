@@ -108,7 +108,7 @@ bool Shard::drain_step() {
   return quiet;
 }
 
-void Shard::run(int listen_fd, int shm_listen_fd) {
+void Shard::run(int listen_fd, int shm_listen_fd, int tls_listen_fd) {
   BufferPool::thread_pool() = &pool_;
   if (options_.pin_threads) {
     unsigned cores = std::thread::hardware_concurrency();
@@ -133,6 +133,8 @@ void Shard::run(int listen_fd, int shm_listen_fd) {
     broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_],
                                  &transport::broadcast_reclaimed(mesh_.broadcast[index_].data()));
   if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
+  tls_listen_fd_ = tls_listen_fd;
+  if (tls_listen_fd_ >= 0) reactor_->accept_multishot(tls_listen_fd_, 2);
   ready_.store(true, std::memory_order_release);
 
   const std::uint64_t idle_spin_ns = std::uint64_t{resolve_idle_spin_us(options_, mesh_.shard_count)} * 1000;
@@ -332,7 +334,7 @@ void Shard::wake_peers() {
 void Shard::handle_message(unsigned from, const ShardMessage& m) {
   switch (m.kind) {
     case ShardMessageKind::new_connection:
-      adopt_connection(static_cast<int>(m.a), m.buffer, m.flags, reinterpret_cast<ShmLink*>(m.b));
+      adopt_connection(static_cast<int>(m.a), m.buffer, m.flags, reinterpret_cast<void*>(m.b));
       break;
     case ShardMessageKind::publish: on_publish(from, m); break;
     case ShardMessageKind::create_topic: on_create_topic(from, m); break;
@@ -373,12 +375,12 @@ void Shard::on_completion(const transport::Completion& completion) {
         // makes placement predictable for tests and even for many clients.
         unsigned target = next_connection_shard_++ % mesh_.shard_count;
         ++counters_.connections_accepted;
-        const std::uint8_t flags = completion.token == 1 ? connection_shm : 0;
+        const std::uint8_t flags = completion.token == 1 ? connection_shm : completion.token == 2 ? connection_tls : 0;
         send_to(target, {ShardMessageKind::new_connection, flags, 0, 0,
                          static_cast<std::uint64_t>(completion.result), 0, 0, nullptr});
       }
       if (!completion.more && !stop_requested_.load(std::memory_order_relaxed))
-        reactor_->accept_multishot(completion.token == 1 ? shm_listen_fd_ : listen_fd_,
+        reactor_->accept_multishot(completion.token == 1 ? shm_listen_fd_ : completion.token == 2 ? tls_listen_fd_ : listen_fd_,
                                    completion.token);
       break;
     }
@@ -415,7 +417,8 @@ std::string Shard::describe_counters() const {
                 "deltas_computed=%llu delta_deliveries=%llu refreshes=%llu requests=%llu "
                 "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
                 "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu "
-                "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu permission_denials=%llu",
+                "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu permission_denials=%llu "
+                "tls_handshakes=%llu tls_failures=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -448,7 +451,8 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)pool_.heap_bytes(),
                 (unsigned long long)counters_.flow_holds, (unsigned long long)counters_.flow_stalls,
                 (unsigned long long)counters_.flow_timeouts,
-                (unsigned long long)counters_.permission_denials);
+                (unsigned long long)counters_.permission_denials,
+                (unsigned long long)counters_.tls_handshakes, (unsigned long long)counters_.tls_failures);
   return line;
 }
 

@@ -38,6 +38,7 @@
 #include "brook/runtime/topic_tree.hpp"
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
+#include "brook/transport/tls.hpp"
 #include "authenticator.hpp"
 #include "journal_sessions.hpp"
 #include "journal_topics.hpp"
@@ -73,6 +74,8 @@ struct Mesh {
   // Each shard stores its own and sums everyone's once per memory check. relaxed: these are
   // estimates read a millisecond apart, and nothing else is published through them.
   std::uint64_t memory_budget = 0;
+  // The TLS listener's certificates (tls.*), or null without one.
+  std::shared_ptr<const transport::TlsContext> tls;
   // auth.permissions_file as last (re)loaded, or null: every principal may do everything. A
   // reload (SIGHUP) replaces it under the mutex and moves the generation; each shard looks
   // at the generation once per turn and takes the new rules when it moved.
@@ -132,7 +135,9 @@ struct ShardCounters {
   std::uint64_t ping_timeouts = 0;
   std::uint64_t loop_turns = 0;
   std::uint64_t longest_turn_ns = 0;
-  std::uint64_t permission_denials = 0;  // calls refused by the principal's permissions
+  std::uint64_t permission_denials = 0;
+  std::uint64_t tls_handshakes = 0;  // TLS connections that completed their handshake
+  std::uint64_t tls_failures = 0;    // TLS connections closed for a failed handshake or record  // calls refused by the principal's permissions
   std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
   std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
   std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
@@ -452,6 +457,14 @@ struct Connection {
   std::vector<::iovec> iov;
   // A shared-memory connection: frames flow through its rings, and `fd` is the Unix socket.
   std::unique_ptr<ShmLink> shm;
+  // A TLS connection (shard_tls.cpp): the socket carries `tls`'s ciphertext. A send in
+  // flight writes `tls_sending`; the plaintext it carries (`tls_plain_offered` bytes, 0 for
+  // handshake records) counts as sent once all of it is written.
+  std::unique_ptr<transport::TlsStream> tls;
+  std::vector<std::byte> tls_sending;
+  std::size_t tls_written = 0;
+  std::size_t tls_plain_offered = 0;
+  bool tls_partial = false;  // the socket took the records in more than one write
 };
 
 class Shard final : public transport::ReactorHandler {
@@ -462,7 +475,7 @@ class Shard final : public transport::ReactorHandler {
 
   // Runs on the shard's thread until stop is requested. The listening sockets (TCP, and the
   // Unix socket of shared memory) are >= 0 only on shard 0.
-  void run(int listen_fd, int shm_listen_fd = -1);
+  void run(int listen_fd, int shm_listen_fd = -1, int tls_listen_fd = -1);
   void request_stop();
   // Any thread: stop taking input and send every session its queue, then a last Received and
   // a Close; drained() turns true once that is done and no mailbox holds anything.
@@ -503,7 +516,7 @@ class Shard final : public transport::ReactorHandler {
   }
 
   // Connections (shard_connections.cpp).
-  void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, ShmLink* link);
+  void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link);
   void on_recv(Connection& c, const transport::Completion& completion);
   void on_send(Connection& c, int result);
   void process_input(Connection& c, std::span<const std::byte> data);
@@ -598,6 +611,13 @@ class Shard final : public transport::ReactorHandler {
   void enqueue_control(Session& s, std::span<const std::byte> frame);
   // Permissions (shard_permissions.cpp): null when every principal may do everything.
   const PrincipalRules* rules_of(Session& s);
+  // TLS connections (shard_tls.cpp).
+  void receive_tls(Connection& c, std::span<const std::byte> cipher);
+  bool send_tls(Connection& c, std::size_t iovecs);  // false: the stream failed
+  void write_tls_output(Connection& c, std::size_t plain_bytes);
+  // On a send's completion: true when it goes on (more of the records to write, or only
+  // handshake records were written); `result` becomes the plaintext sent.
+  bool tls_send_done(Connection& c, int& result);
   // After a reload: every session's rules looked up again; topics it may no longer read are
   // unbound and endpoints it may no longer handle withdrawn, at once.
   void take_permissions();
@@ -762,6 +782,8 @@ class Shard final : public transport::ReactorHandler {
   std::atomic<bool> sleeping_{false};
   int listen_fd_ = -1;
   int shm_listen_fd_ = -1;
+  int tls_listen_fd_ = -1;
+  std::vector<std::byte> tls_plain_;  // receive_tls's plaintext, reused
   std::vector<std::uint32_t> shm_slots_;  // connections over shared memory
   std::vector<std::uint32_t> shm_polling_;
   std::vector<std::byte> shm_scratch_;    // frames copied out of a ring before they are read

@@ -37,8 +37,11 @@ Connection* Shard::connection_for(std::uint64_t token) {
   return c->generation == generation ? c : nullptr;
 }
 
-void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, ShmLink* link) {
-  std::unique_ptr<ShmLink> shm(link);
+void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link) {
+  std::unique_ptr<ShmLink> shm(flags & connection_shm_link ? static_cast<ShmLink*>(link) : nullptr);
+  std::unique_ptr<transport::TlsStream> tls(flags & connection_tls_stream ? static_cast<transport::TlsStream*>(link)
+                                                                         : nullptr);
+  if ((flags & connection_tls) && mesh_.tls) tls = std::make_unique<transport::TlsStream>(mesh_.tls);
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);
@@ -73,6 +76,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
   c.slot = slot;
   c.generation = generation;
   c.last_heard_ns = c.last_sent_ns = now_ns();
+  c.tls = std::move(tls);
   ++open_connections_;
   if (shm) {
     c.shm = std::move(shm);
@@ -100,7 +104,10 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
     counters_.bytes_in += static_cast<std::uint64_t>(completion.result);
     c.last_heard_ns = now_ns();
     c.ping_sent_ns = 0;  // any bytes prove the peer alive
-    if (!c.closing) process_input(c, completion.data);
+    if (!c.closing) {
+      if (c.tls) receive_tls(c, completion.data);
+      else process_input(c, completion.data);
+    }
   }
   if (completion.more) return;
   c.recv_armed = false;
@@ -438,6 +445,11 @@ void Shard::start_send(Connection& c) {
   // A closing connection sends its session's frames only as an ending session's last words;
   // otherwise they wait for the session's next connection.
   const bool session_frames = s && !s->out.empty() && (!c.closing || s->ended);
+  if (c.tls && (c.tls->failed() || !c.tls->handshake_done() || (c.control_out.empty() && !session_frames))) {
+    // Handshake records, or an alert: no plaintext can go yet, or none is waiting.
+    if (!c.tls->output().empty()) write_tls_output(c, 0);
+    return;
+  }
   if (c.control_out.empty() && !session_frames) return;
   std::size_t wanted = 1 + (session_frames ? std::min(max_iovecs - 1, s->out.frames() * 2) : 0);
   if (c.iov.size() < wanted) c.iov.resize(std::max<std::size_t>(wanted, 16));
@@ -462,6 +474,10 @@ void Shard::start_send(Connection& c) {
   if (n == 0) return;
   c.offered_bytes = 0;
   for (std::size_t i = 0; i < n; ++i) c.offered_bytes += c.iov[i].iov_len;
+  if (c.tls) {
+    if (!send_tls(c, n)) on_send(c, -EPROTO);
+    return;
+  }
   c.send_in_flight = true;
   // Small frames are copied into one staging block (OutboundQueue::gather), so a fan-out's
   // send is usually a single buffer: the cheaper plain send then.
@@ -476,6 +492,7 @@ void Shard::start_send(Connection& c) {
 }
 
 void Shard::on_send(Connection& c, int result) {
+  if (c.tls && tls_send_done(c, result)) return;
   c.send_in_flight = false;
   Session* s = c.session_in_send ? c.session : nullptr;
   c.session_in_send = false;
@@ -491,7 +508,7 @@ void Shard::on_send(Connection& c, int result) {
   }
   counters_.bytes_out += static_cast<std::uint64_t>(result);
   std::size_t bytes = static_cast<std::size_t>(result);
-  c.congested = bytes < c.offered_bytes;
+  c.congested = bytes < c.offered_bytes || c.tls_partial;
   if (bytes > 0) c.last_sent_ns = now_ns();
   std::size_t control = std::min(bytes, c.control_sending.size());
   if (c.control_last) {
@@ -514,7 +531,8 @@ void Shard::on_send(Connection& c, int result) {
   // also when this send carried only connection frames: a Subscribed queued behind a
   // Received otherwise waited for the client's next frame.
   Session* attached = c.state == ConnectionState::attached ? c.session : nullptr;
-  if (!c.control_out.empty() || (attached && !attached->out.empty())) mark_for_flush(c);
+  if (!c.control_out.empty() || (attached && !attached->out.empty()) || (c.tls && !c.tls->output().empty()))
+    mark_for_flush(c);
   if (c.closing) maybe_release(c);
 }
 
@@ -619,7 +637,9 @@ void Shard::maybe_release(Connection& c) {
   if (c.shm && c.shm->doorbell_armed) return;  // the kernel still writes into the link
   // Frames still to go out before the close: an ending session's last words.
   const bool ending = c.session && c.session->ended && c.session->connection == &c;
-  if (!c.send_failed && (!c.control_out.empty() || (ending && !c.session->out.empty()))) return;
+  if (!c.send_failed && (!c.control_out.empty() || (ending && !c.session->out.empty()) ||
+                         (c.tls && !c.tls->output().empty())))
+    return;
   if (c.flush_listed) return;  // flush_sessions() comes back here
   ::shutdown(c.fd, SHUT_RDWR);
   ::close(c.fd);

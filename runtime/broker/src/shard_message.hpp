@@ -13,7 +13,9 @@ enum class ShardMessageKind : std::uint8_t {
   new_connection,   // shard 0 -> any: `a` = accepted fd; or a connection handed to its
                     //   session's shard: buffer = the bytes received so far (Connect first);
                     //   flags: connection_shm (a Unix socket to check and set up) or
-                    //   connection_shm_link (set up: `b` = its ShmLink*, owned by the record)
+                    //   connection_shm_link (set up: `b` = its ShmLink*, owned by the record);
+                    //   connection_tls (from the TLS listener) or connection_tls_stream
+                    //   (handed over mid-stream: `b` = its TlsStream*, owned by the record)
   publish,          // session shard -> owner: buffer = publish frame; a = session token,
                     //   b = the session's frame number, c = its publisher key (0: not durable;
                     //   shard_durable_sessions.cpp)
@@ -81,6 +83,8 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
 
 inline constexpr std::uint8_t connection_shm = 1;
 inline constexpr std::uint8_t connection_shm_link = 2;
+inline constexpr std::uint8_t connection_tls = 4;         // accepted on the TLS listener: handshake first
+inline constexpr std::uint8_t connection_tls_stream = 8;  // handed over: `b` = its TlsStream*, owned by the record
 inline constexpr std::uint8_t snapshot_has_value = 1;
 inline constexpr std::uint8_t handler_sticky = 1;  // on add_handler
 inline constexpr std::uint8_t handler_away = 1;    // on handler_presence: disconnected

@@ -385,12 +385,16 @@ void Shard::start_handoff(Connection& c, unsigned shard) {
 
 void Shard::finish_handoff(Connection& c) {
   if (c.recv_armed || (c.shm && c.shm->doorbell_armed)) return;  // the last one comes back here
+  if (c.tls && c.send_in_flight) return;  // handshake records still being written: on_send comes back
   std::uint8_t flags = 0;
-  ShmLink* link = nullptr;
+  void* link = nullptr;
   if (c.shm) {
     forget_shm(c);
     flags = connection_shm_link;
     link = c.shm.release();
+  } else if (c.tls) {
+    flags = connection_tls_stream;
+    link = c.tls.release();
   }
   SharedBuffer* received = pool_.allocate(c.assembly.size());
   std::memcpy(received->data(), c.assembly.data(), c.assembly.size());

@@ -82,6 +82,7 @@ Status Client::connect(const ClientOptions& options) {
   if (servers.empty()) return error_status(ErrorCode::invalid_value, error);
   impl_->options = options;
   impl_->servers = std::move(servers);
+  if (Status s = impl_->make_tls_context(); !s) return s;
   impl_->sent_log = SentLog(options.recovery_bytes);
   if (!options.queue_path.empty()) {
     if (Status s = impl_->open_queue_file(); !s) return s;

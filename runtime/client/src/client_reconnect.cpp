@@ -244,6 +244,7 @@ void Client::Impl::step_recovery(std::chrono::steady_clock::time_point now) {
 // when the broker itself said no (retrying would not help).
 bool Client::Impl::open_server(const client_detail::ServerAddress& server, std::string& error, bool& refused) {
   const int timeout = static_cast<int>(options.connect_timeout.count());
+  tls.reset();
   if (!server.tcp) {
     shm = client_detail::ShmClientLink::open(server.shm_path, timeout, error, &refused);
     if (!shm) return false;
@@ -256,6 +257,15 @@ bool Client::Impl::open_server(const client_detail::ServerAddress& server, std::
     return false;
   }
   fd = nfd;
+  if (server.tls && !tls_handshake(server, error)) {
+    // A certificate refused (or refusing ours) is an answer, as a wrong password is: trying
+    // again would not change it. A timeout or a closed connection may be the network.
+    refused = tls->failed();
+    tls.reset();
+    ::close(fd);
+    fd = -1;
+    return false;
+  }
   return true;
 }
 

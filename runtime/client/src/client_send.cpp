@@ -275,6 +275,10 @@ void Client::Impl::issue_send() {
     shm_send();
     return;
   }
+  if (tls) {
+    send_tls();
+    return;
+  }
   iov = {sending.data() + sending_offset, sending.size() - sending_offset};
   msg = {};
   msg.msg_iov = &iov;

@@ -180,7 +180,8 @@ void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
       if (c.result > 0) {
         last_heard = std::chrono::steady_clock::now();
         keepalive_sent = {};
-        on_bytes(c.data);
+        if (tls) receive_tls(c.data);
+        else on_bytes(c.data);
       }
       if (!c.more) {
         recv_armed = false;
@@ -196,9 +197,12 @@ void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
         }
       }
       break;
-    case transport::Op::send:
-      sent(c.result);
+    case transport::Op::send: {
+      int result = c.result;
+      if (tls && tls_send_done(result)) break;
+      sent(result);
       break;
+    }
     case transport::Op::read:  // a shm doorbell: the loop reads the ring every turn
       doorbell_armed = false;
       if (shm && !finished.load(std::memory_order_relaxed) && (!recovering || hold_out) &&

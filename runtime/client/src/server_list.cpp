@@ -11,10 +11,11 @@ std::string_view trim(std::string_view s) {
 }
 
 std::optional<ServerAddress> parse_one(std::string_view url) {
-  constexpr std::string_view tcp = "tcp://", shm = "shm://";
+  constexpr std::string_view tcp = "tcp://", tls = "tls://", shm = "shm://";
   ServerAddress a;
   a.url = std::string(url);
-  if (url.substr(0, tcp.size()) == tcp) {
+  a.tls = url.substr(0, tls.size()) == tls;
+  if (url.substr(0, tcp.size()) == tcp || a.tls) {
     a.tcp = transport::parse_endpoint(url.substr(tcp.size()));
     if (!a.tcp) return std::nullopt;
     return a;
@@ -35,7 +36,7 @@ std::vector<ServerAddress> parse_server_list(std::string_view urls, std::string&
     const std::string_view url = trim(urls.substr(0, comma));
     auto server = parse_one(url);
     if (!server) {
-      error = "cannot parse URL '" + std::string(url) + "' (want tcp://HOST:PORT or shm://PATH)";
+      error = "cannot parse URL '" + std::string(url) + "' (want tcp://HOST:PORT, tls://HOST:PORT or shm://PATH)";
       return {};
     }
     servers.push_back(std::move(*server));

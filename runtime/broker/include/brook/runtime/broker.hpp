@@ -26,6 +26,8 @@ class Broker {
   std::string reload();
   // The bound address, e.g. "127.0.0.1:43817" (valid after start()).
   std::string listen_address() const;
+  // The TLS listener's bound address, or "" without one (tls.listen).
+  std::string tls_listen_address() const;
   unsigned shard_count() const;
   // limits.max_memory_bytes as resolved at start (half of the machine's memory by default).
   std::uint64_t memory_budget() const;

@@ -48,6 +48,14 @@ struct BrokerOptions {
   std::string credentials_file;                      // PRINCIPAL:HASH lines (brook passwd)
   bool allow_anonymous = true;                       // sessions without a principal
   std::string permissions_file;                      // who may publish, subscribe, request, handle (permissions.hpp)
+  // TLS: a second listener (tls.listen, --tls-listen) beside the plain one, with the broker's
+  // certificate; clients verified against tls_ca_file when tls_verify_clients.
+  std::string tls_listen;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
+  bool tls_verify_clients = false;
+  std::string tls_min_version = "1.3";  // or "1.2"
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
   bool requests_sticky = true;

@@ -84,9 +84,18 @@ enum class QueueFsync : std::uint8_t {
 };
 
 struct ClientOptions {
-  // tcp://HOST:PORT, or shm://PATH (brookd --shm PATH); several, separated by commas, are
-  // tried in that order on connect and on every reconnection attempt (server()).
+  // tcp://HOST:PORT, tls://HOST:PORT (brookd --tls-listen), or shm://PATH (brookd --shm PATH);
+  // several, separated by commas, are tried in that order on connect and on every
+  // reconnection attempt (server()).
   std::string url = default_url();
+  // tls:// servers: the CAs that may sign the broker's certificate (PEM; empty: the system's
+  // store), and a certificate of this client's own with its key (mutual TLS). The broker's
+  // certificate must name the URL's host unless tls_verify is false (tests only: anyone in
+  // the path could then read and change everything).
+  std::string tls_ca_file{};
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+  bool tls_verify = true;
   std::string principal{};          // empty: anonymous
   std::string credentials{};
   // 0: the broker numbers the session. N > 0 names it principal/N: connecting again with the
