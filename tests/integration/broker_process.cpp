@@ -187,6 +187,7 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
   }
   argv.insert(argv.end(), config_.extra_args.begin(), config_.extra_args.end());
   if (config_.shm) argv.insert(argv.end(), {"--shm", dir_ + "/brook.sock"});
+  if (config_.tls) argv.insert(argv.end(), {"--tls-listen", "127.0.0.1:0"});
 
   log_path_ = dir_ + "/brookd.stderr";
   int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -228,11 +229,24 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
         problem = "brookd printed an unreadable listen line: " + text;
         break;
       }
-      port_ = static_cast<std::uint16_t>(port);
-      url_ = "tcp://" + address;
-      // brookd binds every socket before it prints its first listen line.
-      if (config_.shm) shm_url_ = "shm://" + dir_ + "/brook.sock";
-      return;
+      // brookd binds every socket before it prints its first listen line; the TLS line
+      // follows the TCP one.
+      constexpr std::string_view tls_marker = "listening on tls://";
+      const auto tls_at = text.find(tls_marker);
+      const auto tls_eol = tls_at == std::string::npos ? std::string::npos : text.find('\n', tls_at);
+      if (!config_.tls || tls_eol != std::string::npos) {
+        if (config_.tls) {
+          const std::string tls_address = text.substr(tls_at + tls_marker.size(), tls_eol - tls_at - tls_marker.size());
+          unsigned tls_port = 0;
+          std::from_chars(tls_address.data() + tls_address.rfind(':') + 1, tls_address.data() + tls_address.size(),
+                          tls_port);
+          tls_port_ = static_cast<std::uint16_t>(tls_port);
+        }
+        port_ = static_cast<std::uint16_t>(port);
+        url_ = "tcp://" + address;
+        if (config_.shm) shm_url_ = "shm://" + dir_ + "/brook.sock";
+        return;
+      }
     }
     pollfd p{stdout_fd_, POLLIN, 0};
     int rc = ::poll(&p, 1, remaining_ms(deadline));

@@ -36,6 +36,9 @@ struct BrokerConfig {
   std::vector<std::string> extra_args;
   // Also listen for shared-memory clients on a Unix socket in the broker's directory.
   bool shm = false;
+  // Also listen for TLS clients on a port the kernel picks (--tls-listen; the certificates
+  // come from config_toml's [tls] table).
+  bool tls = false;
   std::chrono::milliseconds start_timeout = 10s;
   std::chrono::milliseconds stop_timeout = 10s;
 };
@@ -64,6 +67,7 @@ class BrokerProcess {
   const std::string& unavailable() const noexcept { return unavailable_; }
   const std::string& url() const noexcept { return url_; }  // tcp://127.0.0.1:PORT
   const std::string& shm_url() const noexcept { return shm_url_; }  // shm://PATH (config.shm)
+  std::uint16_t tls_port() const noexcept { return tls_port_; }    // config.tls
   std::uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& directory() const noexcept { return dir_; }
@@ -95,6 +99,7 @@ class BrokerProcess {
   int pidfd_ = -1;
   int stdout_fd_ = -1;
   std::string url_;
+  std::uint16_t tls_port_ = 0;
   std::string shm_url_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

@@ -446,6 +446,7 @@ struct Connection {
   std::vector<std::byte> control_out;
   std::vector<std::byte> control_sending;
   std::unique_ptr<PendingConnect> pending;
+  std::uint64_t opened_ns = 0;  // accepted, or handed over by another shard
   std::uint64_t last_heard_ns = 0;
   std::uint64_t last_sent_ns = 0;  // the last time the peer took bytes (memory: who is stalled)
   // A closing connection still sending its last words (a takeover's reason) is abandoned at

@@ -75,7 +75,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
   c.fd = fd;
   c.slot = slot;
   c.generation = generation;
-  c.last_heard_ns = c.last_sent_ns = now_ns();
+  c.opened_ns = c.last_heard_ns = c.last_sent_ns = now_ns();
   c.tls = std::move(tls);
   ++open_connections_;
   if (shm) {
@@ -637,7 +637,10 @@ void Shard::maybe_release(Connection& c) {
   if (c.shm && c.shm->doorbell_armed) return;  // the kernel still writes into the link
   // Frames still to go out before the close: an ending session's last words.
   const bool ending = c.session && c.session->ended && c.session->connection == &c;
-  if (!c.send_failed && (!c.control_out.empty() || (ending && !c.session->out.empty()) ||
+  // A TLS connection without a working stream has no way to send connection frames: only
+  // its alert (the stream's output) waits.
+  const bool tls_mute = c.tls && (!c.tls->handshake_done() || c.tls->failed());
+  if (!c.send_failed && ((!c.control_out.empty() && !tls_mute) || (ending && !c.session->out.empty()) ||
                          (c.tls && !c.tls->output().empty())))
     return;
   if (c.flush_listed) return;  // flush_sessions() comes back here

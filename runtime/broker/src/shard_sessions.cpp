@@ -449,7 +449,9 @@ void Shard::check_liveness(std::uint64_t now) {
     Connection* c = owned.get();
     if (!c || c->closing) continue;
     if (c->state == ConnectionState::greeting) {
-      if (elapsed(now, c->last_heard_ns) > connect_window)
+      // From the connection's start, not its last bytes: a client that dribbles a byte now
+      // and then (slowloris, in a TLS handshake or a Connect) is not let in for longer.
+      if (elapsed(now, c->opened_ns) > connect_window)
         protocol_error(*c, codec::ErrorCode::not_connected,
                        "no connect within " + std::to_string(options_.connect_timeout_ms) + " ms");
       continue;

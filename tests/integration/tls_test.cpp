@@ -1,0 +1,203 @@
+// Integration: TLS on brookd's second listener (--tls-listen, [tls]) with certificates made in
+// the test (test_certificates.hpp). Plain and TLS clients share topics; a client refuses a
+// broker whose certificate it cannot trust (unknown CA, another host's name, expired) and
+// says why; with tls.verify_clients only clients with a certificate from the CA get in; bad
+// input at either port (plain text to the TLS port, TLS to the plain port, a handshake that
+// never ends) is closed, and every other session carries on. Every wait is bounded.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "broker_process.hpp"
+#include "brook/client/client.hpp"
+#include "brook/codec/messages.hpp"
+#include "raw_connection.hpp"
+#include "test_certificates.hpp"
+#include "update_log.hpp"
+
+namespace brook::test {
+namespace {
+
+constexpr auto wait_time = std::chrono::seconds(15);
+
+class Tls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = make_temp_dir("tls");
+    pki_ = std::make_unique<TestCertificates>(dir_, "brook");
+    server_ = pki_->issue("server", "localhost");
+  }
+  void TearDown() override {
+    broker_.reset();
+    remove_temp_dir(dir_);
+  }
+  // A broker with a TLS listener beside its plain one; `extra` goes in its [tls] table.
+  void start(const std::string& extra = "", const std::string& cert = "", const std::string& key = "") {
+    BrokerConfig config = with_shards(2);
+    config.tls = true;
+    config.config_toml = "[tls]\ncert_file = \"" + (cert.empty() ? server_.cert_file : cert) + "\"\nkey_file = \"" +
+                         (key.empty() ? server_.key_file : key) + "\"\n" + extra +
+                         "[session]\nconnect_timeout_ms = 1000\n";
+    broker_ = std::make_unique<BrokerProcess>(config);
+  }
+  ClientOptions tls_options(const std::string& host = "localhost") {
+    ClientOptions o;
+    o.url = "tls://" + host + ":" + std::to_string(broker_->tls_port());
+    o.tls_ca_file = pki_->ca_file();
+    o.client_name = "tls-test";
+    o.connect_timeout = std::chrono::seconds(10);
+    o.reconnect_timeout = std::chrono::seconds(0);
+    o.retries = 0;
+    return o;
+  }
+  // The reason a connect failed, "" when it did not.
+  std::string refusal(const ClientOptions& o) {
+    Client c;
+    Status s = c.connect(o);
+    return s ? std::string() : s.message.empty() ? "failed" : s.message;
+  }
+
+  std::string dir_;
+  std::unique_ptr<TestCertificates> pki_;
+  TestCertificates::Issued server_;
+  std::unique_ptr<BrokerProcess> broker_;
+};
+
+Status subscribed(Client& client, const std::string& selector, UpdateLog& log) {
+  auto verdict = std::make_shared<std::promise<Status>>();
+  auto answer = verdict->get_future();
+  client.subscribe(selector, log.handler(), [verdict](const Status& s) { verdict->set_value(s); });
+  if (answer.wait_for(wait_time) != std::future_status::ready) return Status{ErrorCode::internal, "no answer"};
+  return answer.get();
+}
+
+TEST_F(Tls, plain_and_tls_clients_share_topics_in_order) {
+  start();
+  BROOK_ASSERT_STARTED(*broker_);
+  Client tls_subscriber, plain_publisher, tls_publisher, plain_subscriber;
+  ASSERT_TRUE(tls_subscriber.connect(tls_options()));
+  ASSERT_TRUE(tls_publisher.connect(tls_options()));
+  ASSERT_TRUE(connect_client_once(plain_publisher, broker_->url(), "plain"));
+  ASSERT_TRUE(connect_client_once(plain_subscriber, broker_->url(), "plain"));
+  UpdateLog over_tls, over_plain;
+  ASSERT_TRUE(subscribed(tls_subscriber, "Odds//", over_tls));
+  ASSERT_TRUE(subscribed(plain_subscriber, "Odds//", over_plain));
+  constexpr int updates = 2000;  // values of up to 40 KiB: records split across sends
+  for (int i = 1; i <= updates; ++i) {
+    const std::string value = std::to_string(i) + std::string(static_cast<std::size_t>(i % 5 == 0 ? 40000 : 20), '.');
+    ASSERT_TRUE((i % 2 ? plain_publisher : tls_publisher).publish(i % 2 ? "Odds/plain" : "Odds/tls", value));
+  }
+  ASSERT_TRUE(over_tls.wait_for(updates, wait_time)) << over_tls.size();
+  ASSERT_TRUE(over_plain.wait_for(updates, wait_time)) << over_plain.size();
+  for (const auto* log : {&over_tls, &over_plain}) {
+    std::uint64_t last_plain = 0, last_tls = 0;
+    for (const auto& r : log->entries()) {
+      auto& last = r.path == "Odds/plain" ? last_plain : last_tls;
+      EXPECT_EQ(r.topic_seq, last + 1) << r.path;
+      last = r.topic_seq;
+    }
+    EXPECT_EQ(last_plain, updates / 2u);
+    EXPECT_EQ(last_tls, updates / 2u);
+  }
+  // The last TLS publish (a 40 KiB value) came through whole.
+  for (const auto& r : over_tls.entries())
+    if (r.path == "Odds/tls" && r.topic_seq == updates / 2u) EXPECT_EQ(r.value, std::to_string(updates) + std::string(40000, '.'));
+}
+
+TEST_F(Tls, a_client_refuses_a_broker_it_cannot_trust_and_says_why) {
+  start();
+  BROOK_ASSERT_STARTED(*broker_);
+  ClientOptions unknown_ca = tls_options();
+  unknown_ca.tls_ca_file.clear();  // the system's store does not know the test CA
+  EXPECT_NE(refusal(unknown_ca).find("certificate verification failed"), std::string::npos) << refusal(unknown_ca);
+  ClientOptions another_ca = tls_options();
+  TestCertificates other(dir_, "other");
+  another_ca.tls_ca_file = other.ca_file();
+  EXPECT_NE(refusal(another_ca).find("unable to get local issuer certificate"), std::string::npos);
+  // Refused at once, though retries are allowed: a certificate does not change by waiting.
+  ClientOptions retrying = another_ca;
+  retrying.retries = -1;
+  retrying.reconnect_timeout = std::chrono::seconds(30);
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_FALSE(refusal(retrying).empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(5));
+  // The broker's name is localhost: 127.0.0.1 is in it too, "broker.example" is not.
+  EXPECT_EQ(refusal(tls_options("127.0.0.1")), "");
+  broker_.reset();
+  auto elsewhere = pki_->issue("elsewhere", "broker.example");
+  start("", elsewhere.cert_file, elsewhere.key_file);
+  BROOK_ASSERT_STARTED(*broker_);
+  const std::string mismatch = refusal(tls_options("localhost"));
+  EXPECT_NE(mismatch.find("hostname mismatch"), std::string::npos) << mismatch;
+  broker_.reset();
+  auto expired = pki_->issue("expired", "localhost", -2 * 86400, -86400);
+  start("", expired.cert_file, expired.key_file);
+  BROOK_ASSERT_STARTED(*broker_);
+  const std::string stale = refusal(tls_options());
+  EXPECT_NE(stale.find("certificate has expired"), std::string::npos) << stale;
+  // Without verification (tests only), the same broker is reached.
+  ClientOptions unverified = tls_options();
+  unverified.tls_verify = false;
+  EXPECT_EQ(refusal(unverified), "");
+}
+
+TEST_F(Tls, with_verify_clients_only_a_certificate_from_the_ca_gets_in) {
+  start("ca_file = \"" + pki_->ca_file() + "\"\nverify_clients = true\n");
+  BROOK_ASSERT_STARTED(*broker_);
+  EXPECT_FALSE(refusal(tls_options()).empty()) << "no client certificate";
+  auto client = pki_->issue("client", "alice");
+  ClientOptions with_cert = tls_options();
+  with_cert.tls_cert_file = client.cert_file;
+  with_cert.tls_key_file = client.key_file;
+  Client alice;
+  ASSERT_TRUE(alice.connect(with_cert));
+  UpdateLog log;
+  ASSERT_TRUE(subscribed(alice, "Odds//", log));
+  TestCertificates other(dir_, "other");
+  auto stranger = other.issue("stranger", "mallory");
+  ClientOptions foreign = tls_options();
+  foreign.tls_cert_file = stranger.cert_file;
+  foreign.tls_key_file = stranger.key_file;
+  EXPECT_FALSE(refusal(foreign).empty()) << "a certificate from another CA";
+  ASSERT_TRUE(alice.publish_acked("Odds/a", std::as_bytes(std::span(std::string_view("1.5")))).get());
+  EXPECT_TRUE(log.wait_for(1, wait_time)) << "the admitted client carries on";
+}
+
+TEST_F(Tls, bad_input_at_either_port_is_closed_and_nobody_else_notices) {
+  start();
+  BROOK_ASSERT_STARTED(*broker_);
+  Client tls_client, plain_client;
+  ASSERT_TRUE(tls_client.connect(tls_options()));
+  ASSERT_TRUE(connect_client_once(plain_client, broker_->url(), "plain"));
+  UpdateLog log;
+  ASSERT_TRUE(subscribed(tls_client, "Odds//", log));
+
+  // Plain Brook frames to the TLS port.
+  RawConnection plain_to_tls(broker_->tls_port());
+  ASSERT_TRUE(plain_to_tls.connected());
+  codec::FrameEncoder encoder;
+  plain_to_tls.send_bytes(encoder.subscribe(1, "Odds//"));
+  EXPECT_TRUE(plain_to_tls.wait_for_close(std::chrono::seconds(5)));
+  // A handshake that never ends (half a ClientHello, then nothing): the connect timeout.
+  RawConnection stalled(broker_->tls_port());
+  const std::byte half_hello[] = {std::byte{0x16}, std::byte{0x03}, std::byte{0x01}, std::byte{0x02}, std::byte{0x00}};
+  stalled.send_bytes(half_hello);
+  EXPECT_TRUE(stalled.wait_for_close(std::chrono::seconds(10)));
+  // TLS to the plain port: the client says the handshake failed.
+  ClientOptions to_plain = tls_options();
+  to_plain.url = "tls://localhost:" + std::to_string(broker_->port());
+  EXPECT_NE(refusal(to_plain).find("TLS handshake"), std::string::npos);
+
+  ASSERT_TRUE(plain_client.publish_acked("Odds/a", std::as_bytes(std::span(std::string_view("1.5")))).get());
+  EXPECT_TRUE(log.wait_for(1, wait_time));
+  EXPECT_TRUE(tls_client.is_connected());
+  broker_->stop();
+  EXPECT_GE(broker_->counter_total("tls_failures"), 1u) << broker_->log_tail();
+  EXPECT_GE(broker_->counter_total("tls_handshakes"), 1u);
+}
+
+}  // namespace
+}  // namespace brook::test
