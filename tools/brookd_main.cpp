@@ -1,5 +1,5 @@
 // brookd: the Brook broker. Prints "listening on tcp://HOST:PORT" once it accepts connections;
-// SIGINT/SIGTERM stop it cleanly; SIGHUP reloads the permissions file.
+// SIGINT/SIGTERM stop it cleanly; SIGHUP reloads the permissions file and TLS certificates.
 #include <sys/resource.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -8,6 +8,7 @@
 
 #include "brook/protocol.hpp"
 #include "brook/runtime/broker.hpp"
+#include "brook/transport/tls.hpp"
 #include "brook/version.hpp"
 #include "systemd_notify.hpp"
 
@@ -88,6 +89,11 @@ int main(int argc, char** argv) {
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   if (!options.tls_listen.empty()) std::printf("listening on tls://%s\n", broker.tls_listen_address().c_str());
+  if (!options.tls_listen.empty())
+    std::fprintf(stderr, "brookd: TLS (min %s) with the record layer in user space, over io_uring (kernel TLS: %s)\n",
+                 options.tls_min_version.c_str(),
+                 brook::transport::kernel_tls_available() ? "this kernel offers it; not used yet"
+                                                         : "not offered by this kernel, no tls ULP");
   std::fflush(stdout);
   std::fprintf(stderr, "brookd: %u shard(s), memory budget %llu MiB (limits.max_memory_bytes)\n",
                broker.shard_count(), (unsigned long long)(broker.memory_budget() >> 20));
@@ -97,10 +103,7 @@ int main(int argc, char** argv) {
   for (;;) {
     sigwait(&waited_signals, &signal);
     if (signal != SIGHUP) break;
-    if (auto error = broker.reload(); !error.empty())
-      std::fprintf(stderr, "brookd: SIGHUP: %s\n", error.c_str());
-    else if (!options.permissions_file.empty())
-      std::fprintf(stderr, "brookd: SIGHUP: permissions reloaded from %s\n", options.permissions_file.c_str());
+    for (const std::string& line : broker.reload()) std::fprintf(stderr, "brookd: SIGHUP: %s\n", line.c_str());
   }
   std::fprintf(stderr, "brookd: %s received, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
   brook::tools::notify_systemd("STOPPING=1");

@@ -3,11 +3,18 @@
 // broker whose certificate it cannot trust (unknown CA, another host's name, expired) and
 // says why; with tls.verify_clients only clients with a certificate from the CA get in; bad
 // input at either port (plain text to the TLS port, TLS to the plain port, a handshake that
-// never ends) is closed, and every other session carries on. Every wait is bounded.
+// never ends, random bytes) is closed, and every other session carries on; SIGHUP loads new
+// certificates without dropping a connection. Every wait is bounded.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <fstream>
 #include <future>
+#include <memory>
+#include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -197,6 +204,84 @@ TEST_F(Tls, bad_input_at_either_port_is_closed_and_nobody_else_notices) {
   broker_->stop();
   EXPECT_GE(broker_->counter_total("tls_failures"), 1u) << broker_->log_tail();
   EXPECT_GE(broker_->counter_total("tls_handshakes"), 1u);
+}
+
+TEST_F(Tls, random_bytes_to_the_tls_port_are_closed_and_counted) {
+  start();
+  BROOK_ASSERT_STARTED(*broker_);
+  Client tls_client;
+  ASSERT_TRUE(tls_client.connect(tls_options()));
+  UpdateLog log;
+  ASSERT_TRUE(subscribed(tls_client, "Odds//", log));
+  std::mt19937 random(20261205);
+  constexpr int connections = 50;
+  std::vector<std::unique_ptr<RawConnection>> garbage;
+  for (int i = 0; i < connections; ++i) {
+    garbage.push_back(std::make_unique<RawConnection>(broker_->tls_port()));
+    ASSERT_TRUE(garbage.back()->connected());
+    std::vector<std::byte> bytes(1 + random() % 4096);
+    for (auto& b : bytes) b = static_cast<std::byte>(random());
+    // Half of them look like a TLS handshake record at first (those that then wait for the
+    // rest of a record meet the connect timeout).
+    if (i % 2 == 0 && bytes.size() > 3) bytes[0] = std::byte{0x16}, bytes[1] = std::byte{0x03}, bytes[2] = std::byte{0x03};
+    garbage.back()->send_bytes(bytes);
+  }
+  for (int i = 0; i < connections; ++i)
+    EXPECT_TRUE(garbage[static_cast<std::size_t>(i)]->wait_for_close(std::chrono::seconds(5))) << "connection " << i;
+  ASSERT_TRUE(tls_client.publish_acked("Odds/a", std::as_bytes(std::span(std::string_view("1.5")))).get());
+  EXPECT_TRUE(log.wait_for(1, wait_time));
+  broker_->stop();
+  EXPECT_GE(broker_->counter_total("tls_failures"), static_cast<std::uint64_t>(connections) / 2);
+}
+
+TEST_F(Tls, sighup_loads_new_certificates_for_new_connections_and_drops_none) {
+  start();
+  BROOK_ASSERT_STARTED(*broker_);
+  Client subscriber, publisher;
+  std::atomic<int> drops{0};
+  subscriber.on_disconnect([&](const std::string&) { ++drops; });
+  ASSERT_TRUE(subscriber.connect(tls_options()));
+  ASSERT_TRUE(publisher.connect(tls_options()));
+  UpdateLog log;
+  ASSERT_TRUE(subscribed(subscriber, "Odds//", log));
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{0};
+  std::thread feed([&] {
+    for (int i = 1; i <= 100000 && !stop.load(); ++i) {
+      if (!publisher.publish("Odds/live", std::to_string(i))) break;
+      published.store(i);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+
+  // The same files, now a certificate from another CA.
+  TestCertificates renewed(dir_, "renewed");
+  renewed.issue("server", "localhost");
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return broker_->log_tail().find("TLS certificates reloaded") != std::string::npos; },
+                         wait_time))
+      << broker_->log_tail();
+  ClientOptions renewed_ca = tls_options();
+  renewed_ca.tls_ca_file = renewed.ca_file();
+  EXPECT_EQ(refusal(renewed_ca), "") << "a new connection gets the new certificate";
+  EXPECT_NE(refusal(tls_options()), "") << "the old CA does not sign it";
+  // A certificate file that cannot be read: reported, and the certificates in force stay.
+  std::ofstream(server_.cert_file) << "not a certificate";
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return broker_->log_tail().find("the certificates in force stay") != std::string::npos; },
+                         wait_time));
+  EXPECT_EQ(refusal(renewed_ca), "");
+
+  stop.store(true);
+  feed.join();
+  const int last = published.load();
+  ASSERT_GT(last, 0);
+  ASSERT_TRUE(log.wait_until(
+      [&](const std::vector<Received>& got) { return !got.empty() && got.back().value == std::to_string(last); },
+      wait_time));
+  std::uint64_t seq = 0;
+  for (const auto& r : log.entries()) EXPECT_EQ(r.topic_seq, ++seq) << "a gap";
+  EXPECT_EQ(drops.load(), 0) << "the reload dropped a connection";
 }
 
 }  // namespace

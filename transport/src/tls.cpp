@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 
 namespace brook::transport {
 
@@ -62,6 +63,14 @@ SSL_CTX* new_context(const TlsOptions& options, bool server, std::string& error)
 }
 
 }  // namespace
+
+bool kernel_tls_available() {
+  std::ifstream ulps("/proc/sys/net/ipv4/tcp_available_ulp");
+  std::string ulp;
+  while (ulps >> ulp)
+    if (ulp == "tls") return true;
+  return false;
+}
 
 std::shared_ptr<TlsContext> TlsContext::server(const TlsOptions& options, std::string& error) {
   if (options.cert_file.empty() || options.key_file.empty()) {

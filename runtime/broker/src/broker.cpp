@@ -45,6 +45,20 @@ struct Broker::Impl {
   bool stopped = false;
 };
 
+namespace {
+
+std::shared_ptr<transport::TlsContext> tls_server_context(const BrokerOptions& o, std::string& error) {
+  transport::TlsOptions tls;
+  tls.cert_file = o.tls_cert_file;
+  tls.key_file = o.tls_key_file;
+  tls.ca_file = o.tls_ca_file;
+  tls.verify_peer = o.tls_verify_clients;
+  tls.allow_tls12 = o.tls_min_version == "1.2";
+  return transport::TlsContext::server(tls, error);
+}
+
+}  // namespace
+
 Broker::Broker(BrokerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Broker::~Broker() { stop(); }
@@ -84,14 +98,8 @@ std::string Broker::start() {
   impl_->address = endpoint->host + ":" + std::to_string(transport::local_port(impl_->listen_fd));
 
   if (!o.tls_listen.empty()) {
-    transport::TlsOptions tls;
-    tls.cert_file = o.tls_cert_file;
-    tls.key_file = o.tls_key_file;
-    tls.ca_file = o.tls_ca_file;
-    tls.verify_peer = o.tls_verify_clients;
-    tls.allow_tls12 = o.tls_min_version == "1.2";
     std::string error;
-    impl_->mesh.tls = transport::TlsContext::server(tls, error);
+    impl_->mesh.tls = tls_server_context(o, error);
     if (!impl_->mesh.tls) return "tls: " + error;
     auto tls_endpoint = transport::parse_endpoint(o.tls_listen);
     if (!tls_endpoint) return "cannot parse tls.listen address '" + o.tls_listen + "' (want HOST:PORT)";
@@ -216,20 +224,33 @@ void Broker::stop() {
   impl_->mesh.broadcast_read_only_fds.clear();
 }
 
-std::string Broker::reload() {
+std::vector<std::string> Broker::reload() {
   const auto& o = impl_->options;
-  if (o.permissions_file.empty()) return {};
-  std::string error;
-  auto permissions = Permissions::load(o.permissions_file, error);
-  if (!permissions) return "auth.permissions_file " + error + " (the rules in force stay)";
   auto& mesh = impl_->mesh;
-  {
-    std::lock_guard lock(mesh.permissions_mutex);
-    mesh.permissions = std::move(permissions);
-    mesh.permissions_generation.fetch_add(1, std::memory_order_relaxed);
+  std::vector<std::string> report;
+  if (!o.permissions_file.empty()) {
+    std::string error;
+    if (auto permissions = Permissions::load(o.permissions_file, error)) {
+      std::lock_guard lock(mesh.reload_mutex);
+      mesh.permissions = std::move(permissions);
+      mesh.permissions_generation.fetch_add(1, std::memory_order_relaxed);
+      report.push_back("permissions reloaded from " + o.permissions_file);
+    } else {
+      report.push_back("auth.permissions_file " + error + " (the rules in force stay)");
+    }
+  }
+  if (!o.tls_listen.empty()) {
+    std::string error;
+    if (auto tls = tls_server_context(o, error)) {
+      std::lock_guard lock(mesh.reload_mutex);
+      mesh.tls = std::move(tls);
+      report.push_back("TLS certificates reloaded from " + o.tls_cert_file + " (new connections use them)");
+    } else {
+      report.push_back("tls: " + error + " (the certificates in force stay)");
+    }
   }
   for (auto& shard : impl_->shards) shard->wake();
-  return {};
+  return report;
 }
 
 std::string Broker::listen_address() const { return impl_->address; }

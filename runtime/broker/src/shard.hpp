@@ -74,12 +74,13 @@ struct Mesh {
   // Each shard stores its own and sums everyone's once per memory check. relaxed: these are
   // estimates read a millisecond apart, and nothing else is published through them.
   std::uint64_t memory_budget = 0;
-  // The TLS listener's certificates (tls.*), or null without one.
+  // The TLS listener's certificates (tls.*), or null without one; replaced on SIGHUP under
+  // reload_mutex (a connection keeps the context it started with).
   std::shared_ptr<const transport::TlsContext> tls;
   // auth.permissions_file as last (re)loaded, or null: every principal may do everything. A
   // reload (SIGHUP) replaces it under the mutex and moves the generation; each shard looks
   // at the generation once per turn and takes the new rules when it moved.
-  std::mutex permissions_mutex;
+  std::mutex reload_mutex;  // guards permissions and tls
   std::shared_ptr<const Permissions> permissions;
   std::atomic<std::uint64_t> permissions_generation{0};
   std::unique_ptr<MemoryGauge[]> memory_used;

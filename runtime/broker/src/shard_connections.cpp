@@ -41,7 +41,14 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
   std::unique_ptr<ShmLink> shm(flags & connection_shm_link ? static_cast<ShmLink*>(link) : nullptr);
   std::unique_ptr<transport::TlsStream> tls(flags & connection_tls_stream ? static_cast<transport::TlsStream*>(link)
                                                                          : nullptr);
-  if ((flags & connection_tls) && mesh_.tls) tls = std::make_unique<transport::TlsStream>(mesh_.tls);
+  if (flags & connection_tls) {
+    std::shared_ptr<const transport::TlsContext> context;
+    {
+      std::lock_guard lock(mesh_.reload_mutex);
+      context = mesh_.tls;
+    }
+    if (context) tls = std::make_unique<transport::TlsStream>(std::move(context));
+  }
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);

@@ -27,7 +27,7 @@ bool Shard::permitted(Session& s, Operation operation, std::string_view path, st
 
 void Shard::take_permissions() {
   {
-    std::lock_guard lock(mesh_.permissions_mutex);
+    std::lock_guard lock(mesh_.reload_mutex);
     permissions_generation_ = mesh_.permissions_generation.load(std::memory_order_relaxed);
     if (permissions_ == mesh_.permissions) return;
     // The sessions' rules point into the old instance: looked up again below before it goes.

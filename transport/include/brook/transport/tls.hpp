@@ -30,6 +30,9 @@ struct TlsOptions {
   bool allow_tls12 = true;  // false: TLS 1.3 only
 };
 
+// Whether this kernel offers kernel TLS (the "tls" upper-layer protocol for TCP sockets).
+bool kernel_tls_available();
+
 class TlsContext {
  public:
   // Null and `error` set when a file cannot be read or the key does not match.

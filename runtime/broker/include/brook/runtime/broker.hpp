@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "brook/runtime/broker_options.hpp"
 
@@ -21,9 +22,10 @@ class Broker {
   std::string start();
   // Asks every shard to stop and joins them. Idempotent.
   void stop();
-  // Reads auth.permissions_file again (SIGHUP); each shard applies it at its next turn.
-  // Returns an error text, and keeps the rules in force, when the file cannot be used.
-  std::string reload();
+  // SIGHUP: reads auth.permissions_file again (each shard applies it at its next turn) and the
+  // TLS certificate, key and CA files (new connections use them; open ones keep theirs). What
+  // cannot be read is reported and what is in force stays. One line per thing reloaded.
+  std::vector<std::string> reload();
   // The bound address, e.g. "127.0.0.1:43817" (valid after start()).
   std::string listen_address() const;
   // The TLS listener's bound address, or "" without one (tls.listen).
