@@ -43,9 +43,9 @@ ClientOptions client_options(const SessionArgs& args, std::string client_name, b
   o.session_number = args.session_number;
   o.durable_session = !args.transient_session;
   o.spin = args.spin;
-  o.tls_ca_file = args.tls_ca;
-  o.tls_cert_file = args.tls_cert;
-  o.tls_key_file = args.tls_key;
+  if (!args.tls_ca.empty()) o.tls_ca_file = args.tls_ca;
+  if (!args.tls_cert.empty()) o.tls_cert_file = args.tls_cert;
+  if (!args.tls_key.empty()) o.tls_key_file = args.tls_key;
   if (!args.password_file.empty()) {
     std::ifstream in(args.password_file);
     if (!in || !std::getline(in, o.credentials)) {

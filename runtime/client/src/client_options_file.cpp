@@ -101,6 +101,9 @@ std::string apply_client_environment(ClientOptions& options) {
   ClientOptions o = options;
   if (const char* url = std::getenv("BROOK_URL"); url && *url) o.url = url;
   if (const char* path = std::getenv("BROOK_QUEUE_PATH"); path && *path) o.queue_path = path;
+  if (const char* path = std::getenv("BROOK_TLS_CA"); path && *path) o.tls_ca_file = path;
+  if (const char* path = std::getenv("BROOK_TLS_CERT"); path && *path) o.tls_cert_file = path;
+  if (const char* path = std::getenv("BROOK_TLS_KEY"); path && *path) o.tls_key_file = path;
   if (const char* fsync = std::getenv("BROOK_QUEUE_FSYNC"); fsync && *fsync && !parse_fsync(fsync, o.queue_fsync))
     return std::string("BROOK_QUEUE_FSYNC must be never, batch or always, not '") + fsync + "'";
   auto boolean = [](const char* name, bool& field) -> std::string {

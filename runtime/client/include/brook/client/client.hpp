@@ -169,8 +169,8 @@ struct ClientOptions {
 BROOK_API std::string load_client_options(const std::string& path, ClientOptions& options);
 // Then the environment, which wins over the file: BROOK_URL, BROOK_RETRIES,
 // BROOK_RECONNECT_DELAY_MS, BROOK_PING_INTERVAL_MS, BROOK_QUEUE_ENTRIES, BROOK_QUEUE_BYTES,
-// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_SEND_FROM_CALLER and BROOK_OWN_THREAD (1, 0,
-// true, false).
+// BROOK_QUEUE_PATH, BROOK_QUEUE_FSYNC, BROOK_TLS_CA, BROOK_TLS_CERT, BROOK_TLS_KEY,
+// BROOK_SEND_FROM_CALLER and BROOK_OWN_THREAD (1, 0, true, false).
 // Returns "" or which variable is malformed.
 BROOK_API std::string apply_client_environment(ClientOptions& options);
 
