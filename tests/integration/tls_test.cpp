@@ -173,6 +173,25 @@ TEST_F(Tls, with_verify_clients_only_a_certificate_from_the_ca_gets_in) {
   EXPECT_TRUE(log.wait_for(1, wait_time)) << "the admitted client carries on";
 }
 
+TEST_F(Tls, a_verified_client_certificate_names_the_principal) {
+  start("ca_file = \"" + pki_->ca_file() + "\"\nverify_clients = true\nprincipal_from_certificate = true\n");
+  BROOK_ASSERT_STARTED(*broker_);
+  auto alice_cert = pki_->issue("alice", "alice");
+  ClientOptions as_alice = tls_options();
+  as_alice.tls_cert_file = alice_cert.cert_file;
+  as_alice.tls_key_file = alice_cert.key_file;
+  Client alice;
+  ASSERT_TRUE(alice.connect(as_alice));
+  EXPECT_TRUE(alice.session_id().starts_with("alice/")) << alice.session_id();
+  ClientOptions claims_bob = as_alice;
+  claims_bob.principal = "bob";
+  const std::string refused = refusal(claims_bob);
+  EXPECT_NE(refused.find("the client certificate is for 'alice', not 'bob'"), std::string::npos) << refused;
+  ClientOptions names_alice = as_alice;
+  names_alice.principal = "alice";
+  EXPECT_EQ(refusal(names_alice), "") << "naming the certificate's principal is fine";
+}
+
 TEST_F(Tls, bad_input_at_either_port_is_closed_and_nobody_else_notices) {
   start();
   BROOK_ASSERT_STARTED(*broker_);

@@ -77,6 +77,20 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
     return;
   }
   std::string_view principal = m.principal.empty() ? anonymous_principal : m.principal;
+  // Mutual TLS with tls.principal_from_certificate: the verified client certificate names the
+  // principal (its subject's common name), and proves it as a password would.
+  std::string certified;
+  if (c.tls && options_.tls_principal_from_certificate) {
+    certified = c.tls->peer_common_name();
+    if (certified.empty() || (!m.principal.empty() && m.principal != certified)) {
+      protocol_error(c, codec::ErrorCode::authentication_failed,
+                     certified.empty() ? std::string("a client certificate with a common name is required")
+                                       : "the client certificate is for '" + certified + "', not '" +
+                                             std::string(m.principal) + "'");
+      return;
+    }
+    principal = certified;
+  }
   if (!valid_principal(principal)) {
     protocol_error(c, codec::ErrorCode::authentication_failed,
                    "invalid principal (1 to 128 of A-Z a-z 0-9 . _ @ -)");
@@ -102,6 +116,7 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
   pending->new_if_missing = m.new_if_missing;
   pending->resend_from = m.resend_from;
   pending->transient_session = m.transient_session;
+  pending->verified = !certified.empty();
   c.pending = std::move(pending);
   c.state = ConnectionState::waiting;
   if (!c.pending->has_token && principal == anonymous_principal && !options_.allow_anonymous) {
@@ -109,7 +124,7 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
                    "anonymous sessions are not allowed: connect with a principal and credentials");
     return;
   }
-  if (!c.pending->has_token && principal != anonymous_principal && authenticator_) {
+  if (!c.pending->has_token && principal != anonymous_principal && authenticator_ && !c.pending->verified) {
     authenticator_->submit({index_, token_of(c), c.pending->principal, c.pending->credentials});
     return;  // on_authenticated() goes on
   }
