@@ -1,5 +1,6 @@
 #include "nats_connect.hpp"
 
+#include <cstdlib>
 #include <stdexcept>
 
 namespace brook::bench::nats {
@@ -29,6 +30,13 @@ OptionsPtr connection_options(const std::string& url, const std::string& name, W
   check(natsOptions_SetTimeout(raw, kConnectTimeoutMs), "natsOptions_SetTimeout");
   check(natsOptions_SetSendAsap(raw, writes == Writes::at_once), "natsOptions_SetSendAsap");
   check(natsOptions_SetAllowReconnect(raw, false), "natsOptions_SetAllowReconnect");
+  // tls://HOST:PORT: a nats-server with a tls {} block, its CA in $PEER_TLS_CA (the same
+  // certificate and CA Brook's TLS listener gets in the same run).
+  if (url.starts_with("tls://")) {
+    check(natsOptions_SetSecure(raw, true), "natsOptions_SetSecure");
+    if (const char* ca = std::getenv("PEER_TLS_CA"); ca && *ca)
+      check(natsOptions_LoadCATrustedCertificates(raw, ca), "natsOptions_LoadCATrustedCertificates");
+  }
   return options;
 }
 
