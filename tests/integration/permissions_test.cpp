@@ -63,14 +63,6 @@ class ErrorWatch {
   std::vector<Status> errors_;
 };
 
-Status subscribed(Client& client, const std::string& selector, UpdateLog& log) {
-  auto verdict = std::make_shared<std::promise<Status>>();
-  auto answer = verdict->get_future();
-  client.subscribe(selector, log.handler(), [verdict](const Status& s) { verdict->set_value(s); });
-  if (answer.wait_for(wait_time) != std::future_status::ready) return Status{ErrorCode::internal, "no answer"};
-  return answer.get();
-}
-
 Status acked(Client& client, const std::string& path, const std::string& value) {
   auto f = client.publish_acked(path, std::as_bytes(std::span(std::string_view(value))));
   if (f.wait_for(wait_time) != std::future_status::ready) return Status{ErrorCode::internal, "no answer"};
@@ -125,7 +117,7 @@ TEST_F(Permissions, a_publish_is_allowed_or_refused_with_the_operation_and_the_p
 
   // The refused publishes changed nothing: the value is alice's, and bob's session goes on.
   UpdateLog log;
-  ASSERT_TRUE(subscribed(bob, "Odds/nfl/kc-buf", log));
+  ASSERT_TRUE(subscribe_and_wait(bob, "Odds/nfl/kc-buf", log));
   ASSERT_TRUE(log.wait_for(1, wait_time));
   EXPECT_EQ(log.entries().front().value, "1.91");
   EXPECT_TRUE(bob.is_connected());
@@ -142,9 +134,9 @@ TEST_F(Permissions, a_wildcard_delivers_only_the_topics_the_principal_may_read_a
   ASSERT_TRUE(acked(alice, "Odds/public/headline", "KC 1.91"));
 
   UpdateLog bob_log, anonymous_log, alice_log;
-  ASSERT_TRUE(subscribed(bob, "Odds//", bob_log));
-  ASSERT_TRUE(subscribed(anonymous, "Odds//", anonymous_log));
-  ASSERT_TRUE(subscribed(alice, "Odds//", alice_log));
+  ASSERT_TRUE(subscribe_and_wait(bob, "Odds//", bob_log));
+  ASSERT_TRUE(subscribe_and_wait(anonymous, "Odds//", anonymous_log));
+  ASSERT_TRUE(subscribe_and_wait(alice, "Odds//", alice_log));
   // Topics made after the subscriptions, each followed by one every reader may see.
   ASSERT_TRUE(acked(alice, "Odds/internal/liability", "120000"));
   ASSERT_TRUE(acked(alice, "Odds/nba/lal-bos", "2.05"));
@@ -180,13 +172,13 @@ TEST_F(Permissions, a_subscription_outside_the_rules_is_refused) {
   ASSERT_TRUE(connect(anonymous, "", ""));
   UpdateLog log;
   for (const char* selector : {"Bets//", "Odds/internal//", "Odds/internal/margin"}) {
-    const Status s = subscribed(bob, selector, log);
+    const Status s = subscribe_and_wait(bob, selector, log);
     EXPECT_EQ(s.code, ErrorCode::permission_denied) << selector << ": " << s.message;
     EXPECT_NE(s.message.find("subscribe"), std::string::npos) << s.message;
     EXPECT_NE(s.message.find(selector), std::string::npos) << s.message;
   }
-  EXPECT_EQ(subscribed(anonymous, "Odds/nfl//", log).code, ErrorCode::permission_denied);
-  EXPECT_TRUE(subscribed(anonymous, "//", log)) << "overlaps Odds/public//: accepted, filtered per topic";
+  EXPECT_EQ(subscribe_and_wait(anonymous, "Odds/nfl//", log).code, ErrorCode::permission_denied);
+  EXPECT_TRUE(subscribe_and_wait(anonymous, "//", log)) << "overlaps Odds/public//: accepted, filtered per topic";
   EXPECT_TRUE(bob.is_connected());
 }
 
@@ -229,7 +221,7 @@ TEST_F(Permissions, a_reload_on_sighup_takes_a_permission_away_at_once_and_a_bad
   ASSERT_EQ(added.wait_for(wait_time), std::future_status::ready);
   ASSERT_TRUE(added.get());
   UpdateLog log;
-  ASSERT_TRUE(subscribed(bob, "Odds//", log));
+  ASSERT_TRUE(subscribe_and_wait(bob, "Odds//", log));
   ASSERT_TRUE(acked(alice, "Odds/nba/lal-bos", "2.05"));
   ASSERT_TRUE(acked(alice, "Odds/public/last", "before"));
   ASSERT_TRUE(log.wait_for(2, wait_time));

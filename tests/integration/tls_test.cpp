@@ -73,14 +73,6 @@ class Tls : public ::testing::Test {
   std::unique_ptr<BrokerProcess> broker_;
 };
 
-Status subscribed(Client& client, const std::string& selector, UpdateLog& log) {
-  auto verdict = std::make_shared<std::promise<Status>>();
-  auto answer = verdict->get_future();
-  client.subscribe(selector, log.handler(), [verdict](const Status& s) { verdict->set_value(s); });
-  if (answer.wait_for(wait_time) != std::future_status::ready) return Status{ErrorCode::internal, "no answer"};
-  return answer.get();
-}
-
 TEST_F(Tls, plain_and_tls_clients_share_topics_in_order) {
   start();
   BROOK_ASSERT_STARTED(*broker_);
@@ -90,8 +82,8 @@ TEST_F(Tls, plain_and_tls_clients_share_topics_in_order) {
   ASSERT_TRUE(connect_client_once(plain_publisher, broker_->url(), "plain"));
   ASSERT_TRUE(connect_client_once(plain_subscriber, broker_->url(), "plain"));
   UpdateLog over_tls, over_plain;
-  ASSERT_TRUE(subscribed(tls_subscriber, "Odds//", over_tls));
-  ASSERT_TRUE(subscribed(plain_subscriber, "Odds//", over_plain));
+  ASSERT_TRUE(subscribe_and_wait(tls_subscriber, "Odds//", over_tls));
+  ASSERT_TRUE(subscribe_and_wait(plain_subscriber, "Odds//", over_plain));
   constexpr int updates = 2000;  // values of up to 40 KiB: records split across sends
   for (int i = 1; i <= updates; ++i) {
     const std::string value = std::to_string(i) + std::string(static_cast<std::size_t>(i % 5 == 0 ? 40000 : 20), '.');
@@ -162,7 +154,7 @@ TEST_F(Tls, with_verify_clients_only_a_certificate_from_the_ca_gets_in) {
   Client alice;
   ASSERT_TRUE(alice.connect(with_cert));
   UpdateLog log;
-  ASSERT_TRUE(subscribed(alice, "Odds//", log));
+  ASSERT_TRUE(subscribe_and_wait(alice, "Odds//", log));
   TestCertificates other(dir_, "other");
   auto stranger = other.issue("stranger", "mallory");
   ClientOptions foreign = tls_options();
@@ -199,7 +191,7 @@ TEST_F(Tls, bad_input_at_either_port_is_closed_and_nobody_else_notices) {
   ASSERT_TRUE(tls_client.connect(tls_options()));
   ASSERT_TRUE(connect_client_once(plain_client, broker_->url(), "plain"));
   UpdateLog log;
-  ASSERT_TRUE(subscribed(tls_client, "Odds//", log));
+  ASSERT_TRUE(subscribe_and_wait(tls_client, "Odds//", log));
 
   // Plain Brook frames to the TLS port.
   RawConnection plain_to_tls(broker_->tls_port());
@@ -231,7 +223,7 @@ TEST_F(Tls, random_bytes_to_the_tls_port_are_closed_and_counted) {
   Client tls_client;
   ASSERT_TRUE(tls_client.connect(tls_options()));
   UpdateLog log;
-  ASSERT_TRUE(subscribed(tls_client, "Odds//", log));
+  ASSERT_TRUE(subscribe_and_wait(tls_client, "Odds//", log));
   std::mt19937 random(20261205);
   constexpr int connections = 50;
   std::vector<std::unique_ptr<RawConnection>> garbage;
@@ -262,7 +254,7 @@ TEST_F(Tls, sighup_loads_new_certificates_for_new_connections_and_drops_none) {
   ASSERT_TRUE(subscriber.connect(tls_options()));
   ASSERT_TRUE(publisher.connect(tls_options()));
   UpdateLog log;
-  ASSERT_TRUE(subscribed(subscriber, "Odds//", log));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Odds//", log));
   std::atomic<bool> stop{false};
   std::atomic<int> published{0};
   std::thread feed([&] {

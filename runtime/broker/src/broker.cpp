@@ -57,6 +57,23 @@ std::shared_ptr<transport::TlsContext> tls_server_context(const BrokerOptions& o
   return transport::TlsContext::server(tls, error);
 }
 
+// Binds `address` (HOST:PORT) into `fd` and says where it listens; an error text otherwise.
+std::string listen_on(const std::string& address, const char* key, int& fd, std::string& bound) {
+  auto endpoint = transport::parse_endpoint(address);
+  if (!endpoint) return std::string("cannot parse ") + key + " address '" + address + "' (want HOST:PORT)";
+  fd = transport::listen_tcp(*endpoint);
+  // A brookd killed a moment ago may still hold its port: the kernel tears an io_uring down
+  // after the process has exited, and the ring's pending accept keeps the old listening
+  // socket open until then. A restart (systemd's, after a crash) waits that out, briefly.
+  for (int waited_ms = 0; fd == -EADDRINUSE && waited_ms < 3000; waited_ms += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    fd = transport::listen_tcp(*endpoint);
+  }
+  if (fd < 0) return "cannot listen on " + address + ": " + std::strerror(-fd);
+  bound = endpoint->host + ":" + std::to_string(transport::local_port(fd));
+  return {};
+}
+
 }  // namespace
 
 Broker::Broker(BrokerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -83,34 +100,14 @@ std::string Broker::start() {
     if (!impl_->mesh.permissions) return "auth.permissions_file " + error;
     impl_->mesh.permissions_generation.store(1, std::memory_order_relaxed);
   }
-  auto endpoint = transport::parse_endpoint(o.listen);
-  if (!endpoint) return "cannot parse listen address '" + o.listen + "' (want HOST:PORT)";
-  impl_->listen_fd = transport::listen_tcp(*endpoint);
-  // A brookd killed a moment ago may still hold its port: the kernel tears an io_uring down
-  // after the process has exited, and the ring's pending accept keeps the old listening
-  // socket open until then. A restart (systemd's, after a crash) waits that out, briefly.
-  for (int waited_ms = 0; impl_->listen_fd == -EADDRINUSE && waited_ms < 3000; waited_ms += 10) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    impl_->listen_fd = transport::listen_tcp(*endpoint);
-  }
-  if (impl_->listen_fd < 0)
-    return "cannot listen on " + o.listen + ": " + std::strerror(-impl_->listen_fd);
-  impl_->address = endpoint->host + ":" + std::to_string(transport::local_port(impl_->listen_fd));
+  if (auto error = listen_on(o.listen, "listen", impl_->listen_fd, impl_->address); !error.empty()) return error;
 
   if (!o.tls_listen.empty()) {
     std::string error;
     impl_->mesh.tls = tls_server_context(o, error);
     if (!impl_->mesh.tls) return "tls: " + error;
-    auto tls_endpoint = transport::parse_endpoint(o.tls_listen);
-    if (!tls_endpoint) return "cannot parse tls.listen address '" + o.tls_listen + "' (want HOST:PORT)";
-    impl_->tls_listen_fd = transport::listen_tcp(*tls_endpoint);
-    for (int waited_ms = 0; impl_->tls_listen_fd == -EADDRINUSE && waited_ms < 3000; waited_ms += 10) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      impl_->tls_listen_fd = transport::listen_tcp(*tls_endpoint);
-    }
-    if (impl_->tls_listen_fd < 0)
-      return "cannot listen on " + o.tls_listen + ": " + std::strerror(-impl_->tls_listen_fd);
-    impl_->tls_address = tls_endpoint->host + ":" + std::to_string(transport::local_port(impl_->tls_listen_fd));
+    if (auto error = listen_on(o.tls_listen, "tls.listen", impl_->tls_listen_fd, impl_->tls_address); !error.empty())
+      return error;
   }
 
   auto& mesh = impl_->mesh;
