@@ -366,7 +366,7 @@ BenchResult new_result(const PeerSystem& system, const char* scenario, const Sce
   BenchResult r;
   r.system = system.name;
   r.scenario = scenario;
-  r.transport = "tcp";
+  r.transport = o.url.rfind("tls://", 0) == 0 ? "tls" : "tcp";
   r.payload_bytes = o.payload_bytes;
   return r;
 }

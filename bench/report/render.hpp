@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,7 +30,8 @@ struct TargetCheck {
   std::string measured;  // "100% delivered, 0 sessions closed, msgs/s 2.31x nats"
   std::optional<bool> met;
 };
-std::vector<TargetCheck> target_checks(const CaseSummary& c);
+// `all`: every case of the run, for targets that compare two cases (TLS against plain TCP).
+std::vector<TargetCheck> target_checks(const CaseSummary& c, std::span<const CaseSummary> all = {});
 
 // The variant bench/compare gives Brook's row under storage.sync = "always", the setting the
 // durable publish's target is about.

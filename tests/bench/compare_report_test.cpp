@@ -393,6 +393,29 @@ TEST(CompareReport, durable_target_holds_brook_with_sync_always_to_twice_jetstre
   EXPECT_EQ(no_strict.measured, "no Brook result with sync always");
 }
 
+TEST(CompareReport, tls_throughput_is_held_to_twice_nats_over_tls_and_to_its_cost_against_plain_tcp) {
+  std::string text;
+  auto line = [&](const char* system, const char* transport, double rate) {
+    text += std::string("{\"system\":\"") + system + "\",\"scenario\":\"throughput\",\"transport\":\"" + transport +
+            "\",\"payload_bytes\":64,\"part\":\"TLS group\",\"window\":\"1 MiB\",\"msgs_per_sec\":" +
+            std::to_string(rate) + ",\"sent\":100,\"received\":100,\"lost\":0,\"server_cpu_s\":0.01}\n";
+  };
+  line("brook", "tls", 4000);
+  line("nats", "tls", 1600);
+  line("brook", "tcp", 5000);
+  auto cases = summarize(parse(text).lines);
+  ASSERT_EQ(cases.size(), 2u);
+  const CaseSummary& tls = identity_of(cases[0], "transport") == "tls" ? cases[0] : cases[1];
+  const CaseSummary& plain = &tls == &cases[0] ? cases[1] : cases[0];
+  auto checks = target_checks(tls, cases);
+  ASSERT_EQ(checks.size(), 1u) << "no redis-server CPU target in the TLS group";
+  EXPECT_EQ(checks[0].measured, "msgs/s 2.50x nats, TLS / plain TCP 0.80x");
+  EXPECT_EQ(checks[0].met, false) << "TLS cost 20% of the plain rate";
+  EXPECT_TRUE(target_checks(plain, cases).empty());
+  EXPECT_EQ(target_checks(tls)[0].measured, "msgs/s 2.50x nats, TLS / plain TCP (no plain result)");
+  EXPECT_EQ(section_title(tls).rfind("TLS: ", 0), 0u) << section_title(tls);
+}
+
 TEST(CompareReport, a_peer_with_several_rows_is_named_by_the_row_its_ratio_is_against) {
   auto cases = summarize(parse(acked_line("brook", "sync always", 1, 300000, 100) +
                                acked_line("nats", "JetStream, fsync every 60 s", 1, 100000, 800) +

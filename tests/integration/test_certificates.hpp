@@ -30,9 +30,15 @@ class TestCertificates {
   // now + not_before_s to now + not_after_s, signed by this CA or by itself.
   Issued issue(const std::string& file_name, const std::string& cn, long not_before_s = -3600,
                long not_after_s = 86400, bool self_signed = false) {
+    return issue_with_names(file_name, cn, "DNS:" + cn + ",IP:127.0.0.1", not_before_s, not_after_s, self_signed);
+  }
+  // The same with subject alternative names of the caller's ("DNS:a.example,email:a@b.example").
+  Issued issue_with_names(const std::string& file_name, const std::string& cn, const std::string& alt_names,
+                          long not_before_s = -3600, long not_after_s = 86400, bool self_signed = false) {
     auto key = new_key();
-    auto cert = self_signed ? new_certificate(key.get(), nullptr, nullptr, cn, cn, not_before_s, not_after_s, false)
-                            : new_certificate(key.get(), ca_key_.get(), ca_.get(), cn, cn, not_before_s, not_after_s, false);
+    auto cert = self_signed
+                    ? new_certificate(key.get(), nullptr, nullptr, cn, alt_names, not_before_s, not_after_s, false)
+                    : new_certificate(key.get(), ca_key_.get(), ca_.get(), cn, alt_names, not_before_s, not_after_s, false);
     Issued issued{dir_ + "/" + file_name + ".pem", dir_ + "/" + file_name + ".key"};
     write(cert.get(), issued.cert_file);
     if (std::FILE* f = std::fopen(issued.key_file.c_str(), "w")) {
@@ -49,7 +55,7 @@ class TestCertificates {
   static Key new_key() { return Key(EVP_EC_gen("P-256"), &EVP_PKEY_free); }
 
   Cert new_certificate(EVP_PKEY* key, EVP_PKEY* signer_key, X509* signer, const std::string& cn,
-                       const std::string& dns, long not_before_s, long not_after_s, bool ca) {
+                       const std::string& alt_names, long not_before_s, long not_after_s, bool ca) {
     Cert cert(X509_new(), &X509_free);
     X509_set_version(cert.get(), 2);
     ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), ++serial_);
@@ -70,7 +76,7 @@ class TestCertificates {
     };
     add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
     if (ca) add(NID_key_usage, "critical,keyCertSign,cRLSign");
-    if (!dns.empty()) add(NID_subject_alt_name, "DNS:" + dns + ",IP:127.0.0.1");
+    if (!alt_names.empty()) add(NID_subject_alt_name, alt_names);
     X509_sign(cert.get(), signer_key ? signer_key : key, EVP_sha256());
     return cert;
   }

@@ -4,9 +4,13 @@
 // says why; with tls.verify_clients only clients with a certificate from the CA get in; bad
 // input at either port (plain text to the TLS port, TLS to the plain port, a handshake that
 // never ends, random bytes) is closed, and every other session carries on; SIGHUP loads new
-// certificates without dropping a connection. Every wait is bounded.
+// certificates without dropping a connection; a verified certificate's common name or subject
+// alternative name is the principal; a TLS 1.2 renegotiation is refused. Every wait is bounded.
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <atomic>
 #include <chrono>
@@ -182,6 +186,61 @@ TEST_F(Tls, a_verified_client_certificate_names_the_principal) {
   ClientOptions names_alice = as_alice;
   names_alice.principal = "alice";
   EXPECT_EQ(refusal(names_alice), "") << "naming the certificate's principal is fine";
+}
+
+TEST_F(Tls, a_subject_alternative_name_can_name_the_principal) {
+  start("ca_file = \"" + pki_->ca_file() +
+        "\"\nverify_clients = true\nprincipal_from_certificate = true\nprincipal_name = \"email\"\n");
+  BROOK_ASSERT_STARTED(*broker_);
+  // A common name that could never be a principal: the email name is the one used.
+  auto trader = pki_->issue_with_names("trader", "Alice Smith (desk 4)", "DNS:desk4.example,email:alice@desk4.example");
+  ClientOptions as_trader = tls_options();
+  as_trader.tls_cert_file = trader.cert_file;
+  as_trader.tls_key_file = trader.key_file;
+  Client alice;
+  ASSERT_TRUE(alice.connect(as_trader));
+  EXPECT_TRUE(alice.session_id().starts_with("alice@desk4.example/")) << alice.session_id();
+
+  auto no_email = pki_->issue("no-email", "bob");
+  ClientOptions as_bob = tls_options();
+  as_bob.tls_cert_file = no_email.cert_file;
+  as_bob.tls_key_file = no_email.key_file;
+  const std::string refused = refusal(as_bob);
+  EXPECT_NE(refused.find("the client certificate has no email name"), std::string::npos) << refused;
+}
+
+TEST_F(Tls, a_renegotiation_is_refused_and_counted_and_nobody_else_notices) {
+  start("min_version = \"1.2\"\n");
+  BROOK_ASSERT_STARTED(*broker_);
+  Client tls_client;
+  ASSERT_TRUE(tls_client.connect(tls_options()));
+  UpdateLog log;
+  ASSERT_TRUE(subscribe_and_wait(tls_client, "Odds//", log));
+
+  // A TLS 1.2 client (OpenSSL over a blocking socket with deadlines) that completes its
+  // handshake and then asks to renegotiate.
+  RawConnection raw(broker_->tls_port());
+  ASSERT_TRUE(raw.connected());
+  const ::timeval five_seconds{5, 0};
+  ::setsockopt(raw.fd(), SOL_SOCKET, SO_RCVTIMEO, &five_seconds, sizeof five_seconds);
+  ::setsockopt(raw.fd(), SOL_SOCKET, SO_SNDTIMEO, &five_seconds, sizeof five_seconds);
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), &SSL_CTX_free);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_2_VERSION);
+  ASSERT_EQ(SSL_CTX_load_verify_locations(ctx.get(), pki_->ca_file().c_str(), nullptr), 1);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), &SSL_free);
+  SSL_set_fd(ssl.get(), raw.fd());
+  ASSERT_EQ(SSL_connect(ssl.get()), 1) << "the first handshake";
+  EXPECT_STREQ(SSL_get_version(ssl.get()), "TLSv1.2");
+  ASSERT_EQ(SSL_renegotiate(ssl.get()), 1);
+  EXPECT_NE(SSL_do_handshake(ssl.get()), 1) << "the broker must not renegotiate";
+  EXPECT_TRUE(raw.wait_for_close(std::chrono::seconds(5)));
+
+  ASSERT_TRUE(tls_client.publish_acked("Odds/a", std::as_bytes(std::span(std::string_view("1.5")))).get());
+  EXPECT_TRUE(log.wait_for(1, wait_time));
+  EXPECT_TRUE(tls_client.is_connected());
+  broker_->stop();
+  EXPECT_GE(broker_->counter_total("tls_failures"), 1u) << broker_->log_tail();
 }
 
 TEST_F(Tls, bad_input_at_either_port_is_closed_and_nobody_else_notices) {

@@ -27,7 +27,8 @@ Action add_passwd_command(CLI::App& app);
 
 // "shm" for an shm:// URL, else "tcp": the transport a benchmark result names.
 inline std::string transport_of(const std::string& url) {
-  return url.rfind("shm://", 0) == 0 ? "shm" : "tcp";
+  if (url.rfind("shm://", 0) == 0) return "shm";
+  return url.rfind("tls://", 0) == 0 ? "tls" : "tcp";
 }
 
 }  // namespace brook::cli

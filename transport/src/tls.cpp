@@ -218,13 +218,30 @@ std::string TlsStream::describe() const {
   return std::string(SSL_get_version(ssl_)) + " " + SSL_get_cipher_name(ssl_);
 }
 
-std::string TlsStream::peer_common_name() const {
+std::string TlsStream::peer_name(PeerName which) const {
   if (!ssl_) return {};
   X509* peer = SSL_get1_peer_certificate(ssl_);
   if (!peer) return {};
-  char name[256] = {};
-  X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, name, sizeof name);
+  std::string name;
+  if (which == PeerName::common_name) {
+    char text[256] = {};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, text, sizeof text) > 0) name = text;
+  } else {
+    const int type = which == PeerName::dns ? GEN_DNS : GEN_EMAIL;
+    auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(peer, NID_subject_alt_name, nullptr, nullptr));
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && name.empty(); ++i) {
+      const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+      if (g->type != type) continue;
+      // DNS names and email addresses are IA5 strings.
+      const ASN1_IA5STRING* text = g->d.ia5;
+      name.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                  static_cast<std::size_t>(ASN1_STRING_length(text)));
+    }
+    GENERAL_NAMES_free(names);
+  }
   X509_free(peer);
+  // A name with a NUL inside is a forgery attempt, not a principal.
+  if (name.find('\0') != std::string::npos) return {};
   return name;
 }
 

@@ -58,6 +58,8 @@ std::string BrokerOptions::validate() const {
   if (tls_verify_clients && tls_ca_file.empty()) return "tls.verify_clients needs tls.ca_file";
   if (tls_principal_from_certificate && !tls_verify_clients)
     return "tls.principal_from_certificate needs tls.verify_clients (an unverified certificate proves nothing)";
+  if (tls_principal_name != "common_name" && tls_principal_name != "dns" && tls_principal_name != "email")
+    return "tls.principal_name must be \"common_name\", \"dns\" or \"email\"";
   if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
   if (idle_spin_us > 100'000) return "broker.idle_spin_us must be at most 100000 (or -1: automatic)";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
@@ -157,6 +159,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("tls", "ca_file", o.tls_ca_file);
   read("tls", "verify_clients", o.tls_verify_clients);
   read("tls", "principal_from_certificate", o.tls_principal_from_certificate);
+  read("tls", "principal_name", o.tls_principal_name);
   read("tls", "min_version", o.tls_min_version);
   read("requests", "sticky", o.requests_sticky);
   read("requests", "timeout_max_ms", o.request_timeout_max_ms);

@@ -513,7 +513,7 @@ void Shard::on_send(Connection& c, int result) {
     maybe_release(c);
     return;
   }
-  counters_.bytes_out += static_cast<std::uint64_t>(result);
+  if (!c.tls) counters_.bytes_out += static_cast<std::uint64_t>(result);  // TLS: counted as written
   std::size_t bytes = static_cast<std::size_t>(result);
   c.congested = bytes < c.offered_bytes || c.tls_partial;
   if (bytes > 0) c.last_sent_ns = now_ns();

@@ -24,6 +24,11 @@ constexpr std::string_view anonymous_principal = "anonymous";
 // How long a session's old connection has to take the reason it was taken over.
 constexpr std::uint64_t takeover_grace_ns = 200'000'000;
 
+transport::TlsStream::PeerName certificate_principal_name(const std::string& option) {
+  using Name = transport::TlsStream::PeerName;
+  return option == "dns" ? Name::dns : option == "email" ? Name::email : Name::common_name;
+}
+
 bool valid_principal(std::string_view p) {
   if (p.empty() || p.size() > 128) return false;
   return std::all_of(p.begin(), p.end(), [](char ch) {
@@ -78,13 +83,14 @@ void Shard::on_connect(Connection& c, const codec::ConnectMsg& m) {
   }
   std::string_view principal = m.principal.empty() ? anonymous_principal : m.principal;
   // Mutual TLS with tls.principal_from_certificate: the verified client certificate names the
-  // principal (its subject's common name), and proves it as a password would.
+  // principal (tls.principal_name says which of its names), and proves it as a password would.
   std::string certified;
   if (c.tls && options_.tls_principal_from_certificate) {
-    certified = c.tls->peer_common_name();
+    certified = c.tls->peer_name(certificate_principal_name(options_.tls_principal_name));
     if (certified.empty() || (!m.principal.empty() && m.principal != certified)) {
       protocol_error(c, codec::ErrorCode::authentication_failed,
-                     certified.empty() ? std::string("a client certificate with a common name is required")
+                     certified.empty() ? "the client certificate has no " + options_.tls_principal_name +
+                                             " name to be the principal"
                                        : "the client certificate is for '" + certified + "', not '" +
                                              std::string(m.principal) + "'");
       return;

@@ -53,6 +53,7 @@ void Shard::write_tls_output(Connection& c, std::size_t plain_bytes) {
 bool Shard::tls_send_done(Connection& c, int& result) {
   if (result < 0) return false;  // the plain path's failure handling
   if (result > 0) c.last_sent_ns = now_ns();
+  counters_.bytes_out += static_cast<std::uint64_t>(result);  // the bytes on the wire, records and all
   c.tls_written += static_cast<std::size_t>(result);
   if (c.tls_written < c.tls_sending.size()) {
     c.tls_partial = true;

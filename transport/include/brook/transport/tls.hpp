@@ -75,10 +75,12 @@ class TlsStream {
   // The peer ended the stream in order (close_notify): an end, not an error.
   bool closed_by_peer() const noexcept { return closed_by_peer_; }
   const std::string& error() const noexcept { return error_; }
-  // After the handshake: "TLSv1.3 TLS_AES_256_GCM_SHA384", and the peer certificate's subject
-  // common name (mutual TLS), empty without one.
+  // After the handshake: "TLSv1.3 TLS_AES_256_GCM_SHA384".
   std::string describe() const;
-  std::string peer_common_name() const;
+  // A name from the peer's certificate (mutual TLS): its subject's common name, or the first
+  // subject alternative name of a kind; empty without a certificate or such a name.
+  enum class PeerName { common_name, dns, email };
+  std::string peer_name(PeerName which) const;
 
  private:
   bool advance();  // the handshake, then reads, as far as the input allows

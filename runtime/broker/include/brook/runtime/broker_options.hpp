@@ -55,9 +55,12 @@ struct BrokerOptions {
   std::string tls_key_file;
   std::string tls_ca_file;
   bool tls_verify_clients = false;
-  // With tls_verify_clients: a client certificate's subject common name is the principal, as
-  // proven as by a password (a Connect that names another principal is refused).
+  // With tls_verify_clients: a name from the client certificate is the principal, proven as by
+  // a password (a Connect that names another principal is refused). Which name:
+  // tls_principal_name, "common_name" (the subject's CN) or the first subject alternative
+  // name of a kind: "dns" or "email" (a URI's ':' and '/' are not principal characters).
   bool tls_principal_from_certificate = false;
+  std::string tls_principal_name = "common_name";
   std::string tls_min_version = "1.3";  // or "1.2"
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
