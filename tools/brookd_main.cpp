@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   bool spin = false;
   std::string data_dir;
   std::string tls_listen;
+  std::string ws_listen;
+  std::string wss_listen;
   CLI::App app{"brookd: the Brook pub/sub broker"};
   app.add_option("--config", config_path, "TOML configuration file ([broker] table)");
   app.add_option("--listen", listen, "HOST:PORT to accept TCP clients on (port 0 picks one)");
@@ -41,6 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--shm", shm_path, "Unix socket PATH for shared-memory clients (shm://PATH)");
   app.add_flag("--spin", spin, "shards busy-poll instead of sleeping (lowest latency, a core each)");
   app.add_option("--tls-listen", tls_listen, "HOST:PORT to accept TLS clients on, beside --listen (tls.listen; needs tls.cert_file and tls.key_file)");
+  app.add_option("--ws", ws_listen, "HOST:PORT to accept WebSocket clients on (ws.listen): browsers, ws://HOST:PORT");
+  app.add_option("--wss", wss_listen, "HOST:PORT to accept WebSocket clients inside TLS on (ws.tls_listen): wss://HOST:PORT");
   app.add_option("--data-dir", data_dir, "journal topics to DIR: they survive a restart (storage.data_dir)");
   app.set_version_flag("--version", std::string("brookd ") + BROOK_VERSION_STRING + " (wire protocol " +
                                         std::to_string(brook::wire_version) + ")");
@@ -60,6 +64,8 @@ int main(int argc, char** argv) {
   if (spin) options.spin = true;
   if (!data_dir.empty()) options.data_dir = data_dir;
   if (!tls_listen.empty()) options.tls_listen = tls_listen;
+  if (!ws_listen.empty()) options.ws_listen = ws_listen;
+  if (!wss_listen.empty()) options.ws_tls_listen = wss_listen;
   if (auto error = options.validate(); !error.empty()) {
     std::cerr << "brookd: " << error << "\n";
     return 2;
@@ -89,7 +95,9 @@ int main(int argc, char** argv) {
   std::printf("listening on tcp://%s\n", broker.listen_address().c_str());
   if (!options.shm_path.empty()) std::printf("listening on shm://%s\n", options.shm_path.c_str());
   if (!options.tls_listen.empty()) std::printf("listening on tls://%s\n", broker.tls_listen_address().c_str());
-  if (!options.tls_listen.empty())
+  if (!options.ws_listen.empty()) std::printf("listening on ws://%s\n", broker.ws_listen_address().c_str());
+  if (!options.ws_tls_listen.empty()) std::printf("listening on wss://%s\n", broker.wss_listen_address().c_str());
+  if (!options.tls_listen.empty() || !options.ws_tls_listen.empty())
     std::fprintf(stderr, "brookd: TLS (min %s) with the record layer in user space, over io_uring (kernel TLS: %s)\n",
                  options.tls_min_version.c_str(),
                  brook::transport::kernel_tls_available() ? "this kernel offers it; not used yet"

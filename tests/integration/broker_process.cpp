@@ -188,6 +188,8 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
   argv.insert(argv.end(), config_.extra_args.begin(), config_.extra_args.end());
   if (config_.shm) argv.insert(argv.end(), {"--shm", dir_ + "/brook.sock"});
   if (config_.tls) argv.insert(argv.end(), {"--tls-listen", "127.0.0.1:0"});
+  if (config_.ws) argv.insert(argv.end(), {"--ws", "127.0.0.1:0"});
+  if (config_.wss) argv.insert(argv.end(), {"--wss", "127.0.0.1:0"});
 
   log_path_ = dir_ + "/brookd.stderr";
   int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -229,19 +231,21 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
         problem = "brookd printed an unreadable listen line: " + text;
         break;
       }
-      // brookd binds every socket before it prints its first listen line; the TLS line
-      // follows the TCP one.
-      constexpr std::string_view tls_marker = "listening on tls://";
-      const auto tls_at = text.find(tls_marker);
-      const auto tls_eol = tls_at == std::string::npos ? std::string::npos : text.find('\n', tls_at);
-      if (!config_.tls || tls_eol != std::string::npos) {
-        if (config_.tls) {
-          const std::string tls_address = text.substr(tls_at + tls_marker.size(), tls_eol - tls_at - tls_marker.size());
-          unsigned tls_port = 0;
-          std::from_chars(tls_address.data() + tls_address.rfind(':') + 1, tls_address.data() + tls_address.size(),
-                          tls_port);
-          tls_port_ = static_cast<std::uint16_t>(tls_port);
-        }
+      // brookd binds every socket before it prints its first listen line; the other
+      // listeners' lines follow the TCP one.
+      auto port_of = [&](std::string_view scheme_marker, bool wanted, std::uint16_t& into) {
+        if (!wanted) return true;
+        const auto line_at = text.find(scheme_marker);
+        const auto line_eol = line_at == std::string::npos ? std::string::npos : text.find('\n', line_at);
+        if (line_eol == std::string::npos) return false;
+        const std::string bound = text.substr(line_at + scheme_marker.size(), line_eol - line_at - scheme_marker.size());
+        unsigned p = 0;
+        std::from_chars(bound.data() + bound.rfind(':') + 1, bound.data() + bound.size(), p);
+        into = static_cast<std::uint16_t>(p);
+        return true;
+      };
+      if (port_of("listening on tls://", config_.tls, tls_port_) && port_of("listening on ws://", config_.ws, ws_port_) &&
+          port_of("listening on wss://", config_.wss, wss_port_)) {
         port_ = static_cast<std::uint16_t>(port);
         url_ = "tcp://" + address;
         if (config_.shm) shm_url_ = "shm://" + dir_ + "/brook.sock";

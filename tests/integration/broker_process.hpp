@@ -39,6 +39,9 @@ struct BrokerConfig {
   // Also listen for TLS clients on a port the kernel picks (--tls-listen; the certificates
   // come from config_toml's [tls] table).
   bool tls = false;
+  // Also listen for WebSocket clients (--ws), and inside TLS (--wss: [tls] as for tls).
+  bool ws = false;
+  bool wss = false;
   std::chrono::milliseconds start_timeout = 10s;
   std::chrono::milliseconds stop_timeout = 10s;
 };
@@ -68,6 +71,8 @@ class BrokerProcess {
   const std::string& url() const noexcept { return url_; }  // tcp://127.0.0.1:PORT
   const std::string& shm_url() const noexcept { return shm_url_; }  // shm://PATH (config.shm)
   std::uint16_t tls_port() const noexcept { return tls_port_; }    // config.tls
+  std::uint16_t ws_port() const noexcept { return ws_port_; }      // config.ws
+  std::uint16_t wss_port() const noexcept { return wss_port_; }    // config.wss
   std::uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& directory() const noexcept { return dir_; }
@@ -100,6 +105,8 @@ class BrokerProcess {
   int stdout_fd_ = -1;
   std::string url_;
   std::uint16_t tls_port_ = 0;
+  std::uint16_t ws_port_ = 0;
+  std::uint16_t wss_port_ = 0;
   std::string shm_url_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

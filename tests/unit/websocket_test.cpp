@@ -43,9 +43,9 @@ std::vector<std::byte> client_frame(std::uint8_t first_byte, std::span<const std
 }
 std::vector<std::byte> binary(std::string_view s, bool fin = true) { return client_frame(fin ? 0x82 : 0x02, as_bytes(s)); }
 
-class WebSocket : public ::testing::Test {
+class WebSocketCodec : public ::testing::Test {
  protected:
-  explicit WebSocket() { options_ = std::make_shared<WebSocketOptions>(); }
+  explicit WebSocketCodec() { options_ = std::make_shared<WebSocketOptions>(); }
   std::unique_ptr<WebSocketServer> open(std::string_view extra = {}) {
     auto ws = std::make_unique<WebSocketServer>(options_);
     std::vector<std::byte> stream;
@@ -63,7 +63,7 @@ class WebSocket : public ::testing::Test {
   std::shared_ptr<WebSocketOptions> options_;
 };
 
-TEST_F(WebSocket, the_upgrade_answers_rfc_6455s_example_key_and_offers_the_brook_subprotocol) {
+TEST_F(WebSocketCodec, the_upgrade_answers_rfc_6455s_example_key_and_offers_the_brook_subprotocol) {
   WebSocketServer ws(options_);
   std::vector<std::byte> stream;
   ASSERT_TRUE(ws.receive(as_bytes(upgrade_request("Sec-WebSocket-Protocol: chat, brook\r\n")), stream));
@@ -76,7 +76,7 @@ TEST_F(WebSocket, the_upgrade_answers_rfc_6455s_example_key_and_offers_the_brook
   EXPECT_EQ(ws.target(), "/brook");
 }
 
-TEST_F(WebSocket, a_request_split_byte_by_byte_with_frames_right_behind_it_is_read_whole) {
+TEST_F(WebSocketCodec, a_request_split_byte_by_byte_with_frames_right_behind_it_is_read_whole) {
   WebSocketServer ws(options_);
   std::string wire = upgrade_request();
   auto frame = binary("hello");
@@ -87,7 +87,7 @@ TEST_F(WebSocket, a_request_split_byte_by_byte_with_frames_right_behind_it_is_re
   EXPECT_EQ(as_text(stream), "hello");
 }
 
-TEST_F(WebSocket, binary_payloads_of_every_length_encoding_unmask_into_one_stream) {
+TEST_F(WebSocketCodec, binary_payloads_of_every_length_encoding_unmask_into_one_stream) {
   auto ws = open();
   std::vector<std::byte> stream, expected;
   for (std::size_t n : {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 200000u}) {
@@ -107,7 +107,7 @@ TEST_F(WebSocket, binary_payloads_of_every_length_encoding_unmask_into_one_strea
   EXPECT_TRUE(ws->output().empty());
 }
 
-TEST_F(WebSocket, fragments_join_and_a_ping_between_them_gets_its_pong) {
+TEST_F(WebSocketCodec, fragments_join_and_a_ping_between_them_gets_its_pong) {
   auto ws = open();
   std::vector<std::byte> wire, stream;
   auto append = [&](const std::vector<std::byte>& f) { wire.insert(wire.end(), f.begin(), f.end()); };
@@ -124,7 +124,7 @@ TEST_F(WebSocket, fragments_join_and_a_ping_between_them_gets_its_pong) {
   EXPECT_EQ(pong.substr(2), "are you there");
 }
 
-TEST_F(WebSocket, every_protocol_break_is_closed_with_its_code) {
+TEST_F(WebSocketCodec, every_protocol_break_is_closed_with_its_code) {
   struct Case {
     const char* what;
     std::vector<std::byte> frames;
@@ -171,7 +171,7 @@ TEST_F(WebSocket, every_protocol_break_is_closed_with_its_code) {
   }
 }
 
-TEST_F(WebSocket, the_peers_close_is_answered_with_its_code_and_is_no_error) {
+TEST_F(WebSocketCodec, the_peers_close_is_answered_with_its_code_and_is_no_error) {
   auto ws = open();
   std::vector<std::byte> stream;
   EXPECT_FALSE(ws->receive(client_frame(0x88, as_bytes(std::string("\x03\xe9" "bye", 5))), stream));
@@ -181,7 +181,7 @@ TEST_F(WebSocket, the_peers_close_is_answered_with_its_code_and_is_no_error) {
   EXPECT_EQ(ws->close_code(), 1001);
 }
 
-TEST_F(WebSocket, closing_from_our_side_sends_one_close_frame_with_a_cut_reason) {
+TEST_F(WebSocketCodec, closing_from_our_side_sends_one_close_frame_with_a_cut_reason) {
   auto ws = open();
   ws->close(CloseCode::going_away, std::string(200, 'r'));
   ws->close(CloseCode::normal, "again");
@@ -189,7 +189,7 @@ TEST_F(WebSocket, closing_from_our_side_sends_one_close_frame_with_a_cut_reason)
   EXPECT_EQ(close_code_sent(*ws), 1001);
 }
 
-TEST_F(WebSocket, refused_upgrades_get_the_right_http_status) {
+TEST_F(WebSocketCodec, refused_upgrades_get_the_right_http_status) {
   struct Case {
     const char* what;
     std::string request;
@@ -229,7 +229,7 @@ TEST_F(WebSocket, refused_upgrades_get_the_right_http_status) {
   EXPECT_TRUE(as_text(endless.output()).starts_with("HTTP/1.1 431 "));
 }
 
-TEST_F(WebSocket, origins_outside_the_allow_list_are_refused_and_requests_without_one_pass) {
+TEST_F(WebSocketCodec, origins_outside_the_allow_list_are_refused_and_requests_without_one_pass) {
   options_->allowed_origins = {"https://odds.example"};
   WebSocketServer stranger(options_);
   std::vector<std::byte> stream;

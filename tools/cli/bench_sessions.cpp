@@ -145,9 +145,11 @@ int run_resync(const std::string& url, std::uint64_t count, std::size_t payload,
 }
 
 int run_sessions(const std::string& url, std::uint64_t count, long broker_pid, bool json) {
-  auto endpoint = endpoint_of(url);
+  // ws://: each session after a WebSocket upgrade, its Connect in a masked binary frame.
+  const bool websocket = url.rfind("ws://", 0) == 0;
+  auto endpoint = websocket ? transport::parse_endpoint(std::string_view(url).substr(5)) : endpoint_of(url);
   if (!endpoint) {
-    std::fprintf(stderr, "brook bench: sessions needs a tcp:// URL\n");
+    std::fprintf(stderr, "brook bench: sessions needs a tcp:// or ws:// URL\n");
     return exit_usage;
   }
   if (broker_pid <= 0) broker_pid = find_brookd();
@@ -178,18 +180,39 @@ int run_sessions(const std::string& url, std::uint64_t count, long broker_pid, b
       return exit_refused;
     }
     fds.push_back(fd);
-    auto frame = encoder.connect("brook-bench-idle", "", {});
+    auto connect = encoder.connect("brook-bench-idle", "", {});
+    std::vector<std::byte> frame(connect.begin(), connect.end());
+    if (websocket) {
+      const std::string upgrade =
+          "GET / HTTP/1.1\r\nHost: " + endpoint->host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+      std::vector<std::byte> wire(reinterpret_cast<const std::byte*>(upgrade.data()),
+                                  reinterpret_cast<const std::byte*>(upgrade.data()) + upgrade.size());
+      // One masked binary frame (a Connect is under 126 bytes); the zero mask leaves it as it is.
+      wire.push_back(std::byte{0x82});
+      wire.push_back(static_cast<std::byte>(0x80 | frame.size()));
+      wire.insert(wire.end(), 4, std::byte{0});
+      wire.insert(wire.end(), frame.begin(), frame.end());
+      frame = std::move(wire);
+    }
     if (::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
       close_all();
       return exit_refused;
     }
   }
-  // Every session answered: read each Connected (they are small; one recv each).
+  // Every session answered: read each Connected (they are small; one recv each, and over a
+  // WebSocket until the bytes after the upgrade's answer came).
   std::vector<std::byte> buffer(4096);
   for (int fd : fds) {
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
+    std::string answer;
+    ssize_t n;
+    do {
+      n = ::recv(fd, buffer.data(), buffer.size(), 0);
+      if (n > 0) answer.append(reinterpret_cast<const char*>(buffer.data()), static_cast<std::size_t>(n));
+    } while (websocket && n > 0 && (answer.find("\r\n\r\n") == std::string::npos ||
+                                     answer.size() == answer.find("\r\n\r\n") + 4));
     if (n <= 0) {
       std::fprintf(stderr, "brook bench: a session got no answer\n");
       close_all();
@@ -201,13 +224,13 @@ int run_sessions(const std::string& url, std::uint64_t count, long broker_pid, b
   const double per_session_kib =
       count ? static_cast<double>(after_kib > before_kib ? after_kib - before_kib : 0) / static_cast<double>(count) : 0;
   if (json) {
-    std::printf("{\"system\":\"brook\",\"scenario\":\"sessions\",\"transport\":\"tcp\",\"sessions\":%llu,"
+    std::printf("{\"system\":\"brook\",\"scenario\":\"sessions\",\"transport\":\"%s\",\"sessions\":%llu,"
                 "\"rss_before_kib\":%llu,\"rss_after_kib\":%llu,\"kib_per_session\":%.2f}\n",
-                (unsigned long long)count, (unsigned long long)before_kib,
+                websocket ? "ws" : "tcp", (unsigned long long)count, (unsigned long long)before_kib,
                 (unsigned long long)after_kib, per_session_kib);
   } else {
-    std::printf("sessions: %llu idle sessions, broker RSS %llu -> %llu KiB, %.2f KiB per session\n",
-                (unsigned long long)count, (unsigned long long)before_kib,
+    std::printf("sessions: %llu idle %s sessions, broker RSS %llu -> %llu KiB, %.2f KiB per session\n",
+                (unsigned long long)count, websocket ? "WebSocket" : "TCP", (unsigned long long)before_kib,
                 (unsigned long long)after_kib, per_session_kib);
   }
   close_all();

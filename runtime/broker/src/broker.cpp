@@ -39,8 +39,12 @@ struct Broker::Impl {
   int listen_fd = -1;
   int shm_listen_fd = -1;
   int tls_listen_fd = -1;
+  int ws_listen_fd = -1;
+  int wss_listen_fd = -1;
   std::string address;
   std::string tls_address;
+  std::string ws_address;
+  std::string wss_address;
   std::string storage_report;
   bool stopped = false;
 };
@@ -102,11 +106,29 @@ std::string Broker::start() {
   }
   if (auto error = listen_on(o.listen, "listen", impl_->listen_fd, impl_->address); !error.empty()) return error;
 
-  if (!o.tls_listen.empty()) {
+  if (!o.tls_listen.empty() || !o.ws_tls_listen.empty()) {
     std::string error;
     impl_->mesh.tls = tls_server_context(o, error);
     if (!impl_->mesh.tls) return "tls: " + error;
+  }
+  if (!o.tls_listen.empty()) {
     if (auto error = listen_on(o.tls_listen, "tls.listen", impl_->tls_listen_fd, impl_->tls_address); !error.empty())
+      return error;
+  }
+  if (!o.ws_listen.empty() || !o.ws_tls_listen.empty()) {
+    auto websocket = std::make_shared<transport::WebSocketOptions>();
+    websocket->allowed_origins = o.ws_allowed_origins;
+    // One message may carry the largest Brook frame and then some smaller ones.
+    websocket->max_frame_payload = std::size_t{o.max_frame_bytes} + (64u << 10);
+    impl_->mesh.websocket = std::move(websocket);
+  }
+  if (!o.ws_listen.empty()) {
+    if (auto error = listen_on(o.ws_listen, "ws.listen", impl_->ws_listen_fd, impl_->ws_address); !error.empty())
+      return error;
+  }
+  if (!o.ws_tls_listen.empty()) {
+    if (auto error = listen_on(o.ws_tls_listen, "ws.tls_listen", impl_->wss_listen_fd, impl_->wss_address);
+        !error.empty())
       return error;
   }
 
@@ -150,10 +172,11 @@ std::string Broker::start() {
   // Shard 0 accepts and hands connections out round-robin; the others wait for them.
   for (unsigned i = 0; i < count; ++i) {
     Shard* shard = impl_->shards[i].get();
-    int fd = i == 0 ? impl_->listen_fd : -1;
-    int shm_fd = i == 0 ? impl_->shm_listen_fd : -1;
-    int tls_fd = i == 0 ? impl_->tls_listen_fd : -1;
-    impl_->threads.emplace_back([shard, fd, shm_fd, tls_fd] { shard->run(fd, shm_fd, tls_fd); });
+    Shard::Listeners listeners = Shard::no_listeners;
+    if (i == 0)
+      listeners = {impl_->listen_fd, impl_->shm_listen_fd, impl_->tls_listen_fd, impl_->ws_listen_fd,
+                   impl_->wss_listen_fd};
+    impl_->threads.emplace_back([shard, listeners] { shard->run(listeners); });
   }
   for (auto& shard : impl_->shards) shard->wait_ready();
   return {};
@@ -215,8 +238,10 @@ void Broker::stop() {
   impl_->listen_fd = -1;
   if (impl_->shm_listen_fd >= 0) ::close(impl_->shm_listen_fd);
   impl_->shm_listen_fd = -1;
-  if (impl_->tls_listen_fd >= 0) ::close(impl_->tls_listen_fd);
-  impl_->tls_listen_fd = -1;
+  for (int* fd : {&impl_->tls_listen_fd, &impl_->ws_listen_fd, &impl_->wss_listen_fd}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
   for (int fd : impl_->mesh.broadcast_read_only_fds) ::close(fd);
   impl_->mesh.broadcast_read_only_fds.clear();
 }
@@ -236,7 +261,7 @@ std::vector<std::string> Broker::reload() {
       report.push_back("auth.permissions_file " + error + " (the rules in force stay)");
     }
   }
-  if (!o.tls_listen.empty()) {
+  if (!o.tls_listen.empty() || !o.ws_tls_listen.empty()) {
     std::string error;
     if (auto tls = tls_server_context(o, error)) {
       std::lock_guard lock(mesh.reload_mutex);
@@ -252,6 +277,8 @@ std::vector<std::string> Broker::reload() {
 
 std::string Broker::listen_address() const { return impl_->address; }
 std::string Broker::tls_listen_address() const { return impl_->tls_address; }
+std::string Broker::ws_listen_address() const { return impl_->ws_address; }
+std::string Broker::wss_listen_address() const { return impl_->wss_address; }
 
 unsigned Broker::shard_count() const { return impl_->mesh.shard_count; }
 std::uint64_t Broker::memory_budget() const { return impl_->mesh.memory_budget; }

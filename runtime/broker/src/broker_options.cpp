@@ -55,6 +55,8 @@ std::string BrokerOptions::validate() const {
   if (tls_min_version != "1.3" && tls_min_version != "1.2") return "tls.min_version must be \"1.2\" or \"1.3\"";
   if (!tls_listen.empty() && (tls_cert_file.empty() || tls_key_file.empty()))
     return "tls.listen needs tls.cert_file and tls.key_file";
+  if (!ws_tls_listen.empty() && (tls_cert_file.empty() || tls_key_file.empty()))
+    return "ws.tls_listen needs tls.cert_file and tls.key_file";
   if (tls_verify_clients && tls_ca_file.empty()) return "tls.verify_clients needs tls.ca_file";
   if (tls_principal_from_certificate && !tls_verify_clients)
     return "tls.principal_from_certificate needs tls.verify_clients (an unverified certificate proves nothing)";
@@ -161,6 +163,18 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("tls", "principal_from_certificate", o.tls_principal_from_certificate);
   read("tls", "principal_name", o.tls_principal_name);
   read("tls", "min_version", o.tls_min_version);
+  read("ws", "listen", o.ws_listen);
+  read("ws", "tls_listen", o.ws_tls_listen);
+  if (auto node = config["ws"]["allowed_origins"]) {
+    auto* array = node.as_array();
+    if (!array) return "ws.allowed_origins must be an array of strings";
+    o.ws_allowed_origins.clear();
+    for (auto& item : *array) {
+      auto origin = item.value<std::string>();
+      if (!origin) return "ws.allowed_origins must be an array of strings";
+      o.ws_allowed_origins.push_back(*origin);
+    }
+  }
   read("requests", "sticky", o.requests_sticky);
   read("requests", "timeout_max_ms", o.request_timeout_max_ms);
   read("requests", "max_in_flight", o.request_max_in_flight);

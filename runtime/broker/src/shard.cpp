@@ -108,7 +108,7 @@ bool Shard::drain_step() {
   return quiet;
 }
 
-void Shard::run(int listen_fd, int shm_listen_fd, int tls_listen_fd) {
+void Shard::run(const Listeners& listeners) {
   BufferPool::thread_pool() = &pool_;
   if (options_.pin_threads) {
     unsigned cores = std::thread::hardware_concurrency();
@@ -123,18 +123,15 @@ void Shard::run(int listen_fd, int shm_listen_fd, int tls_listen_fd) {
   ro.recv_buffer_count = options_.recv_buffer_count;
   ro.recv_buffer_bytes = options_.recv_buffer_bytes;
   reactor_ = std::make_unique<transport::Reactor>(ro);
-  listen_fd_ = listen_fd;
-  if (listen_fd_ >= 0) reactor_->accept_multishot(listen_fd_, 0);
+  listeners_ = listeners;
   take_permissions();
   restore_topics();
   restore_sessions();
-  shm_listen_fd_ = shm_listen_fd;
   if (index_ < mesh_.broadcast_logs.size())
     broadcast_ = ShmBroadcastLog(mesh_.broadcast_logs[index_],
                                  &transport::broadcast_reclaimed(mesh_.broadcast[index_].data()));
-  if (shm_listen_fd_ >= 0) reactor_->accept_multishot(shm_listen_fd_, 1);
-  tls_listen_fd_ = tls_listen_fd;
-  if (tls_listen_fd_ >= 0) reactor_->accept_multishot(tls_listen_fd_, 2);
+  for (unsigned token = 0; token < listener_count; ++token)
+    if (listeners_[token] >= 0) reactor_->accept_multishot(listeners_[token], token);
   ready_.store(true, std::memory_order_release);
 
   const std::uint64_t idle_spin_ns = std::uint64_t{resolve_idle_spin_us(options_, mesh_.shard_count)} * 1000;
@@ -248,7 +245,9 @@ bool Shard::doorbells_armed() const {
 void Shard::release_message(const ShardMessage& m) {
   release_buffers_of(m);
   if (m.kind == ShardMessageKind::new_connection) {
-    delete reinterpret_cast<ShmLink*>(m.b);
+    if (m.flags & connection_shm_link) delete reinterpret_cast<ShmLink*>(m.b);
+    if (m.flags & connection_tls_stream) delete reinterpret_cast<transport::TlsStream*>(m.b);
+    if (m.flags & connection_ws_stream) delete reinterpret_cast<transport::WebSocketServer*>(m.c);
     ::close(static_cast<int>(m.a));
   }
 }
@@ -334,7 +333,8 @@ void Shard::wake_peers() {
 void Shard::handle_message(unsigned from, const ShardMessage& m) {
   switch (m.kind) {
     case ShardMessageKind::new_connection:
-      adopt_connection(static_cast<int>(m.a), m.buffer, m.flags, reinterpret_cast<void*>(m.b));
+      adopt_connection(static_cast<int>(m.a), m.buffer, m.flags, reinterpret_cast<void*>(m.b),
+                       reinterpret_cast<transport::WebSocketServer*>(m.c));
       break;
     case ShardMessageKind::publish: on_publish(from, m); break;
     case ShardMessageKind::create_topic: on_create_topic(from, m); break;
@@ -375,13 +375,14 @@ void Shard::on_completion(const transport::Completion& completion) {
         // makes placement predictable for tests and even for many clients.
         unsigned target = next_connection_shard_++ % mesh_.shard_count;
         ++counters_.connections_accepted;
-        const std::uint8_t flags = completion.token == 1 ? connection_shm : completion.token == 2 ? connection_tls : 0;
+        static constexpr std::uint8_t flags_of[listener_count] = {0, connection_shm, connection_tls, connection_ws,
+                                                                   connection_tls | connection_ws};
+        const std::uint8_t flags = flags_of[completion.token % listener_count];
         send_to(target, {ShardMessageKind::new_connection, flags, 0, 0,
                          static_cast<std::uint64_t>(completion.result), 0, 0, nullptr});
       }
       if (!completion.more && !stop_requested_.load(std::memory_order_relaxed))
-        reactor_->accept_multishot(completion.token == 1 ? shm_listen_fd_ : completion.token == 2 ? tls_listen_fd_ : listen_fd_,
-                                   completion.token);
+        reactor_->accept_multishot(listeners_[completion.token % listener_count], completion.token);
       break;
     }
     case Op::recv:
@@ -418,7 +419,7 @@ std::string Shard::describe_counters() const {
                 "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
                 "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu "
                 "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu permission_denials=%llu "
-                "tls_handshakes=%llu tls_failures=%llu",
+                "tls_handshakes=%llu tls_failures=%llu ws_upgrades=%llu ws_failures=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -452,7 +453,8 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.flow_holds, (unsigned long long)counters_.flow_stalls,
                 (unsigned long long)counters_.flow_timeouts,
                 (unsigned long long)counters_.permission_denials,
-                (unsigned long long)counters_.tls_handshakes, (unsigned long long)counters_.tls_failures);
+                (unsigned long long)counters_.tls_handshakes, (unsigned long long)counters_.tls_failures,
+                (unsigned long long)counters_.ws_upgrades, (unsigned long long)counters_.ws_failures);
   return line;
 }
 

@@ -39,6 +39,7 @@
 #include "brook/transport/reactor.hpp"
 #include "brook/transport/spsc_ring.hpp"
 #include "brook/transport/tls.hpp"
+#include "brook/transport/websocket.hpp"
 #include "authenticator.hpp"
 #include "journal_sessions.hpp"
 #include "journal_topics.hpp"
@@ -77,6 +78,8 @@ struct Mesh {
   // The TLS listener's certificates (tls.*), or null without one; replaced on SIGHUP under
   // reload_mutex (a connection keeps the context it started with).
   std::shared_ptr<const transport::TlsContext> tls;
+  // The WebSocket listeners' settings (ws.*), shared by every WebSocket connection.
+  std::shared_ptr<const transport::WebSocketOptions> websocket;
   // auth.permissions_file as last (re)loaded, or null: every principal may do everything. A
   // reload (SIGHUP) replaces it under the mutex and moves the generation; each shard looks
   // at the generation once per turn and takes the new rules when it moved.
@@ -138,7 +141,9 @@ struct ShardCounters {
   std::uint64_t longest_turn_ns = 0;
   std::uint64_t permission_denials = 0;
   std::uint64_t tls_handshakes = 0;  // TLS connections that completed their handshake
-  std::uint64_t tls_failures = 0;    // TLS connections closed for a failed handshake or record  // calls refused by the principal's permissions
+  std::uint64_t tls_failures = 0;    // TLS connections closed for a failed handshake or record
+  std::uint64_t ws_upgrades = 0;     // WebSocket connections that completed their upgrade
+  std::uint64_t ws_failures = 0;     // WebSocket connections refused or closed for a protocol error
   std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
   std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
   std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
@@ -459,14 +464,17 @@ struct Connection {
   std::vector<::iovec> iov;
   // A shared-memory connection: frames flow through its rings, and `fd` is the Unix socket.
   std::unique_ptr<ShmLink> shm;
-  // A TLS connection (shard_tls.cpp): the socket carries `tls`'s ciphertext. A send in
-  // flight writes `tls_sending`; the plaintext it carries (`tls_plain_offered` bytes, 0 for
-  // handshake records) counts as sent once all of it is written.
+  // Layers between Brook's stream and the socket (shard_wire.cpp): TLS (shard_tls.cpp), a
+  // WebSocket (shard_websocket.cpp), or a WebSocket inside TLS. A send in flight on such a
+  // connection writes `wire_sending`; the stream bytes it carries (`wire_stream_offered`, 0
+  // for the layers' own: handshakes, the upgrade's answer, pongs, alerts, close frames) count
+  // as sent once all of it is written.
   std::unique_ptr<transport::TlsStream> tls;
-  std::vector<std::byte> tls_sending;
-  std::size_t tls_written = 0;
-  std::size_t tls_plain_offered = 0;
-  bool tls_partial = false;  // the socket took the records in more than one write
+  std::unique_ptr<transport::WebSocketServer> ws;
+  std::vector<std::byte> wire_sending;
+  std::size_t wire_written = 0;
+  std::size_t wire_stream_offered = 0;
+  bool wire_partial = false;  // the socket took it in more than one write
 };
 
 class Shard final : public transport::ReactorHandler {
@@ -475,9 +483,13 @@ class Shard final : public transport::ReactorHandler {
         Authenticator* authenticator = nullptr);
   ~Shard() override;
 
-  // Runs on the shard's thread until stop is requested. The listening sockets (TCP, and the
-  // Unix socket of shared memory) are >= 0 only on shard 0.
-  void run(int listen_fd, int shm_listen_fd = -1, int tls_listen_fd = -1);
+  // The listening sockets, by the accept token that tells their connections apart; -1: none.
+  // Only shard 0 listens.
+  enum Listener : unsigned { tcp_listener, shm_listener, tls_listener, ws_listener, wss_listener, listener_count };
+  using Listeners = std::array<int, listener_count>;
+  static constexpr Listeners no_listeners{-1, -1, -1, -1, -1};
+  // Runs on the shard's thread until stop is requested.
+  void run(const Listeners& listeners = no_listeners);
   void request_stop();
   // Any thread: stop taking input and send every session its queue, then a last Received and
   // a Close; drained() turns true once that is done and no mailbox holds anything.
@@ -518,7 +530,10 @@ class Shard final : public transport::ReactorHandler {
   }
 
   // Connections (shard_connections.cpp).
-  void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link);
+  // `link`: a handed-over connection's ShmLink or TlsStream (as `flags` say), `ws` its
+  // WebSocketServer; the new connection owns them.
+  void adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link,
+                        transport::WebSocketServer* ws = nullptr);
   void on_recv(Connection& c, const transport::Completion& completion);
   void on_send(Connection& c, int result);
   void process_input(Connection& c, std::span<const std::byte> data);
@@ -613,13 +628,24 @@ class Shard final : public transport::ReactorHandler {
   void enqueue_control(Session& s, std::span<const std::byte> frame);
   // Permissions (shard_permissions.cpp): null when every principal may do everything.
   const PrincipalRules* rules_of(Session& s);
-  // TLS connections (shard_tls.cpp).
+  // Connections with layers (shard_wire.cpp, shard_tls.cpp, shard_websocket.cpp).
+  static bool layered(const Connection& c) noexcept { return c.tls || c.ws; }
+  // No stream bytes may go yet (a handshake or upgrade not done) or ever (a layer failed).
+  static bool layers_mute(const Connection& c) noexcept;
+  // The layers have bytes of their own to write.
+  static bool layers_have_output(const Connection& c) noexcept;
+  void write_layer_output(Connection& c);
+  bool send_layered(Connection& c, std::size_t iovecs);  // false: a layer failed
+  void write_wire(Connection& c, std::size_t stream_bytes);
+  // On a send's completion: true when it goes on (more to write, or only the layers' own
+  // bytes were written); `result` becomes the stream bytes sent.
+  bool wire_send_done(Connection& c, int& result);
+  // Bytes in from the socket through the layers, to process_input().
   void receive_tls(Connection& c, std::span<const std::byte> cipher);
-  bool send_tls(Connection& c, std::size_t iovecs);  // false: the stream failed
-  void write_tls_output(Connection& c, std::size_t plain_bytes);
-  // On a send's completion: true when it goes on (more of the records to write, or only
-  // handshake records were written); `result` becomes the plaintext sent.
-  bool tls_send_done(Connection& c, int& result);
+  void receive_ws(Connection& c, std::span<const std::byte> bytes);
+  // A WebSocket ends with a close frame after the last of the stream: true when one was
+  // queued now (the connection closes once it is written).
+  bool send_ws_close(Connection& c);
   // After a reload: every session's rules looked up again; topics it may no longer read are
   // unbound and endpoints it may no longer handle withdrawn, at once.
   void take_permissions();
@@ -782,10 +808,10 @@ class Shard final : public transport::ReactorHandler {
   bool drain_step();
   // seq_cst store/fence with the peers' fence/load: Dekker-style "am I asleep" handshake.
   std::atomic<bool> sleeping_{false};
-  int listen_fd_ = -1;
-  int shm_listen_fd_ = -1;
-  int tls_listen_fd_ = -1;
+  Listeners listeners_ = no_listeners;
   std::vector<std::byte> tls_plain_;  // receive_tls's plaintext, reused
+  std::vector<std::byte> ws_stream_;  // receive_ws's stream bytes, reused
+  std::vector<::iovec> layered_iov_;  // send_layered's: the layers' bytes, then the stream's
   std::vector<std::uint32_t> shm_slots_;  // connections over shared memory
   std::vector<std::uint32_t> shm_polling_;
   std::vector<std::byte> shm_scratch_;    // frames copied out of a ring before they are read

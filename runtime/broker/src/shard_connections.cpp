@@ -37,7 +37,8 @@ Connection* Shard::connection_for(std::uint64_t token) {
   return c->generation == generation ? c : nullptr;
 }
 
-void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link) {
+void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags, void* link,
+                             transport::WebSocketServer* handed_ws) {
   std::unique_ptr<ShmLink> shm(flags & connection_shm_link ? static_cast<ShmLink*>(link) : nullptr);
   std::unique_ptr<transport::TlsStream> tls(flags & connection_tls_stream ? static_cast<transport::TlsStream*>(link)
                                                                          : nullptr);
@@ -49,6 +50,8 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
     }
     if (context) tls = std::make_unique<transport::TlsStream>(std::move(context));
   }
+  std::unique_ptr<transport::WebSocketServer> ws(flags & connection_ws_stream ? handed_ws : nullptr);
+  if (flags & connection_ws) ws = std::make_unique<transport::WebSocketServer>(mesh_.websocket);
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);
@@ -84,6 +87,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
   c.generation = generation;
   c.opened_ns = c.last_heard_ns = c.last_sent_ns = now_ns();
   c.tls = std::move(tls);
+  c.ws = std::move(ws);
   ++open_connections_;
   if (shm) {
     c.shm = std::move(shm);
@@ -99,6 +103,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
       return;
     }
   }
+  if (layers_have_output(c)) mark_for_flush(c);  // a handed-over upgrade's answer, say
   if (c.recv_armed || c.paused || c.state == ConnectionState::handing_off) return;
   c.recv_armed = true;
   reactor_->recv_multishot(fd, token_of(c));
@@ -113,6 +118,7 @@ void Shard::on_recv(Connection& c, const transport::Completion& completion) {
     c.ping_sent_ns = 0;  // any bytes prove the peer alive
     if (!c.closing) {
       if (c.tls) receive_tls(c, completion.data);
+      else if (c.ws) receive_ws(c, completion.data);
       else process_input(c, completion.data);
     }
   }
@@ -452,9 +458,10 @@ void Shard::start_send(Connection& c) {
   // A closing connection sends its session's frames only as an ending session's last words;
   // otherwise they wait for the session's next connection.
   const bool session_frames = s && !s->out.empty() && (!c.closing || s->ended);
-  if (c.tls && (c.tls->failed() || !c.tls->handshake_done() || (c.control_out.empty() && !session_frames))) {
-    // Handshake records, or an alert: no plaintext can go yet, or none is waiting.
-    if (!c.tls->output().empty()) write_tls_output(c, 0);
+  if (layered(c) && (layers_mute(c) || (c.control_out.empty() && !session_frames))) {
+    // Only the layers' own bytes (a handshake, the upgrade's answer, a pong, an alert): no
+    // stream bytes can go yet, or none are waiting.
+    if (layers_have_output(c)) write_layer_output(c);
     return;
   }
   if (c.control_out.empty() && !session_frames) return;
@@ -481,8 +488,8 @@ void Shard::start_send(Connection& c) {
   if (n == 0) return;
   c.offered_bytes = 0;
   for (std::size_t i = 0; i < n; ++i) c.offered_bytes += c.iov[i].iov_len;
-  if (c.tls) {
-    if (!send_tls(c, n)) on_send(c, -EPROTO);
+  if (layered(c)) {
+    if (!send_layered(c, n)) on_send(c, -EPROTO);
     return;
   }
   c.send_in_flight = true;
@@ -499,7 +506,7 @@ void Shard::start_send(Connection& c) {
 }
 
 void Shard::on_send(Connection& c, int result) {
-  if (c.tls && tls_send_done(c, result)) return;
+  if (layered(c) && wire_send_done(c, result)) return;
   c.send_in_flight = false;
   Session* s = c.session_in_send ? c.session : nullptr;
   c.session_in_send = false;
@@ -513,9 +520,9 @@ void Shard::on_send(Connection& c, int result) {
     maybe_release(c);
     return;
   }
-  if (!c.tls) counters_.bytes_out += static_cast<std::uint64_t>(result);  // TLS: counted as written
+  if (!layered(c)) counters_.bytes_out += static_cast<std::uint64_t>(result);  // layered: counted as written
   std::size_t bytes = static_cast<std::size_t>(result);
-  c.congested = bytes < c.offered_bytes || c.tls_partial;
+  c.congested = bytes < c.offered_bytes || c.wire_partial;
   if (bytes > 0) c.last_sent_ns = now_ns();
   std::size_t control = std::min(bytes, c.control_sending.size());
   if (c.control_last) {
@@ -538,7 +545,7 @@ void Shard::on_send(Connection& c, int result) {
   // also when this send carried only connection frames: a Subscribed queued behind a
   // Received otherwise waited for the client's next frame.
   Session* attached = c.state == ConnectionState::attached ? c.session : nullptr;
-  if (!c.control_out.empty() || (attached && !attached->out.empty()) || (c.tls && !c.tls->output().empty()))
+  if (!c.control_out.empty() || (attached && !attached->out.empty()) || layers_have_output(c))
     mark_for_flush(c);
   if (c.closing) maybe_release(c);
 }
@@ -644,13 +651,14 @@ void Shard::maybe_release(Connection& c) {
   if (c.shm && c.shm->doorbell_armed) return;  // the kernel still writes into the link
   // Frames still to go out before the close: an ending session's last words.
   const bool ending = c.session && c.session->ended && c.session->connection == &c;
-  // A TLS connection without a working stream has no way to send connection frames: only
-  // its alert (the stream's output) waits.
-  const bool tls_mute = c.tls && (!c.tls->handshake_done() || c.tls->failed());
-  if (!c.send_failed && ((!c.control_out.empty() && !tls_mute) || (ending && !c.session->out.empty()) ||
-                         (c.tls && !c.tls->output().empty())))
+  // A connection whose layers cannot carry the stream has no way to send connection frames:
+  // only the layers' own last words (an alert, an HTTP refusal, a close frame) wait.
+  const bool mute = layers_mute(c);
+  if (!c.send_failed && ((!c.control_out.empty() && !mute) || (ending && !c.session->out.empty()) ||
+                         layers_have_output(c)))
     return;
   if (c.flush_listed) return;  // flush_sessions() comes back here
+  if (!c.send_failed && send_ws_close(c)) return;  // written, then back here
   ::shutdown(c.fd, SHUT_RDWR);
   ::close(c.fd);
   ++counters_.connections_closed;

@@ -85,6 +85,8 @@ inline constexpr std::uint8_t connection_shm = 1;
 inline constexpr std::uint8_t connection_shm_link = 2;
 inline constexpr std::uint8_t connection_tls = 4;         // accepted on the TLS listener: handshake first
 inline constexpr std::uint8_t connection_tls_stream = 8;  // handed over: `b` = its TlsStream*, owned by the record
+inline constexpr std::uint8_t connection_ws = 16;         // accepted on a WebSocket listener: the upgrade first
+inline constexpr std::uint8_t connection_ws_stream = 32;  // handed over: `c` = its WebSocketServer*, owned by the record
 inline constexpr std::uint8_t snapshot_has_value = 1;
 inline constexpr std::uint8_t handler_sticky = 1;  // on add_handler
 inline constexpr std::uint8_t handler_away = 1;    // on handler_presence: disconnected

@@ -406,7 +406,7 @@ void Shard::start_handoff(Connection& c, unsigned shard) {
 
 void Shard::finish_handoff(Connection& c) {
   if (c.recv_armed || (c.shm && c.shm->doorbell_armed)) return;  // the last one comes back here
-  if (c.tls && c.send_in_flight) return;  // handshake records still being written: on_send comes back
+  if (layered(c) && c.send_in_flight) return;  // the layers' bytes still being written: on_send comes back
   std::uint8_t flags = 0;
   void* link = nullptr;
   if (c.shm) {
@@ -417,12 +417,14 @@ void Shard::finish_handoff(Connection& c) {
     flags = connection_tls_stream;
     link = c.tls.release();
   }
+  transport::WebSocketServer* ws = c.ws.release();
+  if (ws) flags |= connection_ws_stream;
   SharedBuffer* received = pool_.allocate(c.assembly.size());
   std::memcpy(received->data(), c.assembly.data(), c.assembly.size());
   received->set_size(static_cast<std::uint32_t>(c.assembly.size()));
   send_to(c.handoff_shard, {ShardMessageKind::new_connection, flags, 0, 0,
                             static_cast<std::uint64_t>(c.fd), reinterpret_cast<std::uint64_t>(link),
-                            0, received});
+                            reinterpret_cast<std::uint64_t>(ws), received});
   ++counters_.handoffs;
   --open_connections_;
   std::uint32_t slot = c.slot;

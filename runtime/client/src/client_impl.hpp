@@ -222,13 +222,13 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // its Unix socket, watched only for the broker going away.
   std::unique_ptr<client_detail::ShmClientLink> shm;
   // tls:// (client_tls.cpp): the context made by connect(), and the stream of the connection
-  // in use. The records of a send are written in one or more writes (`tls_written` of
-  // `tls_sending`); the plaintext they carry counts as sent once all are out.
+  // in use. The records of a send are written in one or more writes (`wire_written` of
+  // `wire_sending`); the plaintext they carry counts as sent once all are out.
   std::shared_ptr<transport::TlsContext> tls_context;
   std::unique_ptr<transport::TlsStream> tls;
-  std::vector<std::byte> tls_sending;
-  std::size_t tls_written = 0;
-  std::size_t tls_plain_offered = 0;
+  std::vector<std::byte> wire_sending;
+  std::size_t wire_written = 0;
+  std::size_t wire_stream_offered = 0;
   std::vector<std::byte> tls_plain;  // received plaintext, reused
   bool shm_waiting_space = false;  // the ring to the broker was full
   bool doorbell_armed = false;
@@ -469,7 +469,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   bool tls_handshake(const client_detail::ServerAddress& server, std::string& error);
   void receive_tls(std::span<const std::byte> cipher);
   void send_tls();
-  bool tls_send_done(int& result);  // true: the send goes on (more records to write)
+  bool wire_send_done(int& result);  // true: the send goes on (more records to write)
   std::string reached_server() const;
   void on_connected(const codec::ConnectedMsg& m);
   void resumed(const codec::ConnectedMsg& m, bool first_session);

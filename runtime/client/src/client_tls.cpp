@@ -109,23 +109,23 @@ void Client::Impl::send_tls() {
     sent(-EPROTO);
     return;
   }
-  tls_sending.swap(tls->output());
+  wire_sending.swap(tls->output());
   tls->output().clear();
-  tls_written = 0;
-  tls_plain_offered = plain.size();
+  wire_written = 0;
+  wire_stream_offered = plain.size();
   send_in_flight = true;
-  io->send(fd, tls_sending.data(), tls_sending.size(), token_base);
+  io->send(fd, wire_sending.data(), wire_sending.size(), token_base);
 }
 
-bool Client::Impl::tls_send_done(int& result) {
+bool Client::Impl::wire_send_done(int& result) {
   if (result < 0 || !tls) return false;
-  tls_written += static_cast<std::size_t>(result);
-  if (tls_written < tls_sending.size()) {
-    io->send(fd, tls_sending.data() + tls_written, tls_sending.size() - tls_written, token_base);
+  wire_written += static_cast<std::size_t>(result);
+  if (wire_written < wire_sending.size()) {
+    io->send(fd, wire_sending.data() + wire_written, wire_sending.size() - wire_written, token_base);
     return true;
   }
-  tls_sending.clear();
-  result = static_cast<int>(std::exchange(tls_plain_offered, 0));
+  wire_sending.clear();
+  result = static_cast<int>(std::exchange(wire_stream_offered, 0));
   return false;
 }
 

@@ -199,7 +199,7 @@ void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
       break;
     case transport::Op::send: {
       int result = c.result;
-      if (tls && tls_send_done(result)) break;
+      if (tls && wire_send_done(result)) break;
       sent(result);
       break;
     }

@@ -30,6 +30,8 @@ class Broker {
   std::string listen_address() const;
   // The TLS listener's bound address, or "" without one (tls.listen).
   std::string tls_listen_address() const;
+  std::string ws_listen_address() const;   // ws.listen as bound ("" without one)
+  std::string wss_listen_address() const;  // ws.tls_listen as bound
   unsigned shard_count() const;
   // limits.max_memory_bytes as resolved at start (half of the machine's memory by default).
   std::uint64_t memory_budget() const;

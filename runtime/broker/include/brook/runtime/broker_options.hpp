@@ -62,6 +62,12 @@ struct BrokerOptions {
   bool tls_principal_from_certificate = false;
   std::string tls_principal_name = "common_name";
   std::string tls_min_version = "1.3";  // or "1.2"
+  // WebSocket listeners (ws.*): ws_listen plain (--ws), ws_tls_listen inside TLS (--wss, with
+  // tls.cert_file and tls.key_file). Origins let in: empty, any (a request without an Origin,
+  // not from a browser, always is).
+  std::string ws_listen;
+  std::string ws_tls_listen;
+  std::vector<std::string> ws_allowed_origins;
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
   bool requests_sticky = true;
