@@ -6,7 +6,12 @@
 // carry on. The WebSocket client is RawConnection's, speaking Brook's frames by hand.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <memory>
 #include <random>
 #include <string>
@@ -212,6 +217,35 @@ TEST_F(WebSocket, every_protocol_break_is_refused_or_closed_with_its_code_and_no
   EXPECT_TRUE(read_update(*browser, "1.91")) << "the well-behaved browser carries on";
   broker_->stop();
   EXPECT_GE(broker_->counter_total("ws_failures"), breaks.size() + 3) << broker_->log_tail();
+}
+
+TEST_F(WebSocket, the_port_serves_ws_static_dir_to_a_plain_get_and_reloads_it_on_sighup) {
+  dir_ = make_temp_dir("ws-static");
+  std::filesystem::create_directories(dir_ + "/page/js");
+  std::ofstream(dir_ + "/page/index.html") << "<h1>odds</h1>";
+  std::ofstream(dir_ + "/page/js/page.js") << "console.log(1)";
+  std::ofstream(dir_ + "/secret.txt") << "not served";
+  start("[ws]\nstatic_dir = \"" + dir_ + "/page\"\n");
+  BROOK_ASSERT_STARTED(*broker_);
+  auto get = [&](const std::string& path) {
+    RawConnection raw(broker_->ws_port());
+    return raw.http_request("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  };
+  EXPECT_EQ(get("/"), "HTTP/1.1 200 OK");
+  EXPECT_EQ(get("/js/page.js"), "HTTP/1.1 200 OK");
+  EXPECT_EQ(get("/../secret.txt"), "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(get("/new.js"), "HTTP/1.1 404 Not Found");
+  std::ofstream(dir_ + "/page/new.js") << "console.log(2)";
+  ::kill(broker_->pid(), SIGHUP);
+  bool reloaded = false;
+  for (int i = 0; i < 100 && !reloaded; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    reloaded = get("/new.js") == "HTTP/1.1 200 OK";
+  }
+  EXPECT_TRUE(reloaded);
+  auto browser = subscriber("Odds//");  // the same port still upgrades
+  broker_->stop();
+  EXPECT_EQ(broker_->counter_total("ws_failures"), 2u) << "the two 404s";
 }
 
 TEST_F(WebSocket, a_flood_of_connections_and_random_frames_leaves_the_others_whole) {

@@ -242,6 +242,34 @@ TEST_F(WebSocketCodec, origins_outside_the_allow_list_are_refused_and_requests_w
   EXPECT_TRUE(no_browser.receive(as_bytes(upgrade_request()), stream));
 }
 
+TEST_F(WebSocketCodec, a_plain_get_is_answered_from_the_static_files_and_nothing_else_is_reachable) {
+  options_->static_files.emplace("/index.html", StaticFile{"text/html; charset=utf-8", "<h1>odds</h1>"});
+  auto get = [&](std::string_view target) {
+    WebSocketServer ws(options_);
+    std::vector<std::byte> stream;
+    EXPECT_FALSE(ws.receive(as_bytes("GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n\r\n"), stream));
+    EXPECT_TRUE(ws.ended());
+    EXPECT_FALSE(ws.open());
+    return std::pair(as_text(ws.output()), ws.served_file());
+  };
+  const auto [page, served] = get("/?ws=ws://127.0.0.1:9080");
+  EXPECT_TRUE(served);
+  EXPECT_TRUE(page.starts_with("HTTP/1.1 200 OK\r\n")) << page;
+  EXPECT_NE(page.find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(page.find("Content-Length: 13\r\n"), std::string::npos);
+  EXPECT_TRUE(page.ends_with("\r\n\r\n<h1>odds</h1>"));
+  for (const char* elsewhere : {"/missing.js", "/../etc/passwd", "/index.html/..", "//index.html"}) {
+    const auto [answer, found] = get(elsewhere);
+    EXPECT_FALSE(found) << elsewhere;
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 404 Not Found")) << elsewhere << ": " << answer;
+  }
+  // An upgrade on the same port is still an upgrade.
+  WebSocketServer ws(options_);
+  std::vector<std::byte> stream;
+  EXPECT_TRUE(ws.receive(as_bytes(upgrade_request()), stream));
+  EXPECT_TRUE(ws.open());
+}
+
 TEST(WebSocketFrameHeader, uses_the_shortest_length_encoding) {
   std::byte h[10];
   EXPECT_EQ(WebSocketServer::frame_header(0, h), 2u);

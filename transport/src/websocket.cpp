@@ -59,6 +59,7 @@ const char* status_text(int status) {
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 426: return "Upgrade Required";
+    case 404: return "Not Found";
     case 431: return "Request Header Fields Too Large";
     default: return "Error";
   }
@@ -171,6 +172,13 @@ bool WebSocketServer::read_request(std::span<const std::byte>& bytes) {
     else if (name == "sec-websocket-protocol") protocols = protocols.empty() ? std::string(value) : protocols + "," + std::string(value);
     else if (name == "origin") origin_ = value;
   }
+  if (!has_token(upgrade, "websocket") && !options_->static_files.empty()) {
+    std::string_view path = std::string_view(target_).substr(0, target_.find('?'));
+    if (path == "/") path = "/index.html";
+    const auto file = options_->static_files.find(path);
+    if (file == options_->static_files.end()) return refuse(404, "no such file: " + std::string(path));
+    return serve(file->second);
+  }
   if (!has_token(upgrade, "websocket") || !has_token(connection, "upgrade"))
     return refuse(426, "this port speaks WebSocket: ask for an upgrade",
                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
@@ -200,6 +208,20 @@ bool WebSocketServer::refuse(int status, std::string_view reason, std::string_vi
   const auto* p = reinterpret_cast<const std::byte*>(answer.data());
   output_.insert(output_.end(), p, p + answer.size());
   error_ = "upgrade refused (" + std::to_string(status) + "): " + std::string(reason);
+  state_ = State::ended;
+  return false;
+}
+
+bool WebSocketServer::serve(const StaticFile& file) {
+  std::string answer = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: " + file.content_type +
+                       "\r\nContent-Length: " + std::to_string(file.body.size()) +
+                       "\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\r\n";
+  const auto* head = reinterpret_cast<const std::byte*>(answer.data());
+  const auto* body = reinterpret_cast<const std::byte*>(file.body.data());
+  output_.reserve(answer.size() + file.body.size());
+  output_.insert(output_.end(), head, head + answer.size());
+  output_.insert(output_.end(), body, body + file.body.size());
+  served_file_ = true;
   state_ = State::ended;
   return false;
 }

@@ -19,6 +19,7 @@
 #include "journal_topics.hpp"
 #include "journal_writer.hpp"
 #include "shard.hpp"
+#include "static_files.hpp"
 
 namespace brook::runtime {
 
@@ -50,6 +51,17 @@ struct Broker::Impl {
 };
 
 namespace {
+
+// The WebSocket listeners' settings, with ws.static_dir's files read in; null and `error` set
+// when they cannot be read.
+std::shared_ptr<transport::WebSocketOptions> websocket_options(const BrokerOptions& o, std::string& error) {
+  auto websocket = std::make_shared<transport::WebSocketOptions>();
+  websocket->allowed_origins = o.ws_allowed_origins;
+  // One message may carry the largest Brook frame and then some smaller ones.
+  websocket->max_frame_payload = std::size_t{o.max_frame_bytes} + (64u << 10);
+  if (!o.ws_static_dir.empty() && !load_static_files(o.ws_static_dir, websocket->static_files, error)) return nullptr;
+  return websocket;
+}
 
 std::shared_ptr<transport::TlsContext> tls_server_context(const BrokerOptions& o, std::string& error) {
   transport::TlsOptions tls;
@@ -116,11 +128,9 @@ std::string Broker::start() {
       return error;
   }
   if (!o.ws_listen.empty() || !o.ws_tls_listen.empty()) {
-    auto websocket = std::make_shared<transport::WebSocketOptions>();
-    websocket->allowed_origins = o.ws_allowed_origins;
-    // One message may carry the largest Brook frame and then some smaller ones.
-    websocket->max_frame_payload = std::size_t{o.max_frame_bytes} + (64u << 10);
-    impl_->mesh.websocket = std::move(websocket);
+    std::string error;
+    impl_->mesh.websocket = websocket_options(o, error);
+    if (!impl_->mesh.websocket) return error;
   }
   if (!o.ws_listen.empty()) {
     if (auto error = listen_on(o.ws_listen, "ws.listen", impl_->ws_listen_fd, impl_->ws_address); !error.empty())
@@ -269,6 +279,17 @@ std::vector<std::string> Broker::reload() {
       report.push_back("TLS certificates reloaded from " + o.tls_cert_file + " (new connections use them)");
     } else {
       report.push_back("tls: " + error + " (the certificates in force stay)");
+    }
+  }
+  if (!o.ws_static_dir.empty() && (!o.ws_listen.empty() || !o.ws_tls_listen.empty())) {
+    std::string error;
+    if (auto websocket = websocket_options(o, error)) {
+      const std::size_t files = websocket->static_files.size();
+      std::lock_guard lock(mesh.reload_mutex);
+      mesh.websocket = std::move(websocket);
+      report.push_back("ws.static_dir reloaded from " + o.ws_static_dir + " (" + std::to_string(files) + " files)");
+    } else {
+      report.push_back(error + " (the files in force stay)");
     }
   }
   for (auto& shard : impl_->shards) shard->wake();

@@ -165,6 +165,7 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("tls", "min_version", o.tls_min_version);
   read("ws", "listen", o.ws_listen);
   read("ws", "tls_listen", o.ws_tls_listen);
+  read("ws", "static_dir", o.ws_static_dir);
   if (auto node = config["ws"]["allowed_origins"]) {
     auto* array = node.as_array();
     if (!array) return "ws.allowed_origins must be an array of strings";

@@ -78,12 +78,13 @@ struct Mesh {
   // The TLS listener's certificates (tls.*), or null without one; replaced on SIGHUP under
   // reload_mutex (a connection keeps the context it started with).
   std::shared_ptr<const transport::TlsContext> tls;
-  // The WebSocket listeners' settings (ws.*), shared by every WebSocket connection.
+  // The WebSocket listeners' settings (ws.*), shared by every WebSocket connection; replaced
+  // on SIGHUP under reload_mutex (ws.static_dir read again).
   std::shared_ptr<const transport::WebSocketOptions> websocket;
   // auth.permissions_file as last (re)loaded, or null: every principal may do everything. A
   // reload (SIGHUP) replaces it under the mutex and moves the generation; each shard looks
   // at the generation once per turn and takes the new rules when it moved.
-  std::mutex reload_mutex;  // guards permissions and tls
+  std::mutex reload_mutex;  // guards permissions, tls and websocket
   std::shared_ptr<const Permissions> permissions;
   std::atomic<std::uint64_t> permissions_generation{0};
   std::unique_ptr<MemoryGauge[]> memory_used;

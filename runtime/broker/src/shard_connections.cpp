@@ -51,7 +51,10 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
     if (context) tls = std::make_unique<transport::TlsStream>(std::move(context));
   }
   std::unique_ptr<transport::WebSocketServer> ws(flags & connection_ws_stream ? handed_ws : nullptr);
-  if (flags & connection_ws) ws = std::make_unique<transport::WebSocketServer>(mesh_.websocket);
+  if (flags & connection_ws) {
+    std::lock_guard lock(mesh_.reload_mutex);  // SIGHUP may replace the static files
+    ws = std::make_unique<transport::WebSocketServer>(mesh_.websocket);
+  }
   if (open_connections_ >= options_.max_connections_per_shard) {
     ++counters_.refused_requests;
     ::close(fd);

@@ -18,7 +18,7 @@ void Shard::receive_ws(Connection& c, std::span<const std::byte> bytes) {
   if (!was_open && c.ws->open()) ++counters_.ws_upgrades;
   if (!ws_stream_.empty()) process_input(c, ws_stream_);
   if (!ok) {
-    if (!c.ws->closed_by_peer()) {
+    if (!c.ws->closed_by_peer() && !c.ws->served_file()) {
       ++counters_.ws_failures;
       std::fprintf(stderr, "brookd: WebSocket connection closed: %s\n", c.ws->error().c_str());
     }

@@ -9,6 +9,7 @@
 // Threads: one at a time; a WebSocketServer may move between threads between calls.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,12 +30,21 @@ enum class CloseCode : std::uint16_t {
   internal_error = 1011,
 };
 
+// A file a WebSocket port also serves to a plain GET (a page and its script, say), from memory.
+struct StaticFile {
+  std::string content_type;
+  std::string body;
+};
+
 struct WebSocketOptions {
   // Origin header values let in (exact, as the browser sends them: "https://odds.example").
   // Empty: any origin. A request without Origin (not from a browser) is always let in.
   std::vector<std::string> allowed_origins;
   std::size_t max_frame_payload = 1u << 20;   // a longer frame is closed with 1009
   std::size_t max_request_bytes = 8192;        // the upgrade request, headers and all
+  // By request path ("/index.html"; "/" is "/index.html"): answered to a GET without an
+  // upgrade, then the connection ends. Empty: such a GET is told to upgrade (426).
+  std::map<std::string, StaticFile, std::less<>> static_files;
 };
 
 class WebSocketServer {
@@ -61,6 +71,8 @@ class WebSocketServer {
   bool ended() const noexcept { return state_ == State::ended; }
   // The peer closed in order (a close frame): an end, not an error.
   bool closed_by_peer() const noexcept { return closed_by_peer_; }
+  // The request was a GET for a static file, answered: an end, not an error.
+  bool served_file() const noexcept { return served_file_; }
   // Why the connection ended from this side: "unmasked frame from the client" (empty otherwise).
   const std::string& error() const noexcept { return error_; }
   std::uint16_t close_code() const noexcept { return close_code_; }
@@ -72,6 +84,7 @@ class WebSocketServer {
   enum class State { request, open, ended };
   bool read_request(std::span<const std::byte>& bytes);
   bool refuse(int status, std::string_view reason, std::string_view extra_headers = {});
+  bool serve(const StaticFile& file);
   bool read_frames(std::span<const std::byte> bytes, std::vector<std::byte>& stream);
   bool frame_complete();
   bool control_frame();
@@ -98,6 +111,7 @@ class WebSocketServer {
   std::vector<std::byte> control_;  // a control frame's payload (at most 125 bytes)
   std::vector<std::byte> text_;     // a text message, to say whether it was UTF-8
   bool closed_by_peer_ = false;
+  bool served_file_ = false;
   bool close_sent_ = false;
   std::uint16_t close_code_ = 0;
   std::string error_;

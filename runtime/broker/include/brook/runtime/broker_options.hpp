@@ -68,6 +68,9 @@ struct BrokerOptions {
   std::string ws_listen;
   std::string ws_tls_listen;
   std::vector<std::string> ws_allowed_origins;
+  // Files the WebSocket listeners also serve to a plain GET (a page and its script), read
+  // into memory at start and on SIGHUP; empty: none.
+  std::string ws_static_dir;
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
   bool requests_sticky = true;
