@@ -409,7 +409,10 @@ export class Session {
 
   private onTransportClosed(reason: string): void {
     this.transport = undefined;
-    this.closeWaiter?.resolve();
+    if (this.closeWaiter) {
+      this.closeWaiter.resolve(); // the broker's end of our Close: close() finishes
+      return;
+    }
     if (this.handshake) {
       this.handshake.reject(new BrookError(ErrorCode.NotConnected, reason));
       return;
