@@ -266,7 +266,9 @@ export class Session {
         return;
       case 'close':
         if (this.closing) return; // our own Close, answered
-        this.endByBroker(new BrookError(ErrorCode.SessionClosed, `closed by the broker: ${m.reason}`));
+        // A broker shutting down: recover as from any drop. A restarted broker with a journal
+        // resumes the session; one without opens a new one in its place.
+        this.connectionLost(`closed by the broker: ${m.reason}`);
         return;
       case 'error':
         if (m.requestId === 0) {

@@ -171,6 +171,50 @@ describe('brookd over WebSocket', { timeout: 120_000 }, () => {
     }
   });
 
+  test('a broker that lost the session: a new one carries the subscriptions, handlers and unconfirmed publishes', async () => {
+    let first: Broker | undefined = await startBroker();
+    let second: Broker | undefined;
+    const proxy = new CuttableProxy(first.wsPort);
+    await proxy.start();
+    try {
+      const details: string[] = [];
+      const proxied = await client(proxy.url, { reconnectTimeout: 20_000, onState: (s, d) => details.push(`${s}: ${d}`) });
+      const got: Update[] = [];
+      await proxied.subscribe('Restart//', (u) => got.push(u));
+      await proxied.addRequestHandler('Restart/echo', (body) => body);
+      const before = await client(first.wsUrl);
+      await before.publish('Restart/a', '1');
+      await waitFor(() => got.length === 1, 5000, 'the first value');
+      const oldSession = proxied.sessionId;
+
+      await first.stop();
+      first = undefined;
+      await waitFor(() => proxied.state === 'reconnecting', 5000, 'the drop noticed').catch((e) => { throw new Error(`${e.message}; states: ${details.join(' / ')}`); });
+      const publishedWhileDown = proxied.publish('Restart/b', 'while down');
+
+      second = await startBroker();
+      proxy.targetPort = second.wsPort;
+      await withTimeout(publishedWhileDown, 15_000, 'the publish made while down, sent again in the new session');
+      assert.equal(proxied.state, 'connected');
+      assert.notEqual(proxied.sessionId, oldSession);
+      assert.match(details.at(-1)!, /^connected: new session/);
+
+      const after = await client(second.wsUrl);
+      const retained: string[] = [];
+      await after.subscribe('Restart/b', (u) => retained.push(u.text()));
+      await waitFor(() => retained.length === 1, 5000, 'the value published while down');
+      assert.deepEqual(retained, ['while down']);
+      await after.publish('Restart/a', '2');
+      await waitFor(() => got.some((u) => u.text() === '2'), 5000, 'an update through the subscription made again');
+      const echo = await after.request('Restart/echo', 'still here', { timeoutMs: 5000 });
+      assert.equal(new TextDecoder().decode(echo), 'still here');
+    } finally {
+      await proxy.close();
+      await first?.stop();
+      await second?.stop();
+    }
+  });
+
   test('close ends the session and fails later calls', async () => {
     const c = await client(broker.wsUrl);
     const states: ClientState[] = [];

@@ -70,7 +70,8 @@ export class CuttableProxy {
   port = 0;
   connections = 0;
 
-  constructor(private readonly targetPort: number) {
+  // Mutable: a test may point the proxy at another broker, as a restarted one would be.
+  constructor(public targetPort: number) {
     this.server = net.createServer((client) => {
       ++this.connections;
       const upstream = net.connect(this.targetPort, '127.0.0.1');
