@@ -89,6 +89,7 @@ export class Session {
   private readonly answerSeq = new Map<number, bigint>(); // request id -> its frame's number
   private handshake: Deferred<void> | undefined;
   private closing = false;
+  private closeWaiter: Deferred<void> | undefined; // resolved when the socket ends after our Close
   private retryWait: { wake(): void } | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private pingIntervalMs = DEFAULT_PING_INTERVAL_MS;
@@ -129,8 +130,8 @@ export class Session {
     if (this.state === 'connected') this.enqueue(bytes);
   }
 
-  // Called by the owner when a call's answer came: with no journal, an answer says the broker
-  // took every frame up to the one answered.
+  // A call's answer came: with no journal, it says the broker took every frame up to the
+  // one answered (with a journal only Received vouches for them).
   private answered(requestId: number): void {
     const seq = this.answerSeq.get(requestId);
     if (seq === undefined) return;
@@ -143,13 +144,14 @@ export class Session {
     this.answerSeq.delete(requestId);
   }
 
+  // Sends Close and waits briefly for the broker to end the connection (it answers with
+  // Received first, confirming what we sent); while reconnecting, ends at once. Calls the
+  // broker never confirmed are reported, not dropped in silence.
   async close(): Promise<void> {
     if (this.state === 'closed' || this.closing) return;
     this.closing = true;
     this.retryWait?.wake();
     if (this.state === 'connected' && this.transport) {
-      // The broker answers Close with Received and ends the session; we wait briefly for it to
-      // close the socket, so that what we sent before is taken.
       const closed = deferred<void>();
       this.closeWaiter = closed;
       this.enqueue(this.encoder.close('client closed the session'));
@@ -160,12 +162,11 @@ export class Session {
     }
     const unconfirmed = this.sentLog.size;
     this.end(new BrookError(ErrorCode.NotConnected, 'closed by the client'));
-    if (unconfirmed > 0 && this.sentLog.size > 0)
+    if (unconfirmed > 0)
       this.owner.onProblem(
-        new BrookError(ErrorCode.NotConnected, `${this.sentLog.size} call(s) the broker never confirmed may not have arrived: closed by the client`),
+        new BrookError(ErrorCode.NotConnected, `${unconfirmed} call(s) the broker never confirmed may not have arrived: closed by the client`),
       );
   }
-  private closeWaiter: Deferred<void> | undefined;
 
   // One connection attempt: open the socket, send Connect (resuming or not), wait for the
   // broker's answer. Resolves once the session is live on it.
