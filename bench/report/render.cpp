@@ -359,7 +359,7 @@ std::vector<TargetCheck> target_checks(const CaseSummary& c, std::span<const Cas
     out.push_back(std::move(t));
   }
   if ((scenario == "throughput" || scenario == "fanout") && a_peer_has(c, "server_cpu_us_per_delivery") &&
-      identity_of(c, "part") != "TLS group") {
+      identity_of(c, "part") != "TLS group" && identity_of(c, "transport") != "ws") {
     TargetCheck t{"server CPU per delivery ≤ half of redis-server's", "", std::nullopt};
     if (const std::optional<double> ratio = ratio_to(c, "server_cpu_us_per_delivery", "redis")) {
       t.measured = fixed(*ratio, 2) + "x redis";
@@ -396,7 +396,8 @@ std::string markdown_report(const std::vector<CaseSummary>& cases, const json& m
                                      std::pair{"unwindowed_pinning", "No-window throughput"},
                                      std::pair{"server_cpu", "Server CPU"},
                                      std::pair{"durable", "Durable publish"},
-                                     std::pair{"tls", "TLS"}})
+                                     std::pair{"tls", "TLS"},
+                                     std::pair{"web", "WebSocket"}})
       if (meta.contains(key) && meta[key].is_string())
         notes += std::string("- ") + label + ": " + meta[key].get<std::string>() + ".\n";
     if (!notes.empty()) md += notes + '\n';

@@ -153,6 +153,9 @@ const std::vector<MetricInfo>& known_metrics() {
       {"server_cpu_us_per_delivery", "server CPU us/delivery", Better::lower},
       {"enqueue_per_sec", "queued calls/s", Better::higher},
       {"flush_seconds", "flush s", Better::lower},
+      {"server_kib_per_connection", "server KiB/connection", Better::lower},
+      {"wire_bytes_per_update", "wire bytes/update", Better::lower},
+      {"json_bytes_per_update", "JSON bytes/update", Better::lower},
   };
   return metrics;
 }

@@ -30,15 +30,17 @@ export interface TransportHandlers {
   onClosed(reason: string): void;
 }
 
-let socketConstructor: Promise<SocketConstructor> | undefined;
+// `binaryType`: a browser's WebSocket hands binary messages over as ArrayBuffers; the `ws`
+// package can hand over the Buffer it read them into, without copying each message again.
+let socketConstructor: Promise<{ ctor: SocketConstructor; binaryType: string }> | undefined;
 
-function webSocketConstructor(): Promise<SocketConstructor> {
+function webSocketConstructor(): Promise<{ ctor: SocketConstructor; binaryType: string }> {
   socketConstructor ??= (async () => {
     const native = (globalThis as { WebSocket?: unknown }).WebSocket;
-    if (typeof native === 'function') return native as SocketConstructor;
+    if (typeof native === 'function') return { ctor: native as SocketConstructor, binaryType: 'arraybuffer' };
     // Node before 22 has no WebSocket of its own.
     const ws = await import('ws');
-    return ws.default as unknown as SocketConstructor;
+    return { ctor: ws.default as unknown as SocketConstructor, binaryType: 'nodebuffer' };
   })();
   return socketConstructor;
 }
@@ -49,7 +51,7 @@ function describeClose(event: { code: number; reason: string }): string {
 
 // Opens a socket to `url` within `timeoutMs`; rejects with why it could not.
 export async function openTransport(url: string, timeoutMs: number, handlers: TransportHandlers): Promise<Transport> {
-  const WebSocketImpl = await webSocketConstructor();
+  const { ctor: WebSocketImpl, binaryType } = await webSocketConstructor();
   return new Promise<Transport>((resolve, reject) => {
     let socket: SocketLike;
     try {
@@ -58,7 +60,7 @@ export async function openTransport(url: string, timeoutMs: number, handlers: Tr
       reject(new Error(`cannot open ${url}: ${(e as Error).message}`));
       return;
     }
-    socket.binaryType = 'arraybuffer';
+    socket.binaryType = binaryType;
     let open = false;
     let ended = false; // closed by us, or reported once
     const timer = setTimeout(() => fail(`no connection to ${url} within ${timeoutMs} ms`), timeoutMs);
