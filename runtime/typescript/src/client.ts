@@ -93,6 +93,10 @@ export class BrookClient implements SessionOwner {
   private readonly answers = new PendingAnswers();
   private readonly requests = new PendingRequests();
   private readonly subscriptions = new Map<number, LocalSubscription>();
+  // The subscriptions each topic path matches, worked out once per path rather than once per
+  // update (a feed's updates come from few paths, many times); emptied whenever the
+  // subscriptions change.
+  private readonly matching = new Map<string, LocalSubscription[]>();
   private readonly handlers = new Map<string, HandlerEntry>();
   private readonly listeners = {
     state: new Set<StateListener>(),
@@ -162,6 +166,7 @@ export class BrookClient implements SessionOwner {
       sub.onSubscribed = (error) => (error ? reject(error) : resolve());
     });
     this.subscriptions.set(sub.id, sub);
+    this.matching.clear();
     this.session.sendSession(this.encoder.subscribe(sub.requestId, parsed.text), sub.requestId);
     await confirmed;
     return { selector: parsed.text, unsubscribe: () => this.unsubscribe(sub.id) };
@@ -171,6 +176,7 @@ export class BrookClient implements SessionOwner {
     const sub = this.subscriptions.get(id);
     if (!sub) return;
     this.subscriptions.delete(id);
+    this.matching.clear();
     this.cache.forgetUnwanted((path) => this.wanted(path));
     // The broker keys subscriptions by selector: only the last local one unsubscribes.
     for (const other of this.subscriptions.values()) if (other.selector.text === sub.selector.text) return;
@@ -389,9 +395,17 @@ export class BrookClient implements SessionOwner {
 
   // ---- internals ----
 
+  private matches(path: string): LocalSubscription[] {
+    let subs = this.matching.get(path);
+    if (!subs) {
+      subs = [...this.subscriptions.values()].filter((sub) => selectorMatches(sub.selector, path));
+      this.matching.set(path, subs);
+    }
+    return subs;
+  }
+
   private wanted(path: string): boolean {
-    for (const sub of this.subscriptions.values()) if (selectorMatches(sub.selector, path)) return true;
-    return false;
+    return this.matches(path).length > 0;
   }
 
   private deliver(v: TopicValue): void {
@@ -407,9 +421,9 @@ export class BrookClient implements SessionOwner {
       epoch: v.epoch,
       delta: v.encoding === UpdateEncoding.Delta,
     };
-    // A copy: a handler may subscribe or unsubscribe.
-    for (const sub of [...this.subscriptions.values()])
-      if (this.subscriptions.has(sub.id) && selectorMatches(sub.selector, v.path)) this.guard(() => sub.handler(update));
+    // The list stays as it is while handlers run (a change makes a new one); a handler may
+    // unsubscribe another subscription, which then hears no more.
+    for (const sub of this.matches(v.path)) if (this.subscriptions.has(sub.id)) this.guard(() => sub.handler(update));
   }
 
   private onErrorAnswer(requestId: number, error: BrookError): void {
@@ -417,6 +431,7 @@ export class BrookClient implements SessionOwner {
       if (sub.requestId !== requestId) continue;
       // Refused (an invalid selector, a permission): the subscription never was.
       this.subscriptions.delete(sub.id);
+      this.matching.clear();
       const confirm = sub.onSubscribed;
       sub.onSubscribed = undefined;
       const refused = new BrookError(error.code, `subscribe '${sub.selector.text}': ${error.message}`);
