@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/compare --quick --only brook against the binaries of this build: every scenario runs
-# (the durable group's acked too, under each storage.sync), Brook loses nothing, and the
-# results file, the table and the plots are written.
+# (the durable group's acked too, under each storage.sync, and the tls and web groups), Brook
+# loses nothing, and the results file, the table and the plots are written.
 set -euo pipefail
 source_dir="$1" out="$2"
 rm -rf "$out"
@@ -19,4 +19,6 @@ for sync in always interval never; do
   grep -q "^| brook (sync $sync) |" "$out/results.md" || { echo "results.md has no row for sync $sync" >&2; exit 1; }
 done
 test ! -e "$out/durable-store" || { echo "the durable group left its stores behind" >&2; exit 1; }
+grep -q '^#### throughput · tls · 64 B' "$out/results.md" || { echo "results.md has no TLS throughput table" >&2; exit 1; }
+grep -q '^#### fanout · ws · 64 B' "$out/results.md" || { echo "results.md has no WebSocket fan-out table" >&2; exit 1; }
 echo "bench/compare smoke: ok ($(grep -c . "$out/results.jsonl") results)"
