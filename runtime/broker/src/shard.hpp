@@ -643,6 +643,7 @@ class Shard final : public transport::ReactorHandler {
   bool wire_send_done(Connection& c, int& result);
   // Bytes in from the socket through the layers, to process_input().
   void receive_tls(Connection& c, std::span<const std::byte> cipher);
+  void tls_failed(Connection& c);  // counted, and the reason logged
   void receive_ws(Connection& c, std::span<const std::byte> bytes);
   // A WebSocket ends with a close frame after the last of the stream: true when one was
   // queued now (the connection closes once it is written).

@@ -21,14 +21,16 @@ void Shard::receive_tls(Connection& c, std::span<const std::byte> cipher) {
     else process_input(c, tls_plain_);
   }
   if (!ok) {
-    if (!c.tls->closed_by_peer()) {
-      ++counters_.tls_failures;
-      std::fprintf(stderr, "brookd: TLS connection closed: %s\n", c.tls->error().c_str());
-    }
+    if (!c.tls->closed_by_peer()) tls_failed(c);
     begin_close(c);  // after the alert in its output, if any
     return;
   }
   if (!c.tls->output().empty()) mark_for_flush(c);
+}
+
+void Shard::tls_failed(Connection& c) {
+  ++counters_.tls_failures;
+  std::fprintf(stderr, "brookd: TLS connection closed: %s\n", c.tls->error().c_str());
 }
 
 }  // namespace brook::runtime

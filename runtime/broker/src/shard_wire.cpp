@@ -7,7 +7,6 @@
 //
 // Thread: the shard's own.
 #include <cerrno>
-#include <cstdio>
 #include <utility>
 
 #include "shard.hpp"
@@ -32,10 +31,7 @@ void Shard::write_layer_output(Connection& c) {
       write_wire(c, 0);
       return;
     }
-    if (!c.tls->failed() && !c.tls->send(std::span<const std::byte>(c.ws->output()))) {
-      ++counters_.tls_failures;
-      std::fprintf(stderr, "brookd: TLS connection closed: %s\n", c.tls->error().c_str());
-    }
+    if (!c.tls->failed() && !c.tls->send(std::span<const std::byte>(c.ws->output()))) tls_failed(c);
     c.ws->output().clear();
   }
   if (c.tls && !c.tls->output().empty()) {
@@ -59,8 +55,7 @@ bool Shard::send_layered(Connection& c, std::size_t iovecs) {
   if (c.tls) {
     if (c.tls->failed()) return false;
     if (!c.tls->send(stream)) {
-      ++counters_.tls_failures;
-      std::fprintf(stderr, "brookd: TLS connection closed: %s\n", c.tls->error().c_str());
+      tls_failed(c);
       return false;
     }
     if (c.ws) c.ws->output().clear();
