@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   std::string tls_listen;
   std::string ws_listen;
   std::string wss_listen;
+  std::string http_listen;
+  std::string http_console;
   CLI::App app{"brookd: the Brook pub/sub broker"};
   app.add_option("--config", config_path, "TOML configuration file ([broker] table)");
   app.add_option("--listen", listen, "HOST:PORT to accept TCP clients on (port 0 picks one)");
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-listen", tls_listen, "HOST:PORT to accept TLS clients on, beside --listen (tls.listen; needs tls.cert_file and tls.key_file)");
   app.add_option("--ws", ws_listen, "HOST:PORT to accept WebSocket clients on (ws.listen): browsers, ws://HOST:PORT");
   app.add_option("--wss", wss_listen, "HOST:PORT to accept WebSocket clients inside TLS on (ws.tls_listen): wss://HOST:PORT");
+  app.add_option("--http", http_listen, "HOST:PORT (or PORT: 127.0.0.1) for metrics, health, JSON and the console (http.listen)");
+  app.add_option("--http-console", http_console, "DIR of the web console's built files, served at / (http.console_dir)");
   app.add_option("--data-dir", data_dir, "journal topics to DIR: they survive a restart (storage.data_dir)");
   app.set_version_flag("--version", std::string("brookd ") + BROOK_VERSION_STRING + " (wire protocol " +
                                         std::to_string(brook::wire_version) + ")");
@@ -66,6 +70,9 @@ int main(int argc, char** argv) {
   if (!tls_listen.empty()) options.tls_listen = tls_listen;
   if (!ws_listen.empty()) options.ws_listen = ws_listen;
   if (!wss_listen.empty()) options.ws_tls_listen = wss_listen;
+  if (!http_listen.empty()) options.http_listen = http_listen;
+  if (!http_console.empty()) options.http_console_dir = http_console;
+  options.version = BROOK_VERSION_STRING;
   if (auto error = options.validate(); !error.empty()) {
     std::cerr << "brookd: " << error << "\n";
     return 2;
@@ -97,6 +104,8 @@ int main(int argc, char** argv) {
   if (!options.tls_listen.empty()) std::printf("listening on tls://%s\n", broker.tls_listen_address().c_str());
   if (!options.ws_listen.empty()) std::printf("listening on ws://%s\n", broker.ws_listen_address().c_str());
   if (!options.ws_tls_listen.empty()) std::printf("listening on wss://%s\n", broker.wss_listen_address().c_str());
+  if (!options.http_listen.empty())
+    std::printf("listening on %s://%s/\n", options.http_tls ? "https" : "http", broker.http_address().c_str());
   if (!options.tls_listen.empty() || !options.ws_tls_listen.empty())
     std::fprintf(stderr, "brookd: TLS (min %s) with the record layer in user space, over io_uring (kernel TLS: %s)\n",
                  options.tls_min_version.c_str(),

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "authenticator.hpp"
+#include "broker_http.hpp"
 #include "brook/runtime/credentials.hpp"
 #include "brook/transport/shm_segment.hpp"
 #include "brook/transport/tcp.hpp"
@@ -48,6 +49,8 @@ struct Broker::Impl {
   std::string wss_address;
   std::string storage_report;
   bool stopped = false;
+  std::atomic<bool> stopping{false};  // /readyz: draining or stopped
+  std::unique_ptr<BrokerHttp> http;
 };
 
 namespace {
@@ -189,6 +192,16 @@ std::string Broker::start() {
     impl_->threads.emplace_back([shard, listeners] { shard->run(listeners); });
   }
   for (auto& shard : impl_->shards) shard->wait_ready();
+  if (!o.http_listen.empty()) {
+    impl_->http = std::make_unique<BrokerHttp>(
+        o, mesh,
+        BrokerFacts{.tcp = impl_->address, .tls = impl_->tls_address, .ws = impl_->ws_address,
+                    .wss = impl_->wss_address, .shm = o.shm_path, .stopping = &impl_->stopping});
+    if (auto error = impl_->http->start(); !error.empty()) {
+      impl_->http.reset();
+      return error;
+    }
+  }
   return {};
 }
 
@@ -222,6 +235,7 @@ std::string Broker::storage_report() const { return impl_->storage_report; }
 void Broker::stop() {
   if (impl_->stopped || impl_->threads.empty()) return;
   impl_->stopped = true;
+  impl_->stopping.store(true, std::memory_order_relaxed);
   // Out of LISTEN now: the io_uring's pending accept holds the socket until the ring is torn
   // down, which the kernel finishes after we exit; a broker restarted at once on the same
   // port would find it still listening.
@@ -240,6 +254,8 @@ void Broker::stop() {
     if (all) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  // The HTTP side reads the shards: it goes before they do.
+  if (impl_->http) impl_->http->stop();
   for (auto& shard : impl_->shards) shard->request_stop();
   for (auto& t : impl_->threads) t.join();
   impl_->authenticator.reset();  // its worker may still wake a shard until here
@@ -300,6 +316,7 @@ std::string Broker::listen_address() const { return impl_->address; }
 std::string Broker::tls_listen_address() const { return impl_->tls_address; }
 std::string Broker::ws_listen_address() const { return impl_->ws_address; }
 std::string Broker::wss_listen_address() const { return impl_->wss_address; }
+std::string Broker::http_address() const { return impl_->http ? impl_->http->address() : std::string{}; }
 
 unsigned Broker::shard_count() const { return impl_->mesh.shard_count; }
 std::uint64_t Broker::memory_budget() const { return impl_->mesh.memory_budget; }

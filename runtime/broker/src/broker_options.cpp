@@ -42,6 +42,8 @@ std::uint64_t resolve_memory_budget(const BrokerOptions& options) {
 }
 
 std::string BrokerOptions::validate() const {
+  if (http_tls && (tls_cert_file.empty() || tls_key_file.empty()))
+    return "http.tls needs tls.cert_file and tls.key_file";
   if (shards > 64) return "shards must be at most 64";
   if (max_frame_bytes < 1024) return "limits.max_frame_bytes must be at least 1024";
   if (session_queue_max_frames < 16) return "session.queue_max_frames must be at least 16";
@@ -166,6 +168,10 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("ws", "listen", o.ws_listen);
   read("ws", "tls_listen", o.ws_tls_listen);
   read("ws", "static_dir", o.ws_static_dir);
+  read("http", "listen", o.http_listen);
+  read("http", "credentials_file", o.http_credentials_file);
+  read("http", "tls", o.http_tls);
+  read("http", "console_dir", o.http_console_dir);
   if (auto node = config["ws"]["allowed_origins"]) {
     auto* array = node.as_array();
     if (!array) return "ws.allowed_origins must be an array of strings";

@@ -133,6 +133,9 @@ class OutboundQueue {
   bool empty() const noexcept { return sent_ == tail_; }  // nothing left to send
   // Part of the next frame is on the wire: nothing else may go before the rest of it.
   bool mid_frame() const noexcept { return sent_partly_ > 0; }
+  std::uint64_t frames_in_flight() const noexcept { return in_flight_end_ - sent_; }
+  // The last session sequence a send has taken (the frames up to it are sent or in flight).
+  std::uint64_t in_flight_through() const noexcept { return in_flight_end_; }
   bool send_in_flight() const noexcept { return in_flight_end_ != sent_ || staging_; }
   std::size_t frames() const noexcept { return static_cast<std::size_t>(tail_ - sent_); }
   std::uint64_t bytes() const noexcept { return queued_bytes_; }

@@ -138,6 +138,7 @@ void Shard::run(const Listeners& listeners) {
   // acquire: pairs with the release store in request_stop.
   while (!stop_requested_.load(std::memory_order_acquire)) {
     auto turn_start = now_ns();
+    received_clock_ns_ = turn_start;  // shared memory is read before the wait
     std::size_t work = 0;
     if (overflow_count_) flush_overflow();
     if (mesh_.permissions_generation.load(std::memory_order_relaxed) != permissions_generation_) take_permissions();
@@ -204,6 +205,7 @@ void Shard::run(const Listeners& listeners) {
     // completion queue for the next turn (which then does not sleep).
     reactor_->wait(reactor_->completions_pending() ? 0 : back_pressured() ? 1 : timeout_ms);
     const std::uint64_t woken = now_ns();
+    received_clock_ns_ = woken;
     const int completions = reactor_->process(*this, completions_per_turn);
     // A turn's length is its work, the wait excluded: what the shard's other connections
     // and its mailboxes waited for.
@@ -211,6 +213,8 @@ void Shard::run(const Listeners& listeners) {
     if (!reactor_->completions_pending()) completions_seen_ns_ = processed;
     const std::uint64_t turn_ns = work_ns + (processed - woken);
     if (turn_ns > counters_.longest_turn_ns) counters_.longest_turn_ns = turn_ns;
+    counters_.busy_ns += turn_ns;
+    store_gauges(processed);
     sleeping_.store(false, std::memory_order_relaxed);
     if (work > 0 || completions > 0 || shm_input) last_active_ns_ = now_ns();
     // A polling shard with nothing to do lets a thread waiting for its core (a client on a
@@ -419,7 +423,7 @@ std::string Shard::describe_counters() const {
                 "responses=%llu stray_responses=%llu shared_bodies=%llu shared_deliveries=%llu "
                 "memory_sheds=%llu memory_refusals=%llu recovery_trimmed=%llu pool_slab_bytes=%llu "
                 "flow_holds=%llu flow_stalls=%llu flow_timeouts=%llu permission_denials=%llu "
-                "tls_handshakes=%llu tls_failures=%llu ws_upgrades=%llu ws_failures=%llu",
+                "tls_handshakes=%llu tls_failures=%llu ws_upgrades=%llu ws_failures=%llu connections_refused=%llu",
                 index_, (unsigned long long)counters_.connections_accepted,
                 (unsigned long long)counters_.connections_closed,
                 (unsigned long long)counters_.frames_in, (unsigned long long)counters_.bytes_in,
@@ -454,7 +458,8 @@ std::string Shard::describe_counters() const {
                 (unsigned long long)counters_.flow_timeouts,
                 (unsigned long long)counters_.permission_denials,
                 (unsigned long long)counters_.tls_handshakes, (unsigned long long)counters_.tls_failures,
-                (unsigned long long)counters_.ws_upgrades, (unsigned long long)counters_.ws_failures);
+                (unsigned long long)counters_.ws_upgrades, (unsigned long long)counters_.ws_failures,
+                (unsigned long long)counters_.connections_refused);
   return line;
 }
 

@@ -22,6 +22,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -46,6 +47,8 @@
 #include "journal_writer.hpp"
 #include "outbound_queue.hpp"
 #include "shard_message.hpp"
+#include "shard_metrics.hpp"
+#include "shard_report.hpp"
 #include "shm_broadcast_log.hpp"
 #include "shm_link.hpp"
 #include "topic_history.hpp"
@@ -112,46 +115,6 @@ inline SharedBuffer* text_buffer(BufferPool& pool, std::string_view text) {
   std::memcpy(b->data(), text.data(), text.size());
   return b;
 }
-
-struct ShardCounters {
-  std::uint64_t connections_accepted = 0;
-  std::uint64_t connections_closed = 0;
-  std::uint64_t frames_in = 0;
-  std::uint64_t bytes_in = 0;
-  std::uint64_t publishes = 0;
-  std::uint64_t deliveries = 0;
-  std::uint64_t bytes_out = 0;
-  std::uint64_t protocol_errors = 0;
-  std::uint64_t refused_requests = 0;
-  std::uint64_t slow_consumer_closes = 0;
-  std::uint64_t mailbox_overflows = 0;
-  std::uint64_t conflated = 0;
-  std::uint64_t shared_deliveries = 0;  // broadcast log references written to shm clients' rings
-  std::uint64_t deltas_computed = 0;   // owner: updates for which a delta was smaller
-  std::uint64_t delta_deliveries = 0;  // subscriber side: deliveries sent as a delta
-  std::uint64_t refreshes = 0;         // clients that asked for a full value again
-  std::uint64_t requests = 0;          // requests routed to a handler (owner side)
-  std::uint64_t responses = 0;         // answers passed back (handler side)
-  std::uint64_t stray_responses = 0;   // answers to requests the session was not given
-  std::uint64_t sessions_resumed = 0;
-  std::uint64_t sessions_closed = 0;
-  std::uint64_t resyncs = 0;
-  std::uint64_t handoffs = 0;
-  std::uint64_t ping_timeouts = 0;
-  std::uint64_t loop_turns = 0;
-  std::uint64_t longest_turn_ns = 0;
-  std::uint64_t permission_denials = 0;
-  std::uint64_t tls_handshakes = 0;  // TLS connections that completed their handshake
-  std::uint64_t tls_failures = 0;    // TLS connections closed for a failed handshake or record
-  std::uint64_t ws_upgrades = 0;     // WebSocket connections that completed their upgrade
-  std::uint64_t ws_failures = 0;     // WebSocket connections refused or closed for a protocol error
-  std::uint64_t memory_sheds = 0;        // sessions given the queue-limit policy for memory
-  std::uint64_t memory_refusals = 0;     // publishes refused: the budget was spent
-  std::uint64_t recovery_trimmed = 0;    // sent frames forgotten early for memory
-  std::uint64_t flow_holds = 0;          // subscribers that began holding publishers back
-  std::uint64_t flow_stalls = 0;         // publishers held back (episodes, on their shard)
-  std::uint64_t flow_timeouts = 0;       // subscribers given their policy after max_stall_ms
-};
 
 // A publishing session, as a subscriber shard names it (flow control).
 struct PublisherRef {
@@ -397,6 +360,11 @@ struct Session {
   bool restored = false;
   bool awaiting_positions = false;
   std::uint32_t held_by = 0;
+  std::uint64_t opened_ns = 0;
+  // Publish-to-send latency is sampled: the session sequence of one live update in its queue
+  // and when its publish was read (0: none sampled); recorded when a send takes it.
+  std::uint64_t sampled_sequence = 0;
+  std::uint64_t sampled_received_ns = 0;
   bool flush_listed = false;
   bool overflowed = false;           // queue limit reached: closed after this fan-out
   bool ended = false;                // closed: takes no frames, freed with its connection
@@ -510,6 +478,13 @@ class Shard final : public transport::ReactorHandler {
   // shard's pool.
   void release_buffers();
   std::string describe_counters() const;
+  // Any thread: the counters, the levels, and the detail only the shard can read (it copies
+  // it out at the end of its next turn; nothing if it does not within `timeout`).
+  const ShardCounters& counters() const noexcept { return counters_; }
+  const ShardGauges& gauges() const noexcept { return gauges_; }
+  std::optional<ShardReport> report(const ReportRequest& request, std::chrono::milliseconds timeout);
+  // Any thread: the records waiting in this shard's inbound mailboxes, roughly.
+  std::size_t mailbox_depth() const noexcept;
 
   void on_completion(const transport::Completion& completion) override;
 
@@ -929,6 +904,20 @@ class Shard final : public transport::ReactorHandler {
   std::int64_t next_session_number_ = 1;
 
   ShardCounters counters_;
+  ShardGauges gauges_;
+  ReportDesk report_desk_;
+  // The last sessions closed here, most recent last, for the HTTP side (shard_report.cpp).
+  std::deque<ClosedSessionReport> closed_sessions_;
+  void remember_closed(const Session& s, std::string_view reason);
+  ShardReport build_report(const ReportRequest& request);
+  void store_gauges(std::uint64_t now);
+  // When the frames this turn reads arrived, as far as the broker can tell: the end of the
+  // wait that returned them (stamped on publishes for the publish-to-send latency).
+  std::uint64_t received_clock_ns_ = 0;
+  std::uint64_t send_clock_ns_ = 0;  // the start of this turn's flush_sessions()
+  // Taking a sample of an update just queued for `s`, and recording it when a send takes it.
+  void sample_latency(Session& s, std::uint64_t sequence_before, const SharedBuffer* frame);
+  void note_send(Session& s);
 };
 
 }  // namespace brook::runtime

@@ -56,7 +56,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
     ws = std::make_unique<transport::WebSocketServer>(mesh_.websocket);
   }
   if (open_connections_ >= options_.max_connections_per_shard) {
-    ++counters_.refused_requests;
+    ++counters_.connections_refused;
     ::close(fd);
     if (received) received->release();
     return;
@@ -65,7 +65,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
     std::string why;
     shm = accept_shm_peer(fd, options_, mesh_.broadcast_read_only_fds, why);
     if (!shm) {
-      ++counters_.refused_requests;
+      ++counters_.connections_refused;
       std::fprintf(stderr, "brookd: %s\n", why.c_str());
       ::close(fd);
       return;
@@ -322,6 +322,7 @@ void Shard::handle_session_frame(Connection& c, Session& s, const codec::Decoded
             }
             SharedBuffer* copy = pool_.allocate(frame.size());
             std::memcpy(copy->data(), frame.data(), frame.size());
+            copy->set_received_ns(received_clock_ns_);
             send_to(s.last_publish_owner, {ShardMessageKind::publish, 0, 0, m.request_id,
                                            session_token(s), s.inbound_seq, s.publisher_key, copy});
             s.unprobed_owners |= std::uint64_t{1} << s.last_publish_owner;
@@ -439,6 +440,7 @@ void Shard::mark_for_flush(Session& s) {
 }
 
 void Shard::flush_sessions() {
+  send_clock_ns_ = now_ns();
   if (!overflowed_.empty()) close_slow_consumers();
   for (std::size_t i = 0; i < flush_list_.size(); ++i) {
     Connection* c = connections_[flush_list_[i]].get();
@@ -485,6 +487,7 @@ void Shard::start_send(Connection& c) {
     std::size_t gathered =
         s->out.gather(std::span(c.iov).subspan(n, c.iov.size() - n - (c.control_last ? 1 : 0)), pool_);
     c.session_in_send = gathered > 0;
+    if (gathered > 0) note_send(*s);
     n += gathered;
   }
   if (c.control_last) c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};
@@ -609,7 +612,9 @@ void Shard::apply_queue_limit_policy(Session& s, std::string_view why) {
     // Memory stays bounded either way; this subscriber keeps its session and gets current
     // values instead of the backlog it could not take.
     s.overflowed = false;
+    ++counters_.dropped_backlogs;
     s.out.drop_unsent();
+    s.sampled_sequence = 0;
     release_publishers(s);
     s.out.release_unused_ring();
     // The requests among the dropped frames fail now rather than at their timeout.
@@ -624,7 +629,7 @@ void Shard::apply_queue_limit_policy(Session& s, std::string_view why) {
 
 void Shard::refuse(Session& s, codec::ErrorCode code, std::uint32_t request_id,
                    std::string_view message) {
-  ++counters_.refused_requests;
+  counters_.refused(code);
   enqueue_control(s, encoder_.error(code, request_id, message));
 }
 

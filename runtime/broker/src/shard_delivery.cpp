@@ -205,11 +205,17 @@ void Shard::on_deliver(const ShardMessage& m) {
     // snapshot or history went ahead of a fan-out waiting for the journal) holds it already.
     if (s.binding->held_topic_seq >= m.b) continue;
     Session& subscriber = *sessions_[s.session_slot];
+    const std::uint64_t last_before = subscriber.out.last_sequence();
     switch (enqueue_update(subscriber, *s.binding, conflate, m.b, m.buffer, m.delta,
                            codec::frame_flag_sequenced, broadcast_.enabled() ? &shared : nullptr)) {
       case QueuedBody::value: ++value_users; break;
       case QueuedBody::delta: ++delta_users; break;
       case QueuedBody::nothing: break;
+    }
+    if (subscriber.sampled_sequence == 0 && subscriber.out.last_sequence() != last_before &&
+        m.buffer->received_ns() != 0) {
+      subscriber.sampled_sequence = subscriber.out.last_sequence();
+      subscriber.sampled_received_ns = m.buffer->received_ns();
     }
     if (flow_control && flow_marks_.over(subscriber.out)) hold_publisher(subscriber, m.code - 1u, m.c);
   }

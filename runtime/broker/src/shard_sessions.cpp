@@ -141,7 +141,8 @@ void Shard::on_authenticated(std::uint64_t connection_token, bool accepted) {
   Connection* c = connection_for(connection_token);
   if (!c || c->closing || c->state != ConnectionState::waiting || !c->pending) return;
   if (!accepted) {
-    ++counters_.refused_requests;
+    ++counters_.auth_failures;
+    counters_.refused(codec::ErrorCode::authentication_failed);
     protocol_error(*c, codec::ErrorCode::authentication_failed,
                    "authentication failed for principal '" + c->pending->principal + "'");
     return;
@@ -160,7 +161,7 @@ void Shard::open_session(Connection& c) {
       s = sessions_[found->second].get();
   }
   auto refuse_connect = [&](codec::ErrorCode code, std::string message) {
-    ++counters_.refused_requests;
+    counters_.refused(code);
     protocol_error(c, code, message);
   };
   // A session is resumed only with a proof: its token, or (a takeover by a new login) the
@@ -247,6 +248,8 @@ Session& Shard::new_session() {
   sessions_[slot] = std::make_unique<Session>(limits);
   Session& s = *sessions_[slot];
   s.slot = slot;
+  s.opened_ns = now_ns();
+  ++counters_.sessions_opened;
   s.generation = ++session_generation_[slot];
   return s;
 }
@@ -302,6 +305,7 @@ void Shard::resync(Session& s) {
   // The frames since the client's last one are gone: start the stream afresh from current
   // values. Sequence numbers continue; aliases restart (the client forgets its own).
   s.out.clear();
+  s.sampled_sequence = 0;  // its frame went with the rest
   resync_subscriptions(s);
 }
 
@@ -340,6 +344,8 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   if (s.ended) return;
   s.ended = true;
   ++counters_.sessions_closed;
+  remember_closed(s, !reason.empty() ? reason
+                     : code == codec::ErrorCode::none ? std::string_view{} : codec::to_string(code));
   journal_session(s);  // a durable session's last record: ended
   drop_subscriptions(s);
   end_requests(s);

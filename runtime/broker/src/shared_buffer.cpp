@@ -175,6 +175,7 @@ SharedBuffer* BufferPool::allocate(std::size_t bytes) {
     ++slab_of(b)->live;
   }
   b->size_ = static_cast<std::uint32_t>(bytes);
+  b->received_ns_ = 0;
   // relaxed: the buffer is not shared yet; sharing it later publishes this store.
   b->refs_.store(1, std::memory_order_relaxed);
   return b;

@@ -78,6 +78,11 @@ class SpscRing {
   }
 
   // Either side, as a hint only.
+  std::size_t size_hint() const noexcept {
+    // The consumer's position first: the producer's, read after, is never behind it.
+    const std::uint64_t head = consumer_.position.load(std::memory_order_relaxed);
+    return static_cast<std::size_t>(producer_.position.load(std::memory_order_relaxed) - head);
+  }
   bool empty_hint() const noexcept {
     return consumer_.position.load(std::memory_order_relaxed) ==
            producer_.position.load(std::memory_order_relaxed);

@@ -32,6 +32,7 @@ class Broker {
   std::string tls_listen_address() const;
   std::string ws_listen_address() const;   // ws.listen as bound ("" without one)
   std::string wss_listen_address() const;  // ws.tls_listen as bound
+  std::string http_address() const;        // http.listen as bound ("" without one)
   unsigned shard_count() const;
   // limits.max_memory_bytes as resolved at start (half of the machine's memory by default).
   std::uint64_t memory_budget() const;

@@ -71,6 +71,16 @@ struct BrokerOptions {
   // Files the WebSocket listeners also serve to a plain GET (a page and its script), read
   // into memory at start and on SIGHUP; empty: none.
   std::string ws_static_dir;
+  // The HTTP side (http.*): metrics, health, JSON introspection and the web console. Off
+  // unless http_listen is set (--http); a port alone listens on 127.0.0.1. With
+  // http_credentials_file (the format of auth.credentials_file) every request needs basic
+  // auth; http_tls serves HTTPS with tls.cert_file and tls.key_file. http_console_dir: the
+  // console's built files (tools/console/dist), served at /.
+  std::string http_listen;
+  std::string http_credentials_file;
+  bool http_tls = false;
+  std::string http_console_dir;
+  std::string version;  // what the HTTP side reports (brookd sets it)
   // Requests: sticky routing by default (a requester keeps its first handler); a broker-wide
   // false makes every endpoint round-robin on every request.
   bool requests_sticky = true;

@@ -34,6 +34,10 @@ class SharedBuffer {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle();
   }
   std::uint32_t ref_count_hint() const noexcept { return refs_.load(std::memory_order_relaxed); }
+  // A publish's: when the broker read it (now_ns(); 0: not stamped). Set by the writer before
+  // sharing, like the bytes.
+  std::uint64_t received_ns() const noexcept { return received_ns_; }
+  void set_received_ns(std::uint64_t ns) noexcept { received_ns_ = ns; }
 
  private:
   friend class BufferPool;
@@ -44,7 +48,12 @@ class SharedBuffer {
   std::uint32_t capacity_ = 0;
   std::uint8_t size_class_ = 0;
   BufferPool* pool_ = nullptr;
-  SharedBuffer* next_free_ = nullptr;
+  // A block is on a free list or in use, never both: the list's link and the stamp share
+  // the space (the stamp costs no memory per block).
+  union {
+    SharedBuffer* next_free_ = nullptr;
+    std::uint64_t received_ns_;
+  };
 };
 static_assert(sizeof(SharedBuffer) % 16 == 0, "payload must stay 16-byte aligned");
 
