@@ -1,4 +1,5 @@
-// brook: the command-line client (sub, pub, req, reply, ping, demo, bench, passwd).
+// brook: the command-line client (sub, pub, req, reply, ping, demo, bench, passwd) and the
+// operator commands that read brookd's HTTP side (stat, sessions, topics).
 #include <csignal>
 #include <iostream>
 #include <vector>
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
   add(brook::cli::add_demo_command);
   add(brook::cli::add_bench_command);
   add(brook::cli::add_passwd_command);
+  add(brook::cli::add_stat_command);
+  add(brook::cli::add_sessions_command);
+  add(brook::cli::add_topics_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
