@@ -20,24 +20,30 @@ export async function waitFor(condition, ms, what) {
   }
 }
 
-// brookd with TCP and WebSocket listeners on free ports; `toml` goes in its config file.
-export async function startBroker(toml = '') {
+// brookd with TCP and WebSocket listeners on free ports; `toml` goes in its config file. With
+// `http` (an address such as 127.0.0.1:0) it also serves its HTTP side there, and with
+// `consoleDir` the web console from that directory; `httpUrl` is then where it listens.
+export async function startBroker(toml = '', { http, consoleDir } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'brook-web-'));
   const config = path.join(dir, 'brookd.toml');
   await writeFile(config, `${toml}\n`);
-  const child = spawn(BROOKD, ['--config', config, '--listen', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--shards', '2',
-                               '--no-pin'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--config', config, '--listen', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--shards', '2', '--no-pin'];
+  if (http) args.push('--http', http);
+  if (consoleDir) args.push('--http-console', consoleDir);
+  const child = spawn(BROOKD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => { stdout += d; });
   child.stderr.on('data', (d) => { stderr += d; });
-  await waitFor(() => /listening on ws:\/\/\S+/.test(stdout) || child.exitCode !== null, 10_000, 'brookd to listen');
+  const started = () => /listening on ws:\/\/\S+/.test(stdout) && (!http || /listening on https?:\/\/\S+/.test(stdout));
+  await waitFor(() => started() || child.exitCode !== null, 10_000, 'brookd to listen');
   if (child.exitCode !== null) throw new Error(`brookd exited: ${stderr}`);
   const tcp = stdout.match(/listening on (tcp:\/\/\S+)/)[1];
   const ws = stdout.match(/listening on ws:\/\/(\S+)/)[1];
   return {
     tcpUrl: tcp,
     wsPort: Number(ws.slice(ws.lastIndexOf(':') + 1)),
+    httpUrl: http ? stdout.match(/listening on (https?:\/\/\S+)/)[1] : undefined,
     log: () => stderr,
     async stop() {
       if (child.exitCode === null) {
@@ -48,6 +54,14 @@ export async function startBroker(toml = '') {
       return stderr;
     },
   };
+}
+
+// `brook pub` of one VALUE to PATH (with `--type`, say, in `args`); resolves when it is acknowledged.
+export function publish(tcpUrl, topicPath, value, args = []) {
+  const child = spawn(BROOK, ['pub', '--url', tcpUrl, ...args, topicPath, value], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  return new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`brook pub ${topicPath}: ${stderr}`)))));
 }
 
 // A TCP proxy to 127.0.0.1:targetPort. cut(ms) destroys every connection through it and
