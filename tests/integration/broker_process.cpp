@@ -190,6 +190,7 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
   if (config_.tls) argv.insert(argv.end(), {"--tls-listen", "127.0.0.1:0"});
   if (config_.ws) argv.insert(argv.end(), {"--ws", "127.0.0.1:0"});
   if (config_.wss) argv.insert(argv.end(), {"--wss", "127.0.0.1:0"});
+  if (config_.http) argv.insert(argv.end(), {"--http", "127.0.0.1:0"});
 
   log_path_ = dir_ + "/brookd.stderr";
   int err = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -245,7 +246,8 @@ BrokerProcess::BrokerProcess(BrokerConfig config) : config_(std::move(config)) {
         return true;
       };
       if (port_of("listening on tls://", config_.tls, tls_port_) && port_of("listening on ws://", config_.ws, ws_port_) &&
-          port_of("listening on wss://", config_.wss, wss_port_)) {
+          port_of("listening on wss://", config_.wss, wss_port_) &&
+          port_of("listening on http", config_.http, http_port_)) {  // http:// or https://
         port_ = static_cast<std::uint16_t>(port);
         url_ = "tcp://" + address;
         if (config_.shm) shm_url_ = "shm://" + dir_ + "/brook.sock";

@@ -42,6 +42,8 @@ struct BrokerConfig {
   // Also listen for WebSocket clients (--ws), and inside TLS (--wss: [tls] as for tls).
   bool ws = false;
   bool wss = false;
+  // Also serve the HTTP side (--http: metrics, health, JSON) on a port the kernel picks.
+  bool http = false;
   std::chrono::milliseconds start_timeout = 10s;
   std::chrono::milliseconds stop_timeout = 10s;
 };
@@ -73,6 +75,7 @@ class BrokerProcess {
   std::uint16_t tls_port() const noexcept { return tls_port_; }    // config.tls
   std::uint16_t ws_port() const noexcept { return ws_port_; }      // config.ws
   std::uint16_t wss_port() const noexcept { return wss_port_; }    // config.wss
+  std::uint16_t http_port() const noexcept { return http_port_; }  // config.http
   std::uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& directory() const noexcept { return dir_; }
@@ -107,6 +110,7 @@ class BrokerProcess {
   std::uint16_t tls_port_ = 0;
   std::uint16_t ws_port_ = 0;
   std::uint16_t wss_port_ = 0;
+  std::uint16_t http_port_ = 0;
   std::string shm_url_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

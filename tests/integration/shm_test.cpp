@@ -596,7 +596,7 @@ TEST(ShmAccess, peer_whose_uid_is_not_allowed_is_refused_with_the_reason) {
   sub.close();
   pub.close();
   broker.stop();
-  EXPECT_EQ(broker.counter_total("refused"), 2u) << broker.log();
+  EXPECT_EQ(broker.counter_total("connections_refused"), 2u) << broker.log();
 }
 
 TEST(ShmAccess, gid_in_the_allow_list_lets_a_peer_in) {
