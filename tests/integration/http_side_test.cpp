@@ -262,13 +262,6 @@ TEST(HttpSide, the_sessions_endpoint_names_the_stalled_subscriber_first) {
 }
 
 TEST(HttpSide, garbage_and_many_connections_leave_the_broker_serving) {
-#if defined(__SANITIZE_THREAD__)
-  // Open defect, not hidden: once in two ThreadSanitizer runs (2026-12-05) brookd died at its
-  // stop after this test, a SEGV inside libmicrohttpd's own thread (address 0x98), while
-  // MHD_stop_daemon ran. The Release and ASan builds pass it every time; it stays skipped
-  // here only until that shutdown is understood (README, "Operating Brook").
-  GTEST_SKIP() << "libmicrohttpd crashed once at stop under TSan after this crowd: being investigated";
-#endif
   BrokerProcess broker(http_broker());
   BROOK_ASSERT_STARTED(broker);
   Client publisher, subscriber;

@@ -2,12 +2,16 @@
 
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+
+#include <algorithm>
 
 #include "brook/transport/tcp.hpp"
 
@@ -109,7 +113,7 @@ std::string HttpServer::start() {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   bound_ = endpoint->host + ":" + std::to_string(transport::local_port(fd));
 
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
   const bool tls = !options_.tls_cert_pem.empty() && !options_.tls_key_pem.empty();
   if (tls) {
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -136,12 +140,42 @@ std::string HttpServer::start() {
     ::close(fd);
     return "cannot start the HTTP server on " + bound_;
   }
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_EPOLL_FD);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!info || info->epoll_fd < 0 || wake_fd_ < 0) {
+    stop();
+    return "cannot start the HTTP server's loop on " + bound_;
+  }
+  loop_ = std::thread([this, epoll_fd = info->epoll_fd] { run(epoll_fd); });
   return {};
 }
 
+void HttpServer::run(int epoll_fd) {
+  for (;;) {
+    // MHD's own deadline (an idle connection's timeout, or 0 when it has work buffered),
+    // at most a second.
+    MHD_UNSIGNED_LONG_LONG mhd_ms = 1000;
+    const int wait_ms = MHD_get_timeout(daemon_, &mhd_ms) == MHD_YES
+                            ? static_cast<int>(std::min<MHD_UNSIGNED_LONG_LONG>(mhd_ms, 1000))
+                            : 1000;
+    pollfd fds[2] = {{.fd = epoll_fd, .events = POLLIN, .revents = 0}, {.fd = wake_fd_, .events = POLLIN, .revents = 0}};
+    if (::poll(fds, 2, wait_ms) < 0 && errno != EINTR) break;
+    if (fds[1].revents != 0) break;
+    MHD_run(daemon_);
+  }
+}
+
 void HttpServer::stop() {
+  if (loop_.joinable()) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+    loop_.join();
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  wake_fd_ = -1;
   if (!daemon_) return;
-  // Stopping the daemon closes the listening socket it was given.
+  // The loop has ended: the daemon stops with nothing in flight. It closes the listening
+  // socket it was given.
   MHD_stop_daemon(daemon_);
   daemon_ = nullptr;
 }
