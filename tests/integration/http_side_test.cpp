@@ -209,6 +209,34 @@ TEST(HttpSide, counters_move_for_a_dropped_backlog_a_resync_and_a_refused_publis
   publisher.close();
 }
 
+TEST(HttpSide, sends_over_shared_memory_are_counted_and_timed) {
+  BrokerConfig config = http_broker({}, 1);
+  config.shm = true;
+  BrokerProcess broker(config);
+  BROOK_ASSERT_STARTED(broker);
+  Client publisher, subscriber;
+  UpdateLog log;
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
+  ASSERT_TRUE(connect_client(subscriber, broker.shm_url(), "shm-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Shm//", log));
+  const auto before = scrape(broker);
+  for (std::size_t i = 1; i <= 1'000; ++i) publisher.publish("Shm/odds", value_of(i));
+  ASSERT_TRUE(log.wait_for(1'000, std::chrono::seconds(30)));
+  // The subscriber is the only one: every send and latency sample after `before` is its own.
+  std::map<std::string, double> after;
+  EXPECT_TRUE(eventually(
+      [&] {
+        after = scrape(broker);
+        return after["brook_publish_to_send_seconds_count"] > before.at("brook_publish_to_send_seconds_count");
+      },
+      std::chrono::seconds(10)));
+  EXPECT_GT(after["brook_sends_total"], before.at("brook_sends_total"));
+  EXPECT_EQ(after["brook_send_batch_frames_count"], after["brook_sends_total"]);
+  EXPECT_GE(after["brook_send_batch_frames_sum"] - before.at("brook_send_batch_frames_sum"), 1'000);
+  subscriber.close();
+  publisher.close();
+}
+
 TEST(HttpSide, an_authentication_failure_is_counted) {
   CredentialsFile credentials;
   BrokerConfig config = auth_broker(credentials, false);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -50,6 +51,19 @@ bool read_count(const HttpRequest& request, std::string_view name, std::size_t f
   }
   value = n;
   return true;
+}
+
+struct Page {
+  std::size_t offset = 0;
+  std::size_t limit = 0;
+};
+
+// ?offset=&limit= (whole numbers), or nothing when either is not one.
+std::optional<Page> read_page(const HttpRequest& request, std::size_t default_limit) {
+  Page page;
+  if (!read_count(request, "limit", default_limit, page.limit) || !read_count(request, "offset", 0, page.offset))
+    return std::nullopt;
+  return page;
 }
 
 std::string read_file(const std::string& path) {
@@ -250,9 +264,9 @@ std::vector<ShardReport> BrokerHttp::collect(const ReportRequest& request, std::
 }
 
 HttpResponse BrokerHttp::api_sessions(const HttpRequest& request) {
-  std::size_t limit = 0, offset = 0;
-  if (!read_count(request, "limit", 50, limit) || !read_count(request, "offset", 0, offset))
-    return json_error(400, "limit and offset must be whole numbers");
+  const auto paging = read_page(request, 50);
+  if (!paging) return json_error(400, "limit and offset must be whole numbers");
+  const auto [offset, limit] = *paging;
   std::string sort(request.param("sort"));
   if (sort.empty()) sort = "queue";
   if (sort != "queue" && sort != "recovery" && sort != "age" && sort != "activity")
@@ -306,9 +320,9 @@ HttpResponse BrokerHttp::api_sessions(const HttpRequest& request) {
 }
 
 HttpResponse BrokerHttp::api_topics(const HttpRequest& request) {
-  std::size_t limit = 0, offset = 0;
-  if (!read_count(request, "limit", 100, limit) || !read_count(request, "offset", 0, offset))
-    return json_error(400, "limit and offset must be whole numbers");
+  const auto paging = read_page(request, 100);
+  if (!paging) return json_error(400, "limit and offset must be whole numbers");
+  const auto [offset, limit] = *paging;
   std::string sort(request.param("sort"));
   if (sort.empty()) sort = "rate";
   if (sort != "rate" && sort != "path" && sort != "subscribers")
@@ -382,9 +396,9 @@ HttpResponse BrokerHttp::api_topics(const HttpRequest& request) {
 }
 
 HttpResponse BrokerHttp::api_subscriptions(const HttpRequest& request) {
-  std::size_t limit = 0, offset = 0;
-  if (!read_count(request, "limit", 1000, limit) || !read_count(request, "offset", 0, offset))
-    return json_error(400, "limit and offset must be whole numbers");
+  const auto paging = read_page(request, 1000);
+  if (!paging) return json_error(400, "limit and offset must be whole numbers");
+  const auto [offset, limit] = *paging;
   std::vector<SubscriptionReport> subscriptions;
   std::vector<unsigned> silent;
   {

@@ -487,7 +487,7 @@ void Shard::start_send(Connection& c) {
     std::size_t gathered =
         s->out.gather(std::span(c.iov).subspan(n, c.iov.size() - n - (c.control_last ? 1 : 0)), pool_);
     c.session_in_send = gathered > 0;
-    if (gathered > 0) note_send(*s);
+    if (gathered > 0) note_send(*s, s->out.frames_in_flight(), s->out.in_flight_through());
     n += gathered;
   }
   if (c.control_last) c.iov[n++] = {c.control_sending.data(), c.control_sending.size()};

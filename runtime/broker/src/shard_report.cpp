@@ -197,12 +197,11 @@ ShardReport Shard::build_report(const ReportRequest& request) {
   return report;
 }
 
-void Shard::note_send(Session& s) {
-  const std::uint64_t frames = s.out.frames_in_flight();
+void Shard::note_send(Session& s, std::uint64_t frames, std::uint64_t through) {
   if (frames == 0) return;
   ++counters_.sends;
   counters_.send_batch_frames.record(frames);
-  if (s.sampled_sequence != 0 && s.sampled_sequence <= s.out.in_flight_through()) {
+  if (s.sampled_sequence != 0 && s.sampled_sequence <= through) {
     const std::uint64_t now = std::max(received_clock_ns_, send_clock_ns_);
     counters_.publish_to_send_ns.record(now - std::min(now, s.sampled_received_ns));
     s.sampled_sequence = 0;

@@ -131,6 +131,7 @@ void Shard::send_shm(Connection& c) {
   if (!(s && s->out.mid_frame())) stopped = !write_control();
   // A closing connection sends its session's frames only as an ending session's last words.
   if (!stopped && s && !s->out.empty() && (!c.closing || s->ended)) {
+    const std::uint64_t sent_before = s->out.oldest_unsent_sequence() - 1;
     s->out.send_by_copy([&](const OutFrame& f, std::size_t skip) -> std::size_t {
       if (skip == 0 && !write_control()) return 0;  // at a frame boundary: connection frames first
       if (skip == 0 && f.shared_at != 0 && broadcast_.live(f.shared_at - 1)) {
@@ -162,6 +163,8 @@ void Shard::send_shm(Connection& c) {
       written += taken;
       return taken;
     });
+    const std::uint64_t sent_through = s->out.oldest_unsent_sequence() - 1;
+    note_send(*s, sent_through - sent_before, sent_through);
     stopped = !s->out.empty();
   }
   if (!c.control_out.empty()) stopped = (s && s->out.mid_frame()) || !write_control() || stopped;
