@@ -172,6 +172,10 @@ TEST(HttpSide, counters_move_when_a_subscriber_stalls) {
   for (const Json& s : sessions["closed"])
     closed_as_slow |= s["reason"].get<std::string>().find("slow consumer") != std::string::npos;
   EXPECT_TRUE(closed_as_slow) << sessions["closed"].dump();
+  // The operator's log says it too.
+  const std::string log = broker.log();
+  EXPECT_NE(log.find("ended by the broker"), std::string::npos) << broker.log_tail();
+  EXPECT_NE(log.find("slow consumer"), std::string::npos) << broker.log_tail();
 
   auto samples = scrape(broker);
   EXPECT_GE(samples["brook_publishes_total"], 60'000);

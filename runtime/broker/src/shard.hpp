@@ -46,6 +46,7 @@
 #include "journal_topics.hpp"
 #include "journal_writer.hpp"
 #include "outbound_queue.hpp"
+#include "rate_limited_log.hpp"
 #include "shard_message.hpp"
 #include "shard_metrics.hpp"
 #include "shard_report.hpp"
@@ -908,7 +909,10 @@ class Shard final : public transport::ReactorHandler {
   ReportDesk report_desk_;
   // The last sessions closed here, most recent last, for the HTTP side (shard_report.cpp).
   std::deque<ClosedSessionReport> closed_sessions_;
-  void remember_closed(const Session& s, std::string_view reason);
+  // Kept for /api/sessions; one the broker ended (`by_broker`) is logged as well.
+  void remember_closed(const Session& s, std::string_view reason, bool by_broker);
+  // What the loop says on stderr about connections and sessions, a few lines a second.
+  RateLimitedLog log_;
   ShardReport build_report(const ReportRequest& request);
   void store_gauges(std::uint64_t now);
   // When the frames this turn reads arrived, as far as the broker can tell: the end of the

@@ -66,7 +66,7 @@ void Shard::adopt_connection(int fd, SharedBuffer* received, std::uint8_t flags,
     shm = accept_shm_peer(fd, options_, mesh_.broadcast_read_only_fds, why);
     if (!shm) {
       ++counters_.connections_refused;
-      std::fprintf(stderr, "brookd: %s\n", why.c_str());
+      log_.line(now_ns(), "brookd: %s", why.c_str());
       ::close(fd);
       return;
     }

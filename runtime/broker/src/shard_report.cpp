@@ -117,7 +117,7 @@ void Shard::store_gauges(std::uint64_t now) {
     report_desk_.answer([this](const ReportRequest& request) { return build_report(request); });
 }
 
-void Shard::remember_closed(const Session& s, std::string_view reason) {
+void Shard::remember_closed(const Session& s, std::string_view reason, bool by_broker) {
   ClosedSessionReport closed;
   closed.id = s.id;
   closed.principal = s.principal;
@@ -130,6 +130,10 @@ void Shard::remember_closed(const Session& s, std::string_view reason) {
   closed.closed_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch()).count();
   closed.age_s = seconds(now_ns() - s.opened_ns);
+  if (by_broker)
+    log_.line(now_ns(), "brookd: shard %u: session %s of '%s' (%s %s) ended by the broker: %s", index_,
+              closed.id.c_str(), closed.principal.c_str(), closed.transport.c_str(), closed.address.c_str(),
+              closed.reason.c_str());
   if (closed_sessions_.size() == closed_sessions_kept) closed_sessions_.pop_front();
   closed_sessions_.push_back(std::move(closed));
 }

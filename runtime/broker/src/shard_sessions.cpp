@@ -345,7 +345,8 @@ void Shard::end_session(Session& s, codec::ErrorCode code, std::string_view reas
   s.ended = true;
   ++counters_.sessions_closed;
   remember_closed(s, !reason.empty() ? reason
-                     : code == codec::ErrorCode::none ? std::string_view{} : codec::to_string(code));
+                     : code == codec::ErrorCode::none ? std::string_view{} : codec::to_string(code),
+                  code != codec::ErrorCode::none);
   journal_session(s);  // a durable session's last record: ended
   drop_subscriptions(s);
   end_requests(s);

@@ -30,7 +30,7 @@ void Shard::receive_tls(Connection& c, std::span<const std::byte> cipher) {
 
 void Shard::tls_failed(Connection& c) {
   ++counters_.tls_failures;
-  std::fprintf(stderr, "brookd: TLS connection closed: %s\n", c.tls->error().c_str());
+  log_.line(now_ns(), "brookd: TLS connection closed: %s", c.tls->error().c_str());
 }
 
 }  // namespace brook::runtime

@@ -20,7 +20,7 @@ void Shard::receive_ws(Connection& c, std::span<const std::byte> bytes) {
   if (!ok) {
     if (!c.ws->closed_by_peer() && !c.ws->served_file()) {
       ++counters_.ws_failures;
-      std::fprintf(stderr, "brookd: WebSocket connection closed: %s\n", c.ws->error().c_str());
+      log_.line(now_ns(), "brookd: WebSocket connection closed: %s", c.ws->error().c_str());
     }
     begin_close(c);  // after the refusal or close frame in its output
     return;
