@@ -200,6 +200,7 @@ TEST(HttpSide, counters_move_for_a_dropped_backlog_a_resync_and_a_refused_publis
   EXPECT_GE(wait_for_metric(broker, "brook_dropped_backlogs_total", 1), 1);
   EXPECT_GE(wait_for_metric(broker, "brook_resyncs_total", 1), 1);
   EXPECT_EQ(scrape(broker)["brook_slow_consumer_closes_total"], 0);
+  EXPECT_NE(broker.log().find("unsent updates dropped, resynchronised"), std::string::npos) << broker.log_tail();
 
   // A value that is not JSON, to a json topic: refused by the broker (the client cannot know).
   ASSERT_TRUE(await(publisher.create_topic("Drop/json", {.type = TopicType::json})));

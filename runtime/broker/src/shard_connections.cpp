@@ -613,6 +613,8 @@ void Shard::apply_queue_limit_policy(Session& s, std::string_view why) {
     // values instead of the backlog it could not take.
     s.overflowed = false;
     ++counters_.dropped_backlogs;
+    log_.line(now_ns(), "brookd: shard %u: session %s of '%s': %zu unsent updates dropped, resynchronised: %.*s",
+              index_, s.id.c_str(), s.principal.c_str(), s.out.frames(), static_cast<int>(why.size()), why.data());
     s.out.drop_unsent();
     s.sampled_sequence = 0;
     release_publishers(s);
