@@ -919,8 +919,6 @@ class Shard final : public transport::ReactorHandler {
   // wait that returned them (stamped on publishes for the publish-to-send latency).
   std::uint64_t received_clock_ns_ = 0;
   std::uint64_t send_clock_ns_ = 0;  // the start of this turn's flush_sessions()
-  // Taking a sample of an update just queued for `s`, and recording it when a send takes it.
-  void sample_latency(Session& s, std::uint64_t sequence_before, const SharedBuffer* frame);
   // A send took `frames` of s's frames, through session sequence `through`: counts it, and
   // the latency of the sampled update if it went.
   void note_send(Session& s, std::uint64_t frames, std::uint64_t through);
