@@ -217,17 +217,24 @@ int Reactor::run_once(ReactorHandler& handler, int timeout_ms, unsigned max_comp
 
 bool Reactor::completions_pending() const noexcept { return io_uring_cq_ready(ring_.get()) > 0; }
 
-void Reactor::wait(int timeout_ms) {
+void Reactor::submit() {
+  if (int rc = io_uring_submit(ring_.get()); rc < 0 && rc != -EBUSY && rc != -EAGAIN && rc != -EINTR)
+    throw std::system_error(-rc, std::system_category(), "io_uring_submit");
+}
+
+void Reactor::wait(int timeout_ms) { wait_us(timeout_ms < 0 ? -1 : std::int64_t{timeout_ms} * 1000); }
+
+void Reactor::wait_us(std::int64_t timeout_us) {
   io_uring_cqe* cqe = nullptr;
   int rc;
-  if (timeout_ms < 0) {
+  if (timeout_us < 0) {
     rc = io_uring_submit_and_wait(ring_.get(), 1);
-  } else if (timeout_ms == 0) {
+  } else if (timeout_us == 0) {
     rc = io_uring_submit(ring_.get());
     // DEFER_TASKRUN runs task work only inside io_uring_enter with GETEVENTS.
     if (features_.defer_taskrun) io_uring_get_events(ring_.get());
   } else {
-    __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
+    __kernel_timespec ts{timeout_us / 1'000'000, (timeout_us % 1'000'000) * 1000LL};
     rc = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
   }
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)

@@ -100,6 +100,11 @@ class Reactor {
   // The two halves of run_once, for a thread that must do something between the wait and
   // the completions (the client takes back its send state from callers there).
   void wait(int timeout_ms);
+  // wait() with a finer timeout: a shard holding back sends wakes when they are due.
+  void wait_us(std::int64_t timeout_us);
+  // Hands the queued operations to the kernel without waiting for any (before a thread
+  // sleeps elsewhere than in wait()).
+  void submit();
   int process(ReactorHandler& handler, unsigned max_completions = ~0u);
   // Completions are ready that process() left for the next call.
   bool completions_pending() const noexcept;
