@@ -61,6 +61,17 @@ TEST_F(BrokerOptionsFile, a_shard_polls_after_work_when_a_core_is_left_and_at_mo
   EXPECT_NE(error.find("broker.idle_spin_us must be at most 100000"), std::string::npos) << error;
 }
 
+TEST_F(BrokerOptionsFile, send_coalescing_keys_are_read_and_a_window_past_10_ms_is_refused) {
+  BrokerOptions o;
+  EXPECT_EQ(o.send_coalesce_us, 500u);
+  EXPECT_EQ(o.send_coalesce_rate, 200'000u);
+  ASSERT_EQ(load("[broker]\nsend_coalesce_us = 0\nsend_coalesce_rate = 50000\n", o), "");
+  EXPECT_EQ(o.send_coalesce_us, 0u);
+  EXPECT_EQ(o.send_coalesce_rate, 50'000u);
+  const std::string error = load("[broker]\nsend_coalesce_us = 10001\n", o);
+  EXPECT_NE(error.find("broker.send_coalesce_us must be at most 10000"), std::string::npos) << error;
+}
+
 TEST_F(BrokerOptionsFile, flow_marks_that_cannot_work_are_refused_by_name) {
   BrokerOptions o;
   std::string error = load("[flow]\nhigh_water_bytes = 1000\nlow_water_bytes = 1000\n", o);

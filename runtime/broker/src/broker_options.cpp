@@ -66,6 +66,7 @@ std::string BrokerOptions::validate() const {
     return "tls.principal_name must be \"common_name\", \"dns\" or \"email\"";
   if (request_max_in_flight < 1) return "requests.max_in_flight must be at least 1";
   if (idle_spin_us > 100'000) return "broker.idle_spin_us must be at most 100000 (or -1: automatic)";
+  if (send_coalesce_us > 10'000) return "broker.send_coalesce_us must be at most 10000";
   if (mailbox_capacity < 64) return "shards.mailbox_capacity must be at least 64";
   if (max_memory_bytes != 0 && max_memory_bytes < (64ull << 20))
     return "limits.max_memory_bytes must be at least 67108864 (64 MiB), or 0 for half of the machine's memory";
@@ -118,6 +119,8 @@ std::string load_broker_options(const std::string& path, BrokerOptions& o) {
   read("broker", "pin_threads", o.pin_threads);
   read("broker", "spin", o.spin);
   read("broker", "idle_spin_us", o.idle_spin_us);
+  read("broker", "send_coalesce_us", o.send_coalesce_us);
+  read("broker", "send_coalesce_rate", o.send_coalesce_rate);
   read("broker", "drain_ms", o.drain_ms);
   read("shm", "path", o.shm_path);
   read("shm", "ring_bytes", o.shm_ring_bytes);

@@ -177,7 +177,12 @@ void Shard::run(const Listeners& listeners) {
     // whether or not the shard then sleeps.
     bool shm_asked = false;
     const bool spinning = options_.spin || turn_start - last_active_ns_ < idle_spin_ns;
-    if (work == 0 && !back_pressured() && !spinning &&
+    // While coalescing, a shard with sends held back sleeps until they are due and is not
+    // woken by what arrives meanwhile: those updates go out in the same sends, for one
+    // wake-up instead of one per update (shard_coalescing.cpp).
+    const bool batch_sleep = held_sends_due_ns_ != 0 && coalescing_ && work == 0 && !spinning &&
+                             !back_pressured() && shm_slots_.empty() && !reactor_->completions_pending();
+    if (!batch_sleep && work == 0 && !back_pressured() && !spinning &&
         (shm_slots_.empty() || (shm_asked = true, shm_quiet()))) {
       // Tell producers we may sleep, then look once more: a record pushed before our store
       // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
@@ -203,7 +208,21 @@ void Shard::run(const Listeners& listeners) {
     // thousand frames, and a full ring of them took tens of milliseconds in one turn, while
     // the mailboxes, timers and every other connection waited. The rest waits in the
     // completion queue for the next turn (which then does not sleep).
-    reactor_->wait(reactor_->completions_pending() ? 0 : back_pressured() ? 1 : timeout_ms);
+    if (batch_sleep) {
+      reactor_->submit();  // this turn's sends (and journal writes) go before the sleep
+      sleep_until_ns(held_sends_due_ns_);
+    }
+    std::int64_t timeout_us = reactor_->completions_pending() || batch_sleep ? 0
+                              : back_pressured()                              ? 1000
+                                                                              : timeout_ms * 1000ll;
+    // Sends held back for coalescing go when due, whatever else the loop waits for.
+    if (held_sends_due_ns_ != 0 && timeout_us != 0) {
+      const std::uint64_t now_held = now_ns();
+      const std::int64_t due_us =
+          held_sends_due_ns_ <= now_held ? 0 : static_cast<std::int64_t>((held_sends_due_ns_ - now_held) / 1000 + 1);
+      timeout_us = timeout_us < 0 ? due_us : std::min(timeout_us, due_us);
+    }
+    reactor_->wait_us(timeout_us);
     const std::uint64_t woken = now_ns();
     received_clock_ns_ = woken;
     const int completions = reactor_->process(*this, completions_per_turn);

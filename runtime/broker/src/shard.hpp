@@ -65,6 +65,9 @@ inline std::uint64_t now_ns() {
                                         .count());
 }
 
+// Sleeps until now_ns() reaches due_ns.
+void sleep_until_ns(std::uint64_t due_ns);
+
 class Shard;
 
 // The shards and the rings between them; created before the shard threads start.
@@ -425,6 +428,7 @@ struct Connection {
   std::uint64_t opened_ns = 0;  // accepted, or handed over by another shard
   std::uint64_t last_heard_ns = 0;
   std::uint64_t last_sent_ns = 0;  // the last time the peer took bytes (memory: who is stalled)
+  std::uint64_t send_started_ns = 0;  // when the last send was handed to the kernel (coalescing)
   // A closing connection still sending its last words (a takeover's reason) is abandoned at
   // this time if it has not finished (0: never).
   std::uint64_t abandon_at_ns = 0;
@@ -919,6 +923,15 @@ class Shard final : public transport::ReactorHandler {
   // wait that returned them (stamped on publishes for the publish-to-send latency).
   std::uint64_t received_clock_ns_ = 0;
   std::uint64_t send_clock_ns_ = 0;  // the start of this turn's flush_sessions()
+  // Send coalescing (shard_coalescing.cpp): while this shard delivers at a high rate, a
+  // connection that sent less than options_.send_coalesce_us ago waits for the rest of that
+  // time, so that one send carries several updates.
+  bool coalescing_ = false;
+  std::uint64_t coalesce_window_start_ns_ = 0;
+  std::uint64_t coalesce_window_deliveries_ = 0;  // counters_.deliveries when the window began
+  std::uint64_t held_sends_due_ns_ = 0;           // the earliest held connection's time (0: none)
+  void update_coalescing(std::uint64_t now);
+  bool hold_send(const Connection& c) const;
   // A send took `frames` of s's frames, through session sequence `through`: counts it, and
   // the latency of the sampled update if it went.
   void note_send(Session& s, std::uint64_t frames, std::uint64_t through);

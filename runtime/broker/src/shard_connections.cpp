@@ -441,15 +441,25 @@ void Shard::mark_for_flush(Session& s) {
 
 void Shard::flush_sessions() {
   send_clock_ns_ = now_ns();
+  update_coalescing(send_clock_ns_);
   if (!overflowed_.empty()) close_slow_consumers();
+  // Held connections stay listed, at the front, for a later turn (shard_coalescing.cpp).
+  std::size_t held = 0;
+  held_sends_due_ns_ = 0;
   for (std::size_t i = 0; i < flush_list_.size(); ++i) {
     Connection* c = connections_[flush_list_[i]].get();
     if (!c) continue;
+    if (hold_send(*c)) {
+      const std::uint64_t due = c->send_started_ns + std::uint64_t{options_.send_coalesce_us} * 1000;
+      if (held_sends_due_ns_ == 0 || due < held_sends_due_ns_) held_sends_due_ns_ = due;
+      flush_list_[held++] = flush_list_[i];
+      continue;
+    }
     c->flush_listed = false;
     if (!c->send_in_flight) start_send(*c);
     if (c->closing) maybe_release(*c);
   }
-  flush_list_.clear();
+  flush_list_.resize(held);
 }
 
 void Shard::start_send(Connection& c) {
@@ -499,6 +509,7 @@ void Shard::start_send(Connection& c) {
     return;
   }
   c.send_in_flight = true;
+  c.send_started_ns = send_clock_ns_;
   // Small frames are copied into one staging block (OutboundQueue::gather), so a fan-out's
   // send is usually a single buffer: the cheaper plain send then.
   if (n == 1) {

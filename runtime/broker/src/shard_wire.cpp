@@ -78,6 +78,7 @@ void Shard::write_wire(Connection& c, std::size_t stream_bytes) {
   c.wire_partial = false;
   c.wire_stream_offered = stream_bytes;
   c.send_in_flight = true;
+  c.send_started_ns = send_clock_ns_;
   reactor_->send(c.fd, c.wire_sending.data(), c.wire_sending.size(), token_of(c));
 }
 
