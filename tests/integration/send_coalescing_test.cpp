@@ -1,5 +1,6 @@
-// Send coalescing against a real brookd: above broker.send_coalesce_rate a subscriber gets
-// several updates per send, every one of them, in order; below it each update goes at once.
+// Send coalescing against a real brookd: above broker.send_coalesce_rate the subscribers of a
+// fan-out get several updates per send, every one of them, in order; a single stream and
+// anything below the rate get each update at once.
 // The counts come from the broker's /metrics (brook_send_batch_frames: one sample per send
 // of session frames, its value the frames it carried).
 #include <gtest/gtest.h>
@@ -61,7 +62,7 @@ TEST(SendCoalescing, above_the_rate_a_send_carries_several_updates_and_every_one
   // update every millisecond: about 10 updates a send.
   BrokerProcess broker(coalescing_broker("[broker]\nsend_coalesce_us = 10000\nsend_coalesce_rate = 1\n", 2));
   BROOK_ASSERT_STARTED(broker);
-  constexpr std::size_t subscribers = 4;
+  constexpr std::size_t subscribers = 20;  // 10 a shard: a fan-out, not a stream
   constexpr std::size_t count = 300;
   std::vector<UpdateLog> logs(subscribers);
   std::vector<std::unique_ptr<Client>> clients;
@@ -79,10 +80,28 @@ TEST(SendCoalescing, above_the_rate_a_send_carries_several_updates_and_every_one
   const double frames = after.frames - before.frames;
   const double sends = after.sends - before.sends;
   EXPECT_GE(frames, subscribers * count);
-  // Sent at once, about one send per update and subscriber (1,200); coalesced, about 30 per
+  // Sent at once, about one send per update and subscriber (6,000); coalesced, about 30 per
   // subscriber over the 300 ms. The bound leaves room for a slow machine's natural batching
   // either way, not for sends that were never held.
   EXPECT_LT(sends, subscribers * count / 4) << frames << " frames in " << sends << " sends";
+}
+
+TEST(SendCoalescing, one_stream_above_the_rate_is_not_held) {
+  // Coalescing from the first delivery on, but only one subscriber: its sends are not a
+  // fan-out's many small ones, and holding them would only leave it idle.
+  BrokerProcess broker(coalescing_broker("[broker]\nsend_coalesce_us = 10000\nsend_coalesce_rate = 1\n", 1));
+  BROOK_ASSERT_STARTED(broker);
+  constexpr std::size_t count = 200;
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_and_subscribe(subscriber, broker.url(), "subscriber", "Stream//", log));
+  Client publisher;
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
+  const Sends before = sends_of(broker);
+  publish_paced(publisher, "Stream/price", count, std::chrono::milliseconds(1));
+  ASSERT_TRUE(log.wait_for(count, std::chrono::seconds(30)));
+  expect_whole_and_in_order(log, "Stream/price", count);
+  EXPECT_GT(sends_of(broker).sends - before.sends, count / 2);
 }
 
 TEST(SendCoalescing, below_the_rate_every_update_goes_at_once) {

@@ -931,6 +931,7 @@ class Shard final : public transport::ReactorHandler {
   std::uint64_t coalesce_window_deliveries_ = 0;  // counters_.deliveries when the window began
   std::uint64_t held_sends_due_ns_ = 0;           // the earliest held connection's time (0: none)
   void update_coalescing(std::uint64_t now);
+  bool coalescing_turn() const;  // this turn's flush may hold sends back
   bool hold_send(const Connection& c) const;
   // A send took `frames` of s's frames, through session sequence `through`: counts it, and
   // the latency of the sampled update if it went.

@@ -446,10 +446,11 @@ void Shard::flush_sessions() {
   // Held connections stay listed, at the front, for a later turn (shard_coalescing.cpp).
   std::size_t held = 0;
   held_sends_due_ns_ = 0;
+  const bool may_hold = coalescing_turn();
   for (std::size_t i = 0; i < flush_list_.size(); ++i) {
     Connection* c = connections_[flush_list_[i]].get();
     if (!c) continue;
-    if (hold_send(*c)) {
+    if (may_hold && hold_send(*c)) {
       const std::uint64_t due = c->send_started_ns + std::uint64_t{options_.send_coalesce_us} * 1000;
       if (held_sends_due_ns_ == 0 || due < held_sends_due_ns_) held_sends_due_ns_ = due;
       flush_list_[held++] = flush_list_[i];
