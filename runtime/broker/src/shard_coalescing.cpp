@@ -38,9 +38,11 @@ void Shard::update_coalescing(std::uint64_t now) {
   if (options_.send_coalesce_us == 0 || options_.send_coalesce_rate == 0) return;
   const std::uint64_t elapsed = now - coalesce_window_start_ns_;
   if (elapsed < rate_window_ns) return;
-  // Deliveries, not sends: they do not fall when coalescing makes the sends fewer.
+  // Deliveries, not sends: they do not fall when coalescing makes the sends fewer. The first
+  // window (from 0) and one after a long sleep are long: divided, not multiplied, so that
+  // nothing overflows.
   const std::uint64_t delivered = counters_.deliveries.get() - coalesce_window_deliveries_;
-  coalescing_ = delivered * 1'000'000'000 >= options_.send_coalesce_rate * elapsed;
+  coalescing_ = delivered * 1'000'000'000 / elapsed >= options_.send_coalesce_rate;
   coalesce_window_start_ns_ = now;
   coalesce_window_deliveries_ = counters_.deliveries.get();
 }
