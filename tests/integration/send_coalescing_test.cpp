@@ -86,42 +86,50 @@ TEST(SendCoalescing, above_the_rate_a_send_carries_several_updates_and_every_one
   EXPECT_LT(sends, subscribers * count / 4) << frames << " frames in " << sends << " sends";
 }
 
+// One subscriber and one publisher on a one-shard broker configured by `toml`: 200 updates
+// at one a millisecond on `topic`, all delivered whole and in order; returns the sends the
+// subscriber got them in (-1 if something failed first).
+double sends_for_one_subscriber(const std::string& toml, const std::string& topic, std::size_t count) {
+  BrokerProcess broker(coalescing_broker(toml, 1));
+  if (!broker.started()) {
+    ADD_FAILURE() << "brookd did not start";
+    return -1;
+  }
+  UpdateLog log;
+  Client subscriber;
+  if (!connect_and_subscribe(subscriber, broker.url(), "subscriber", topic.substr(0, topic.find('/')) + "//", log)) {
+    ADD_FAILURE() << "subscriber did not subscribe";
+    return -1;
+  }
+  Client publisher;
+  if (!connect_client(publisher, broker.url(), "publisher")) {
+    ADD_FAILURE() << "publisher did not connect";
+    return -1;
+  }
+  const Sends before = sends_of(broker);
+  publish_paced(publisher, topic, count, std::chrono::milliseconds(1));
+  if (!log.wait_for(count, std::chrono::seconds(30))) {
+    ADD_FAILURE() << "only " << log.size() << " of " << count << " updates arrived";
+    return -1;
+  }
+  expect_whole_and_in_order(log, topic, count);
+  return sends_of(broker).sends - before.sends;
+}
+
 TEST(SendCoalescing, one_stream_above_the_rate_is_not_held) {
   // Coalescing from the first delivery on, but only one subscriber: its sends are not a
   // fan-out's many small ones, and holding them would only leave it idle.
-  BrokerProcess broker(coalescing_broker("[broker]\nsend_coalesce_us = 10000\nsend_coalesce_rate = 1\n", 1));
-  BROOK_ASSERT_STARTED(broker);
   constexpr std::size_t count = 200;
-  UpdateLog log;
-  Client subscriber;
-  ASSERT_TRUE(connect_and_subscribe(subscriber, broker.url(), "subscriber", "Stream//", log));
-  Client publisher;
-  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
-  const Sends before = sends_of(broker);
-  publish_paced(publisher, "Stream/price", count, std::chrono::milliseconds(1));
-  ASSERT_TRUE(log.wait_for(count, std::chrono::seconds(30)));
-  expect_whole_and_in_order(log, "Stream/price", count);
-  EXPECT_GT(sends_of(broker).sends - before.sends, count / 2);
+  EXPECT_GT(sends_for_one_subscriber("[broker]\nsend_coalesce_us = 10000\nsend_coalesce_rate = 1\n", "Stream/price", count),
+            count / 2);
 }
 
 TEST(SendCoalescing, below_the_rate_every_update_goes_at_once) {
-  // The default rate (200,000 deliveries a second) is far above this feed's 1,000.
-  BrokerProcess broker(coalescing_broker("[broker]\nsend_coalesce_us = 10000\n", 1));
-  BROOK_ASSERT_STARTED(broker);
+  // The default rate (200,000 deliveries a second) is far above this feed's 1,000. Held,
+  // these 200 updates would have gone in about 20 sends; a loaded machine batches a few by
+  // itself.
   constexpr std::size_t count = 200;
-  UpdateLog log;
-  Client subscriber;
-  ASSERT_TRUE(connect_and_subscribe(subscriber, broker.url(), "subscriber", "Prompt//", log));
-  Client publisher;
-  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
-  const Sends before = sends_of(broker);
-  publish_paced(publisher, "Prompt/price", count, std::chrono::milliseconds(1));
-  ASSERT_TRUE(log.wait_for(count, std::chrono::seconds(30)));
-  expect_whole_and_in_order(log, "Prompt/price", count);
-  const double sends = sends_of(broker).sends - before.sends;
-  // Held, these 200 updates would have gone in about 20 sends; a loaded machine batches a
-  // few by itself.
-  EXPECT_GT(sends, count / 2);
+  EXPECT_GT(sends_for_one_subscriber("[broker]\nsend_coalesce_us = 10000\n", "Prompt/price", count), count / 2);
 }
 
 }  // namespace

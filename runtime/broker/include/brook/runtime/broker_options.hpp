@@ -129,10 +129,11 @@ struct BrokerOptions {
   // cores with 2 shards: polling shards took the core a fan-out's subscribers needed).
   std::int32_t idle_spin_us = -1;
   // Send coalescing: while a shard delivers more than send_coalesce_rate updates a second
-  // (summed over its sessions; a fan-out, not a round trip), a connection that was sent to
-  // less than send_coalesce_us ago waits out the rest of that time, so that one send (one
-  // system call, one wake-up of the subscriber) carries several updates. Below that rate
-  // every update is sent at once. 0 (either): never.
+  // (summed over its sessions) and has sends for 8 or more connections in a turn (a fan-out,
+  // not one stream or a round trip), a connection that was sent to less than
+  // send_coalesce_us ago waits out the rest of that time, so that one send (one system call,
+  // one wake-up of the subscriber) carries several updates. Otherwise every update is sent
+  // at once. 0 (either): never.
   std::uint32_t send_coalesce_us = 500;
   std::uint64_t send_coalesce_rate = 200'000;
 
