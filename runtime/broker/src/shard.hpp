@@ -58,6 +58,9 @@
 namespace brook::runtime {
 
 inline constexpr unsigned max_shards = 64;
+// A connection's held input keeps its buffer between episodes of back-pressure up to this
+// size, so that a publisher held back turn after turn does not fault in a new one each time.
+inline constexpr std::size_t max_kept_assembly_bytes = 4u << 20;
 
 inline std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -421,6 +424,8 @@ struct Connection {
   bool congested = false;
   std::size_t offered_bytes = 0;  // what the send in flight offered the kernel
   std::vector<std::byte> assembly;  // bytes of frames not yet processed
+  // While paused: the bytes at the front of `assembly` already processed (resume_input).
+  std::size_t assembly_from = 0;
   Session* session = nullptr;
   std::vector<std::byte> control_out;
   std::vector<std::byte> control_sending;

@@ -419,9 +419,32 @@ void Shard::resume_attached() {
 }
 
 void Shard::resume_input(Connection& c) {
-  std::vector<std::byte> held;
-  held.swap(c.assembly);
-  process_input(c, held);
+  // The held bytes are processed where they lie. Held back again part-way (a flat-out
+  // publisher is, turn after turn), the rest stays where it is: copying it to a new buffer
+  // each time cost a copy of the whole backlog, and its pages faulted in anew, per episode.
+  if (c.assembly_from < c.assembly.size() && !draining_ && accepts_frames(c)) {
+    if (!input_stopped(c)) {
+      const std::span<const std::byte> held(c.assembly.data() + c.assembly_from,
+                                            c.assembly.size() - c.assembly_from);
+      const std::size_t used = process_frames(c, held);
+      if (c.closing) return;
+      c.assembly_from += used;
+    }
+    if (c.assembly_from == c.assembly.size()) {
+      c.assembly.clear();
+      c.assembly_from = 0;
+      if (c.assembly.capacity() > max_kept_assembly_bytes) std::vector<std::byte>().swap(c.assembly);
+    } else if (accepts_frames(c) && input_stopped(c)) {
+      c.paused = true;
+      paused_.push_back(c.slot);
+      if (c.recv_armed) reactor_->cancel(transport::Op::recv, token_of(c));
+      return;
+    } else if (c.assembly_from > 0) {
+      // A frame not whole yet, or bytes for the shard a hand-off goes to: to the front.
+      c.assembly.erase(c.assembly.begin(), c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from));
+      c.assembly_from = 0;
+    }
+  }
   if (!c.paused && !c.closing && !c.recv_armed && c.state != ConnectionState::handing_off) {
     c.recv_armed = true;
     reactor_->recv_multishot(c.fd, token_of(c));
