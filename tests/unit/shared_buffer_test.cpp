@@ -1,7 +1,8 @@
 // Unit tests of SharedBuffer and BufferPool: every size class and the large (heap) path,
 // reference counting, recycling on the owning shard, cross-thread release through the return
-// stack (collect_remote, counted in stats), and a two-thread stress run that hands references
-// over an SpscRing and releases them on the other thread (clean under TSan and ASan).
+// stack (collect_remote, counted in stats), one block at a time or in a shard's batches, and a
+// two-thread stress run that hands references over an SpscRing and releases them on the other
+// thread (clean under TSan and ASan).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -247,8 +248,9 @@ TEST(SharedBuffer, allocation_collects_remote_returns_when_a_class_runs_dry) {
 // Stress: an owner thread allocates, fills and shares buffers (one to three references each)
 // over an SpscRing; the consumer checks the bytes and releases its references. The owner keeps
 // one more reference of every fifth buffer and drops it at a pseudo-random later point, so the
-// last release races between the two threads and both return paths run concurrently.
-TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_thread) {
+// last release races between the two threads and both return paths run concurrently. A
+// consumer that batches its returns flushes them after each drain, as a shard does each turn.
+void hand_references_over_a_ring(bool consumer_batches) {
   constexpr std::uint64_t total = 200'000;
   constexpr std::size_t ring_slots = 256;
   constexpr std::size_t max_kept = 64;
@@ -340,17 +342,22 @@ TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_threa
     b->release();
     ++received;
   };
-  for (;;) {
-    // acquire: pairs with the owner's release store of owner_done.
-    const bool done = owner_done.load(std::memory_order_acquire);
-    const std::size_t n = ring.drain(check_and_release, 32);
-    if (n == 0) {
-      if (done) break;
-      std::this_thread::yield();
+  std::thread consumer([&] {
+    if (consumer_batches) BufferPool::batch_returns_on_this_thread();
+    for (;;) {
+      // acquire: pairs with the owner's release store of owner_done.
+      const bool done = owner_done.load(std::memory_order_acquire);
+      const std::size_t n = ring.drain(check_and_release, 32);
+      BufferPool::flush_returns();
+      if (n == 0) {
+        if (done) break;
+        std::this_thread::yield();
+      }
     }
-  }
-  // release: pairs with the owner's acquire; all our releases happen before its collect.
-  consumer_done.store(true, std::memory_order_release);
+    // release: pairs with the owner's acquire; all our releases happen before its collect.
+    consumer_done.store(true, std::memory_order_release);
+  });
+  consumer.join();
   owner.join();
 
   std::uint64_t expected_refs = 0;
@@ -363,6 +370,77 @@ TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_threa
   EXPECT_EQ(stats_at_end.slabs, stats_after_warmup.slabs)
       << "the pool grew: released blocks did not come back in time";
   EXPECT_TRUE(every_block_came_back) << "some blocks never returned to their pool";
+}
+
+TEST(SharedBuffer, references_handed_over_a_ring_and_released_on_the_other_thread) {
+  hand_references_over_a_ring(false);
+}
+
+TEST(SharedBuffer, references_handed_over_a_ring_and_released_in_batches_on_the_other_thread) {
+  hand_references_over_a_ring(true);
+}
+
+// A shard's releases of another pool's blocks: in batches of 32, the rest when it flushes (or
+// ends), and the owner hands them out again in the order they were released.
+TEST(SharedBuffer, a_batching_thread_returns_blocks_in_batches_and_the_owner_reuses_them_in_release_order) {
+  BufferPool pool;
+  OwnPool own(pool);
+  constexpr int count = 100;  // three whole batches of 32 and four blocks
+  std::vector<SharedBuffer*> handed;
+  for (int i = 0; i < count; ++i) handed.push_back(pool.allocate(i % 3 ? 200 : 1000));
+  std::atomic<int> step{0};
+  std::thread other([&] {
+    BufferPool::batch_returns_on_this_thread();
+    for (SharedBuffer* b : handed) b->release();
+    step.store(1, std::memory_order_release);
+    while (step.load(std::memory_order_acquire) != 2) std::this_thread::yield();
+    BufferPool::flush_returns();
+    step.store(3, std::memory_order_release);
+  });
+  while (step.load(std::memory_order_acquire) != 1) std::this_thread::yield();
+  const auto blocks = pool.stats().allocated_blocks;
+  auto allocate_like_handed = [&](int from, int to) {
+    std::vector<SharedBuffer*> got;
+    for (int i = from; i < to; ++i) got.push_back(pool.allocate(i % 3 ? 200 : 1000));
+    return got;
+  };
+  pool.collect_remote();
+  EXPECT_EQ(pool.stats().remote_returns, 96u) << "whole batches come back at once";
+  std::vector<SharedBuffer*> again = allocate_like_handed(0, 96);
+  EXPECT_TRUE(std::equal(again.begin(), again.end(), handed.begin()))
+      << "each class hands its blocks out in the order they were released";
+  step.store(2, std::memory_order_release);
+  while (step.load(std::memory_order_acquire) != 3) std::this_thread::yield();
+  other.join();
+  pool.collect_remote();
+  EXPECT_EQ(pool.stats().remote_returns, std::uint64_t{count}) << "the flush returns the rest";
+  std::vector<SharedBuffer*> rest = allocate_like_handed(96, count);
+  EXPECT_TRUE(std::equal(rest.begin(), rest.end(), handed.begin() + 96));
+  EXPECT_EQ(pool.stats().allocated_blocks, blocks) << "nothing new was carved";
+  for (SharedBuffer* b : again) b->release();
+  for (SharedBuffer* b : rest) b->release();
+  EXPECT_EQ(pool.in_use_bytes(), 0u);
+}
+
+TEST(SharedBuffer, a_batching_thread_that_ends_hands_back_its_partial_batches) {
+  BufferPool first, second;
+  OwnPool own(first);
+  std::vector<SharedBuffer*> handed;
+  for (int i = 0; i < 5; ++i) handed.push_back(first.allocate(100));
+  {
+    OwnPool other_pool(second);
+    for (int i = 0; i < 3; ++i) handed.push_back(second.allocate(5000));
+  }
+  std::thread([&] {
+    BufferPool::batch_returns_on_this_thread();
+    for (SharedBuffer* b : handed) b->release();
+  }).join();
+  first.collect_remote();
+  second.collect_remote();
+  EXPECT_EQ(first.stats().remote_returns, 5u);
+  EXPECT_EQ(second.stats().remote_returns, 3u);
+  EXPECT_EQ(first.in_use_bytes(), 0u);
+  EXPECT_EQ(second.in_use_bytes(), 0u);
 }
 
 TEST(SharedBuffer, slabs_with_no_block_in_use_go_back_to_the_heap_and_the_pool_still_works) {

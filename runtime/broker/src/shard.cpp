@@ -110,6 +110,7 @@ bool Shard::drain_step() {
 
 void Shard::run(const Listeners& listeners) {
   BufferPool::thread_pool() = &pool_;
+  BufferPool::batch_returns_on_this_thread();
   if (options_.pin_threads) {
     unsigned cores = std::thread::hardware_concurrency();
     if (cores > 0) {
@@ -202,6 +203,7 @@ void Shard::run(const Listeners& listeners) {
         timeout_ms = std::min<int>(timeout_ms, static_cast<int>(options_.storage_sync_interval_ms));
     }
     pool_.collect_remote();
+    BufferPool::flush_returns();  // other shards' blocks this turn released, before any sleep
     ++counters_.loop_turns;
     const std::uint64_t work_ns = now_ns() - turn_start;
     // A bounded number of completions per turn: a receive buffer of tiny publishes is a
@@ -256,6 +258,7 @@ void Shard::run(const Listeners& listeners) {
     if (Connection* c = connections_[slot].get(); c && c->shm && c->shm->doorbell_armed)
       reactor_->cancel(transport::Op::read, token_of(*c));
   for (int i = 0; i < 100 && doorbells_armed(); ++i) reactor_->run_once(*this, 10);
+  BufferPool::flush_returns();
 }
 
 bool Shard::doorbells_armed() const {

@@ -3,6 +3,7 @@
 #include <mimalloc.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <new>
 
@@ -26,6 +27,38 @@ static_assert(sizeof(SlabHeader) <= slab_header_bytes);
 SlabHeader* slab_of(const void* block) noexcept {
   return reinterpret_cast<SlabHeader*>(reinterpret_cast<std::uintptr_t>(block) & ~std::uintptr_t{slab_bytes - 1});
 }
+
+// A batch of blocks returned to another pool. Its first block's payload, dead once released,
+// holds the count and the other blocks' addresses, each tagged with its size class in the low
+// bits (blocks are 16-byte aligned): the owner links them onto its free lists without reading
+// them. A batch of one has a count of zero.
+constexpr std::size_t batch_entries =
+    BufferPool::class_bytes[0] / sizeof(std::uint64_t) - 1;  // the smallest payload holds them
+constexpr std::uint64_t class_tag_mask = 15;
+static_assert(alignof(SharedBuffer) <= 16 && sizeof(SharedBuffer) % 16 == 0);
+static_assert(BufferPool::class_bytes.size() <= class_tag_mask);
+
+std::uint64_t* batch_list(SharedBuffer* head) noexcept {
+  return reinterpret_cast<std::uint64_t*>(head->data());
+}
+
+// The calling thread's partial batches, one per pool (a pool whose slot another pool holds
+// flushes it). Shards are few, so eight slots rarely collide.
+struct PendingReturns {
+  struct Slot {
+    BufferPool* pool = nullptr;
+    SharedBuffer* head = nullptr;
+  };
+  bool enabled = false;
+  std::array<Slot, 8> slots{};
+
+  Slot& slot_of(const BufferPool* pool) noexcept {
+    const auto key = reinterpret_cast<std::uintptr_t>(pool) >> 6;
+    return slots[(key * 0x9E3779B97F4A7C15ull) >> 61];
+  }
+  ~PendingReturns() { BufferPool::flush_returns(); }
+};
+thread_local PendingReturns pending_returns;
 }  // namespace
 
 BufferPool*& BufferPool::thread_pool() noexcept {
@@ -201,14 +234,49 @@ void BufferPool::give_back(SharedBuffer* block) noexcept {
     --slab_of(block)->live;
     return;
   }
-  // Another thread: push onto the return stack. The owner takes the whole stack at once
-  // with exchange(), so there is no ABA problem.
+  // Another thread. The block's last reference went here: this thread alone may write it.
+  PendingReturns& pending = pending_returns;
+  if (!pending.enabled) {
+    batch_list(block)[0] = 0;
+    push_remote(block);
+    return;
+  }
+  PendingReturns::Slot& slot = pending.slot_of(this);
+  if (slot.pool != this) {
+    if (slot.head) slot.pool->push_remote(slot.head);
+    slot = {this, nullptr};
+  }
+  if (!slot.head) {
+    batch_list(block)[0] = 0;
+    slot.head = block;
+    return;
+  }
+  std::uint64_t* list = batch_list(slot.head);
+  list[1 + list[0]++] = reinterpret_cast<std::uintptr_t>(block) | block->size_class_;
+  if (list[0] == batch_entries) {
+    push_remote(slot.head);
+    slot.head = nullptr;
+  }
+}
+
+void BufferPool::push_remote(SharedBuffer* batch) noexcept {
+  // The owner takes the whole stack at once with exchange(), so there is no ABA problem.
   SharedBuffer* head = remote_free_.load(std::memory_order_relaxed);
   do {
-    block->next_free_ = head;
-    // release: pairs with the acquire exchange in collect_remote, publishing next_free_.
-  } while (!remote_free_.compare_exchange_weak(head, block, std::memory_order_release,
+    batch->next_free_ = head;
+    // release: pairs with the acquire exchange in collect_remote, publishing next_free_ and
+    // the batch's list.
+  } while (!remote_free_.compare_exchange_weak(head, batch, std::memory_order_release,
                                                std::memory_order_relaxed));
+}
+
+void BufferPool::batch_returns_on_this_thread() noexcept { pending_returns.enabled = true; }
+
+void BufferPool::flush_returns() noexcept {
+  for (PendingReturns::Slot& slot : pending_returns.slots) {
+    if (slot.head) slot.pool->push_remote(slot.head);
+    slot = {};
+  }
 }
 
 void BufferPool::collect_remote() noexcept {
@@ -216,14 +284,25 @@ void BufferPool::collect_remote() noexcept {
   SharedBuffer* list = remote_free_.exchange(nullptr, std::memory_order_acquire);
   const std::uint64_t large_returned = remote_large_freed_.exchange(0, std::memory_order_relaxed);
   std::uint64_t returned = large_returned;
+  auto take_back = [&](SharedBuffer* block, std::uint8_t size_class) {
+    block->next_free_ = free_[size_class];
+    free_[size_class] = block;
+    returned += sizeof(SharedBuffer) + class_bytes[size_class];
+    --slab_of(block)->live;
+    ++stats_.remote_returns;
+  };
   while (list) {
     SharedBuffer* next = list->next_free_;
-    list->next_free_ = free_[list->size_class_];
-    free_[list->size_class_] = list;
-    returned += sizeof(SharedBuffer) + class_bytes[list->size_class_];
-    --slab_of(list)->live;
+    const std::uint64_t* entries = batch_list(list);
+    // Newest first, as the stack holds the batches, so that the free lists hand blocks out in
+    // the order they were released, most often the order they were allocated in: a stream's
+    // buffers stay in address order, which the prefetchers of both cores follow (handed out
+    // newest first, the other shard's deliveries cost 0.1 us more each).
+    for (std::uint64_t i = entries[0]; i >= 1; --i)
+      take_back(reinterpret_cast<SharedBuffer*>(entries[i] & ~class_tag_mask),
+                static_cast<std::uint8_t>(entries[i] & class_tag_mask));
+    take_back(list, list->size_class_);  // the batch's first release
     list = next;
-    ++stats_.remote_returns;
   }
   in_use_bytes_ -= std::min(in_use_bytes_, returned);
   heap_bytes_ -= std::min(heap_bytes_, large_returned);

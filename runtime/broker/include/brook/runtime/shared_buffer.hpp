@@ -4,6 +4,8 @@
 // size classes; the last release returns the block to the pool that allocated it: directly
 // when released on the owning shard, through a lock-free return stack otherwise (Seastar's
 // foreign_ptr idea), so the publish -> deliver path allocates nothing once pools are warm.
+// A shard returns another pool's blocks in batches: the owner then reads one array per batch
+// instead of chasing a list through blocks that sit in the other core's cache.
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -81,6 +83,14 @@ class BufferPool {
   static std::size_t blocks_per_slab(std::size_t bytes) noexcept;
   // Moves blocks that other threads released back onto the local free lists.
   void collect_remote() noexcept;
+  // From now on, blocks of other pools that the calling thread releases wait in a batch per
+  // pool (up to 32 blocks, their list kept in the first block's dead payload) until the batch
+  // is full or flush_returns() is called. Only for a thread that calls flush_returns()
+  // regularly: a shard's loop, each turn (a thread that ends hands its batches back too).
+  // Other threads return each block at once.
+  static void batch_returns_on_this_thread() noexcept;
+  // Hands the calling thread's partial batches to their pools.
+  static void flush_returns() noexcept;
   const BufferPoolStats& stats() const noexcept { return stats_; }
   // Bytes of this pool's blocks that are held (allocated and not yet back), headers included,
   // as of the last collect_remote(): what the memory budget counts. Owner thread only.
@@ -108,6 +118,7 @@ class BufferPool {
     std::byte* end = nullptr;
   };
   void give_back(SharedBuffer* block) noexcept;
+  void push_remote(SharedBuffer* batch) noexcept;
   SharedBuffer* take_free(std::uint8_t size_class) noexcept;
   SharedBuffer* carve(std::uint8_t size_class) noexcept;  // null: the class's slab is used up
   void add_slab(std::uint8_t size_class);
