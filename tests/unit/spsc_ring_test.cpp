@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "brook/transport/spsc_ring.hpp"
@@ -125,6 +126,27 @@ TEST(SpscRing, drain_takes_at_most_max_and_leaves_the_rest_in_order) {
   EXPECT_EQ(ring.drain(collect, 100), 8u);
   EXPECT_EQ(got, (std::vector<std::uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
   EXPECT_EQ(ring.drain(collect), 0u);
+}
+
+// The look-ahead drain: each record is looked ahead at once, `distance` records before it is
+// handled (the first ones at the start), and only records of this drain are.
+TEST(SpscRing, drain_with_look_ahead_sees_each_record_once_distance_records_early) {
+  SpscRing<std::uint64_t> ring(16);
+  for (std::uint64_t i = 0; i < 14; ++i) ASSERT_TRUE(ring.try_push(i));  // wraps round below
+  ASSERT_EQ(ring.drain([](const std::uint64_t&) {}, 10), 10u);
+  for (std::uint64_t i = 14; i < 24; ++i) ASSERT_TRUE(ring.try_push(i));
+  std::vector<std::string> events;
+  auto handle = [&](const std::uint64_t& v) { events.push_back("f" + std::to_string(v)); };
+  auto ahead = [&](const std::uint64_t& v) { events.push_back("a" + std::to_string(v)); };
+  EXPECT_EQ(ring.drain(handle, 6, ahead, 3), 6u);
+  EXPECT_EQ(events, (std::vector<std::string>{"a10", "a11", "a12", "a13", "f10", "a14", "f11",
+                                              "a15", "f12", "f13", "f14", "f15"}));
+  events.clear();
+  EXPECT_EQ(ring.drain(handle, 100, ahead, 3), 8u);
+  EXPECT_EQ(events.size(), 16u);
+  EXPECT_EQ(events.front(), "a16");
+  EXPECT_EQ(events.back(), "f23");
+  EXPECT_EQ(ring.drain(handle, 100, ahead, 3), 0u);
 }
 
 TEST(SpscRing, two_threads_pass_two_million_records_in_order_and_intact) {

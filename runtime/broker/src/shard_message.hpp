@@ -81,6 +81,17 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
   if (m.delta) m.delta->release();
 }
 
+// A record's buffers were written on the sending shard's core, and the first lines of each
+// (the reference count, the frame's head) are what the receiving shard touches first: asked
+// for a few records ahead, they arrive while the records in between are handled.
+inline void prefetch_buffers_of(const ShardMessage& m) noexcept {
+  for (const SharedBuffer* b : {m.buffer, m.delta}) {
+    if (!b) continue;
+    __builtin_prefetch(b, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(b) + 64, 0);
+  }
+}
+
 inline constexpr std::uint8_t connection_shm = 1;
 inline constexpr std::uint8_t connection_shm_link = 2;
 inline constexpr std::uint8_t connection_tls = 4;         // accepted on the TLS listener: handshake first

@@ -77,6 +77,26 @@ class SpscRing {
     return n;
   }
 
+  // drain(), also calling ahead(record) for the record `distance` places further on before
+  // f(record): the consumer starts fetching what that record points to while it handles the
+  // records in between.
+  template <class F, class Ahead>
+  std::size_t drain(F&& f, std::size_t max, Ahead&& ahead, std::size_t distance) {
+    const std::uint64_t head = consumer_.position.load(std::memory_order_relaxed);
+    // acquire: pairs with the release in try_push.
+    consumer_.cached_other = producer_.position.load(std::memory_order_acquire);
+    std::uint64_t available = consumer_.cached_other - head;
+    std::size_t n = available < max ? static_cast<std::size_t>(available) : max;
+    for (std::size_t i = 0; i < n && i < distance; ++i) ahead(slots_[(head + i) & mask_]);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + distance < n) ahead(slots_[(head + i + distance) & mask_]);
+      f(slots_[(head + i) & mask_]);
+    }
+    // release: pairs with the acquire in try_push.
+    consumer_.position.store(head + n, std::memory_order_release);
+    return n;
+  }
+
   // Either side, as a hint only.
   std::size_t size_hint() const noexcept {
     // The consumer's position first: the producer's, read after, is never behind it.
