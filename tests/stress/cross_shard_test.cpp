@@ -3,7 +3,9 @@
 // update crosses a mailbox and its deliveries cross back. With tiny mailboxes (64 records)
 // and with the default ones, for 20 s: every subscriber receives every update in order, and
 // delivery never stops for a second. (Shards that stopped draining their mailboxes while
-// back-pressured waited for each other for ever.)
+// back-pressured waited for each other for ever.) Under the same load, new named sessions
+// whose Connect reaches a back-pressured shard (held with the connection's input) and belongs
+// to the other shard are handed over and connect.
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
@@ -12,6 +14,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -58,7 +61,9 @@ struct Subscriber {
   std::array<OrderedCount, 2> topics;  // index: the publisher's shard
 };
 
-void cross_traffic_keeps_flowing(std::uint32_t mailbox_capacity) {
+// `meanwhile` runs on a thread of its own while the traffic flows, until told to stop.
+void cross_traffic_keeps_flowing(std::uint32_t mailbox_capacity,
+                                 const std::function<void(BrokerProcess&, const std::atomic<bool>&)>& meanwhile = {}) {
   BrokerConfig config = with_shards(2);
   config.config_toml = "[shards]\nmailbox_capacity = " + std::to_string(mailbox_capacity) + "\n";
   BrokerProcess broker(config);
@@ -111,6 +116,9 @@ void cross_traffic_keeps_flowing(std::uint32_t mailbox_capacity) {
       for (auto& t : s.topics) sum += t.received.load();
     return sum;
   };
+  std::atomic<bool> stop_meanwhile{false};
+  std::thread side;
+  if (meanwhile) side = std::thread([&] { meanwhile(broker, stop_meanwhile); });
   const auto start = clock::now();
   auto last_progress = start;
   auto longest_stall = clock::duration::zero();
@@ -126,6 +134,8 @@ void cross_traffic_keeps_flowing(std::uint32_t mailbox_capacity) {
     }
     longest_stall = std::max(longest_stall, now - last_progress);
   }
+  stop_meanwhile.store(true);
+  if (side.joinable()) side.join();
   stop.store(true);
   for (auto& t : publishing) t.join();
 
@@ -159,6 +169,39 @@ TEST(StressCrossShard, tiny_mailboxes_flat_out_both_ways_every_subscriber_gets_e
 
 TEST(StressCrossShard, default_mailboxes_flat_out_both_ways_every_subscriber_gets_everything_in_order) {
   cross_traffic_keeps_flowing(16384);
+}
+
+// A named session lives on the shard its name hashes to, and connections are dealt to the
+// shards in turn, so about half of these Connects reach the other shard and are handed over;
+// with the shards' rings running full, many reach one that is back-pressured and wait with the
+// connection's input until it may read again. (Handed over from inside that resumed input, the
+// connection was freed while its frames were still being read.)
+TEST(StressCrossShard, named_sessions_connecting_to_back_pressured_shards_are_handed_over) {
+  std::uint64_t attempts = 0, connected = 0;
+  std::string first_failure;
+  cross_traffic_keeps_flowing(64, [&](BrokerProcess& broker, const std::atomic<bool>& stop) {
+    for (std::int64_t number = 1; !stop.load() && number <= 2000; ++number) {
+      ClientOptions options;
+      options.url = broker.url();
+      options.client_name = "handed-over";
+      options.session_number = number;
+      options.connect_timeout = std::chrono::seconds(10);
+      options.reconnect_timeout = std::chrono::milliseconds(0);
+      options.retries = 0;
+      Client client;
+      ++attempts;
+      Status status = client.connect(options);
+      const std::string expected = "anonymous/" + std::to_string(number);
+      if (status && client.session_id() == expected) ++connected;
+      else if (first_failure.empty())
+        first_failure = expected + ": " + status.message + " (session '" + client.session_id() + "')";
+      client.close();
+    }
+  });
+  EXPECT_GE(attempts, 5u) << "hardly any session was tried";
+  EXPECT_EQ(connected, attempts) << first_failure;
+  std::fprintf(stderr, "named sessions connected: %llu of %llu\n", (unsigned long long)connected,
+               (unsigned long long)attempts);
 }
 
 }  // namespace

@@ -347,7 +347,10 @@ void hand_references_over_a_ring(bool consumer_batches) {
     for (;;) {
       // acquire: pairs with the owner's release store of owner_done.
       const bool done = owner_done.load(std::memory_order_acquire);
-      const std::size_t n = ring.drain(check_and_release, 32);
+      // A batching consumer takes the whole ring at once, so that its batches fill (a record
+      // is one of 1-3 references, and a batch needs 32 last releases) while the owner
+      // collects; the other takes 32 records at a time.
+      const std::size_t n = ring.drain(check_and_release, consumer_batches ? ring_slots : 32);
       BufferPool::flush_returns();
       if (n == 0) {
         if (done) break;

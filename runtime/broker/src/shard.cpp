@@ -155,6 +155,7 @@ void Shard::run(const Listeners& listeners) {
     if (authenticator_)
       authenticator_->drain(index_, [&](const AuthResult& r) { on_authenticated(r.connection, r.accepted); });
     const bool shm_input = !shm_slots_.empty() && poll_shm() > 0;
+    if (!handoffs_due_.empty()) finish_due_handoffs();
     check_memory();
     if (!holding_sessions_.empty()) check_flow(now_ns());
     if (!to_abandon_.empty()) abandon_overdue();
@@ -186,7 +187,7 @@ void Shard::run(const Listeners& listeners) {
     // wake-up instead of one per update (shard_coalescing.cpp).
     const bool batch_sleep = held_sends_due_ns_ != 0 && coalescing_ && work == 0 && !spinning &&
                              !back_pressured() && shm_slots_.empty() && !reactor_->completions_pending();
-    if (!batch_sleep && work == 0 && !back_pressured() && !spinning &&
+    if (!batch_sleep && work == 0 && !back_pressured() && !spinning && handoffs_due_.empty() &&
         (shm_slots_.empty() || (shm_asked = true, shm_quiet()))) {
       // Tell producers we may sleep, then look once more: a record pushed before our store
       // is seen by inbound_pending(); one pushed after it sees sleeping_ and wakes us.
@@ -203,7 +204,7 @@ void Shard::run(const Listeners& listeners) {
       if (journal_->take_rolled()) snapshot_topics();
       // The next periodic sync is due within the interval, sleeping or not.
       if (options_.storage_sync == StorageSync::interval && timeout_ms > 0)
-        timeout_ms = std::min<int>(timeout_ms, static_cast<int>(options_.storage_sync_interval_ms));
+        timeout_ms = static_cast<int>(std::min<std::uint64_t>(timeout_ms, options_.storage_sync_interval_ms));
     }
     pool_.collect_remote();
     BufferPool::flush_returns();  // other shards' blocks this turn released, before any sleep
@@ -225,7 +226,7 @@ void Shard::run(const Listeners& listeners) {
       const std::uint64_t now_held = now_ns();
       const std::int64_t due_us =
           held_sends_due_ns_ <= now_held ? 0 : static_cast<std::int64_t>((held_sends_due_ns_ - now_held) / 1000 + 1);
-      timeout_us = timeout_us < 0 ? due_us : std::min(timeout_us, due_us);
+      timeout_us = std::min(timeout_us, due_us);  // the loop never waits for ever
     }
     reactor_->wait_us(timeout_us);
     const std::uint64_t woken = now_ns();

@@ -58,8 +58,8 @@
 namespace brook::runtime {
 
 inline constexpr unsigned max_shards = 64;
-// A connection's held input keeps its buffer between episodes of back-pressure up to this
-// size, so that a publisher held back turn after turn does not fault in a new one each time.
+// A connection's held input keeps its buffer once processed if it is no larger than this, so
+// that a publisher held back turn after turn does not fault in a new one each time.
 inline constexpr std::size_t max_kept_assembly_bytes = 4u << 20;
 
 inline std::uint64_t now_ns() {
@@ -584,6 +584,7 @@ class Shard final : public transport::ReactorHandler {
   void resync_subscriptions(Session& s);
   void start_handoff(Connection& c, unsigned shard);
   void finish_handoff(Connection& c);
+  void finish_due_handoffs();
   void check_liveness(std::uint64_t now);
   // A closing connection that has not sent its last words within grace_ns is abandoned.
   void abandon_after(Connection& c, std::uint64_t grace_ns);
@@ -823,6 +824,9 @@ class Shard final : public transport::ReactorHandler {
   std::vector<std::uint32_t> flush_list_;
   std::vector<std::uint32_t> paused_;
   std::vector<std::uint32_t> to_resume_;  // connections just attached, with input held back
+  // Connections whose hand-off waits for nothing: finished by the loop, never from inside
+  // the frame handling that started it (which still reads the connection).
+  std::vector<std::uint64_t> handoffs_due_;  // tokens
   std::size_t open_connections_ = 0;
 
   // Every session queue's ring bytes (OutboundLimits::ring_bytes_total); declared before the
@@ -938,6 +942,7 @@ class Shard final : public transport::ReactorHandler {
   void update_coalescing(std::uint64_t now);
   bool coalescing_turn() const;  // this turn's flush may hold sends back
   bool hold_send(const Connection& c) const;
+  std::uint64_t coalesce_window_ns() const noexcept { return std::uint64_t{options_.send_coalesce_us} * 1000; }
   // A send took `frames` of s's frames, through session sequence `through`: counts it, and
   // the latency of the sampled update if it went.
   void note_send(Session& s, std::uint64_t frames, std::uint64_t through);

@@ -50,7 +50,7 @@ void Shard::update_coalescing(std::uint64_t now) {
 bool Shard::hold_send(const Connection& c) const {
   if (c.send_in_flight || c.closing || c.shm || !c.control_out.empty() || layers_have_output(c))
     return false;
-  if (send_clock_ns_ - c.send_started_ns >= std::uint64_t{options_.send_coalesce_us} * 1000) return false;
+  if (send_clock_ns_ - c.send_started_ns >= coalesce_window_ns()) return false;
   const Session* s = c.state == ConnectionState::attached ? c.session : nullptr;
   return s && s->out.bytes() < full_batch_bytes;
 }

@@ -441,7 +441,9 @@ void Shard::resume_input(Connection& c) {
       return;
     } else if (c.assembly_from > 0) {
       // A frame not whole yet, or bytes for the shard a hand-off goes to: to the front.
-      c.assembly.erase(c.assembly.begin(), c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from));
+      const auto rest = c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from);
+      if (c.assembly.capacity() > max_kept_assembly_bytes) c.assembly = std::vector<std::byte>(rest, c.assembly.end());
+      else c.assembly.erase(c.assembly.begin(), rest);
       c.assembly_from = 0;
     }
   }
@@ -474,7 +476,7 @@ void Shard::flush_sessions() {
     Connection* c = connections_[flush_list_[i]].get();
     if (!c) continue;
     if (may_hold && hold_send(*c)) {
-      const std::uint64_t due = c->send_started_ns + std::uint64_t{options_.send_coalesce_us} * 1000;
+      const std::uint64_t due = c->send_started_ns + coalesce_window_ns();
       if (held_sends_due_ns_ == 0 || due < held_sends_due_ns_) held_sends_due_ns_ = due;
       flush_list_[held++] = flush_list_[i];
       continue;

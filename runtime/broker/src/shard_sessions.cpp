@@ -407,8 +407,15 @@ void Shard::start_handoff(Connection& c, unsigned shard) {
   if (c.recv_armed)
     reactor_->cancel(transport::Op::recv, token_of(c));  // on_recv() finishes the handoff
   else if (!c.paused)
-    finish_handoff(c);
-  // A paused connection is not reading: resume_paused() brings it back here.
+    handoffs_due_.push_back(token_of(c));  // the frame loop that got here still reads `c`
+}
+
+void Shard::finish_due_handoffs() {
+  auto due = std::move(handoffs_due_);
+  handoffs_due_.clear();
+  for (std::uint64_t token : due)
+    if (Connection* c = connection_for(token); c && c->state == ConnectionState::handing_off)
+      finish_handoff(*c);
 }
 
 void Shard::finish_handoff(Connection& c) {

@@ -35,7 +35,10 @@ SlabHeader* slab_of(const void* block) noexcept {
 constexpr std::size_t batch_entries =
     BufferPool::class_bytes[0] / sizeof(std::uint64_t) - 1;  // the smallest payload holds them
 constexpr std::uint64_t class_tag_mask = 15;
-static_assert(alignof(SharedBuffer) <= 16 && sizeof(SharedBuffer) % 16 == 0);
+// Blocks sit at slab + header + k * (header + class bytes): all multiples of 16.
+static_assert(slab_header_bytes % 16 == 0 && sizeof(SharedBuffer) % 16 == 0);
+static_assert(std::all_of(BufferPool::class_bytes.begin(), BufferPool::class_bytes.end(),
+                          [](std::uint32_t bytes) { return bytes % 16 == 0; }));
 static_assert(BufferPool::class_bytes.size() <= class_tag_mask);
 
 std::uint64_t* batch_list(SharedBuffer* head) noexcept {
@@ -280,7 +283,7 @@ void BufferPool::flush_returns() noexcept {
 }
 
 void BufferPool::collect_remote() noexcept {
-  // acquire: pairs with the release CAS in give_back.
+  // acquire: pairs with the release CAS in push_remote.
   SharedBuffer* list = remote_free_.exchange(nullptr, std::memory_order_acquire);
   const std::uint64_t large_returned = remote_large_freed_.exchange(0, std::memory_order_relaxed);
   std::uint64_t returned = large_returned;
