@@ -430,17 +430,15 @@ void Shard::resume_input(Connection& c) {
       if (c.closing) return;
       c.assembly_from += used;
     }
-    if (c.assembly_from == c.assembly.size()) {
-      c.assembly.clear();
-      c.assembly_from = 0;
-      if (c.assembly.capacity() > max_kept_assembly_bytes) std::vector<std::byte>().swap(c.assembly);
-    } else if (accepts_frames(c) && input_stopped(c)) {
+    if (c.assembly_from < c.assembly.size() && accepts_frames(c) && input_stopped(c)) {
       c.paused = true;
       paused_.push_back(c.slot);
       if (c.recv_armed) reactor_->cancel(transport::Op::recv, token_of(c));
       return;
-    } else if (c.assembly_from > 0) {
-      // A frame not whole yet, or bytes for the shard a hand-off goes to: to the front.
+    }
+    if (c.assembly_from > 0) {
+      // What is left (a frame not whole yet, or bytes for the shard a hand-off goes to, or
+      // nothing) goes to the front.
       const auto rest = c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from);
       if (c.assembly.capacity() > max_kept_assembly_bytes) c.assembly = std::vector<std::byte>(rest, c.assembly.end());
       else c.assembly.erase(c.assembly.begin(), rest);

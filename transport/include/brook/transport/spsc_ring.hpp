@@ -12,6 +12,7 @@
 #include <memory>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 namespace brook::transport {
 
@@ -66,15 +67,7 @@ class SpscRing {
   // Pops up to `max` records, calling f(const T&) for each, and frees their slots at once.
   template <class F>
   std::size_t drain(F&& f, std::size_t max = SIZE_MAX) {
-    const std::uint64_t head = consumer_.position.load(std::memory_order_relaxed);
-    // acquire: pairs with the release in try_push.
-    consumer_.cached_other = producer_.position.load(std::memory_order_acquire);
-    std::uint64_t available = consumer_.cached_other - head;
-    std::size_t n = available < max ? static_cast<std::size_t>(available) : max;
-    for (std::size_t i = 0; i < n; ++i) f(slots_[(head + i) & mask_]);
-    // release: pairs with the acquire in try_push.
-    consumer_.position.store(head + n, std::memory_order_release);
-    return n;
+    return drain(std::forward<F>(f), max, [](const T&) {}, 0);
   }
 
   // drain(), also calling ahead(record) for the record `distance` places further on before
