@@ -217,8 +217,9 @@ TEST(SharedBuffer, blocks_released_on_another_thread_come_back_through_collect_r
   EXPECT_EQ(pool.stats().remote_returns, std::uint64_t{count});
   pool.collect_remote();
   EXPECT_EQ(pool.stats().remote_returns, std::uint64_t{count}) << "collected once only";
-  // Every returned block is on a free list again: allocating them back grows nothing, and the
-  // most recently collected ones come out first.
+  // Every returned block can be handed out again, and allocating them back grows nothing. The
+  // owner's own return comes first: it is the one still in this core's cache.
+  EXPECT_EQ(pool.allocate(300), fresh);
   std::set<SharedBuffer*> returned(handed.begin(), handed.end());
   std::vector<SharedBuffer*> got;
   for (int i = 0; i < count; ++i) got.push_back(pool.allocate(i % 2 ? 300 : 3000));
@@ -226,6 +227,7 @@ TEST(SharedBuffer, blocks_released_on_another_thread_come_back_through_collect_r
   EXPECT_EQ(std::set<SharedBuffer*>(got.begin(), got.end()).size(), std::size_t{count});
   EXPECT_EQ(pool.stats().allocated_blocks, blocks_with_fresh);
   for (SharedBuffer* b : got) b->release();
+  fresh->release();
 }
 
 TEST(SharedBuffer, allocation_collects_remote_returns_when_a_class_runs_dry) {
@@ -476,6 +478,43 @@ TEST(SharedBuffer, slabs_with_no_block_in_use_go_back_to_the_heap_and_the_pool_s
   for (std::size_t i = 2 * per_slab; i < taken.size(); ++i) taken[i]->release();
   EXPECT_EQ(pool.in_use_bytes(), 0u);
   EXPECT_GT(pool.release_free_slabs(), 0u);
+}
+
+TEST(SharedBuffer, a_slab_whose_blocks_wait_in_returned_batches_goes_back_after_a_sweep_in_steps) {
+  BufferPool pool;
+  OwnPool own(pool);
+  const std::size_t per_slab = BufferPool::blocks_per_slab(1000);
+  std::vector<SharedBuffer*> taken;
+  for (std::size_t i = 0; i < 2 * per_slab; ++i) taken.push_back(pool.allocate(1000));
+  ASSERT_EQ(pool.stats().slabs, 2u);
+  // The first slab comes back in batches from a shard-like thread, the second stays in use.
+  std::thread([&] {
+    BufferPool::batch_returns_on_this_thread();
+    for (std::size_t i = 0; i < per_slab; ++i) taken[i]->release();
+    BufferPool::flush_returns();
+  }).join();
+  pool.collect_remote();
+  EXPECT_EQ(pool.stats().remote_returns, per_slab);
+  // Some of them are handed out again (a batch opened part-way) and come back to the owner.
+  std::vector<SharedBuffer*> again;
+  for (std::size_t i = 0; i < 40; ++i) again.push_back(pool.allocate(1000));
+  EXPECT_TRUE(std::equal(again.begin(), again.end(), taken.begin())) << "in release order";
+  for (SharedBuffer* b : again) b->release();
+  EXPECT_EQ(pool.release_free_slabs(10), 0u) << "ten blocks examined: the sweep goes on";
+  EXPECT_TRUE(pool.sweeping());
+  std::uint64_t released = 0;
+  for (int call = 0; call < 1000 && pool.sweeping(); ++call) released += pool.release_free_slabs(10);
+  EXPECT_EQ(released, 1u << 20) << "the slab whose blocks all came back";
+  EXPECT_EQ(pool.stats().released_slabs, 1u);
+  // Nothing handed out afterwards comes from the released slab: the pool carves a new one.
+  std::vector<SharedBuffer*> fresh;
+  for (std::size_t i = 0; i < per_slab; ++i) {
+    fresh.push_back(pool.allocate(1000));
+    std::memset(fresh.back()->data(), 0x5a, 1000);  // ASan: the memory is the pool's
+  }
+  for (SharedBuffer* b : fresh) b->release();
+  for (std::size_t i = per_slab; i < taken.size(); ++i) taken[i]->release();
+  EXPECT_EQ(pool.in_use_bytes(), 0u);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <array>
 #include <cassert>
 #include <new>
+#include <utility>
 
 namespace brook::runtime {
 
@@ -28,29 +29,29 @@ SlabHeader* slab_of(const void* block) noexcept {
   return reinterpret_cast<SlabHeader*>(reinterpret_cast<std::uintptr_t>(block) & ~std::uintptr_t{slab_bytes - 1});
 }
 
-// A batch of blocks returned to another pool. Its first block's payload, dead once released,
-// holds the count and the other blocks' addresses, each tagged with its size class in the low
-// bits (blocks are 16-byte aligned): the owner links them onto its free lists without reading
-// them. A batch of one has a count of zero.
-constexpr std::size_t batch_entries =
-    BufferPool::class_bytes[0] / sizeof(std::uint64_t) - 1;  // the smallest payload holds them
-constexpr std::uint64_t class_tag_mask = 15;
-// Blocks sit at slab + header + k * (header + class bytes): all multiples of 16.
-static_assert(slab_header_bytes % 16 == 0 && sizeof(SharedBuffer) % 16 == 0);
-static_assert(std::all_of(BufferPool::class_bytes.begin(), BufferPool::class_bytes.end(),
-                          [](std::uint32_t bytes) { return bytes % 16 == 0; }));
-static_assert(BufferPool::class_bytes.size() <= class_tag_mask);
+// Blocks come back cold: last written on the other core, which read them to deliver and
+// dropped its reference. Their header and the start of their payload are written as soon as
+// they are handed out, so the cursor asks for the lines a few blocks ahead.
+constexpr std::uint32_t prefetch_ahead = 4;
+void prefetch_for_writing(SharedBuffer* block) noexcept {
+  __builtin_prefetch(block, 1);
+  __builtin_prefetch(reinterpret_cast<std::byte*>(block) + 64, 1);
+  __builtin_prefetch(reinterpret_cast<std::byte*>(block) + 128, 1);
+}
 
+// A batch of blocks of one size class returned to another pool. Its first block's payload,
+// dead once released, holds the count and the other blocks' addresses: the owner takes the
+// batch without touching the blocks. A batch of one has a count of zero.
 std::uint64_t* batch_list(SharedBuffer* head) noexcept {
   return reinterpret_cast<std::uint64_t*>(head->data());
 }
 
-// The calling thread's partial batches, one per pool (a pool whose slot another pool holds
-// flushes it). Shards are few, so eight slots rarely collide.
+// The calling thread's partial batches, per pool and size class (a pool whose slot another
+// pool holds flushes it). Shards are few, so eight slots rarely collide.
 struct PendingReturns {
   struct Slot {
     BufferPool* pool = nullptr;
-    SharedBuffer* head = nullptr;
+    std::array<SharedBuffer*, BufferPool::class_bytes.size()> heads{};
   };
   bool enabled = false;
   std::array<Slot, 8> slots{};
@@ -120,20 +121,40 @@ std::uint64_t BufferPool::release_free_slabs(std::size_t max_blocks) {
       if (c.end && slab_of(c.end - 1)->releasing) c = {};  // a used-up slab's pointers
     sweep_ = free_;
     free_ = {};
+    for (std::size_t size_class = 0; size_class < cursors_.size(); ++size_class) {
+      Cursor& cursor = cursors_[size_class];
+      while (cursor.next < cursor.count) {
+        SharedBuffer* block = cursor.blocks[cursor.next++];
+        block->next_free_ = sweep_[size_class];
+        sweep_[size_class] = block;
+      }
+    }
+    sweep_batches_ = batches_;
+    batches_ = {};
     sweeping_ = true;
   }
   std::size_t examined = 0;
   for (std::size_t size_class = 0; size_class < sweep_.size(); ++size_class) {
+    const auto c = static_cast<std::uint8_t>(size_class);
     SharedBuffer*& rest = sweep_[size_class];
     while (rest && examined < max_blocks) {
       SharedBuffer* block = rest;
       rest = block->next_free_;
       ++examined;
-      if (slab_of(block)->releasing) continue;
-      block->next_free_ = free_[size_class];
-      free_[size_class] = block;
+      keep_unless_releasing(block, c);
     }
     if (rest) return 0;  // more next time
+    BatchQueue& batches = sweep_batches_[size_class];
+    while (batches.front && examined < max_blocks) {
+      SharedBuffer* head = batches.front;
+      batches.front = head->next_free_;
+      const std::uint64_t* list = batch_list(head);
+      examined += 1 + list[0];
+      for (std::uint64_t i = 1; i <= list[0]; ++i) keep_unless_releasing(reinterpret_cast<SharedBuffer*>(list[i]), c);
+      keep_unless_releasing(head, c);  // last: its payload held the list
+    }
+    if (batches.front) return 0;
+    batches.back = nullptr;
   }
   // Then the slabs go, a few per call: each is 1 MiB handed back to the system (about
   // 0.1 ms of page-table work).
@@ -170,14 +191,44 @@ SharedBuffer* BufferPool::carve(std::uint8_t size_class) noexcept {
   return b;
 }
 
+void BufferPool::keep_unless_releasing(SharedBuffer* block, std::uint8_t size_class) noexcept {
+  if (slab_of(block)->releasing) return;
+  block->next_free_ = free_[size_class];
+  free_[size_class] = block;
+}
+
 SharedBuffer* BufferPool::take_free(std::uint8_t size_class) noexcept {
-  SharedBuffer* b = free_[size_class];
-  if (!b) return nullptr;
-  free_[size_class] = b->next_free_;
-  // The free list is threaded through the blocks themselves, which are often cold by the
-  // time they come back: fetching the next one now hides that miss behind this update's work.
-  if (b->next_free_) __builtin_prefetch(b->next_free_, 1);
+  if (SharedBuffer* b = free_[size_class]) {
+    free_[size_class] = b->next_free_;
+    // This thread's own returns are mostly still warm; fetching the next one now hides the
+    // miss when they are not.
+    if (b->next_free_) __builtin_prefetch(b->next_free_, 1);
+    return b;
+  }
+  Cursor& cursor = cursors_[size_class];
+  if (cursor.next == cursor.count) return open_batch(size_class);
+  SharedBuffer* b = cursor.blocks[cursor.next++];
+  if (cursor.next + prefetch_ahead <= cursor.count) prefetch_for_writing(cursor.blocks[cursor.next + prefetch_ahead - 1]);
   return b;
+}
+
+// Hands out the next batch's first block and keeps the others' addresses in the cursor, in
+// the order they were released.
+SharedBuffer* BufferPool::open_batch(std::uint8_t size_class) noexcept {
+  BatchQueue& queue = batches_[size_class];
+  SharedBuffer* head = queue.front;
+  if (!head) return nullptr;
+  queue.front = head->next_free_;
+  if (!queue.front) queue.back = nullptr;
+  Cursor& cursor = cursors_[size_class];
+  const std::uint64_t* list = batch_list(head);
+  cursor.count = static_cast<std::uint32_t>(list[0]);
+  cursor.next = 0;
+  for (std::uint32_t i = 0; i < cursor.count; ++i) cursor.blocks[i] = reinterpret_cast<SharedBuffer*>(list[1 + i]);
+  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(cursor.count, prefetch_ahead - 1); ++i)
+    prefetch_for_writing(cursor.blocks[i]);
+  if (queue.front) __builtin_prefetch(queue.front);
+  return head;
 }
 
 SharedBuffer* BufferPool::allocate(std::size_t bytes) {
@@ -246,20 +297,19 @@ void BufferPool::give_back(SharedBuffer* block) noexcept {
   }
   PendingReturns::Slot& slot = pending.slot_of(this);
   if (slot.pool != this) {
-    if (slot.head) slot.pool->push_remote(slot.head);
-    slot = {this, nullptr};
+    for (SharedBuffer*& head : slot.heads)
+      if (head) slot.pool->push_remote(std::exchange(head, nullptr));
+    slot.pool = this;
   }
-  if (!slot.head) {
+  SharedBuffer*& head = slot.heads[block->size_class_];
+  if (!head) {
     batch_list(block)[0] = 0;
-    slot.head = block;
+    head = block;
     return;
   }
-  std::uint64_t* list = batch_list(slot.head);
-  list[1 + list[0]++] = reinterpret_cast<std::uintptr_t>(block) | block->size_class_;
-  if (list[0] == batch_entries) {
-    push_remote(slot.head);
-    slot.head = nullptr;
-  }
+  std::uint64_t* list = batch_list(head);
+  list[1 + list[0]++] = reinterpret_cast<std::uintptr_t>(block);
+  if (list[0] == max_batch_blocks) push_remote(std::exchange(head, nullptr));
 }
 
 void BufferPool::push_remote(SharedBuffer* batch) noexcept {
@@ -277,35 +327,44 @@ void BufferPool::batch_returns_on_this_thread() noexcept { pending_returns.enabl
 
 void BufferPool::flush_returns() noexcept {
   for (PendingReturns::Slot& slot : pending_returns.slots) {
-    if (slot.head) slot.pool->push_remote(slot.head);
-    slot = {};
+    for (SharedBuffer*& head : slot.heads)
+      if (head) slot.pool->push_remote(std::exchange(head, nullptr));
+    slot.pool = nullptr;
   }
 }
 
 void BufferPool::collect_remote() noexcept {
   // acquire: pairs with the release CAS in push_remote.
-  SharedBuffer* list = remote_free_.exchange(nullptr, std::memory_order_acquire);
+  SharedBuffer* stack = remote_free_.exchange(nullptr, std::memory_order_acquire);
   const std::uint64_t large_returned = remote_large_freed_.exchange(0, std::memory_order_relaxed);
   std::uint64_t returned = large_returned;
-  auto take_back = [&](SharedBuffer* block, std::uint8_t size_class) {
-    block->next_free_ = free_[size_class];
-    free_[size_class] = block;
-    returned += sizeof(SharedBuffer) + class_bytes[size_class];
-    --slab_of(block)->live;
-    ++stats_.remote_returns;
-  };
-  while (list) {
-    SharedBuffer* next = list->next_free_;
-    const std::uint64_t* entries = batch_list(list);
-    // Newest first, as the stack holds the batches, so that the free lists hand blocks out in
-    // the order they were released, most often the order they were allocated in: a stream's
-    // buffers stay in address order, which the prefetchers of both cores follow (handed out
-    // newest first, the other shard's deliveries cost 0.1 us more each).
-    for (std::uint64_t i = entries[0]; i >= 1; --i)
-      take_back(reinterpret_cast<SharedBuffer*>(entries[i] & ~class_tag_mask),
-                static_cast<std::uint8_t>(entries[i] & class_tag_mask));
-    take_back(list, list->size_class_);  // the batch's first release
-    list = next;
+  // The stack holds the batches newest first; pushed one by one onto the front of a list per
+  // class, they come out oldest first, and that list goes after the class's older batches.
+  // Handed out in the order they were released, most often the order they were allocated
+  // in, a stream's buffers stay in address order, which the prefetchers of both cores follow
+  // (handed out newest first, the other shard's deliveries cost 0.1 us more each).
+  std::array<BatchQueue, class_bytes.size()> collected{};
+  while (stack) {
+    SharedBuffer* head = stack;
+    stack = head->next_free_;
+    const std::uint8_t size_class = head->size_class_;
+    const std::uint64_t* list = batch_list(head);
+    for (std::uint64_t i = 1; i <= list[0]; ++i) --slab_of(reinterpret_cast<SharedBuffer*>(list[i]))->live;
+    --slab_of(head)->live;
+    returned += (1 + list[0]) * (sizeof(SharedBuffer) + class_bytes[size_class]);
+    stats_.remote_returns += 1 + list[0];
+    BatchQueue& into = collected[size_class];
+    head->next_free_ = into.front;
+    into.front = head;
+    if (!into.back) into.back = head;
+  }
+  for (std::size_t size_class = 0; size_class < collected.size(); ++size_class) {
+    const BatchQueue& newer = collected[size_class];
+    if (!newer.front) continue;
+    BatchQueue& queue = batches_[size_class];
+    if (queue.back) queue.back->next_free_ = newer.front;
+    else queue.front = newer.front;
+    queue.back = newer.back;
   }
   in_use_bytes_ -= std::min(in_use_bytes_, returned);
   heap_bytes_ -= std::min(heap_bytes_, large_returned);

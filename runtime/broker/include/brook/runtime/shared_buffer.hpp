@@ -71,6 +71,9 @@ struct BufferPoolStats {
 class BufferPool {
  public:
   static constexpr std::array<std::uint32_t, 6> class_bytes{256, 1024, 4096, 16384, 65536, 262144};
+  // A batch of returns is its first block and the addresses of up to this many more, kept in
+  // the first block's payload (the smallest holds them).
+  static constexpr std::size_t max_batch_blocks = class_bytes[0] / sizeof(std::uint64_t) - 1;
 
   BufferPool();
   ~BufferPool();
@@ -84,8 +87,8 @@ class BufferPool {
   // Moves blocks that other threads released back onto the local free lists.
   void collect_remote() noexcept;
   // From now on, blocks of other pools that the calling thread releases wait in a batch per
-  // pool (up to 32 blocks, their list kept in the first block's dead payload) until the batch
-  // is full or flush_returns() is called. Only for a thread that calls flush_returns()
+  // pool and size class (up to 32 blocks, their list kept in the first block's dead payload)
+  // until the batch is full or flush_returns() is called. Only for a thread that calls flush_returns()
   // regularly: a shard's loop, each turn (a thread that ends hands its batches back too).
   // Other threads return each block at once.
   static void batch_returns_on_this_thread() noexcept;
@@ -117,14 +120,33 @@ class BufferPool {
     std::byte* next = nullptr;
     std::byte* end = nullptr;
   };
+  // Other threads' returns, a size class's batches in release order, linked through their
+  // first blocks. Allocation reads each batch's list once, into a Cursor, so that handing a
+  // block out never waits for a link stored in the block before it (the blocks come back
+  // cold, last written on the other core).
+  struct BatchQueue {
+    SharedBuffer* front = nullptr;
+    SharedBuffer* back = nullptr;
+  };
+  struct Cursor {
+    std::array<SharedBuffer*, max_batch_blocks> blocks{};
+    std::uint32_t next = 0;
+    std::uint32_t count = 0;
+  };
   void give_back(SharedBuffer* block) noexcept;
   void push_remote(SharedBuffer* batch) noexcept;
   SharedBuffer* take_free(std::uint8_t size_class) noexcept;
+  SharedBuffer* open_batch(std::uint8_t size_class) noexcept;
+  void keep_unless_releasing(SharedBuffer* block, std::uint8_t size_class) noexcept;
   SharedBuffer* carve(std::uint8_t size_class) noexcept;  // null: the class's slab is used up
   void add_slab(std::uint8_t size_class);
 
-  std::array<SharedBuffer*, class_bytes.size()> free_{};
-  std::array<SharedBuffer*, class_bytes.size()> sweep_{};  // free lists set aside by a release
+  std::array<SharedBuffer*, class_bytes.size()> free_{};  // this thread's returns, newest first
+  std::array<BatchQueue, class_bytes.size()> batches_{};
+  std::array<Cursor, class_bytes.size()> cursors_{};
+  // Set aside by a release: the free lists (with what the cursors held) and the batches.
+  std::array<SharedBuffer*, class_bytes.size()> sweep_{};
+  std::array<BatchQueue, class_bytes.size()> sweep_batches_{};
   bool sweeping_ = false;
   std::array<Carving, class_bytes.size()> carving_{};
   std::atomic<SharedBuffer*> remote_free_{nullptr};
