@@ -175,14 +175,22 @@ void Shard::fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, S
                     PublisherRef publisher) {
   // The publisher travels with the update: a subscriber that falls behind holds it back.
   const auto publisher_shard = static_cast<std::uint16_t>(publisher.shard + 1);
-  for (std::uint64_t mask = topic.interested_mask; mask; mask &= mask - 1) {
+  const std::uint64_t interested = topic.interested_mask;
+  // Each record carries a reference to both bodies, all taken before the first record goes
+  // (a record to this shard is handled at once), in one atomic operation per body: each
+  // waits for this core's writes of the new blocks to land. The delta's own reference goes
+  // with one of the records.
+  const auto records = static_cast<std::uint32_t>(__builtin_popcountll(interested));
+  if (records > 0) frame->add_ref(records);
+  if (delta && records != 1) {
+    if (records == 0) delta->release();
+    else delta->add_ref(records - 1);
+  }
+  for (std::uint64_t mask = interested; mask; mask &= mask - 1) {
     unsigned shard = static_cast<unsigned>(__builtin_ctzll(mask));
-    frame->add_ref();
-    if (delta) delta->add_ref();
     send_to(shard, {ShardMessageKind::deliver, 0, publisher_shard, 0, topic.key, seq,
                     publisher.token, frame, delta});
   }
-  if (delta) delta->release();  // the one compute_delta gave us
 }
 
 void Shard::on_refresh(unsigned from, const ShardMessage& m) {
