@@ -143,6 +143,14 @@ TEST(HttpSide, topics_sessions_and_subscriptions_are_listed) {
                          std::chrono::seconds(10)));
   EXPECT_EQ(get_json(broker, "/api/sessions")["closed"][0]["reason"], "closed by the client");
   publisher.close();
+  EXPECT_TRUE(eventually([&] { return get_json(broker, "/api/sessions")["closed_total"] == 2; },
+                         std::chrono::seconds(10)));
+  Json last_closed = get_json(broker, "/api/sessions?limit=1");
+  ASSERT_EQ(last_closed["closed"].size(), 1u) << "?limit applies to the closed sessions too";
+  EXPECT_EQ(last_closed["closed_total"], 2);
+  EXPECT_GE(last_closed["closed"][0]["closed_at"].get<std::string>(),
+            get_json(broker, "/api/sessions")["closed"][1]["closed_at"].get<std::string>())
+      << "the most recent first";
 }
 
 TEST(HttpSide, counters_move_when_a_subscriber_stalls) {

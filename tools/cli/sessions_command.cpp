@@ -44,11 +44,9 @@ Action add_sessions_command(CLI::App& app) {
     out += std::to_string(sessions.size()) + " of " + api::text(*answer, "total", "?") + " sessions, by " +
            api::text(*answer, "sort", args->sort) + "\n";
     if (const auto* silent = api::field(*answer, "silent_shards")) out += partial_answer_note(*silent);
-    if (const auto& closed = api::list(*answer, "closed"); !closed.empty()) {
-      nlohmann::json shown = nlohmann::json::array();
-      for (std::size_t i = 0; i < closed.size() && i < args->limit; ++i) shown.push_back(closed[i]);
-      out += "\nrecently closed, newest first\n" + closed_sessions_table(shown);
-    }
+    // The broker sends at most `limit` of them, newest first.
+    if (const auto& closed = api::list(*answer, "closed"); !closed.empty())
+      out += "\nrecently closed, newest first\n" + closed_sessions_table(closed);
     std::fwrite(out.data(), 1, out.size(), stdout);
     return exit_ok;
   };

@@ -310,7 +310,9 @@ HttpResponse BrokerHttp::api_sessions(const HttpRequest& request) {
                 {"holding_publishers", s.holding_publishers},
                 {"held_back", s.held_back}};
   });
-  body["closed"] = page_of(closed, 0, closed.size(), [](const ClosedSessionReport& s) {
+  // The most recent first, as many as a page of sessions (each shard keeps its last 64).
+  body["closed_total"] = closed.size();
+  body["closed"] = page_of(closed, 0, limit, [](const ClosedSessionReport& s) {
     return Json{{"id", s.id},           {"principal", s.principal},          {"shard", s.shard},
                 {"address", s.address}, {"transport", s.transport},          {"closed_at", iso_time(s.closed_at_ms)},
                 {"age_s", s.age_s},     {"reason", s.reason}};
