@@ -148,9 +148,11 @@ TEST(HttpSide, topics_sessions_and_subscriptions_are_listed) {
   Json last_closed = get_json(broker, "/api/sessions?limit=1");
   ASSERT_EQ(last_closed["closed"].size(), 1u) << "?limit applies to the closed sessions too";
   EXPECT_EQ(last_closed["closed_total"], 2);
-  EXPECT_GE(last_closed["closed"][0]["closed_at"].get<std::string>(),
-            get_json(broker, "/api/sessions")["closed"][1]["closed_at"].get<std::string>())
-      << "the most recent first";
+  const Json all_closed = get_json(broker, "/api/sessions")["closed"];
+  ASSERT_EQ(all_closed.size(), 2u);
+  EXPECT_EQ(last_closed["closed"][0]["id"], all_closed[0]["id"]) << "the most recent first";
+  EXPECT_EQ(all_closed[1]["reason"], "closed by the client");
+  EXPECT_GE(all_closed[0]["closed_at"].get<std::string>(), all_closed[1]["closed_at"].get<std::string>());
 }
 
 TEST(HttpSide, counters_move_when_a_subscriber_stalls) {

@@ -390,7 +390,7 @@ TEST(SharedBuffer, references_handed_over_a_ring_and_released_in_batches_on_the_
 TEST(SharedBuffer, a_batching_thread_returns_blocks_in_batches_and_the_owner_reuses_them_in_release_order) {
   BufferPool pool;
   OwnPool own(pool);
-  constexpr int count = 100;  // three whole batches of 32 and four blocks
+  constexpr int count = 100;  // 66 of 256 B and 34 of 1 KiB: three whole batches, 4 blocks over
   std::vector<SharedBuffer*> handed;
   for (int i = 0; i < count; ++i) handed.push_back(pool.allocate(i % 3 ? 200 : 1000));
   std::atomic<int> step{0};
@@ -484,36 +484,56 @@ TEST(SharedBuffer, a_slab_whose_blocks_wait_in_returned_batches_goes_back_after_
   BufferPool pool;
   OwnPool own(pool);
   const std::size_t per_slab = BufferPool::blocks_per_slab(1000);
+  const std::size_t half = per_slab / 2;
   std::vector<SharedBuffer*> taken;
-  for (std::size_t i = 0; i < 2 * per_slab; ++i) taken.push_back(pool.allocate(1000));
-  ASSERT_EQ(pool.stats().slabs, 2u);
-  // The first slab comes back in batches from a shard-like thread, the second stays in use.
+  for (std::size_t i = 0; i < 3 * per_slab; ++i) taken.push_back(pool.allocate(1000));
+  ASSERT_EQ(pool.stats().slabs, 3u);
+  const std::set<SharedBuffer*> first_slab(taken.begin(), taken.begin() + static_cast<std::ptrdiff_t>(per_slab));
+  // All of the first slab and half of the second come back in batches from a shard-like
+  // thread; the rest of the second and the third stay in use.
   std::thread([&] {
     BufferPool::batch_returns_on_this_thread();
-    for (std::size_t i = 0; i < per_slab; ++i) taken[i]->release();
+    for (std::size_t i = 0; i < per_slab + half; ++i) taken[i]->release();
     BufferPool::flush_returns();
   }).join();
   pool.collect_remote();
-  EXPECT_EQ(pool.stats().remote_returns, per_slab);
-  // Some of them are handed out again (a batch opened part-way) and come back to the owner.
+  EXPECT_EQ(pool.stats().remote_returns, per_slab + half);
+  // Some are handed out again (a batch opened part-way), in release order, and come back.
   std::vector<SharedBuffer*> again;
   for (std::size_t i = 0; i < 40; ++i) again.push_back(pool.allocate(1000));
   EXPECT_TRUE(std::equal(again.begin(), again.end(), taken.begin())) << "in release order";
   for (SharedBuffer* b : again) b->release();
   EXPECT_EQ(pool.release_free_slabs(10), 0u) << "ten blocks examined: the sweep goes on";
   EXPECT_TRUE(pool.sweeping());
+  // Between steps the shard goes on: it allocates, and another thread's return arrives.
   std::uint64_t released = 0;
-  for (int call = 0; call < 1000 && pool.sweeping(); ++call) released += pool.release_free_slabs(10);
+  SharedBuffer* returned_during_sweep = taken.back();
+  for (std::size_t step = 0; step < 1000 && pool.sweeping(); ++step) {
+    SharedBuffer*& mine = taken[2 * per_slab + step % per_slab];
+    mine->release();
+    EXPECT_EQ(pool.allocate(1000), mine) << "the block just released, not one set aside";
+    if (step == 3) {
+      std::thread([returned_during_sweep] { returned_during_sweep->release(); }).join();
+      pool.collect_remote();
+    }
+    released += pool.release_free_slabs(10);
+  }
+  EXPECT_FALSE(pool.sweeping());
   EXPECT_EQ(released, 1u << 20) << "the slab whose blocks all came back";
   EXPECT_EQ(pool.stats().released_slabs, 1u);
-  // Nothing handed out afterwards comes from the released slab: the pool carves a new one.
+  // Every free block of the slabs that stay is handed out again, none of the released one,
+  // and nothing is carved: the kept blocks went back on the lists, the late return is queued.
+  const auto carved = pool.stats().allocated_blocks;
   std::vector<SharedBuffer*> fresh;
-  for (std::size_t i = 0; i < per_slab; ++i) {
+  for (std::size_t i = 0; i < half + 1; ++i) {
     fresh.push_back(pool.allocate(1000));
-    std::memset(fresh.back()->data(), 0x5a, 1000);  // ASan: the memory is the pool's
+    EXPECT_EQ(first_slab.count(fresh.back()), 0u);
   }
+  EXPECT_EQ(std::count(fresh.begin(), fresh.end(), returned_during_sweep), 1);
+  EXPECT_EQ(pool.stats().allocated_blocks, carved);
+  EXPECT_EQ(pool.stats().slabs, 3u);
   for (SharedBuffer* b : fresh) b->release();
-  for (std::size_t i = per_slab; i < taken.size(); ++i) taken[i]->release();
+  for (std::size_t i = per_slab + half; i + 1 < taken.size(); ++i) taken[i]->release();
   EXPECT_EQ(pool.in_use_bytes(), 0u);
 }
 

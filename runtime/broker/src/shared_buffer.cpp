@@ -102,8 +102,9 @@ void BufferPool::add_slab(std::uint8_t size_class) {
 
 std::uint64_t BufferPool::release_free_slabs(std::size_t max_blocks) {
   // A slab goes when none of its blocks is in use and none is left to carve: its blocks are
-  // then all on the free lists. A sweep sets the free lists aside whole and puts back the
-  // blocks of the slabs that stay, max_blocks per call (after a burst the lists hold millions
+  // then all free (on the free lists, in the cursors, in queued batches). A sweep sets all
+  // three aside whole and puts the blocks of the slabs that stay on the free lists, about
+  // max_blocks per call (after a burst the lists hold millions
   // of cold blocks: one walk of them held a shard for 30 ms). Meanwhile allocations take
   // what is freed anew or carve; none can reach a releasing slab, whose blocks are all set
   // aside, so its count stays at zero until the sweep ends and it goes.
@@ -200,8 +201,8 @@ void BufferPool::keep_unless_releasing(SharedBuffer* block, std::uint8_t size_cl
 SharedBuffer* BufferPool::take_free(std::uint8_t size_class) noexcept {
   if (SharedBuffer* b = free_[size_class]) {
     free_[size_class] = b->next_free_;
-    // This thread's own returns are mostly still warm; fetching the next one now hides the
-    // miss when they are not.
+    // Mostly this thread's own returns, still warm (after a sweep, also the cold blocks it
+    // kept); fetching the next one now hides the miss when they are not.
     if (b->next_free_) __builtin_prefetch(b->next_free_, 1);
     return b;
   }
@@ -225,7 +226,7 @@ SharedBuffer* BufferPool::open_batch(std::uint8_t size_class) noexcept {
   cursor.count = static_cast<std::uint32_t>(list[0]);
   cursor.next = 0;
   for (std::uint32_t i = 0; i < cursor.count; ++i) cursor.blocks[i] = reinterpret_cast<SharedBuffer*>(list[1 + i]);
-  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(cursor.count, prefetch_ahead - 1); ++i)
+  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(cursor.count, prefetch_ahead); ++i)
     prefetch_for_writing(cursor.blocks[i]);
   if (queue.front) __builtin_prefetch(queue.front);
   return head;

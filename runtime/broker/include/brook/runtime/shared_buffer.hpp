@@ -84,7 +84,8 @@ class BufferPool {
   SharedBuffer* allocate(std::size_t bytes);
   // How many blocks of the class that holds `bytes` one slab has room for.
   static std::size_t blocks_per_slab(std::size_t bytes) noexcept;
-  // Moves blocks that other threads released back onto the local free lists.
+  // Takes the blocks other threads released: their batches, queued per size class in the
+  // order they were released, to be handed out after this thread's own returns.
   void collect_remote() noexcept;
   // From now on, blocks of other pools that the calling thread releases wait in a batch per
   // pool and size class (up to 32 blocks, their list kept in the first block's dead payload)
@@ -101,8 +102,9 @@ class BufferPool {
   // Bytes taken from the heap (slabs and large blocks): what the pool really costs, free
   // blocks included. The memory budget counts this.
   std::uint64_t heap_bytes() const noexcept { return heap_bytes_; }
-  // Gives back to the heap every slab none of whose blocks is in use, examining at most
-  // max_blocks free blocks and freeing at most 8 slabs per call: a release may take several
+  // Gives back to the heap every slab none of whose blocks is in use, examining about
+  // max_blocks free blocks (whole batches of returns: up to 31 more) and freeing at most 8
+  // slabs per call: a release may take several
   // calls (sweeping() until it is done). Returns the bytes this call gave back. Owner thread
   // only.
   std::uint64_t release_free_slabs(std::size_t max_blocks = SIZE_MAX);
@@ -141,7 +143,8 @@ class BufferPool {
   SharedBuffer* carve(std::uint8_t size_class) noexcept;  // null: the class's slab is used up
   void add_slab(std::uint8_t size_class);
 
-  std::array<SharedBuffer*, class_bytes.size()> free_{};  // this thread's returns, newest first
+  // This thread's returns, newest first (and, after a sweep, the free blocks it kept).
+  std::array<SharedBuffer*, class_bytes.size()> free_{};
   std::array<BatchQueue, class_bytes.size()> batches_{};
   std::array<Cursor, class_bytes.size()> cursors_{};
   // Set aside by a release: the free lists (with what the cursors held) and the batches.
