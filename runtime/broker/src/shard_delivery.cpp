@@ -175,17 +175,6 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
   if (!queued) frame->release();
 }
 
-namespace {
-
-// `buffer` came with one reference; `users` queues now point at it.
-void hand_over(SharedBuffer* buffer, std::uint32_t users) {
-  if (!buffer) return;
-  if (users == 0) buffer->release();
-  else if (users > 1) buffer->add_ref(users - 1);
-}
-
-}  // namespace
-
 void Shard::on_deliver(const ShardMessage& m) {
   auto it = local_topics_.find(m.a);
   if (it == local_topics_.end() || it->second.subscribers.empty()) {

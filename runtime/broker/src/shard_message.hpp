@@ -76,6 +76,14 @@ struct ShardMessage {
 };
 static_assert(sizeof(ShardMessage) == 48);
 
+// `buffer` came with one reference and `users` holders (queues, records) now point at it: one
+// atomic operation at most, however many they are.
+inline void hand_over(SharedBuffer* buffer, std::uint32_t users) noexcept {
+  if (!buffer) return;
+  if (users == 0) buffer->release();
+  else if (users > 1) buffer->add_ref(users - 1);
+}
+
 inline void release_buffers_of(const ShardMessage& m) noexcept {
   if (m.buffer) m.buffer->release();
   if (m.delta) m.delta->release();

@@ -182,10 +182,7 @@ void Shard::fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, S
   // with one of the records.
   const auto records = static_cast<std::uint32_t>(__builtin_popcountll(interested));
   if (records > 0) frame->add_ref(records);
-  if (delta && records != 1) {
-    if (records == 0) delta->release();
-    else delta->add_ref(records - 1);
-  }
+  hand_over(delta, records);
   for (std::uint64_t mask = interested; mask; mask &= mask - 1) {
     unsigned shard = static_cast<unsigned>(__builtin_ctzll(mask));
     send_to(shard, {ShardMessageKind::deliver, 0, publisher_shard, 0, topic.key, seq,

@@ -104,10 +104,10 @@ std::uint64_t BufferPool::release_free_slabs(std::size_t max_blocks) {
   // A slab goes when none of its blocks is in use and none is left to carve: its blocks are
   // then all free (on the free lists, in the cursors, in queued batches). A sweep sets all
   // three aside whole and puts the blocks of the slabs that stay on the free lists, about
-  // max_blocks per call (after a burst the lists hold millions
-  // of cold blocks: one walk of them held a shard for 30 ms). Meanwhile allocations take
-  // what is freed anew or carve; none can reach a releasing slab, whose blocks are all set
-  // aside, so its count stays at zero until the sweep ends and it goes.
+  // max_blocks per call (after a burst the lists hold millions of cold blocks: one walk of
+  // them held a shard for 30 ms). Meanwhile allocations take what is freed anew or carve;
+  // none can reach a releasing slab, whose blocks are all set aside, so its count stays at
+  // zero until the sweep ends and it goes.
   if (!sweeping_) {
     bool any = false;
     for (std::byte* s = slabs_; s; s = reinterpret_cast<SlabHeader*>(s)->next) {
@@ -298,8 +298,7 @@ void BufferPool::give_back(SharedBuffer* block) noexcept {
   }
   PendingReturns::Slot& slot = pending.slot_of(this);
   if (slot.pool != this) {
-    for (SharedBuffer*& head : slot.heads)
-      if (head) slot.pool->push_remote(std::exchange(head, nullptr));
+    if (slot.pool) slot.pool->push_batches(slot.heads);
     slot.pool = this;
   }
   SharedBuffer*& head = slot.heads[block->size_class_];
@@ -328,10 +327,14 @@ void BufferPool::batch_returns_on_this_thread() noexcept { pending_returns.enabl
 
 void BufferPool::flush_returns() noexcept {
   for (PendingReturns::Slot& slot : pending_returns.slots) {
-    for (SharedBuffer*& head : slot.heads)
-      if (head) slot.pool->push_remote(std::exchange(head, nullptr));
+    if (slot.pool) slot.pool->push_batches(slot.heads);
     slot.pool = nullptr;
   }
+}
+
+void BufferPool::push_batches(std::span<SharedBuffer*> heads) noexcept {
+  for (SharedBuffer*& head : heads)
+    if (head) push_remote(std::exchange(head, nullptr));
 }
 
 void BufferPool::collect_remote() noexcept {

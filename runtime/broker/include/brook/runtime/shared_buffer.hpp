@@ -89,9 +89,9 @@ class BufferPool {
   void collect_remote() noexcept;
   // From now on, blocks of other pools that the calling thread releases wait in a batch per
   // pool and size class (up to 32 blocks, their list kept in the first block's dead payload)
-  // until the batch is full or flush_returns() is called. Only for a thread that calls flush_returns()
-  // regularly: a shard's loop, each turn (a thread that ends hands its batches back too).
-  // Other threads return each block at once.
+  // until the batch is full or flush_returns() is called. Only for a thread that calls
+  // flush_returns() regularly: a shard's loop, each turn (a thread that ends hands its
+  // batches back too). Other threads return each block at once.
   static void batch_returns_on_this_thread() noexcept;
   // Hands the calling thread's partial batches to their pools.
   static void flush_returns() noexcept;
@@ -104,9 +104,8 @@ class BufferPool {
   std::uint64_t heap_bytes() const noexcept { return heap_bytes_; }
   // Gives back to the heap every slab none of whose blocks is in use, examining about
   // max_blocks free blocks (whole batches of returns: up to 31 more) and freeing at most 8
-  // slabs per call: a release may take several
-  // calls (sweeping() until it is done). Returns the bytes this call gave back. Owner thread
-  // only.
+  // slabs per call: a release may take several calls (sweeping() until it is done). Returns
+  // the bytes this call gave back. Owner thread only.
   std::uint64_t release_free_slabs(std::size_t max_blocks = SIZE_MAX);
   bool sweeping() const noexcept { return sweeping_; }  // a release is under way
 
@@ -137,6 +136,7 @@ class BufferPool {
   };
   void give_back(SharedBuffer* block) noexcept;
   void push_remote(SharedBuffer* batch) noexcept;
+  void push_batches(std::span<SharedBuffer*> heads) noexcept;  // and clears them
   SharedBuffer* take_free(std::uint8_t size_class) noexcept;
   SharedBuffer* open_batch(std::uint8_t size_class) noexcept;
   void keep_unless_releasing(SharedBuffer* block, std::uint8_t size_class) noexcept;
