@@ -48,13 +48,6 @@ http_get "$http_port" /metrics >"$dir/metrics.txt" || fail "GET /metrics"
 promtool check metrics <"$dir/metrics.txt" >"$dir/promtool.log" 2>&1 || fail "promtool check metrics rejected the exposition"
 echo "prometheus_scrape: promtool check metrics: accepted ($(grep -vc '^#' "$dir/metrics.txt") samples)"
 
-# A port for Prometheus: the first free one from a random start (bounded tries).
-prom_port=""
-for _ in $(seq 50); do
-  candidate=$((20000 + RANDOM % 30000))
-  if ! (exec 4<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then prom_port=$candidate; break; fi
-done
-[ -n "$prom_port" ] || fail "no free port for Prometheus"
 cat >"$dir/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
@@ -64,9 +57,34 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$http_port']
 EOF
-prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
-  --web.listen-address="127.0.0.1:$prom_port" >"$dir/prometheus.log" 2>&1 &
-pids+=($!)
+# Prometheus on a port found free: another test running beside this one may take it between
+# the look and Prometheus's bind, so a Prometheus that exits before it is ready is started
+# again on another port (bounded tries).
+prom_port=""
+for _ in $(seq 5); do
+  candidate=""
+  for _ in $(seq 50); do
+    candidate=$((20000 + RANDOM % 30000))
+    (exec 4<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || break
+    candidate=""
+  done
+  [ -n "$candidate" ] || fail "no free port for Prometheus"
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address="127.0.0.1:$candidate" >"$dir/prometheus.log" 2>&1 &
+  prom_pid=$!
+  for _ in $(seq 200); do
+    kill -0 "$prom_pid" 2>/dev/null || break
+    if ready=$(http_get "$candidate" /-/ready 2>/dev/null) && [[ "$ready" == *Ready* ]]; then
+      prom_port=$candidate
+      break
+    fi
+    sleep 0.1
+  done
+  if [ -n "$prom_port" ]; then pids+=("$prom_pid"); break; fi
+  kill "$prom_pid" 2>/dev/null || true
+  wait "$prom_pid" 2>/dev/null || true
+done
+[ -n "$prom_port" ] || fail "Prometheus did not start"
 
 # The query API answers with the series once a scrape or two went by (bounded: 60 s).
 query() { http_get "$prom_port" "/api/v1/query?query=$1"; }
