@@ -390,6 +390,57 @@ TEST(DeltaRoundTrip, one_kib_binary_records_with_a_few_fields_changed_arrive_as_
   }
 }
 
+// Each subscriber's shard makes the delta, from the update before it that the shard kept
+// (shard_delivery.cpp). Connections go to shards round-robin in accept order: with a
+// subscriber on each of two shards and topics owned by both, every update after a topic's
+// first reaches both subscribers as a delta, and each shard made one per update.
+TEST(DeltaAcrossShards, subscribers_on_both_shards_get_deltas_made_on_their_own_shard) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  Recorder seen_on_0, seen_on_1;
+  Client subscriber_on_0, subscriber_on_1, publisher;
+  ASSERT_TRUE(connect_client(subscriber_on_0, broker.url(), "delta-subscriber-0"));
+  seen_on_0.listen(subscriber_on_0);
+  ASSERT_TRUE(connect_client(subscriber_on_1, broker.url(), "delta-subscriber-1"));
+  seen_on_1.listen(subscriber_on_1);
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "delta-publisher"));
+  ASSERT_TRUE(subscribe_recorded(subscriber_on_0, "Spread//", seen_on_0));
+  ASSERT_TRUE(subscribe_recorded(subscriber_on_1, "Spread//", seen_on_1));
+
+  constexpr int topics = 16, updates = 60;
+  auto path_of = [](int t) { return "Spread/match " + std::to_string(t); };
+  auto value = [](int t, int i) {
+    return "match=" + std::to_string(t) + " home=1.95 draw=3.40 away=" + std::to_string(400 + i) +
+           " minute=" + std::to_string(i) + " status=live";
+  };
+  std::map<std::string, std::vector<std::string>> expected;
+  for (int i = 0; i < updates; ++i)
+    for (int t = 0; t < topics; ++t) {
+      expected[path_of(t)].push_back(value(t, i));
+      publisher.publish(path_of(t), value(t, i));
+    }
+  for (Recorder* seen : {&seen_on_0, &seen_on_1}) {
+    const char* who = seen == &seen_on_0 ? "subscriber on shard 0" : "subscriber on shard 1";
+    ASSERT_TRUE(seen->wait_for_count(topics * updates, long_wait)) << who << seen->seen().describe();
+    Seen got = seen->seen();
+    EXPECT_TRUE(got.errors.empty()) << who << got.describe();
+    for (int t = 0; t < topics; ++t)
+      EXPECT_EQ(first_difference(got.of(path_of(t)), expected[path_of(t)], TopicType::string), "")
+          << who << ", " << path_of(t);
+  }
+
+  subscriber_on_0.close();
+  subscriber_on_1.close();
+  publisher.close();
+  broker.stop();
+  auto computed = broker.shard_counter("deltas_computed");
+  auto delivered = broker.shard_counter("delta_deliveries");
+  for (unsigned shard : {0u, 1u}) {
+    EXPECT_EQ(computed[shard], static_cast<std::uint64_t>(topics * (updates - 1))) << "shard " << shard << broker.log();
+    EXPECT_EQ(delivered[shard], static_cast<std::uint64_t>(topics * (updates - 1))) << "shard " << shard;
+  }
+}
+
 TEST(DeltaRoundTrip, strings_with_a_few_characters_changed_arrive_as_deltas) {
   BrokerProcess broker(1);
   BROOK_ASSERT_STARTED(broker);

@@ -58,11 +58,9 @@ void Shard::release_buffers() {
     t.frame = nullptr;
     t.history.clear();
   });
-  for (const PendingDelivery& d : pending_deliveries_) {
-    d.frame->release();
-    if (d.delta) d.delta->release();
-  }
+  for (const PendingDelivery& d : pending_deliveries_) d.frame->release();
   pending_deliveries_.clear();
+  local_topics_.clear();  // the frames kept as the base of the next delta
   // Records still in the rings towards this shard carry references too.
   for (unsigned from = 0; from < mesh_.shard_count; ++from)
     mesh_.ring(from, index_).drain([](const ShardMessage& m) { release_message(m); });

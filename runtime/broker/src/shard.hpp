@@ -218,6 +218,10 @@ struct LocalTopic {
   bool conflate = false;
   std::uint64_t epoch = 0;
   std::vector<Subscriber> subscribers;
+  // The last update of the topic this shard had (its sequence and frame), the base of the
+  // delta it sends with the next one (topics with deltas only).
+  std::uint64_t kept_seq = 0;
+  BufferRef kept_frame;
 };
 
 // A client's place in a topic, as a resumed subscription brings it (SubscribeMsg::positions).
@@ -727,14 +731,11 @@ class Shard final : public transport::ReactorHandler {
   HistoryLimits history_limits_for(const codec::TopicProperties& properties) const;
   std::uint64_t new_topic_epoch();
   void on_remove_selector(unsigned from, const ShardMessage& message);
-  // Sends update `seq` (its frame, and the delta from seq - 1 whose reference this takes) to
-  // every shard with matching subscriptions.
-  void fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, SharedBuffer* delta,
-               PublisherRef publisher);
+  // Sends update `seq` (its frame) to every shard with matching subscriptions.
+  void fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, PublisherRef publisher);
   // With the journal: the fan-out waits until the update's record at `lsn` is durable.
-  void deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, SharedBuffer* delta, PublisherRef publisher);
+  void deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, PublisherRef publisher);
   void deliver_durable_updates(bool all);
-  SharedBuffer* compute_delta(const OwnedTopic& topic, std::span<const std::byte> new_value);
   void on_refresh(unsigned from, const ShardMessage& message);
 
   // Request/response (shard_requests.cpp).
@@ -768,6 +769,11 @@ class Shard final : public transport::ReactorHandler {
   void unbind_all(Session& s);
   void on_snapshot(const ShardMessage& message);
   void on_deliver(const ShardMessage& message);
+  // The delta from the update this shard kept of `topic` to `frame`'s value, or null when
+  // none is smaller than the value (or worth making).
+  SharedBuffer* delta_from_kept(const LocalTopic& topic, const SharedBuffer& frame);
+  // Keeps `frame` (update `seq`, whose reference this takes) as the base of the next delta.
+  static void keep_for_next_delta(LocalTopic& topic, std::uint64_t seq, SharedBuffer* frame);
   void on_selector_added(const ShardMessage& message);
   void on_reply(const ShardMessage& message);
   // Queues `frame`'s value, or `delta` when the client holds the value it applies to. Takes no
@@ -886,7 +892,6 @@ class Shard final : public transport::ReactorHandler {
     OwnedTopic* topic;
     std::uint64_t seq;
     SharedBuffer* frame;  // a reference of its own
-    SharedBuffer* delta;  // the one compute_delta made, or null
     PublisherRef publisher;
   };
   std::deque<PendingDelivery> pending_deliveries_;  // in lsn order

@@ -1,13 +1,22 @@
 // The subscriber side: a session's subscriptions, the topics bound to it (each under a
 // per-session alias announced once with TopicAdd), and the hand-off of shared update frames
 // into session queues. A topic matched by several of a session's selectors is delivered once.
-// Each binding remembers which topic sequence its client will hold, so that the owner's one
-// delta per update goes to every subscriber that can apply it and the value to the others.
+// Each binding remembers which topic sequence its client will hold, so that the shard's one
+// delta per update (made here, from the update before it, which the shard keeps) goes to every
+// subscriber that can apply it and the value to the others.
 #include <cstring>
 
 #include "shard.hpp"
 
 namespace brook::runtime {
+
+namespace {
+
+// Deltas are for values that change a little at a time; past this size an update is sent
+// whole rather than holding the shard for the delta of a huge value.
+constexpr std::uint32_t delta_max_value_bytes = 1u << 20;
+
+}  // namespace
 
 void Shard::subscribe(Session& c, const codec::SubscribeMsg& m) {
   auto selector = Selector::parse(m.selector);
@@ -172,7 +181,11 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
       enqueue_update(c, binding, topic.conflate, m.b, frame, nullptr,
                      codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0)) ==
           QueuedBody::value;
-  if (!queued) frame->release();
+  // The value the subscriber now holds is the base of the delta the next update can be.
+  const bool keep = (m.flags & snapshot_has_value) && (m.flags & (topic_without_deltas | topic_not_retained)) == 0 &&
+                    m.b > topic.kept_seq;
+  if (keep) keep_for_next_delta(topic, m.b, frame);
+  hand_over(frame, (queued ? 1u : 0u) + (keep ? 1u : 0u));
 }
 
 void Shard::on_deliver(const ShardMessage& m) {
@@ -181,21 +194,30 @@ void Shard::on_deliver(const ShardMessage& m) {
     release_buffers_of(m);
     return;
   }
+  LocalTopic& topic = it->second;
   // The message's references keep both bodies alive through the loop; the queues' own
   // references are added once at the end, not one atomic operation per subscriber.
   std::uint32_t value_users = 0, delta_users = 0;
-  const bool conflate = it->second.conflate;
+  // The delta from the update kept here, made for the first subscriber that holds that one.
+  const bool deltas = (m.flags & deliver_deltas) != 0;
+  const bool delta_possible = deltas && topic.kept_frame && topic.kept_seq + 1 == m.b;
+  SharedBuffer* delta = nullptr;
+  bool delta_tried = false;
   SharedBodies shared;  // written once, for every shm subscriber here
   // Updates of conflated topics never hold their publisher back: conflation is how those
   // keep up with a slow subscriber.
-  const bool flow_control = m.code != 0 && !conflate && flow_marks_.enabled();
-  for (const auto& s : it->second.subscribers) {
+  const bool flow_control = m.code != 0 && !topic.conflate && flow_marks_.enabled();
+  for (const auto& s : topic.subscribers) {
     // Never backwards: a subscriber bound to the topic after this update was sequenced (its
     // snapshot or history went ahead of a fan-out waiting for the journal) holds it already.
     if (s.binding->held_topic_seq >= m.b) continue;
+    if (delta_possible && !delta_tried && s.binding->held_topic_seq == topic.kept_seq) {
+      delta = delta_from_kept(topic, *m.buffer);
+      delta_tried = true;
+    }
     Session& subscriber = *sessions_[s.session_slot];
     const std::uint64_t last_before = subscriber.out.last_sequence();
-    switch (enqueue_update(subscriber, *s.binding, conflate, m.b, m.buffer, m.delta,
+    switch (enqueue_update(subscriber, *s.binding, topic.conflate, m.b, m.buffer, delta,
                            codec::frame_flag_sequenced, broadcast_.enabled() ? &shared : nullptr)) {
       case QueuedBody::value: ++value_users; break;
       case QueuedBody::delta: ++delta_users; break;
@@ -208,8 +230,36 @@ void Shard::on_deliver(const ShardMessage& m) {
     }
     if (flow_control && flow_marks_.over(subscriber.out)) hold_publisher(subscriber, m.code - 1u, m.c);
   }
-  hand_over(m.buffer, value_users);
-  hand_over(m.delta, delta_users);
+  hand_over(delta, delta_users);
+  // This update is the base of the next one's delta: the message's reference goes to it,
+  // and the one it had is released in its place (one atomic operation either way).
+  const bool keep = deltas && m.b > topic.kept_seq;
+  if (keep) keep_for_next_delta(topic, m.b, m.buffer);
+  hand_over(m.buffer, value_users + (keep ? 1u : 0u));
+}
+
+SharedBuffer* Shard::delta_from_kept(const LocalTopic& topic, const SharedBuffer& frame) {
+  auto base = codec::read_trusted_publish(topic.kept_frame->data(), topic.kept_frame->size());
+  auto next = codec::read_trusted_publish(frame.data(), frame.size());
+  // Only when a delta could be smaller than the value at all, and not for a huge value,
+  // whose delta would hold the shard up for little.
+  if (next.value_bytes <= codec::delta_checksum_bytes + 2 || next.value_bytes > delta_max_value_bytes) return nullptr;
+  SharedBuffer* delta = pool_.allocate(next.value_bytes);
+  std::size_t bytes = delta_encoder_.encode({topic.kept_frame->data() + base.value_offset, base.value_bytes},
+                                            {frame.data() + next.value_offset, next.value_bytes},
+                                            {delta->data(), next.value_bytes - 1});
+  if (bytes == 0) {
+    delta->release();
+    return nullptr;
+  }
+  delta->set_size(static_cast<std::uint32_t>(bytes));
+  ++counters_.deltas_computed;
+  return delta;
+}
+
+void Shard::keep_for_next_delta(LocalTopic& topic, std::uint64_t seq, SharedBuffer* frame) {
+  topic.kept_seq = seq;
+  topic.kept_frame = BufferRef(frame);
 }
 
 QueuedBody Shard::enqueue_update(Session& c, TopicBinding& binding, bool conflate,

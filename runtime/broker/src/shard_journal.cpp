@@ -95,10 +95,9 @@ void Shard::acknowledge_when_durable(std::uint64_t lsn, unsigned from, std::uint
   pending_acks_.push_back({lsn, from, request_id, a});
 }
 
-void Shard::deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, SharedBuffer* delta,
-                                 PublisherRef publisher) {
+void Shard::deliver_when_durable(std::uint64_t lsn, OwnedTopic& topic, PublisherRef publisher) {
   topic.frame->add_ref();
-  pending_deliveries_.push_back({lsn, &topic, topic.seq, topic.frame, delta, publisher});
+  pending_deliveries_.push_back({lsn, &topic, topic.seq, topic.frame, publisher});
 }
 
 // Once written, not once on disk: a written update survives a crash of brookd, and the
@@ -110,7 +109,7 @@ void Shard::deliver_durable_updates(bool all) {
   while (!pending_deliveries_.empty() && (all || pending_deliveries_.front().lsn <= durable)) {
     const PendingDelivery d = pending_deliveries_.front();
     pending_deliveries_.pop_front();
-    fan_out(*d.topic, d.seq, d.frame, d.delta, d.publisher);
+    fan_out(*d.topic, d.seq, d.frame, d.publisher);
     d.frame->release();
   }
 }

@@ -42,7 +42,7 @@ enum class ShardMessageKind : std::uint8_t {
                     //   up to its last record (shard_journal.cpp)
   durable_through,  // owner -> session shard: the answer (a, b as the probe)
   deliver,          // owner -> subscriber shard: a = topic key, b = topic seq, buffer = frame,
-                    //   delta = the delta from seq b - 1 when one is smaller than the value,
+                    //   flags = deliver_deltas when the topic's updates may go as deltas,
                     //   code = the publisher's shard + 1 (0: none), c = its session token
   flow_hold,        // subscriber shard -> publisher's shard: a = publisher's session token;
                     //   stop reading it (flow control)
@@ -72,9 +72,8 @@ struct ShardMessage {
   std::uint64_t b = 0;
   std::uint64_t c = 0;
   SharedBuffer* buffer = nullptr;
-  SharedBuffer* delta = nullptr;
 };
-static_assert(sizeof(ShardMessage) == 48);
+static_assert(sizeof(ShardMessage) == 40);
 
 // `buffer` came with one reference and `users` holders (queues, records) now point at it: one
 // atomic operation at most, however many they are.
@@ -86,15 +85,13 @@ inline void hand_over(SharedBuffer* buffer, std::uint32_t users) noexcept {
 
 inline void release_buffers_of(const ShardMessage& m) noexcept {
   if (m.buffer) m.buffer->release();
-  if (m.delta) m.delta->release();
 }
 
-// A record's buffers were written on the sending shard's core, and the first lines of each
-// (the reference count, the frame's head) are what the receiving shard touches first: asked
-// for a few records ahead, they arrive while the records in between are handled.
+// A record's buffer was written on the sending shard's core, and its first lines (the
+// reference count, the frame's head and a short value) are what the receiving shard touches
+// first: asked for a few records ahead, they arrive while the records in between are handled.
 inline void prefetch_buffers_of(const ShardMessage& m) noexcept {
-  for (const SharedBuffer* b : {m.buffer, m.delta}) {
-    if (!b) continue;
+  if (const SharedBuffer* b = m.buffer) {
     __builtin_prefetch(b, 1);
     __builtin_prefetch(reinterpret_cast<const char*>(b) + 64, 0);
   }
@@ -117,6 +114,9 @@ inline constexpr std::uint8_t topic_transient = 16;
 inline constexpr std::uint8_t add_selector_resume = 1;
 // On snapshot: updates the subscriber asked for are no longer kept (history ran out).
 inline constexpr std::uint8_t snapshot_gap = 32;
+// On deliver: the topic sends deltas (and retains its value), so a subscriber shard that kept
+// the update before this one may send this one as a delta from it (shard_delivery.cpp).
+inline constexpr std::uint8_t deliver_deltas = 1;
 
 inline std::uint8_t topic_property_flags(const codec::TopicProperties& p) noexcept {
   return static_cast<std::uint8_t>((p.conflate ? topic_conflates : 0) |
