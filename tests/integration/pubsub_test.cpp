@@ -141,6 +141,41 @@ TEST(PubSub, publishes_ordered_by_a_thread_join_arrive_in_that_order) {
   EXPECT_EQ(first_difference(log.entries(), expected), "");
 }
 
+// Callers that find the outbox full sleep until the client's thread drains it and wakes them
+// (client_send.cpp, wait_for_room). Four threads publishing flat out into the smallest outbox
+// wait over and over: every call arrives, each thread's in its order.
+TEST(PubSub, threads_waiting_for_room_in_a_full_outbox_are_woken_and_lose_nothing) {
+  BrokerProcess broker(2);
+  BROOK_ASSERT_STARTED(broker);
+  UpdateLog log;
+  Client subscriber;
+  Client publisher(4096);  // the smallest outbox: about forty of these publishes fill it
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "subscriber"));
+  ASSERT_TRUE(connect_client(publisher, broker.url(), "publisher"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Room//", log));
+
+  constexpr int threads = 4, per_thread = 20'000;
+  const std::string padding(48, '.');
+  std::vector<std::thread> publishing;
+  for (int t = 0; t < threads; ++t)
+    publishing.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i)
+        ASSERT_TRUE(publisher.publish("Room/t" + std::to_string(t), std::to_string(i) + padding));
+    });
+  for (auto& t : publishing) t.join();
+  ASSERT_TRUE(log.wait_for(threads * per_thread, long_wait))
+      << "received " << log.size() << " of " << threads * per_thread;
+  auto groups = log.by_path();
+  ASSERT_EQ(groups.size(), static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    const auto& got = groups["Room/t" + std::to_string(t)];
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(per_thread)) << "thread " << t;
+    for (int i = 0; i < per_thread; ++i)
+      ASSERT_EQ(got[i].value, std::to_string(i) + padding) << "thread " << t << ", call " << i;
+  }
+  EXPECT_GT(publisher.waits_for_outbox_room(), 0u) << "the outbox never filled: the test did not wait";
+}
+
 // A handler that publishes into a full outbox makes the client's thread drain the outbox in
 // the middle of a dispatch, where commands (an acknowledged publish) must wait until the
 // dispatch ends. A plain publish queued behind one must wait too, not overtake it.

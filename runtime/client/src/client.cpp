@@ -349,6 +349,10 @@ std::uint64_t Client::calls_handed_to_client_thread() const noexcept {
   return impl_->calls_handed_over.load(std::memory_order_relaxed);
 }
 
+std::uint64_t Client::waits_for_outbox_room() const noexcept {
+  return impl_->outbox_waits.load(std::memory_order_relaxed);
+}
+
 std::uint64_t Client::queued_bytes() const noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->queue_bytes_used.load(std::memory_order_relaxed)));
 }
@@ -369,6 +373,7 @@ void Client::close() {
     // connect() are still queued; they fail now, on this thread, with `not connected`.
     impl_->stream_closed = true;
     impl_->finished.store(true, std::memory_order_release);
+    impl_->wake_room_waiters();
     impl_->drain_outbox(SIZE_MAX);
     return;
   }

@@ -192,6 +192,12 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // Owned by the client thread; other threads only call wake() through it.
   std::atomic<transport::Reactor*> reactor{nullptr};
   std::atomic<int> wakers{0};  // callers inside wake_client()
+  // Callers waiting for room in a full outbox sleep until a drain makes some, rather than
+  // polling: they count themselves in room_waiters, and a drain that finds any bumps
+  // room_made and wakes them (a futex on it).
+  std::atomic<std::uint32_t> room_waiters{0};
+  std::atomic<std::uint32_t> room_made{0};
+  std::atomic<std::uint64_t> outbox_waits{0};
   // Who owns the send state (out, sending, sent_log, the socket or ring to the broker, and the
   // connection flags live() reads): the client thread, except while it waits in its reactor,
   // when it is `lent` and a caller may take it for one direct send (send_directly). A caller
@@ -376,7 +382,10 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void confirm_on_answer(std::uint32_t request_id) { answer_confirms[request_id] = sent_log.last(); }
   // A frame of this connection only (ping, pong, close): never resent.
   void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
-  bool wait_for_room();
+  // `consumed_before`: outbox.consumed() read before the claim that failed.
+  bool wait_for_room(std::uint64_t consumed_before);
+  void made_room();
+  void wake_room_waiters();
   bool make_room_on_loop();
   Status no_room() const;
   void run_deferred();

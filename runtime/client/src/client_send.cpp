@@ -12,6 +12,7 @@
 // lend()/take_back()), then drains, sends and confirms. connect() opens the persistent queue
 // on the caller's thread, before the loop has the session.
 #include "client_send.hpp"
+#include "futex.hpp"
 
 #include <sys/socket.h>
 
@@ -35,16 +36,40 @@ using client_detail::record_persisted_queued_frame;
 using client_detail::record_void;
 
 // The outbox is full: on the session's loop thread, make room (a loop never waits for itself);
-// elsewhere wake the loop and give it a moment. False (no_room() says why) once the session is
-// over, or where waiting could never end: on a loop's thread, for a session that has not
-// started (it may be about to join this very loop), or inside the drain that makes room.
-bool Client::Impl::wait_for_room() {
+// elsewhere wake the loop and sleep until its next drain (made_room). False (no_room() says
+// why) once the session is over, or where waiting could never end: on a loop's thread, for a
+// session that has not started (it may be about to join this very loop), or inside the drain
+// that makes room.
+// A flat-out publisher fills the outbox whenever the loop is busy elsewhere: polling with a
+// 20 us sleep (70 us with the kernel's timer slack) left it asleep a third of the time while
+// the room it waited for was long made.
+bool Client::Impl::wait_for_room(std::uint64_t consumed_before) {
   if (finished.load(std::memory_order_acquire)) return false;
   if (on_client_thread()) return make_room_on_loop();
   if (client_detail::ClientLoop::on_a_loop_thread() && !begun()) return false;
+  outbox_waits.fetch_add(1, std::memory_order_relaxed);
   wake_client();
-  std::this_thread::sleep_for(std::chrono::microseconds(20));
+  // seq_cst, with the fence in made_room(): either the drain sees this waiter, or this
+  // waiter sees the drain's new consumed() and tries again at once.
+  room_waiters.fetch_add(1, std::memory_order_seq_cst);
+  const std::uint32_t seen = room_made.load(std::memory_order_seq_cst);
+  // The limit is a safety net (a session that starts late drains and wakes as any other).
+  if (outbox.consumed() == consumed_before && !finished.load(std::memory_order_acquire))
+    client_detail::futex_wait_for(room_made, seen, std::chrono::milliseconds(1));
+  room_waiters.fetch_sub(1, std::memory_order_relaxed);
   return true;
+}
+
+// After a drain that freed outbox space: wakes the callers waiting for it, if any.
+void Client::Impl::made_room() {
+  // seq_cst: pairs with wait_for_room()'s count; the drain's release of the space is before.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (room_waiters.load(std::memory_order_relaxed) != 0) wake_room_waiters();
+}
+
+void Client::Impl::wake_room_waiters() {
+  room_made.fetch_add(1, std::memory_order_seq_cst);
+  client_detail::futex_wake_all(room_made);
 }
 
 // Loop thread, from a callback: a call into this session's full outbox, made by the session's
@@ -121,6 +146,7 @@ void Client::Impl::submit_frame(std::span<const std::byte> frame) {
 Status Client::Impl::submit_persisted_command(Command&& command) {
   auto* heap = new Command(std::move(command));
   for (;;) {
+    const std::uint64_t consumed = outbox.consumed();
     {
       std::lock_guard lock(queue_file_mutex);
       if (auto c = outbox.try_claim(sizeof heap)) {
@@ -136,7 +162,7 @@ Status Client::Impl::submit_persisted_command(Command&& command) {
         return result;
       }
     }
-    if (!wait_for_room()) {
+    if (!wait_for_room(consumed)) {
       Status refused = no_room();
       fail_command(*heap, refused);
       delete heap;
@@ -233,6 +259,7 @@ std::size_t Client::Impl::drain_outbox(std::size_t max) {
       },
       max);
   draining = false;
+  if (drained > 0) made_room();
   return drained;
 }
 

@@ -66,8 +66,9 @@ inline Status Client::Impl::reserve(std::size_t bytes, bool& queued) {
 // of waiting for itself. Empty when it gives up (no_room()).
 inline transport::MpscByteRing::Claim Client::Impl::claim(std::size_t bytes) {
   for (;;) {
+    const std::uint64_t consumed = outbox.consumed();
     if (auto c = outbox.try_claim(bytes)) return c;
-    if (!wait_for_room()) return {};
+    if (!wait_for_room(consumed)) return {};
   }
 }
 
@@ -143,6 +144,7 @@ inline void Client::Impl::release_send_state(std::uint8_t to) {
 template <class Fill>
 Status Client::Impl::submit_persisted_frame(std::size_t frame_bytes, bool queued, Fill&& fill) {
   for (;;) {
+    const std::uint64_t consumed = outbox.consumed();
     {
       std::lock_guard lock(queue_file_mutex);
       if (auto c = outbox.try_claim(sizeof(std::uint64_t) + frame_bytes)) {
@@ -162,7 +164,7 @@ Status Client::Impl::submit_persisted_frame(std::size_t frame_bytes, bool queued
         return Status::ok();
       }
     }
-    if (!wait_for_room()) return no_room();
+    if (!wait_for_room(consumed)) return no_room();
   }
 }
 

@@ -220,6 +220,7 @@ void Client::Impl::tear_down() {
   recovering = false;
   end_session(close_reason.empty() ? "closed by the client" : close_reason);
   finished.store(true, std::memory_order_release);
+  wake_room_waiters();  // a caller waiting for outbox room sees the end
   tend_queue_file(true, true);
   stream_closed = true;
   run_deferred();          // fails what waited,

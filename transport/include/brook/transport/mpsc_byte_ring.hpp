@@ -108,6 +108,10 @@ class MpscByteRing {
     return count;
   }
 
+  // How far the consumer has drained (grows with every drain that frees space): a producer
+  // that read it before a claim failed knows, reading it again, whether room was made since.
+  std::uint64_t consumed() const noexcept { return head_.load(std::memory_order_seq_cst); }
+
   bool empty_hint() const noexcept {
     return head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed);
   }

@@ -427,6 +427,9 @@ class BROOK_API Client {
   // (ClientOptions::send_from_caller), and calls handed to the client's thread instead.
   std::uint64_t calls_sent_by_caller() const noexcept;
   std::uint64_t calls_handed_to_client_thread() const noexcept;
+  // Since the client was made: times a call found the outbox full and waited for the client's
+  // thread to make room (the network or the broker slower than the callers).
+  std::uint64_t waits_for_outbox_room() const noexcept;
   // Sends everything queued, ends the session and stops the client thread.
   void close();
 
