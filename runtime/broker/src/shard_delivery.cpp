@@ -181,9 +181,12 @@ void Shard::bind(Session& c, std::uint64_t topic_key, const ShardMessage& m, boo
       enqueue_update(c, binding, topic.conflate, m.b, frame, nullptr,
                      codec::frame_flag_sequenced | (resync ? codec::frame_flag_resync : 0)) ==
           QueuedBody::value;
-  // The value the subscriber now holds is the base of the delta the next update can be.
+  // The value the subscriber now holds is the base of the delta the next update can be, on
+  // a shard that had no update of the topic yet. One that had keeps its own: the delivers
+  // keep it current, and a snapshot can be ahead of them (a durable topic's updates are
+  // delivered once written), so keeping it would send the others whole until they caught up.
   const bool keep = (m.flags & snapshot_has_value) && (m.flags & (topic_without_deltas | topic_not_retained)) == 0 &&
-                    m.b > topic.kept_seq;
+                    !topic.kept_frame;
   if (keep) keep_for_next_delta(topic, m.b, frame);
   hand_over(frame, (queued ? 1u : 0u) + (keep ? 1u : 0u));
 }
@@ -195,8 +198,9 @@ void Shard::on_deliver(const ShardMessage& m) {
     return;
   }
   LocalTopic& topic = it->second;
-  // The message's references keep both bodies alive through the loop; the queues' own
-  // references are added once at the end, not one atomic operation per subscriber.
+  // The message's reference keeps the frame alive through the loop, and the delta's own its
+  // delta; the queues' references are added once at the end, not one atomic operation per
+  // subscriber.
   std::uint32_t value_users = 0, delta_users = 0;
   // The delta from the update kept here, made for the first subscriber that holds that one.
   const bool deltas = (m.flags & deliver_deltas) != 0;

@@ -1,7 +1,7 @@
 #pragma once
 // The records shards exchange through their SPSC mailboxes. Fixed size and trivially
-// copyable; a record that carries a buffer (or a delta) owns exactly one reference to it,
-// which the receiving shard takes over.
+// copyable; a record that carries a buffer owns exactly one reference to it, which the
+// receiving shard takes over.
 #include <cstdint>
 
 #include "brook/codec/frame.hpp"

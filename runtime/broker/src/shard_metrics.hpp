@@ -75,7 +75,7 @@ struct ShardCounters {
   Counter mailbox_overflows;
   Counter conflated;
   Counter shared_deliveries;  // broadcast log references written to shm clients' rings
-  Counter deltas_computed;   // owner: updates for which a delta was smaller
+  Counter deltas_computed;   // subscriber side: deltas made, one per update and subscribing shard
   Counter delta_deliveries;  // subscriber side: deliveries sent as a delta
   Counter refreshes;         // clients that asked for a full value again
   Counter requests;          // requests routed to a handler (owner side)

@@ -217,6 +217,7 @@ void Client::Impl::take_back_send_state() {
 // Consumer side: moves frame records into `out` and runs command records, in order.
 std::size_t Client::Impl::drain_outbox(std::size_t max) {
   draining = true;
+  const std::uint64_t consumed = outbox.consumed();
   const std::size_t drained = outbox.drain(
       [&](std::uint32_t kind, std::span<const std::byte> payload) {
         if (kind == record_void) return;
@@ -259,7 +260,8 @@ std::size_t Client::Impl::drain_outbox(std::size_t max) {
       },
       max);
   draining = false;
-  if (drained > 0) made_room();
+  // Space freed (a drain past a wrap's padding frees some with no record): waiters may go.
+  if (outbox.consumed() != consumed) made_room();
   return drained;
 }
 
