@@ -1,9 +1,12 @@
 #!/bin/bash
-# ab-owner.sh ROUNDS : before/after by owner, unpinned (tp3, 3M) and driver on CPU 1 (tp4, 2M)
-A=/tmp/before/build/release/tools/brookd; B=${B_BROOKD:-build/release/tools/brookd}
-for r in $(seq $1); do
+# ab-owner.sh ROUNDS : brookd before (A) and after (B), in turn, by owner case: unpinned with
+# 3,000,000 messages, then the driver on CPU 1 with 2,000,000
+# (../2026-12-06-cross-shard/nowindow-by-owner.sh, one run each).
+A=${A_BROOKD:-/tmp/before/build/release/tools/brookd}; B=${B_BROOKD:-build/release/tools/brookd}
+by_owner="$(dirname "$0")/../2026-12-06-cross-shard/nowindow-by-owner.sh"
+for r in $(seq "$1"); do
   for x in A B; do bd=${!x}
-    echo "unpinned $x $("$(dirname "$0")"/tp3.sh $bd 1)"
-    echo "cpu1     $x $(COUNT=2000000 "$(dirname "$0")"/tp4.sh $bd 1)"
+    echo "unpinned $x $("$by_owner" "$bd" 1)"
+    echo "cpu1     $x $(PIN=1 COUNT=2000000 "$by_owner" "$bd" 1)"
   done
 done
