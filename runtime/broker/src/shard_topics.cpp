@@ -148,8 +148,8 @@ void Shard::fan_out(OwnedTopic& topic, std::uint64_t seq, SharedBuffer* frame, P
   const auto publisher_shard = static_cast<std::uint16_t>(publisher.shard + 1);
   // A delta is made by each subscriber shard, from the update before this one that it kept:
   // its block is written, sent and freed by the core that sends it. Made here, once for all,
-  // its block crossed to the other core and back, which cost the owner more than the rest of
-  // the update (a stream whose publisher's shard owned the topic ran at two thirds the speed).
+  // its block crossed to the other core and back, which cost the owner as much as the rest of
+  // its work (a stream whose publisher's shard owned the topic ran at two thirds the speed).
   const std::uint8_t flags = topic.properties.deltas && topic.properties.retain ? deliver_deltas : 0;
   const std::uint64_t interested = topic.interested_mask;
   // Each record carries a reference to the frame, all taken before the first record goes
