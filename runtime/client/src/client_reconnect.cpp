@@ -315,8 +315,6 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
     has_session = true;
     rebase_log(m.last_received);  // a named session taken over continues its count
   }
-  std::uint64_t missing = 0;
-  auto resend = sent_log.frames_after(m.last_received, missing);
   // Everything queued is in the log from the first frame the broker lacks on; connection
   // frames (pings, pongs) of the old connection are stale.
   out.clear();
@@ -328,7 +326,8 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
     auto frame = encoder.resume_subscriptions(positions);
     out.assign(frame.begin(), frame.end());
   }
-  out.insert(out.end(), resend.begin(), resend.end());
+  const std::uint64_t missing = sent_log.visit_after(
+      m.last_received, [&](std::span<const std::byte> resend) { out.insert(out.end(), resend.begin(), resend.end()); });
   if (m.restored)  // request handlers are not journalled: register them again, after the rest
     for (auto& [path, handler] : request_handlers)
       append_session(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
