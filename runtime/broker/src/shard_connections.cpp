@@ -167,11 +167,11 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
   if (draining_) return;  // stopping: what the client sent after our last Received comes again
   if (!accepts_frames(c)) {
     // Handing off or waiting for the session: keep the bytes, in order, for whoever goes on.
-    c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+    hold_input(c, data);
     return;
   }
   if (c.paused || input_stopped(c)) {
-    c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+    hold_input(c, data);
     if (!c.paused) {
       c.paused = true;
       paused_.push_back(c.slot);
@@ -199,7 +199,7 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
     if (c.closing) return;
     c.assembly.erase(c.assembly.begin(), c.assembly.begin() + static_cast<std::ptrdiff_t>(used));
     if (!accepts_frames(c)) {
-      c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+      hold_input(c, data);
       return;
     }
     if (!c.assembly.empty()) {
@@ -216,6 +216,19 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
     return;
   }
   c.assembly.assign(rest.begin(), rest.end());
+}
+
+// Appends bytes that must wait: into the shard's spare buffer if the connection's own would
+// have to grow and the spare is large enough.
+void Shard::hold_input(Connection& c, std::span<const std::byte> data) {
+  const std::size_t needed = c.assembly.size() + data.size();
+  if (needed > c.assembly.capacity() && spare_input_.capacity() >= needed) {
+    spare_input_.assign(c.assembly.begin(), c.assembly.end());
+    c.assembly.swap(spare_input_);
+    spare_input_.clear();
+    spare_input_used_ns_ = now_ns();
+  }
+  c.assembly.insert(c.assembly.end(), data.begin(), data.end());
 }
 
 bool Shard::accepts_frames(const Connection& c) const noexcept {
@@ -440,8 +453,17 @@ void Shard::resume_input(Connection& c) {
       // What is left (a frame not whole yet, or bytes for the shard a hand-off goes to, or
       // nothing) goes to the front.
       const auto rest = c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from);
-      if (c.assembly.capacity() > max_kept_assembly_bytes) c.assembly = std::vector<std::byte>(rest, c.assembly.end());
-      else c.assembly.erase(c.assembly.begin(), rest);
+      if (c.assembly.capacity() > max_kept_assembly_bytes && c.assembly.capacity() > spare_input_.capacity()) {
+        // The large buffer becomes the shard's spare; the rest moves to the smaller one.
+        spare_input_.assign(rest, c.assembly.end());
+        c.assembly.swap(spare_input_);
+        spare_input_.clear();
+        spare_input_used_ns_ = now_ns();
+      } else if (c.assembly.capacity() > max_kept_assembly_bytes) {
+        c.assembly = std::vector<std::byte>(rest, c.assembly.end());
+      } else {
+        c.assembly.erase(c.assembly.begin(), rest);
+      }
       c.assembly_from = 0;
     }
   }

@@ -56,6 +56,7 @@ constexpr std::uint64_t stalled_after_ns = 20'000'000;
 // pool holds more than this unused.
 constexpr std::uint64_t pressure_release_period_ns = 10'000'000;
 constexpr std::uint64_t idle_release_delay_ns = 990'000'000;
+constexpr std::uint64_t spare_input_kept_ns = 1'000'000'000;
 constexpr std::uint64_t pool_slack_bytes = 8ull << 20;
 // Free blocks a slab release examines per check: about a millisecond of cold reads.
 constexpr std::size_t pool_blocks_per_check = 16'384;
@@ -88,6 +89,9 @@ void Shard::check_memory() {
   const std::uint64_t now = now_ns();
   if (now < next_memory_check_ns_) return;
   next_memory_check_ns_ = now + memory_check_period_ns;
+  if (spare_input_.capacity() > 0 &&
+      (memory_state_ != MemoryState::normal || now >= spare_input_used_ns_ + spare_input_kept_ns))
+    std::vector<std::byte>().swap(spare_input_);
   if (!mesh_.memory_used || mesh_.memory_budget == 0) return;
   // Outside pressure, only slack that outweighs what is in use is given back, and at most
   // once a second: a pool that breathes with the load keeps its slabs (a slab given back and
