@@ -528,6 +528,7 @@ class Shard final : public transport::ReactorHandler {
   void on_send(Connection& c, int result);
   void process_input(Connection& c, std::span<const std::byte> data);
   void hold_input(Connection& c, std::span<const std::byte> data);
+  void trade_with_spare(Connection& c, std::size_t from);
   std::size_t process_frames(Connection& c, std::span<const std::byte> bytes);
   bool accepts_frames(const Connection& c) const noexcept;
   void handle_frame(Connection& c, std::span<const std::byte> frame);

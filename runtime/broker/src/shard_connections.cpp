@@ -222,13 +222,17 @@ void Shard::process_input(Connection& c, std::span<const std::byte> data) {
 // have to grow and the spare is large enough.
 void Shard::hold_input(Connection& c, std::span<const std::byte> data) {
   const std::size_t needed = c.assembly.size() + data.size();
-  if (needed > c.assembly.capacity() && spare_input_.capacity() >= needed) {
-    spare_input_.assign(c.assembly.begin(), c.assembly.end());
-    c.assembly.swap(spare_input_);
-    spare_input_.clear();
-    spare_input_used_ns_ = now_ns();
-  }
+  if (needed > c.assembly.capacity() && spare_input_.capacity() >= needed) trade_with_spare(c, 0);
   c.assembly.insert(c.assembly.end(), data.begin(), data.end());
+}
+
+// The connection's bytes from `from` on go into the spare's buffer, which becomes the
+// connection's; the spare keeps the connection's old buffer, emptied.
+void Shard::trade_with_spare(Connection& c, std::size_t from) {
+  spare_input_.assign(c.assembly.begin() + static_cast<std::ptrdiff_t>(from), c.assembly.end());
+  c.assembly.swap(spare_input_);
+  spare_input_.clear();
+  spare_input_used_ns_ = now_ns();
 }
 
 bool Shard::accepts_frames(const Connection& c) const noexcept {
@@ -453,17 +457,9 @@ void Shard::resume_input(Connection& c) {
       // What is left (a frame not whole yet, or bytes for the shard a hand-off goes to, or
       // nothing) goes to the front.
       const auto rest = c.assembly.begin() + static_cast<std::ptrdiff_t>(c.assembly_from);
-      if (c.assembly.capacity() > max_kept_assembly_bytes && c.assembly.capacity() > spare_input_.capacity()) {
-        // The large buffer becomes the shard's spare; the rest moves to the smaller one.
-        spare_input_.assign(rest, c.assembly.end());
-        c.assembly.swap(spare_input_);
-        spare_input_.clear();
-        spare_input_used_ns_ = now_ns();
-      } else if (c.assembly.capacity() > max_kept_assembly_bytes) {
-        c.assembly = std::vector<std::byte>(rest, c.assembly.end());
-      } else {
-        c.assembly.erase(c.assembly.begin(), rest);
-      }
+      if (c.assembly.capacity() <= max_kept_assembly_bytes) c.assembly.erase(c.assembly.begin(), rest);
+      else if (c.assembly.capacity() > spare_input_.capacity()) trade_with_spare(c, c.assembly_from);  // the large one kept
+      else c.assembly = std::vector<std::byte>(rest, c.assembly.end());
       c.assembly_from = 0;
     }
   }

@@ -326,8 +326,8 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
     auto frame = encoder.resume_subscriptions(positions);
     out.assign(frame.begin(), frame.end());
   }
-  const std::uint64_t missing = sent_log.visit_after(
-      m.last_received, [&](std::span<const std::byte> resend) { out.insert(out.end(), resend.begin(), resend.end()); });
+  const std::uint64_t missing =
+      sent_log.visit_after(m.last_received, [&](std::span<const std::byte> resend) { append(resend); });
   if (m.restored)  // request handlers are not journalled: register them again, after the rest
     for (auto& [path, handler] : request_handlers)
       append_session(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,

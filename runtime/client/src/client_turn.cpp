@@ -78,7 +78,7 @@ void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
     if (shm) arm_doorbell();
     append(connect_frame(false));
     // What a persistent queue kept from an earlier run goes first, right behind Connect.
-    sent_log.visit_after(0, [&](std::span<const std::byte> kept) { out.insert(out.end(), kept.begin(), kept.end()); });
+    sent_log.visit_after(0, [&](std::span<const std::byte> kept) { append(kept); });
     start_send();
   }
 }
