@@ -26,7 +26,11 @@ using client_detail::error_status;
 namespace {
 
 constexpr int idle_wait_ms = 100;
-constexpr std::size_t max_out_bytes = 4u << 20;      // frames gathered for the next send
+// Frames gathered for the next send. A flat-out publisher fills it while a send is in flight:
+// at 4 MiB its bytes were gone from the cache by the time the kernel copied them (1 MiB: 5-7%
+// less CPU for a one-core publisher and subscriber at 1 KiB), and a send that large is no
+// cheaper per byte.
+constexpr std::size_t max_out_bytes = 1u << 20;
 constexpr std::size_t max_records_per_turn = 4096;  // bounds one turn of the client loop
 // How often request deadlines are checked while requests wait for answers.
 constexpr auto request_timer_resolution = std::chrono::milliseconds(5);

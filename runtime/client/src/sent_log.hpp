@@ -20,9 +20,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <span>
+#include <vector>
 
 namespace brook {
 
@@ -84,9 +84,7 @@ class SentLog {
   template <class Visit>
   std::uint64_t visit_after(std::uint64_t sequence, Visit&& visit) const {
     const std::uint64_t missing = sequence + 1 < first() ? first() - (sequence + 1) : 0;
-    std::uint64_t seq = first();
-    std::size_t i = 0;
-    for (; i < entries_.size() && seq <= sequence; ++i, ++seq) {}
+    std::size_t i = sequence < first() ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(sequence - first() + 1, entries_.size()));
     while (i < entries_.size()) {
       const std::uint64_t from = entries_[i].at;
       std::uint64_t to = from + entries_[i].size;
@@ -98,7 +96,10 @@ class SentLog {
   // Every frame still held, in order, with its record id.
   template <class Visit>
   void for_each(Visit&& visit) const {
-    for (const Entry& e : entries_) visit(std::span<const std::byte>(bytes_at(e.at), e.size), e.record);
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const Entry& e = entries_[i];
+      visit(std::span<const std::byte>(bytes_at(e.at), e.size), e.record);
+    }
   }
 
  private:
@@ -133,7 +134,7 @@ class SentLog {
     const std::size_t held = held_bytes();
     if (offset < warm_bytes || held * 8 > offset || offset + held > capacity_) return;  // or laps
     std::memmove(ring_.get(), ring_.get() + offset, held);
-    for (Entry& e : entries_) e.at -= front;
+    for (std::size_t i = 0; i < entries_.size(); ++i) entries_[i].at -= front;
     end_ = held;
   }
   std::uint64_t lap_position(std::uint64_t end, std::size_t size) const noexcept {
@@ -148,7 +149,8 @@ class SentLog {
         std::max<std::size_t>({std::bit_ceil(needed + needed / 2), capacity_ * 2, warm_bytes});
     auto ring = std::make_unique_for_overwrite<std::byte[]>(capacity);  // before anything moves
     std::uint64_t at = 0;
-    for (Entry& e : entries_) {
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      Entry& e = entries_[i];
       if (e.size) std::memcpy(ring.get() + at, bytes_at(e.at), e.size);
       e.at = at;
       at += e.size;
@@ -163,7 +165,38 @@ class SentLog {
   std::unique_ptr<std::byte[]> ring_;
   std::size_t capacity_ = 0;  // a power of two (0 until the first frame)
   std::uint64_t end_ = 0;     // position after the last frame written
-  std::deque<Entry> entries_;
+  // A ring of entries, not a deque: a deque allocates a block for every 21 frames and frees
+  // one as many are confirmed, and a flat-out publisher's log turns over thousands of them.
+  class Entries {
+   public:
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    Entry& operator[](std::size_t i) noexcept { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+    const Entry& operator[](std::size_t i) const noexcept { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+    Entry& front() noexcept { return slots_[head_]; }
+    const Entry& front() const noexcept { return slots_[head_]; }
+    void pop_front() noexcept {
+      head_ = (head_ + 1) & (slots_.size() - 1);
+      --count_;
+    }
+    void push_back(const Entry& e) {
+      if (count_ == slots_.size()) grow();
+      slots_[(head_ + count_) & (slots_.size() - 1)] = e;
+      ++count_;
+    }
+
+   private:
+    void grow() {
+      std::vector<Entry> slots(std::max<std::size_t>(slots_.size() * 2, 64));
+      for (std::size_t i = 0; i < count_; ++i) slots[i] = (*this)[i];
+      slots_ = std::move(slots);
+      head_ = 0;
+    }
+    std::vector<Entry> slots_;
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+  };
+  Entries entries_;
   std::uint64_t last_ = 0;
   std::uint64_t confirmed_ = 0;
   std::uint64_t confirmed_record_ = 0;
