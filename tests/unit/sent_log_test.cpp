@@ -1,6 +1,7 @@
 // Unit tests of SentLog, the client's recovery buffer: numbering and confirmation, the limit
 // and what it forgets, the bytes handed back for a resend in order across the ring's laps and
-// growth, and the small log moved back to the ring's start. Checked against a model that
+// growth, and the small log moved back to the ring's start; frames ending at the ring's end,
+// and bytes a send reads in place while the ring grows. Checked against a model that
 // keeps every frame whole in a plain list.
 #include <gtest/gtest.h>
 
@@ -161,6 +162,63 @@ TEST(SentLog, a_log_that_holds_little_is_moved_back_to_the_rings_start) {
   expected.insert(expected.end(), last.begin(), last.end());
   EXPECT_EQ(bytes_after(log, s - 2, missing, spans), expected);
   EXPECT_EQ(spans, 1u);
+}
+
+// Frames whose sizes divide the ring's: one ends exactly at the ring's end and the next
+// starts at its beginning, the same position counted on but not the next byte in memory.
+// Each span handed back must lie in the ring (the client sends them as they are).
+TEST(SentLog, a_frame_ending_at_the_rings_end_starts_a_new_span) {
+  SentLog log(16u << 20);
+  std::deque<std::pair<std::uint64_t, Bytes>> model;
+  std::uint64_t s = 0;
+  std::size_t laps_crossed = 0;
+  for (int i = 0; i < 20000; ++i) {
+    Bytes f = frame_of(++s, 32);
+    log.append(f);
+    model.emplace_back(s, std::move(f));
+    if (s % 64 == 0) {  // the broker confirms all but the last 1,000 or so
+      const std::uint64_t upto = s > 1000 ? s - 1000 : 0;
+      log.confirm(upto);
+      while (!model.empty() && model.front().first <= upto) model.pop_front();
+    }
+    if (s % 97 != 0) continue;
+    const std::uint64_t after = model.front().first - 1 + model.size() / 2;
+    Bytes expected;
+    for (auto& [seq, bytes] : model)
+      if (seq > after) expected.insert(expected.end(), bytes.begin(), bytes.end());
+    std::uint64_t missing = 0;
+    std::size_t spans = 0;
+    ASSERT_EQ(bytes_after(log, after, missing, spans), expected) << "frame " << s;
+    laps_crossed += spans > 1;
+  }
+  EXPECT_EQ(log.capacity(), 65536u);  // 1,000 frames of 32 B never outgrow the first ring
+  EXPECT_GT(laps_crossed, 0u);
+}
+
+// While a send reads frames in place, the ring may grow: the bytes handed out stay valid and
+// unchanged until release_in_place(), whatever is appended meanwhile.
+TEST(SentLog, bytes_held_in_place_outlive_the_rings_growth) {
+  SentLog log(64u << 20);
+  std::uint64_t s = 0;
+  for (int i = 0; i < 100; ++i) log.append(frame_of(++s, 300));
+  std::vector<std::span<const std::byte>> in_flight;
+  log.visit_after(0, [&](std::span<const std::byte> b) { in_flight.push_back(b); });
+  Bytes expected;
+  for (std::uint64_t i = 1; i <= s; ++i) {
+    Bytes f = frame_of(i, 300);
+    expected.insert(expected.end(), f.begin(), f.end());
+  }
+  log.hold_in_place();
+  const std::size_t before = log.capacity();
+  for (int i = 0; i < 2000; ++i) log.append(frame_of(++s, 1000));
+  EXPECT_GT(log.capacity(), before);
+  Bytes seen;
+  for (auto span : in_flight) seen.insert(seen.end(), span.begin(), span.end());
+  EXPECT_EQ(seen, expected);
+  log.release_in_place();
+  std::uint64_t missing = 0;
+  std::size_t spans = 0;
+  EXPECT_EQ(bytes_after(log, s - 1, missing, spans), frame_of(s, 1000));
 }
 
 }  // namespace

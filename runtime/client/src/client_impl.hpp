@@ -293,12 +293,21 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // Client-thread state.
   codec::FrameEncoder encoder;
   codec::FrameDecoder decoder;
-  std::vector<std::byte> out;      // frames waiting for the next send
-  std::vector<std::byte> sending;  // frames the kernel is sending
-  std::size_t sending_offset = 0;
+  // The stream still to send is `out` followed by the session frames of the log after
+  // `log_queued`: a publish is copied once, into the log, and a TCP send gathers the log's
+  // bytes where they are. A connection frame (ping, pong, close) first moves the log's unsent
+  // frames into `out` (queue_log_tail), so the stream keeps the order the calls were made in.
+  // Over TLS and shared memory, whose writes copy anyway, the log's frames go into `out`.
+  std::vector<std::byte> out;
+  std::uint64_t log_queued = 0;     // the log's frames up to here are in `out` or went out
+  std::size_t log_tail_bytes = 0;   // the bytes of the log's frames after it (when live)
+  std::vector<std::byte> sending;   // connection frames, and copies of session frames, in flight
+  std::vector<::iovec> send_parts;  // what the send in flight carries: `sending`, the log's bytes
+  std::size_t sending_total = 0;
+  std::size_t sending_offset = 0;   // of those, what the kernel has taken
   bool send_in_flight = false;
   ::msghdr msg{};
-  ::iovec iov{};
+  std::vector<::iovec> send_iov;    // send_parts from sending_offset on
   std::vector<std::byte> assembly;
   // Calls drained while the session's tables may not change (inside a dispatch, or a drain a
   // callback made) wait in `deferred`, and the calls behind them too, until run_deferred().
@@ -381,7 +390,17 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // Remembers that the frame just logged is confirmed by the answer to `request_id`.
   void confirm_on_answer(std::uint32_t request_id) { answer_confirms[request_id] = sent_log.last(); }
   // A frame of this connection only (ping, pong, close): never resent.
-  void append(std::span<const std::byte> frame) { out.insert(out.end(), frame.begin(), frame.end()); }
+  void append(std::span<const std::byte> frame) {
+    queue_log_tail();
+    out.insert(out.end(), frame.begin(), frame.end());
+  }
+  // Something waits to be sent; how many bytes of it.
+  bool unsent() const noexcept { return !out.empty() || (!recovering && log_queued < sent_log.last()); }
+  std::size_t unsent_bytes() const noexcept { return out.size() + log_tail_bytes; }
+  void queue_log_tail();
+  std::uint64_t set_log_queued(std::uint64_t sequence);
+  void drop_unsent();
+  void end_sending();
   // `consumed_before`: outbox.consumed() read before the claim that failed.
   bool wait_for_room(std::uint64_t consumed_before);
   void made_room();

@@ -112,7 +112,7 @@ void Client::Impl::lost(std::string reason) {
     return;
   }
   stream_closed = true;
-  out.clear();  // nothing more can be sent; producers blocked on a full outbox move on
+  drop_unsent();  // nothing more can be sent; producers blocked on a full outbox move on
   if (close_reason.empty()) close_reason = std::move(reason);
   end_session(close_reason);
 }
@@ -174,7 +174,7 @@ void Client::Impl::give_up(std::string reason) {
   close_when_flushed = false;
   if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
   stream_closed = true;
-  out.clear();
+  drop_unsent();
   if (close_reason.empty()) close_reason = std::move(reason);
   report_unsent(close_reason);
   end_session(close_reason);
@@ -233,6 +233,8 @@ void Client::Impl::step_recovery(std::chrono::steady_clock::time_point now) {
   last_heard = std::chrono::steady_clock::now();
   auto frame = connect_frame(has_session && !fresh_session);
   sending.assign(frame.begin(), frame.end());
+  send_parts.assign(1, {sending.data(), sending.size()});
+  sending_total = sending.size();
   sending_offset = 0;
   sending_last_seq = 0;
   recv_armed = true;
@@ -317,7 +319,7 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
   }
   // Everything queued is in the log from the first frame the broker lacks on; connection
   // frames (pings, pongs) of the old connection are stale.
-  out.clear();
+  drop_unsent();
   if (m.restored) {
     // The broker restarted and brought the session back from its journal, without the
     // updates it had queued for us: each subscription resumes after what we hold.
@@ -326,8 +328,8 @@ void Client::Impl::resumed(const codec::ConnectedMsg& m, bool first_session) {
     auto frame = encoder.resume_subscriptions(positions);
     out.assign(frame.begin(), frame.end());
   }
-  const std::uint64_t missing =
-      sent_log.visit_after(m.last_received, [&](std::span<const std::byte> resend) { append(resend); });
+  // The frames the broker lacks go out behind it, straight from the log.
+  const std::uint64_t missing = set_log_queued(m.last_received);
   if (m.restored)  // request handlers are not journalled: register them again, after the rest
     for (auto& [path, handler] : request_handlers)
       append_session(encoder.add_handler(next_request_id.fetch_add(1, std::memory_order_relaxed), path,
@@ -377,7 +379,7 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   hold_out = false;
   fresh_session = false;
   SentLog fresh(options.recovery_bytes);
-  out.clear();
+  drop_unsent();
   auto add = [&](std::span<const std::byte> frame, std::uint64_t record = 0) {
     fresh.append(frame, record);
     out.insert(out.end(), frame.begin(), frame.end());
@@ -426,6 +428,8 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   }
   sent_log = std::move(fresh);
   rebase_log(m.last_received);
+  log_queued = sent_log.last();  // all of it is in `out`, copied as it was rebuilt
+  log_tail_bytes = 0;
   // Values stay held: the subscriptions resume from them (positions above), and the broker
   // flags resync only where the updates after them are gone.
   aliases.clear();

@@ -282,18 +282,57 @@ void Client::Impl::give_back_held() {
   held_entries = held_bytes = 0;
 }
 
-// A frame of the session's stream: numbered and kept for resending after a drop.
+// A frame of the session's stream: numbered and kept for resending after a drop, and sent
+// from the log (start_send). Without a connection the log is the queue: its frames go out
+// once connected, from the first the broker lacks (resumed()).
 void Client::Impl::append_session(std::span<const std::byte> frame, std::uint64_t record) {
   sent_log.append(frame, record);
-  // Without a connection the log is the queue: the frames go out from it once connected.
-  if (!recovering) out.insert(out.end(), frame.begin(), frame.end());
+  if (!recovering) log_tail_bytes += frame.size();
+}
+
+// A connection frame follows: the log's unsent frames go into `out` ahead of it.
+void Client::Impl::queue_log_tail() {
+  if (recovering || log_queued >= sent_log.last()) return;
+  sent_log.visit_after(log_queued, [&](std::span<const std::byte> frames) {
+    out.insert(out.end(), frames.begin(), frames.end());
+  });
+  log_queued = sent_log.last();
+  log_tail_bytes = 0;
+}
+
+// The log's frames after `sequence` are to be sent (those it still holds); returns how many
+// of them it no longer holds.
+std::uint64_t Client::Impl::set_log_queued(std::uint64_t sequence) {
+  log_queued = sequence;
+  log_tail_bytes = 0;
+  return sent_log.visit_after(sequence, [&](std::span<const std::byte> frames) { log_tail_bytes += frames.size(); });
+}
+
+// Nothing queued is sent on this connection (it ended, or a resumption decides afresh).
+void Client::Impl::drop_unsent() {
+  out.clear();
+  log_queued = sent_log.last();
+  log_tail_bytes = 0;
 }
 
 void Client::Impl::start_send() {
-  if (send_in_flight || out.empty() || stream_closed || fd < 0) return;
+  if (send_in_flight || !unsent() || stream_closed || fd < 0) return;
   if (hold_out || recovering) return;
+  if (shm || tls) queue_log_tail();
   sending.swap(out);
   out.clear();
+  send_parts.clear();
+  if (!sending.empty()) send_parts.push_back({sending.data(), sending.size()});
+  if (log_queued < sent_log.last()) {
+    sent_log.visit_after(log_queued, [&](std::span<const std::byte> frames) {
+      send_parts.push_back({const_cast<std::byte*>(frames.data()), frames.size()});
+    });
+    sent_log.hold_in_place();
+    log_queued = sent_log.last();
+    log_tail_bytes = 0;
+  }
+  sending_total = 0;
+  for (const ::iovec& part : send_parts) sending_total += part.iov_len;
   sending_offset = 0;
   sending_last_seq = sent_log.last();
   issue_send();
@@ -308,12 +347,33 @@ void Client::Impl::issue_send() {
     send_tls();
     return;
   }
-  iov = {sending.data() + sending_offset, sending.size() - sending_offset};
-  msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  send_iov.clear();
+  std::size_t skip = sending_offset;
+  for (const ::iovec& part : send_parts) {
+    if (skip >= part.iov_len) {
+      skip -= part.iov_len;
+      continue;
+    }
+    send_iov.push_back({static_cast<std::byte*>(part.iov_base) + skip, part.iov_len - skip});
+    skip = 0;
+  }
   send_in_flight = true;
+  if (send_iov.size() == 1) {
+    io->send(fd, send_iov[0].iov_base, send_iov[0].iov_len, token_base);
+    return;
+  }
+  msg = {};
+  msg.msg_iov = send_iov.data();
+  msg.msg_iovlen = send_iov.size();
   io->sendmsg(fd, &msg, token_base);
+}
+
+// The send in flight is over: the log may move its bytes again.
+void Client::Impl::end_sending() {
+  sending.clear();
+  send_parts.clear();
+  sending_total = 0;
+  sent_log.release_in_place();
 }
 
 // A "send" into the ring: what fits goes at once; the rest waits for the broker to read.
@@ -336,19 +396,19 @@ void Client::Impl::shm_send() {
 void Client::Impl::sent(int result) {
   send_in_flight = false;
   if (result < 0) {
-    sending.clear();
+    end_sending();
     lost(std::string("connection lost: ") + std::strerror(-result));
     return;
   }
   if (recovering && !hold_out) {  // the old socket winding down
-    sending.clear();
+    end_sending();
     return;
   }
   sending_offset += static_cast<std::size_t>(result);
-  if (sending_offset < sending.size()) {
+  if (sending_offset < sending_total) {
     issue_send();
   } else {
-    sending.clear();
+    end_sending();
     sent_log.trim(sending_last_seq);
     if (!finished.load(std::memory_order_relaxed)) start_send();
   }
@@ -356,6 +416,7 @@ void Client::Impl::sent(int result) {
 
 void Client::Impl::rebase_log(std::uint64_t last_received) {
   sent_log.rebase(last_received);
+  log_queued += last_received;
   for (auto& [id, seq] : answer_confirms) seq += last_received;
 }
 

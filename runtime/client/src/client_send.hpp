@@ -106,11 +106,12 @@ bool Client::Impl::send_directly(std::size_t bytes, Fill&& fill) {
   last_call_ns = now;
   bool taken = false, rest_waits = false;
   if (isolated && live() && !closing && !close_when_flushed && !queue_file && fd >= 0 && !send_in_flight &&
-      !shm_waiting_space && out.empty() && outbox.empty_hint()) {
+      !shm_waiting_space && !unsent() && outbox.empty_hint()) {
     try {
       out.resize(bytes);
       fill(out.data());
       sent_log.append(out);
+      log_queued = sent_log.last();  // in `out`, written here
     } catch (...) {
       // Out of memory: nothing was logged or sent. The state goes back to the client
       // thread as it was (which would otherwise wait for it forever), and the call fails.

@@ -80,9 +80,10 @@ void Client::Impl::begin(transport::Reactor& r, std::uint64_t base) {
     recv_armed = true;
     io->recv_multishot(fd, token_base);
     if (shm) arm_doorbell();
-    append(connect_frame(false));
-    // What a persistent queue kept from an earlier run goes first, right behind Connect.
-    sent_log.visit_after(0, [&](std::span<const std::byte> kept) { append(kept); });
+    // Connect first; what a persistent queue kept from an earlier run follows from the log.
+    const auto connect = connect_frame(false);
+    out.insert(out.end(), connect.begin(), connect.end());
+    set_log_queued(0);
     start_send();
   }
 }
@@ -106,15 +107,15 @@ int Client::Impl::turn() {
   else if (!stream_closed) keep_alive(now);
   if (!pending_requests.empty()) expire_requests(now);
   run_deferred();  // before the calls made after them
-  std::size_t n = out.size() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
-  if (!send_in_flight && !out.empty()) start_send();
+  std::size_t n = unsent_bytes() < max_out_bytes ? drain_outbox(max_records_per_turn) : 0;
+  if (!send_in_flight && unsent()) start_send();
   // After the calls: a subscription made before connect() is in place before the frames
   // it matches are read (over TCP they arrive as completions, after this point too).
   if (shm && (!recovering || hold_out)) {
     pump_shm();
-    if (!send_in_flight && !out.empty()) start_send();  // what the handlers just sent
+    if (!send_in_flight && unsent()) start_send();  // what the handlers just sent
   }
-  if (closing && !stream_closed && !recovering && !send_in_flight && out.empty() &&
+  if (closing && !stream_closed && !recovering && !send_in_flight && !unsent() &&
       !shut_down_write) {
     // Over shared memory the socket is the liveness signal: the broker takes its EOF for
     // a client that is gone, so the Close in the ring says it all.
@@ -150,7 +151,7 @@ bool Client::Impl::has_input() {
   if (tearing_down) return false;
   if (drained_outside_turn || !deferred.empty()) return true;
   // While lent, `out` is the callers': judged by its size when it was lent.
-  const bool out_full = lent ? out_full_when_lent : out.size() >= max_out_bytes;
+  const bool out_full = lent ? out_full_when_lent : unsent_bytes() >= max_out_bytes;
   if (!outbox.empty_hint() && !out_full) return true;
   return shm && (!recovering || hold_out) && !shm_quiet();
 }
@@ -159,7 +160,7 @@ bool Client::Impl::has_input() {
 // overtake them.
 void Client::Impl::lend() {
   if (tearing_down || drained_outside_turn || !deferred.empty()) return;
-  out_full_when_lent = out.size() >= max_out_bytes;
+  out_full_when_lent = unsent_bytes() >= max_out_bytes;
   lend_send_state(drained_this_turn > 0);
   lent = true;
 }

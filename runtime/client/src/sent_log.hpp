@@ -73,6 +73,16 @@ class SentLog {
   std::uint64_t confirmed_record() const noexcept { return confirmed_record_; }
   std::uint64_t last_record() const noexcept { return last_record_; }
 
+  // While the kernel reads frames straight from the log (a send in flight), their bytes stay
+  // where they are: a ring that grows keeps its old bytes until release_in_place(), and the
+  // log is not moved back to its start. Frames the broker confirms meanwhile may be
+  // overwritten: the kernel took their bytes already, or the broker could not have them.
+  void hold_in_place() noexcept { in_place_ = true; }
+  void release_in_place() noexcept {
+    in_place_ = false;
+    retired_.clear();
+  }
+
   // Forgets the oldest frames, among those up to `written` (handed to the kernel), while the
   // log holds more than its limit.
   void trim(std::uint64_t written) {
@@ -88,7 +98,10 @@ class SentLog {
     while (i < entries_.size()) {
       const std::uint64_t from = entries_[i].at;
       std::uint64_t to = from + entries_[i].size;
-      for (++i; i < entries_.size() && entries_[i].at == to; ++i) to += entries_[i].size;
+      // A frame that ends exactly at the ring's end is followed by one at its start: the same
+      // position counted on, but not the next byte in memory.
+      for (++i; i < entries_.size() && entries_[i].at == to && (to & (capacity_ - 1)) != 0; ++i)
+        to += entries_[i].size;
       if (to > from) visit(std::span<const std::byte>(bytes_at(from), to - from));
     }
     return missing;
@@ -125,6 +138,7 @@ class SentLog {
   // Moves the frames held to the ring's start when they take less than an eighth of the
   // bytes before them (at least `warm_bytes` in): at most one byte moved for eight written.
   void rewind_if_small() noexcept {
+    if (in_place_) return;
     if (entries_.empty()) {
       end_ = 0;
       return;
@@ -148,6 +162,7 @@ class SentLog {
     const std::size_t capacity =
         std::max<std::size_t>({std::bit_ceil(needed + needed / 2), capacity_ * 2, warm_bytes});
     auto ring = std::make_unique_for_overwrite<std::byte[]>(capacity);  // before anything moves
+    if (in_place_) retired_.reserve(retired_.size() + 1);
     std::uint64_t at = 0;
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       Entry& e = entries_[i];
@@ -155,6 +170,7 @@ class SentLog {
       e.at = at;
       at += e.size;
     }
+    if (in_place_ && ring_) retired_.push_back(std::move(ring_));
     ring_ = std::move(ring);
     capacity_ = capacity;
     end_ = at;
@@ -163,6 +179,8 @@ class SentLog {
   static constexpr std::size_t warm_bytes = 65536;
 
   std::unique_ptr<std::byte[]> ring_;
+  bool in_place_ = false;
+  std::vector<std::unique_ptr<std::byte[]>> retired_;  // rings outgrown while in place
   std::size_t capacity_ = 0;  // a power of two (0 until the first frame)
   std::uint64_t end_ = 0;     // position after the last frame written
   // A ring of entries, not a deque: a deque allocates a block for every 21 frames and frees
