@@ -182,6 +182,8 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   // seq_cst handshake with producers, as in the broker's shards: the loop's flag.
   std::atomic<bool> no_loop_yet{false};
   std::atomic<bool>* sleeping = &no_loop_yet;
+  std::atomic<bool> no_loop_yet_posted{false};
+  std::atomic<bool>* work_posted = &no_loop_yet_posted;  // the loop's posted()
   std::atomic<bool> connected{false};
   std::atomic<ClientState> state{ClientState::connecting};
   std::atomic<bool> finished{false};
@@ -441,6 +443,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void take_back() override;
   void after_sleep() override;
   bool spins() const override;
+  bool polls() const override;
   void on_completion(const transport::Completion& c, unsigned) override;
   void tear_down();
   bool done() override;

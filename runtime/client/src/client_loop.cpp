@@ -93,6 +93,8 @@ void ClientLoop::take_joiners() {
     }
     Slot& s = slots_[slot];
     ++s.generation;
+    s.touched = true;
+    s.polls = s.spins = false;
     s.member = std::move(member);
     s.member->begin(*reactor_.load(std::memory_order_relaxed), token_base(slot, s.generation));
   }
@@ -121,13 +123,16 @@ void ClientLoop::run() {
     // Polling on a little after work: the answer to what was just sent (a round trip's
     // second half, the next update of a burst) then finds the loop awake.
     bool spin = now - last_active < idle_spin;
+    // seq_cst: pairs with the producers' fence (Client::Impl::committed): either this turn
+    // sees their calls, or they see the flag clear and set it again.
+    const bool posted = posted_.load(std::memory_order_relaxed) && posted_.exchange(false, std::memory_order_seq_cst);
     std::size_t live = 0;
     for (std::uint32_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
       if (!s.member) continue;
       ++live;
-      spin |= s.member->spins();
-      if (!s.touched && now < s.due && !s.member->wants_turn()) {
+      spin |= s.spins;
+      if (!s.touched && now < s.due && !((posted || s.polls) && s.member->wants_turn())) {
         const auto wait = std::chrono::ceil<std::chrono::milliseconds>(s.due - now).count();
         timeout = std::min<int>(timeout, static_cast<int>(std::min<std::int64_t>(wait, INT_MAX)));
         continue;
@@ -145,6 +150,8 @@ void ClientLoop::run() {
       const int wait = m.turn();
       if (wait == 0) last_active = now;
       s.touched = false;
+      s.polls = m.polls();
+      s.spins = m.spins();
       s.due = now + std::chrono::milliseconds(wait);
       timeout = std::min(timeout, wait);
     }
@@ -162,9 +169,9 @@ void ClientLoop::run() {
       sleeping_.store(true, std::memory_order_seq_cst);
       // A producer that committed before our store saw the flag clear and did not wake us:
       // look at the members once more (joiners too).
-      if (joining_hint_.load(std::memory_order_seq_cst)) timeout = 0;
+      if (joining_hint_.load(std::memory_order_seq_cst) || posted_.load(std::memory_order_seq_cst)) timeout = 0;
       for (Slot& s : slots_)
-        if (timeout > 0 && s.member && s.member->has_input()) timeout = 0;
+        if (timeout > 0 && s.member && s.polls && s.member->has_input()) timeout = 0;
     }
     for (Slot& s : slots_) {
       if (!s.member || s.lent) continue;
@@ -176,7 +183,7 @@ void ClientLoop::run() {
     sleeping_.store(false, std::memory_order_relaxed);
     if (sleep)
       for (Slot& s : slots_)
-        if (s.member) s.member->after_sleep();
+        if (s.member && s.polls) s.member->after_sleep();
     if (r.process(*this) > 0) last_active = std::chrono::steady_clock::now();
     else if (spin) std::this_thread::yield();
   }

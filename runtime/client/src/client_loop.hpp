@@ -14,9 +14,10 @@
 // loop is not working on has lent its send state (callers may then write to its socket
 // directly); the loop takes it back before touching the member, also when a callback of
 // another member calls into this one's full outbox (the member makes room itself then, since
-// the loop cannot wait for itself). The members with nothing to do cost one look each per
-// turn: a thousand idle sessions do not make a turn slow. A member that has closed and has
-// nothing in flight says done() and leaves.
+// the loop cannot wait for itself). A member is asked whether it has work (wants_turn) only
+// when a producer said some member has (posted()), or when it has a ring to poll: with a
+// thousand sessions, asking each at every turn was a fifth of a fan-out's client thread.
+// A member that has closed and has nothing in flight says done() and leaves.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -57,6 +58,9 @@ class LoopMember {
   virtual void left(std::shared_ptr<LoopMember> self) = 0;
   // Busy-poll instead of sleeping (ClientOptions::spin).
   virtual bool spins() const = 0;
+  // Has work no completion and no producer announces (a shared-memory ring to read): asked
+  // whether it wants a turn at every turn of the loop. Read after each of its turns.
+  virtual bool polls() const = 0;
 };
 
 class ClientLoop final : transport::ReactorHandler, public std::enable_shared_from_this<ClientLoop> {
@@ -79,6 +83,10 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   void wake();
   // A producer's handshake with the sleeping loop (seq_cst, as in the broker's shards).
   std::atomic<bool>& sleeping() noexcept { return sleeping_; }
+  // Set (before the producer's seq_cst fence, or on the loop thread) when a member has work
+  // the loop learns of from no completion: a call in its outbox, a call another member's
+  // callback drained, its send state left to the loop. The loop then asks every member.
+  std::atomic<bool>& posted() noexcept { return posted_; }
   // The loop's thread (default-constructed until it started).
   std::thread::id thread_id() const noexcept { return thread_id_.load(std::memory_order_acquire); }
   // The loop's reactor, for wake-ups from other threads; null once the loop has ended.
@@ -96,6 +104,8 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
     std::uint32_t generation = 0;
     bool lent = false;     // its send state is with the callers
     bool touched = true;   // a completion came (or it just joined): it takes a turn
+    bool polls = false;    // its member->polls(), as of its last turn
+    bool spins = false;    // its member->spins(), as of its last turn
     std::chrono::steady_clock::time_point due{};  // the time it asked to be looked at again
     LoopMember& take() {   // before the loop works on the member
       if (lent) member->take_back();
@@ -117,6 +127,7 @@ class ClientLoop final : transport::ReactorHandler, public std::enable_shared_fr
   bool ended_ = false;
   std::atomic<bool> joining_hint_{false};
   std::atomic<bool> sleeping_{false};
+  std::atomic<bool> posted_{false};
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<transport::Reactor*> reactor_{nullptr};
   std::atomic<int> wakers_{0};

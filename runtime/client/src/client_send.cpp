@@ -86,6 +86,7 @@ bool Client::Impl::make_room_on_loop() {
   drain_outbox(SIZE_MAX);
   deferring = was_deferring;
   drained_outside_turn = true;
+  work_posted->store(true, std::memory_order_relaxed);  // the loop asks this member too
   return true;
 }
 

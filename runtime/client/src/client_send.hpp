@@ -73,6 +73,9 @@ inline transport::MpscByteRing::Claim Client::Impl::claim(std::size_t bytes) {
 }
 
 inline void Client::Impl::committed() {
+  // Before the fence, so that a loop about to sleep sees it (or this sees the loop asleep);
+  // stored only when clear, so that a burst writes the loop's line once per turn.
+  if (!work_posted->load(std::memory_order_relaxed)) work_posted->store(true, std::memory_order_relaxed);
   // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // Only the producer that finds the client asleep and clears the flag writes the eventfd:
@@ -83,6 +86,7 @@ inline void Client::Impl::committed() {
 }
 
 inline void Client::Impl::wake_client() {
+  work_posted->store(true, std::memory_order_relaxed);  // ordered by the eventfd it writes
   // seq_cst: pairs with the end of run(), which waits for the count to fall to zero.
   wakers.fetch_add(1, std::memory_order_seq_cst);
   if (auto* r = reactor.load(std::memory_order_seq_cst)) r->wake();

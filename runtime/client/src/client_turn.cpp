@@ -47,6 +47,7 @@ bool Client::Impl::join_loop() {
   auto use = [this](const std::shared_ptr<client_detail::ClientLoop>& l) {
     loop = l;
     sleeping = &l->sleeping();
+    work_posted = &l->posted();
   };
   if (loop_kind == LoopKind::context) {
     use(loop);
@@ -176,6 +177,8 @@ void Client::Impl::after_sleep() {
 }
 
 bool Client::Impl::spins() const { return options.spin && !tearing_down; }
+
+bool Client::Impl::polls() const { return shm != nullptr && !tearing_down; }
 
 void Client::Impl::on_completion(const transport::Completion& c, unsigned) {
   switch (c.op) {
