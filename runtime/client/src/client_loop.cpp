@@ -116,6 +116,7 @@ void ClientLoop::run() {
   reactor_.store(&r, std::memory_order_release);
   const auto idle_spin = idle_spin_for_this_machine();
   std::chrono::steady_clock::time_point last_active{};
+  std::chrono::steady_clock::time_point last_full_look{};
   for (;;) {
     if (joining_hint_.load(std::memory_order_acquire)) take_joiners();
     int timeout = INT_MAX;
@@ -123,9 +124,14 @@ void ClientLoop::run() {
     // Polling on a little after work: the answer to what was just sent (a round trip's
     // second half, the next update of a burst) then finds the loop awake.
     bool spin = now - last_active < idle_spin;
-    // seq_cst: pairs with the producers' fence (Client::Impl::committed): either this turn
-    // sees their calls, or they see the flag clear and set it again.
-    const bool posted = posted_.load(std::memory_order_relaxed) && posted_.exchange(false, std::memory_order_seq_cst);
+    // A producer's flag says some member has calls (acquire: they are visible). The flag is
+    // one for all producers, so one may be taken before another's call shows: every member is
+    // asked at least once a millisecond too, and always before the loop sleeps (below).
+    bool posted = posted_.load(std::memory_order_relaxed) && posted_.exchange(false, std::memory_order_acq_rel);
+    if (now - last_full_look >= std::chrono::milliseconds(1)) {
+      posted = true;
+      last_full_look = now;
+    }
     std::size_t live = 0;
     for (std::uint32_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
@@ -169,9 +175,11 @@ void ClientLoop::run() {
       sleeping_.store(true, std::memory_order_seq_cst);
       // A producer that committed before our store saw the flag clear and did not wake us:
       // look at the members once more (joiners too).
+      // Every member, not only those with rings: this is the handshake with the producers'
+      // fence that no call committed before the flag went up is left waiting.
       if (joining_hint_.load(std::memory_order_seq_cst) || posted_.load(std::memory_order_seq_cst)) timeout = 0;
       for (Slot& s : slots_)
-        if (timeout > 0 && s.member && s.polls && s.member->has_input()) timeout = 0;
+        if (timeout > 0 && s.member && s.member->has_input()) timeout = 0;
     }
     for (Slot& s : slots_) {
       if (!s.member || s.lent) continue;

@@ -118,6 +118,9 @@ void Client::Impl::lost(std::string reason) {
 }
 
 void Client::Impl::begin_recovery(std::string reason) {
+  // The old connection's unsent bytes count for nothing now (a resumption sends from the log
+  // what the broker lacks): left counted, they would stop the drain for the whole recovery.
+  drop_unsent();
   recovering = true;
   hold_out = false;
   connected.store(false, std::memory_order_release);

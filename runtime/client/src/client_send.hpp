@@ -73,9 +73,9 @@ inline transport::MpscByteRing::Claim Client::Impl::claim(std::size_t bytes) {
 }
 
 inline void Client::Impl::committed() {
-  // Before the fence, so that a loop about to sleep sees it (or this sees the loop asleep);
-  // stored only when clear, so that a burst writes the loop's line once per turn.
-  if (!work_posted->load(std::memory_order_relaxed)) work_posted->store(true, std::memory_order_relaxed);
+  // Release, after the commit: a loop that takes the flag sees the call. Every time, not only
+  // when clear: a flag another producer set may be taken before this call is visible.
+  work_posted->store(true, std::memory_order_release);
   // seq_cst: pairs with the store of `sleeping` in run(); one of us sees the other.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // Only the producer that finds the client asleep and clears the flag writes the eventfd:
