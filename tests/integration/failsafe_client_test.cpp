@@ -93,11 +93,13 @@ class StateLog {
 std::string value_of(std::size_t i) { return "v" + std::to_string(i); }
 
 // The values `log` got for `path`, each once and in order 0..count-1: "" or what is wrong.
-std::string check_exactly_once_in_order(const UpdateLog& log, std::size_t count) {
+std::string check_exactly_once_in_order(const UpdateLog& log, std::size_t count,
+                                        const std::function<std::string(std::size_t)>& value = value_of) {
   std::size_t next = 0;
   for (const auto& r : log.entries()) {
-    if (r.value != value_of(next))
-      return "update " + std::to_string(next) + " is '" + r.value + "', expected '" + value_of(next) + "'";
+    if (r.value != value(next))
+      return "update " + std::to_string(next) + " is '" + r.value.substr(0, 32) + "', expected '" +
+             value(next).substr(0, 32) + "'";
     ++next;
   }
   if (next != count) return "got " + std::to_string(next) + " of " + std::to_string(count) + " updates";
@@ -204,6 +206,74 @@ TEST(FailSafeClient, a_broker_restarted_under_a_publishing_client_loses_and_repe
   publisher.close();
   subscriber.close();
   second.stop();
+}
+
+// A connection lost while its send buffer was full (the network had stopped taking bytes, so
+// the client's thread had stopped moving calls out of the outbox): the recovery forgets the
+// dead connection's unsent bytes, the outbox drains into the client's queue, and calls made
+// meanwhile are taken, not held up until a broker answers. Every update arrives once, in order.
+TEST(FailSafeClient, calls_made_while_a_connection_with_a_full_send_buffer_recovers_are_queued_and_all_arrive) {
+  const std::uint16_t port = free_port();
+  BrokerProcess broker(on_port(port));
+  BROOK_ASSERT_STARTED(broker);
+  FaultProxy proxy(port);
+  ASSERT_TRUE(proxy.listening());
+  UpdateLog log;
+  Client subscriber;
+  ASSERT_TRUE(connect_client(subscriber, broker.url(), "drain-subscriber"));
+  ASSERT_TRUE(subscribe_and_wait(subscriber, "Drain/t", log));
+
+  Client publisher(std::size_t{64} << 10);
+  ASSERT_TRUE(publisher.connect(failsafe_options(proxy.url(), "drain-publisher")));
+  ASSERT_TRUE(round_trip(publisher));
+  ASSERT_TRUE(proxy.stall(0, FaultProxy::Direction::to_broker));
+
+  const auto padded = [](std::size_t i) { return value_of(i) + std::string(500, '.'); };
+  // Fills the kernel's buffers, the client's send buffer and the outbox: full once calls are
+  // refused for 200 ms straight (the client's thread no longer makes room).
+  std::size_t accepted = 0;
+  constexpr std::size_t fill_limit = 200'000;  // 100 MB: far more than the buffers can hold
+  auto refused_since = std::chrono::steady_clock::time_point{};
+  while (accepted < fill_limit) {
+    Status s = publisher.try_publish("Drain/t", padded(accepted));
+    if (s) {
+      ++accepted;
+      refused_since = {};
+      continue;
+    }
+    ASSERT_EQ(s.code, ErrorCode::back_pressured) << s.message;
+    const auto now = std::chrono::steady_clock::now();
+    if (refused_since == std::chrono::steady_clock::time_point{}) refused_since = now;
+    if (now - refused_since > milliseconds(200)) break;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_LT(accepted, fill_limit) << "the stalled connection never filled the outbox";
+
+  proxy.refuse_new_connections(true);
+  ASSERT_TRUE(proxy.reset(0));
+  // Recovering, with no broker to be had: calls go to the client's queue.
+  constexpr std::size_t during_recovery = 1000;
+  std::size_t taken_during_recovery = 0;
+  const auto deadline = std::chrono::steady_clock::now() + short_wait;
+  while (taken_during_recovery < during_recovery && std::chrono::steady_clock::now() < deadline) {
+    Status s = publisher.try_publish("Drain/t", padded(accepted));
+    if (s) {
+      ++accepted;
+      ++taken_during_recovery;
+      continue;
+    }
+    ASSERT_EQ(s.code, ErrorCode::back_pressured) << s.message;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(taken_during_recovery, during_recovery) << "the outbox stayed full through the recovery";
+  EXPECT_GT(publisher.queued_calls(), 0u);
+
+  proxy.refuse_new_connections(false);
+  EXPECT_TRUE(log.wait_for(accepted, long_wait)) << log.size() << " of " << accepted;
+  EXPECT_EQ(check_exactly_once_in_order(log, accepted, padded), "");
+  publisher.close();
+  subscriber.close();
+  broker.stop();
 }
 
 TEST(FailSafeClient, with_two_servers_listed_the_client_fails_over_when_the_first_is_killed) {
