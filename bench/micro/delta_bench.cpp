@@ -1,5 +1,5 @@
 // Micro-benchmarks of the binary delta codec on the updates it is meant for: JSON-ish records
-// (odds, spreads, totals) and binary records of 8-byte fields, 200 B, 1 KiB and 4 KiB, each
+// (odds, spreads, totals) and binary records of 8-byte fields, 64 B, 200 B, 1 KiB and 4 KiB, each
 // update changing three fields. Every run walks a fixed chain of 64 versions, so that neither
 // the branch predictor nor the caches see the same pair twice in a row. Items are updates;
 // `delta_bytes` is the mean delta size. Baseline in the same run: a memcpy of the value and
@@ -162,7 +162,7 @@ void BM_Delta_baseline_checksum(benchmark::State& state) {
 
 void sizes(benchmark::internal::Benchmark* b) {
   for (int kind : {json, binary})
-    for (int bytes : {200, 1024, 4096}) b->Args({bytes, kind});
+    for (int bytes : {64, 200, 1024, 4096}) b->Args({bytes, kind});
 }
 BENCHMARK(BM_Delta_encode)->Apply(sizes);
 BENCHMARK(BM_Delta_apply)->Apply(sizes);
