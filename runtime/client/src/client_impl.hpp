@@ -401,6 +401,10 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   std::size_t unsent_bytes() const noexcept { return out.size() + log_tail_bytes; }
   void queue_log_tail();
   std::uint64_t set_log_queued(std::uint64_t sequence);
+  void log_all_queued() noexcept {
+    log_queued = sent_log.last();
+    log_tail_bytes = 0;
+  }
   void drop_unsent();
   void end_sending();
   // `consumed_before`: outbox.consumed() read before the claim that failed.
@@ -422,6 +426,7 @@ struct BROOK_LOCAL Client::Impl final : client_detail::LoopMember, std::enable_s
   void give_back_held();
   void append_session(std::span<const std::byte> frame, std::uint64_t record = 0);
   void start_send();
+  void send_parts_in_order(std::uint64_t last_sequence);
   void issue_send();
   void shm_send();
   void sent(int result);

@@ -235,14 +235,11 @@ void Client::Impl::step_recovery(std::chrono::steady_clock::time_point now) {
   hold_out = true;
   last_heard = std::chrono::steady_clock::now();
   auto frame = connect_frame(has_session && !fresh_session);
-  sending.assign(frame.begin(), frame.end());
-  send_parts.assign(1, {sending.data(), sending.size()});
-  sending_total = sending.size();
-  sending_offset = 0;
-  sending_last_seq = 0;
   recv_armed = true;
   io->recv_multishot(fd, token_base);
-  issue_send();
+  sending.assign(frame.begin(), frame.end());
+  send_parts.assign(1, {sending.data(), sending.size()});
+  send_parts_in_order(0);
 }
 
 // Opens a connection to `server` into fd (and shm); false with why not, and `refused` set
@@ -431,8 +428,7 @@ void Client::Impl::restart_session(const codec::ConnectedMsg& m, const std::stri
   }
   sent_log = std::move(fresh);
   rebase_log(m.last_received);
-  log_queued = sent_log.last();  // all of it is in `out`, copied as it was rebuilt
-  log_tail_bytes = 0;
+  log_all_queued();  // all of it is in `out`, copied as it was rebuilt
   // Values stay held: the subscriptions resume from them (positions above), and the broker
   // flags resync only where the updates after them are gone.
   aliases.clear();

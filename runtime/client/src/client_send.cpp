@@ -297,8 +297,7 @@ void Client::Impl::queue_log_tail() {
   sent_log.visit_after(log_queued, [&](std::span<const std::byte> frames) {
     out.insert(out.end(), frames.begin(), frames.end());
   });
-  log_queued = sent_log.last();
-  log_tail_bytes = 0;
+  log_all_queued();
 }
 
 // The log's frames after `sequence` are to be sent (those it still holds); returns how many
@@ -312,8 +311,7 @@ std::uint64_t Client::Impl::set_log_queued(std::uint64_t sequence) {
 // Nothing queued is sent on this connection (it ended, or a resumption decides afresh).
 void Client::Impl::drop_unsent() {
   out.clear();
-  log_queued = sent_log.last();
-  log_tail_bytes = 0;
+  log_all_queued();
 }
 
 void Client::Impl::start_send() {
@@ -329,13 +327,17 @@ void Client::Impl::start_send() {
       send_parts.push_back({const_cast<std::byte*>(frames.data()), frames.size()});
     });
     sent_log.hold_in_place();
-    log_queued = sent_log.last();
-    log_tail_bytes = 0;
+    log_all_queued();
   }
+  send_parts_in_order(sent_log.last());
+}
+
+// Sends send_parts, which end with the log's frame `last_sequence` (0: no log frame).
+void Client::Impl::send_parts_in_order(std::uint64_t last_sequence) {
   sending_total = 0;
   for (const ::iovec& part : send_parts) sending_total += part.iov_len;
   sending_offset = 0;
-  sending_last_seq = sent_log.last();
+  sending_last_seq = last_sequence;
   issue_send();
 }
 

@@ -115,7 +115,7 @@ bool Client::Impl::send_directly(std::size_t bytes, Fill&& fill) {
       out.resize(bytes);
       fill(out.data());
       sent_log.append(out);
-      log_queued = sent_log.last();  // in `out`, written here
+      log_all_queued();  // in `out`, written here
     } catch (...) {
       // Out of memory: nothing was logged or sent. The state goes back to the client
       // thread as it was (which would otherwise wait for it forever), and the call fails.
