@@ -149,6 +149,24 @@ TEST(SpscRing, drain_with_look_ahead_sees_each_record_once_distance_records_earl
   EXPECT_EQ(ring.drain(handle, 100, ahead, 3), 0u);
 }
 
+// The two-stage drain: each record is seen by `far` far_distance records before it is
+// handled and by `near` near_distance records before, always far first.
+TEST(SpscRing, two_stage_look_ahead_sees_each_record_far_then_near_then_handles_it) {
+  SpscRing<std::uint64_t> ring(16);
+  for (std::uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(ring.try_push(i));
+  std::vector<std::string> events;
+  auto handle = [&](const std::uint64_t& v) { events.push_back("f" + std::to_string(v)); };
+  auto far = [&](const std::uint64_t& v) { events.push_back("a" + std::to_string(v)); };
+  auto near = [&](const std::uint64_t& v) { events.push_back("b" + std::to_string(v)); };
+  EXPECT_EQ(ring.drain(handle, 100, far, 3, near, 1), 6u);
+  EXPECT_EQ(events, (std::vector<std::string>{"a0", "a1", "a2", "b0", "a3", "b1", "f0", "a4", "b2", "f1",
+                                              "a5", "b3", "f2", "b4", "f3", "b5", "f4", "f5"}));
+  events.clear();
+  ASSERT_TRUE(ring.try_push(6));
+  EXPECT_EQ(ring.drain(handle, 100, far, 3, near, 1), 1u);
+  EXPECT_EQ(events, (std::vector<std::string>{"a6", "b6", "f6"}));
+}
+
 TEST(SpscRing, two_threads_pass_two_million_records_in_order_and_intact) {
   constexpr std::uint64_t total = 2'000'000;
   SpscRing<Record> ring(1024);

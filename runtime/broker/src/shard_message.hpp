@@ -2,6 +2,8 @@
 // The records shards exchange through their SPSC mailboxes. Fixed size and trivially
 // copyable; a record that carries a buffer owns exactly one reference to it, which the
 // receiving shard takes over.
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "brook/codec/frame.hpp"
@@ -95,6 +97,19 @@ inline void prefetch_buffers_of(const ShardMessage& m) noexcept {
     __builtin_prefetch(b, 1);
     __builtin_prefetch(reinterpret_cast<const char*>(b) + 64, 0);
   }
+}
+
+// The rest of a longer buffer, once its head (and so its size) has arrived: a 1 KiB value is
+// sixteen more lines, which the owner's delta checksum otherwise fetched one miss at a time
+// from the other core (12% of a 1 KiB stream's broker). At most max_prefetch_bytes: a large
+// value is read sequentially, where the hardware's own prefetcher keeps up.
+inline constexpr std::size_t max_prefetch_bytes = 4096;
+inline void prefetch_rest_of(const ShardMessage& m) noexcept {
+  const SharedBuffer* b = m.buffer;
+  if (!b) return;
+  const char* start = reinterpret_cast<const char*>(b);
+  const std::size_t end = sizeof(SharedBuffer) + std::min<std::size_t>(b->size(), max_prefetch_bytes);
+  for (std::size_t line = 128; line < end; line += 64) __builtin_prefetch(start + line, 0);
 }
 
 inline constexpr std::uint8_t connection_shm = 1;

@@ -75,14 +75,24 @@ class SpscRing {
   // records in between.
   template <class F, class Ahead>
   std::size_t drain(F&& f, std::size_t max, Ahead&& ahead, std::size_t distance) {
+    return drain(std::forward<F>(f), max, std::forward<Ahead>(ahead), distance, [](const T&) {}, 0);
+  }
+
+  // The same in two stages: far(record) `far_distance` places on, then near(record) when it
+  // is `near_distance` (fewer) places on, so that near may read what far asked for.
+  template <class F, class Far, class Near>
+  std::size_t drain(F&& f, std::size_t max, Far&& far, std::size_t far_distance, Near&& near,
+                    std::size_t near_distance) {
     const std::uint64_t head = consumer_.position.load(std::memory_order_relaxed);
     // acquire: pairs with the release in try_push.
     consumer_.cached_other = producer_.position.load(std::memory_order_acquire);
     std::uint64_t available = consumer_.cached_other - head;
     std::size_t n = available < max ? static_cast<std::size_t>(available) : max;
-    for (std::size_t i = 0; i < n && i < distance; ++i) ahead(slots_[(head + i) & mask_]);
+    for (std::size_t i = 0; i < n && i < far_distance; ++i) far(slots_[(head + i) & mask_]);
+    for (std::size_t i = 0; i < n && i < near_distance; ++i) near(slots_[(head + i) & mask_]);
     for (std::size_t i = 0; i < n; ++i) {
-      if (i + distance < n) ahead(slots_[(head + i + distance) & mask_]);
+      if (i + far_distance < n) far(slots_[(head + i + far_distance) & mask_]);
+      if (i + near_distance < n) near(slots_[(head + i + near_distance) & mask_]);
       f(slots_[(head + i) & mask_]);
     }
     // release: pairs with the acquire in try_push.
