@@ -1,0 +1,13 @@
+set terminal pngcairo size 900,520 font 'sans,10'
+set output 'latency-2-rtt-tcp-1024-B-10000-s.png'
+set title "Latency by percentile: rtt · tcp · 1024 B · 10000/s (the run with the median p99)" noenhanced
+set logscale xy
+set xrange [1:1e6]
+set xtics ('min' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000, 'max' 1000000)
+set ylabel 'microseconds'
+set grid xtics ytics mytics
+set key top left
+plot 'latency-2-rtt-tcp-1024-B-10000-s.dat' index 0 using 1:2 with linespoints lw 2 title "brook", \
+     'latency-2-rtt-tcp-1024-B-10000-s.dat' index 1 using 1:2 with linespoints lw 2 title "mqtt", \
+     'latency-2-rtt-tcp-1024-B-10000-s.dat' index 2 using 1:2 with linespoints lw 2 title "nats", \
+     'latency-2-rtt-tcp-1024-B-10000-s.dat' index 3 using 1:2 with linespoints lw 2 title "redis"
