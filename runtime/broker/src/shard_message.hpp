@@ -92,7 +92,9 @@ inline void release_buffers_of(const ShardMessage& m) noexcept {
 // A record's buffer was written on the sending shard's core, and its first lines (the
 // reference count, the frame's head and a short value) are what the receiving shard touches
 // first: asked for a few records ahead, they arrive while the records in between are handled.
+inline constexpr std::size_t head_prefetch_bytes = 128;  // the two lines asked for first
 inline void prefetch_buffers_of(const ShardMessage& m) noexcept {
+  static_assert(head_prefetch_bytes == 2 * 64);
   if (const SharedBuffer* b = m.buffer) {
     __builtin_prefetch(b, 1);
     __builtin_prefetch(reinterpret_cast<const char*>(b) + 64, 0);
@@ -109,7 +111,7 @@ inline void prefetch_rest_of(const ShardMessage& m) noexcept {
   if (!b) return;
   const char* start = reinterpret_cast<const char*>(b);
   const std::size_t end = sizeof(SharedBuffer) + std::min<std::size_t>(b->size(), max_prefetch_bytes);
-  for (std::size_t line = 128; line < end; line += 64) __builtin_prefetch(start + line, 0);
+  for (std::size_t line = head_prefetch_bytes; line < end; line += 64) __builtin_prefetch(start + line, 0);
 }
 
 inline constexpr std::uint8_t connection_shm = 1;
